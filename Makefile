@@ -1,0 +1,68 @@
+# nbray developer tasks.
+#
+#   make demo    create .venv, install nbray, open JupyterLab on demo_notebooks/
+#   make test    install what the tests need and run the whole suite
+#   make lint    ruff (lint + format check) and mypy
+#   make clean   remove build outputs and caches (distclean also removes .venv)
+
+PYTHON ?= python3
+VENV := .venv
+VENV_PY := $(VENV)/bin/python
+# Written after a successful install; reinstall when pyproject.toml changes.
+STAMP := $(VENV)/.installed
+EXTRAS ?= test
+
+PYTEST_ARGS ?=
+LINT_PATHS ?= nbray tests
+DEMO_DIR ?= demo_notebooks
+
+JUPYTER_ARGS := --notebook-dir=$(DEMO_DIR) --LabApp.news_url=None
+ifeq ($(shell id -u),0)
+# jupyter lab / jupyter server exit at once as root without this.
+JUPYTER_ARGS += --allow-root
+endif
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.DEFAULT_GOAL := help
+
+.PHONY: help install $(VENV) test lint demo clean distclean
+
+help:
+	@echo "make demo       create $(VENV), install nbray, open JupyterLab on $(DEMO_DIR)/"
+	@echo "make test       install test dependencies and run the whole suite"
+	@echo "make lint       ruff check, ruff format --check, mypy"
+	@echo "make clean      remove build outputs and caches"
+	@echo "make distclean  clean, and remove $(VENV)"
+
+$(VENV_PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(VENV_PY) pyproject.toml
+	$(VENV_PY) -m pip install --upgrade pip
+	$(VENV_PY) -m pip install -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(STAMP)
+
+$(VENV): $(STAMP)
+
+test: install
+	$(VENV_PY) -m pytest tests $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy -p nbray
+
+demo: install
+	$(VENV)/bin/jupyter lab $(JUPYTER_ARGS)
+
+clean:
+	rm -rf build dist test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	find . \( -path ./$(VENV) -o -path ./.git -o -name node_modules \) -prune -o \
+		\( -name __pycache__ -o -name '*.egg-info' -o -name .ipynb_checkpoints \) \
+		-type d -print0 | xargs -0 rm -rf
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,365 @@
+"""The client: one per process (kernel, script or worker) talking to the head.
+
+    API call (kernel thread) ──send()──▶ Connection ──▶ head
+    head ──▶ reader thread ──handlers──▶ object cache (wakes get/wait), replies,
+                                         task output, events, and (in workers) tasks to run
+    ObjectRef.__del__ / unpickled refs ──▶ ordered hold/release queue ──▶ flushed before the
+                                            next send, or by the flusher thread within ~20 ms
+
+The reader thread never runs user code except event and output callbacks, which must be
+quick. Payloads fetched from the head are cached while a local ObjectRef to them lives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import mmap
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .errors import GetTimeoutError, NbrayConnectionError, RemoteError
+from .runtime import protocol as P
+from .runtime import serialization, shm
+from .runtime.transport import Connection
+
+log = logging.getLogger("nbray.client")
+INLINE_LIMIT = 100 * 1024  # larger values go to shared memory
+
+
+class Client:
+    """A connection to the head, with the object cache and reference counts of this process."""
+
+    def __init__(
+        self,
+        address: str,
+        secret: bytes,
+        role: str = "client",
+        worker_id: int = 0,
+        task_handler: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.address = address
+        self.role = role
+        self.conn = Connection(address, secret)
+        self.conn.send([P.Hello(role, os.getpid(), worker_id)])
+        first = self.conn.recv()
+        if not first or not isinstance(first[0], P.Welcome):
+            self.conn.close()
+            raise NbrayConnectionError(f"the cluster at {address} did not welcome this client")
+        welcome: P.Welcome = first[0]
+        self.client_id = welcome.client_id
+        self.session = welcome.session
+        self.node_id = welcome.node_id
+        self.namespace = welcome.namespace
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._send_lock = threading.Lock()
+        self._objects: dict[int, P.Payload] = {}
+        self._requested: set[int] = set()
+        self._maps: dict[int, mmap.mmap] = {}
+        self._refs: dict[int, int] = {}
+        self._ref_lock = threading.Lock()
+        self._holds: deque[tuple[bool, int]] = deque()  # (hold?, object id), in order
+        self._flush_needed = threading.Event()
+        self._replies: dict[int, list[Any]] = {}
+        self.closed = False
+        self.disconnect_reason = ""
+        self.output_handler: Callable[[P.Output], None] | None = None
+        self.event_handlers: list[Callable[[dict[str, Any]], None]] = []
+        self.task_handler = task_handler
+        self.blocked_hook: Callable[[bool], None] | None = None
+        self.known_funcs: set[bytes] = set()
+        self.handlers: dict[type, Callable[[Any], None]] = {
+            P.ObjectReady: self._on_object_ready,
+            P.Reply: self._on_reply,
+            P.Output: self._on_output,
+            P.Event: self._on_event,
+        }
+        for queued in first[1:]:
+            self._handle(queued)
+        self._reader = threading.Thread(target=self._read_loop, name="nbray-reader", daemon=True)
+        self._reader.start()
+        self._flusher = threading.Thread(target=self._flush_loop, name="nbray-flush", daemon=True)
+        self._flusher.start()
+
+    # --- ids and sending -------------------------------------------------------------------
+
+    def new_id(self) -> int:
+        return (self.client_id << 32) | next(self._counter)
+
+    def send(self, *msgs: Any) -> None:
+        if self.closed:
+            raise NbrayConnectionError(
+                f"the connection to the cluster is closed ({self.disconnect_reason or 'shut down'})"
+                "; call nbray.init() again"
+            )
+        with self._send_lock:
+            batch = self._drain_holds()
+            batch.extend(msgs)
+            self.conn.send(batch)
+
+    def _drain_holds(self) -> list[Any]:
+        out: list[Any] = []
+        if not self._holds:
+            return out
+        run: list[int] = []
+        run_kind: bool | None = None
+        while self._holds:
+            try:
+                kind, oid = self._holds.popleft()
+            except IndexError:
+                break
+            if kind is not run_kind and run:
+                out.append(P.AddHold(tuple(run)) if run_kind else P.Release(tuple(run)))
+                run = []
+            run_kind = kind
+            run.append(oid)
+        if run:
+            out.append(P.AddHold(tuple(run)) if run_kind else P.Release(tuple(run)))
+        return out
+
+    def _flush_loop(self) -> None:
+        while not self.closed:
+            self._flush_needed.wait()
+            time.sleep(0.02)
+            self._flush_needed.clear()
+            if self._holds and not self.closed:
+                with contextlib.suppress(NbrayConnectionError), self._send_lock:
+                    batch = self._drain_holds()
+                    if batch:
+                        self.conn.send(batch)
+
+    # --- reference counting ------------------------------------------------------------------
+
+    def incref(self, oid: int, borrowed: bool) -> None:
+        with self._ref_lock:
+            n = self._refs.get(oid, 0)
+            self._refs[oid] = n + 1
+            if n == 0 and borrowed:
+                self._holds.append((True, oid))
+                self._flush_needed.set()
+
+    def decref(self, oid: int) -> None:
+        if self.closed:
+            return
+        with self._ref_lock:
+            n = self._refs.get(oid, 0) - 1
+            if n > 0:
+                self._refs[oid] = n
+                return
+            self._refs.pop(oid, None)
+            self._holds.append((False, oid))
+        with self._lock:
+            self._objects.pop(oid, None)
+            self._requested.discard(oid)
+            self._maps.pop(oid, None)
+        self._flush_needed.set()
+
+    # --- objects -----------------------------------------------------------------------------
+
+    def store(self, value: Any, oid: int, what: str = "value") -> tuple[P.Payload, tuple[int, ...]]:
+        """Serialise ``value`` as object ``oid``: inline when small, else a shm segment."""
+        s = serialization.serialize(value, what)
+        size = serialization.packed_size(s)
+        if size <= INLINE_LIMIT:
+            return P.Payload(P.INLINE, serialization.pack(s)), s.contained
+        name = shm.segment_name(self.session, oid)
+        try:
+            mm = shm.create(name, size)
+        except OSError as exc:
+            from .errors import ObjectStoreFullError
+
+            raise ObjectStoreFullError(
+                f"cannot store a {size / 1e6:.1f} MB object in shared memory "
+                f"({shm.available_bytes() / 1e6:.1f} MB free in /dev/shm): {exc}"
+            ) from exc
+        with mm:
+            serialization.pack_into(s, memoryview(mm))
+        return P.Payload(P.SHM, segment=name, size=size), s.contained
+
+    def put(self, value: Any) -> int:
+        oid = self.new_id()
+        payload, contained = self.store(value, oid)
+        self.incref(oid, borrowed=False)
+        self.send(P.Put(oid, payload, contained))
+        return oid
+
+    def fetch(self, oids: Iterable[int]) -> None:
+        """Ask the head for these objects, once each."""
+        with self._lock:
+            wanted = tuple(o for o in oids if o not in self._objects and o not in self._requested)
+            self._requested.update(wanted)
+        if wanted:
+            self.send(P.Fetch(wanted))
+
+    def ready(self, oid: int) -> bool:
+        return oid in self._objects
+
+    def wait_for(self, oids: list[int], num_ready: int, timeout: float | None) -> list[int]:
+        """Block until ``num_ready`` of ``oids`` are here (or timeout); returns those ready."""
+        self.fetch(oids)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        blocked = False
+        try:
+            with self._cond:
+                while True:
+                    done = [o for o in oids if o in self._objects]
+                    if len(done) >= num_ready or self.closed:
+                        break
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        break
+                    if not blocked and self.blocked_hook is not None:
+                        blocked = True
+                        self._cond.release()
+                        try:
+                            self.blocked_hook(True)
+                        finally:
+                            self._cond.acquire()
+                        continue
+                    self._cond.wait(remaining if remaining is not None else 1.0)
+        finally:
+            if blocked and self.blocked_hook is not None:
+                self.blocked_hook(False)
+        if self.closed and len(done) < num_ready:
+            raise NbrayConnectionError(
+                f"lost the connection to the cluster while waiting for objects "
+                f"({self.disconnect_reason}); call nbray.init() again"
+            )
+        return done
+
+    def get_values(self, oids: list[int], timeout: float | None) -> list[Any]:
+        done = self.wait_for(oids, len(oids), timeout)
+        if len(done) < len(oids):
+            missing = [f"{o:016x}" for o in oids if o not in self._objects]
+            raise GetTimeoutError(
+                f"get timed out after {timeout} s: {len(missing)} of {len(oids)} objects "
+                f"not ready ({', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}). "
+                "The tasks keep running; call get again or cancel them."
+            )
+        return [self.value(o) for o in oids]
+
+    def value(self, oid: int) -> Any:
+        payload = self._objects[oid]
+        return self.decode(oid, payload)
+
+    def decode(self, oid: int, payload: P.Payload) -> Any:
+        if payload.kind == P.INLINE:
+            return serialization.unpack(payload.data)
+        if payload.kind == P.SHM:
+            mm = self._maps.get(oid)
+            if mm is None:
+                try:
+                    mm = shm.open_readonly(payload.segment, payload.size)
+                except FileNotFoundError:
+                    from .runtime.objects import lost_payload
+
+                    return self.decode(oid, lost_payload(oid))
+                if oid in self._refs:
+                    self._maps[oid] = mm
+            return serialization.unpack(memoryview(mm)[: payload.size])
+        import pickle
+
+        err: RemoteError = pickle.loads(payload.data)
+        raise err.to_exception()
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def request(self, what: str, *args: Any, timeout: float = 60.0) -> Any:
+        req_id = next(self._counter)
+        slot: list[Any] = []
+        with self._lock:
+            self._replies[req_id] = slot
+        self.send(P.Request(req_id, what, args))
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not slot and not self.closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            self._replies.pop(req_id, None)
+        if not slot:
+            raise NbrayConnectionError(f"the cluster did not answer {what!r} in {timeout} s")
+        reply: P.Reply = slot[0]
+        if not reply.ok:
+            raise reply.value
+        return reply.value
+
+    # --- the reader thread -------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                msgs = self.conn.recv()
+                if msgs is None:
+                    break
+                for msg in msgs:
+                    self._handle(msg)
+        except Exception as exc:  # never die silently: record why
+            log.exception("the nbray reader thread failed")
+            self.disconnect_reason = f"reader failed: {exc}"
+        finally:
+            if not self.disconnect_reason:
+                self.disconnect_reason = "the cluster closed the connection"
+            self.closed = True
+            self._flush_needed.set()
+            with self._cond:
+                self._cond.notify_all()
+            if self.task_handler is not None:
+                self.task_handler(None)
+
+    def _handle(self, msg: Any) -> None:
+        handler = self.handlers.get(type(msg))
+        if handler is not None:
+            handler(msg)
+        elif self.task_handler is not None:
+            self.task_handler(msg)
+
+    def _on_object_ready(self, msg: P.ObjectReady) -> None:
+        with self._cond:
+            if msg.object_id in self._requested:
+                self._objects[msg.object_id] = msg.payload
+                self._cond.notify_all()
+
+    def _on_reply(self, msg: P.Reply) -> None:
+        with self._cond:
+            slot = self._replies.get(msg.req_id)
+            if slot is not None:
+                slot.append(msg)
+                self._cond.notify_all()
+
+    def _on_output(self, msg: P.Output) -> None:
+        if self.output_handler is not None:
+            self.output_handler(msg)
+
+    def _on_event(self, msg: P.Event) -> None:
+        for handler in list(self.event_handlers):
+            try:
+                handler(msg.data)
+            except Exception:
+                log.exception("an nbray event handler failed")
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        with contextlib.suppress(NbrayConnectionError), self._send_lock:
+            batch = self._drain_holds()
+            if batch:
+                self.conn.send(batch)
+        self.closed = True
+        self.disconnect_reason = "shut down"
+        self._flush_needed.set()
+        self.conn.close()
+        self._reader.join(timeout=5)
+        with self._lock:
+            self._objects.clear()
+            self._maps.clear()

@@ -1,0 +1,92 @@
+"""The engine interface: what the API, magics and widgets need from whatever runs the work.
+
+    nbray.api / RemoteFunction / ActorClass ──▶ Engine ──▶ LocalEngine (runtime/, default)
+                                                       └─▶ a Ray engine (scale-out, later)
+
+An engine turns functions, classes and values into ObjectRefs and ActorHandles, and
+produces the one event stream (task lifecycle and node metrics) that widgets read.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .actor import ActorHandle
+    from .object_ref import ObjectRef
+    from .options import ActorOptions, TaskOptions
+
+__all__ = ["Engine"]
+
+
+class Engine(ABC):
+    """One connected cluster, behind the public API."""
+
+    name: str = "engine"
+
+    @abstractmethod
+    def submit_task(
+        self,
+        func: Any,
+        fingerprint: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: TaskOptions,
+        name: str,
+    ) -> list[ObjectRef]:
+        """Run ``func(*args, **kwargs)`` as a task; one ref per return value."""
+
+    @abstractmethod
+    def create_actor(
+        self, cls: type, args: tuple[Any, ...], kwargs: dict[str, Any], options: ActorOptions
+    ) -> ActorHandle: ...
+
+    @abstractmethod
+    def call_actor(
+        self,
+        handle: ActorHandle,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        num_returns: int,
+    ) -> list[ObjectRef]: ...
+
+    @abstractmethod
+    def put(self, value: Any) -> ObjectRef: ...
+
+    @abstractmethod
+    def get(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]: ...
+
+    @abstractmethod
+    def wait(
+        self, refs: list[ObjectRef], num_returns: int, timeout: float | None
+    ) -> list[ObjectRef]:
+        """The refs among ``refs`` that are ready once ``num_returns`` are (or on timeout)."""
+
+    @abstractmethod
+    def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None: ...
+
+    @abstractmethod
+    def kill_actor(self, handle: ActorHandle, no_restart: bool) -> None: ...
+
+    @abstractmethod
+    def get_actor(self, name: str, namespace: str | None) -> ActorHandle: ...
+
+    @abstractmethod
+    def cluster_info(self) -> dict[str, Any]:
+        """``{"nodes": [...], "total": {...}, "available": {...}}`` in Ray's shapes."""
+
+    @abstractmethod
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Call ``callback`` with each event dict; returns a function that unsubscribes."""
+
+    @abstractmethod
+    def incref(self, object_id: int, borrowed: bool) -> None: ...
+
+    @abstractmethod
+    def decref(self, object_id: int) -> None: ...
+
+    @abstractmethod
+    def shutdown(self) -> None: ...

@@ -1,0 +1,1 @@
+"""nbray runtime: scheduler, workers and node services."""

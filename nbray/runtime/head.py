@@ -1,0 +1,979 @@
+"""The head process: connections, object directory, scheduler, event bus, worker supervision.
+
+    clients/workers ──authenticated frames──▶ _Peer.data_received ──▶ Head.on_<Message>
+        ──▶ ObjectDirectory (objects) + Scheduler (decisions) ──▶ Head.do_<Instruction>
+        ──▶ frames to workers / clients, commands to the fork server
+    fork server ──("spawned"|"exited", worker, pid, code)──▶ Head (worker start and death)
+    timer (1 s) ──▶ metrics + owner liveness ──▶ event bus ──▶ subscribed connections
+
+Run as ``python -m nbray.runtime.head SESSION_DIR``; the cluster's settings are in
+``SESSION_DIR/config.json`` and its secret in ``SESSION_DIR/secret`` (0600). It prints
+``NBRAY_READY <address>`` once it accepts connections, and exits when told to shut down,
+when its owner (the process that started it with ``nbray.init()``) goes away, or on
+SIGTERM/SIGINT — taking its fork server, workers and shared-memory segments with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import RemoteError
+from . import protocol as P
+from . import scheduler as S
+from . import shm
+from .gpus import visible_devices_env
+from .objects import ObjectDirectory, lost_payload
+from .session_files import read_secret
+from .transport import FrameDecoder, ServerAuth, encode
+
+log = logging.getLogger("nbray.head")
+EVENT_HISTORY = 10_000
+HANDSHAKE_TIMEOUT = 5.0
+
+
+@dataclass
+class HeadConfig:
+    session_dir: str
+    session: str
+    node_id: str
+    resources: dict[str, float]
+    gpu_ids: list[int]
+    namespace: str = "default"
+    owner_pid: int = 0
+    tcp_host: str = ""
+    tcp_port: int = 0
+    python: str = sys.executable
+
+    @classmethod
+    def load(cls, session_dir: str) -> HeadConfig:
+        data = json.loads((Path(session_dir) / "config.json").read_text())
+        return cls(session_dir=session_dir, **data)
+
+
+@dataclass
+class _TaskRecord:
+    spec: P.TaskSpec
+    owner: int  # the client (kernel) the work belongs to
+    submitter: int  # the connection that submitted it
+    parent: int = 0
+    state: str = "PENDING"
+    worker_id: int = 0
+    submitted: float = 0.0
+
+
+@dataclass
+class _ActorRecord:
+    spec: P.ActorSpec
+    cls: bytes
+    owner: int
+    state: str = "PENDING"
+    worker_id: int = 0
+    death_cause: str = ""
+    calls: set[int] = field(default_factory=set)
+
+
+class _Peer(asyncio.Protocol):
+    """One connection: handshake, then frames dispatched to the head."""
+
+    def __init__(self, head: Head) -> None:
+        self.head = head
+        self.transport: asyncio.Transport | None = None
+        self.auth: ServerAuth | None = ServerAuth(head.secret)
+        self.decoder = FrameDecoder()
+        self.conn_id = 0
+        self.role = ""
+        self.pid = 0
+        self.worker_id = 0
+        self.holds: set[int] = set()
+        self.subscribed = False
+        self.outbox: list[Any] = []
+        self.known_funcs: set[bytes] = set()
+        self.timeout: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        assert self.auth is not None
+        transport.write(self.auth.hello())
+        self.timeout = asyncio.get_running_loop().call_later(
+            HANDSHAKE_TIMEOUT, self._handshake_timeout
+        )
+
+    def _handshake_timeout(self) -> None:
+        if self.auth is not None and self.transport is not None:
+            log.warning("closing a connection that did not authenticate in time")
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.auth is not None:
+            verdict, reply, data = self.auth.feed(data)
+            if verdict is None:
+                return
+            if verdict is False:
+                log.warning("rejected a connection that failed authentication")
+                assert self.transport is not None
+                self.transport.abort()
+                self.auth = None
+                self.role = "rejected"
+                return
+            self.auth = None
+            if self.timeout is not None:
+                self.timeout.cancel()
+            assert self.transport is not None
+            self.transport.write(reply)
+            if not data:
+                return
+        if self.role == "rejected":
+            return
+        try:
+            frames = self.decoder.feed(data)
+        except Exception as exc:  # malformed frame from an authenticated peer
+            log.warning("closing connection %s: bad frame (%s)", self.conn_id, exc)
+            assert self.transport is not None
+            self.transport.abort()
+            return
+        for msgs in frames:
+            for msg in msgs:
+                self.head.dispatch(self, msg)
+
+    def send(self, msg: Any) -> None:
+        if not self.outbox:
+            self.head.flush_soon(self)
+        self.outbox.append(msg)
+
+    def flush(self) -> None:
+        if self.outbox and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(encode(self.outbox))
+        self.outbox = []
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timeout is not None:
+            self.timeout.cancel()
+        if self.conn_id:
+            self.head.peer_lost(self)
+
+
+class Head:
+    def __init__(self, config: HeadConfig) -> None:
+        self.config = config
+        self.secret = read_secret(Path(config.session_dir) / "secret")
+        self.objects = ObjectDirectory()
+        self.sched = S.Scheduler(config.resources, config.gpu_ids)
+        self.peers: dict[int, _Peer] = {}
+        self.worker_peers: dict[int, _Peer] = {}
+        self.worker_pids: dict[int, int] = {}
+        self.worker_actor: dict[int, int] = {}
+        self.kill_on_spawn: set[int] = set()
+        self.tasks: dict[int, _TaskRecord] = {}
+        self.producer: dict[int, int] = {}  # return object id -> task id
+        self.functions: dict[bytes, bytes] = {}
+        self.actors: dict[int, _ActorRecord] = {}
+        self.actor_names: dict[tuple[str, str], int] = {}
+        self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_HISTORY)
+        self.subscribers: set[int] = set()
+        self.finished_count: dict[str, int] = {"FINISHED": 0, "FAILED": 0, "CANCELLED": 0}
+        self._next_conn = 1
+        self._dirty: list[_Peer] = []
+        self._stopping = False
+        self.loop = asyncio.get_event_loop()
+        self.done = self.loop.create_future()
+        self.forkserver: subprocess.Popen[bytes] | None = None
+        self.fs_sock: socket.socket | None = None
+        self.fs_decoder = FrameDecoder()
+        self.sampler: Any = None
+        self.handlers: dict[type, Callable[[_Peer, Any], None]] = {
+            P.Hello: self.on_hello,
+            P.Submit: self.on_submit,
+            P.CallActor: self.on_call_actor,
+            P.CreateActor: self.on_create_actor,
+            P.Put: self.on_put,
+            P.Fetch: self.on_fetch,
+            P.AddHold: self.on_add_hold,
+            P.Release: self.on_release,
+            P.Cancel: self.on_cancel,
+            P.KillActor: self.on_kill_actor,
+            P.Request: self.on_request,
+            P.Subscribe: self.on_subscribe,
+            P.Unsubscribe: self.on_unsubscribe,
+            P.Shutdown: self.on_shutdown,
+            P.TaskDone: self.on_task_done,
+            P.TaskFailed: self.on_task_failed,
+            P.Blocked: self.on_blocked,
+            P.Unblocked: self.on_unblocked,
+            P.Output: self.on_output,
+        }
+        self.instructions: dict[type, Callable[[Any], None]] = {
+            S.SpawnWorker: self.do_spawn,
+            S.KillWorker: self.do_kill,
+            S.Dispatch: self.do_dispatch,
+            S.Interrupt: self.do_interrupt,
+            S.FailTask: self.do_fail_task,
+            S.Retry: self.do_retry,
+            S.StartActor: self.do_start_actor,
+            S.DispatchCall: self.do_dispatch_call,
+            S.FailCall: self.do_fail_call,
+            S.ActorStateChanged: self.do_actor_state,
+        }
+        self.requests: dict[str, Callable[..., Any]] = {
+            "cluster_info": self.req_cluster_info,
+            "get_actor": self.req_get_actor,
+            "create_actor": self.req_create_actor,
+            "status": self.req_status,
+            "events": self.req_events,
+        }
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def flush_soon(self, peer: _Peer) -> None:
+        if not self._dirty:
+            self.loop.call_soon(self._flush)
+        self._dirty.append(peer)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for peer in dirty:
+            peer.flush()
+
+    def dispatch(self, peer: _Peer, msg: Any) -> None:
+        handler = self.handlers.get(type(msg))
+        if handler is None:
+            log.warning("connection %s sent an unknown message %s", peer.conn_id, type(msg))
+            return
+        if not peer.conn_id and type(msg) is not P.Hello:
+            log.warning("a connection sent %s before Hello: closed", type(msg).__name__)
+            if peer.transport is not None:
+                peer.transport.abort()
+            return
+        handler(peer, msg)
+
+    def run(self, instructions: list[Any]) -> None:
+        for ins in instructions:
+            self.instructions[type(ins)](ins)
+
+    def publish(self, data: dict[str, Any]) -> None:
+        self.events.append(data)
+        if self.subscribers:
+            ev = P.Event(data)
+            for cid in self.subscribers:
+                peer = self.peers.get(cid)
+                if peer is not None:
+                    peer.send(ev)
+
+    def task_event(self, rec: _TaskRecord, state: str, **extra: Any) -> None:
+        rec.state = state
+        data = {
+            "type": "task",
+            "task_id": f"{rec.spec.task_id:016x}",
+            "name": rec.spec.name,
+            "state": state,
+            "time": time.time(),
+            "owner": rec.owner,
+            "node_id": self.config.node_id,
+            "actor_id": f"{rec.spec.actor_id:016x}" if rec.spec.actor_id else "",
+            "parent": f"{rec.parent:016x}" if rec.parent else "",
+        }
+        if state == "SUBMITTED":
+            data["deps"] = [f"{d:016x}" for d in rec.spec.deps]
+            data["returns"] = [f"{r:016x}" for r in rec.spec.return_ids]
+            data["resources"] = rec.spec.resources
+        data.update(extra)
+        self.publish(data)
+
+    # --- connections ---------------------------------------------------------------------
+
+    def on_hello(self, peer: _Peer, msg: P.Hello) -> None:
+        if peer.conn_id:
+            return
+        peer.conn_id = self._next_conn
+        self._next_conn += 1
+        peer.role = msg.role
+        peer.pid = msg.pid
+        self.peers[peer.conn_id] = peer
+        if msg.role == "worker":
+            peer.worker_id = msg.worker_id
+            self.worker_peers[msg.worker_id] = peer
+        peer.send(
+            P.Welcome(peer.conn_id, self.config.session, self.config.node_id, self.config.namespace)
+        )
+        if msg.role == "worker":
+            self.run(self.sched.worker_started(msg.worker_id))
+
+    def peer_lost(self, peer: _Peer) -> None:
+        self.peers.pop(peer.conn_id, None)
+        self.subscribers.discard(peer.conn_id)
+        for oid in peer.holds:
+            self.objects.release(oid, peer.conn_id)
+        peer.holds.clear()
+        if peer.role == "worker":
+            if self.worker_peers.get(peer.worker_id) is peer:
+                del self.worker_peers[peer.worker_id]
+            # its death is handled when the fork server reports the exit code
+            pid = self.worker_pids.get(peer.worker_id)
+            if pid and not self._stopping:
+                self.loop.call_later(2.0, self._reap_silent_worker, peer.worker_id, pid)
+            return
+        if self._stopping:
+            return
+        self.run(self.sched.owner_gone(peer.conn_id))
+        if peer.role == "owner":
+            log.info("the owner of this cluster disconnected: shutting down")
+            self.shutdown()
+
+    def _reap_silent_worker(self, worker_id: int, pid: int) -> None:
+        # the connection closed but no exit was reported: make sure the process is gone
+        if self.worker_pids.get(worker_id) == pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    # --- tasks ---------------------------------------------------------------------------
+
+    def _owner_and_parent(self, peer: _Peer) -> tuple[int, int]:
+        if peer.role != "worker":
+            return peer.conn_id, 0
+        w = self.sched.workers.get(peer.worker_id)
+        if w is not None and w.task_id and w.task_id in self.tasks:
+            rec = self.tasks[w.task_id]
+            return rec.owner, rec.spec.task_id
+        aid = self.worker_actor.get(peer.worker_id)
+        if aid and aid in self.actors:
+            return self.actors[aid].owner, 0
+        return peer.conn_id, 0
+
+    def _register_task(self, peer: _Peer, spec: P.TaskSpec) -> _TaskRecord:
+        owner, parent = self._owner_and_parent(peer)
+        rec = _TaskRecord(spec, owner, peer.conn_id, parent, submitted=time.time())
+        self.tasks[spec.task_id] = rec
+        for oid in spec.return_ids:
+            self.objects.create(oid, peer.conn_id)
+            self.producer[oid] = spec.task_id
+            peer.holds.add(oid)
+        self.objects.pin(spec.deps)
+        self.objects.pin(spec.contained)
+        self.task_event(rec, "SUBMITTED")
+        return rec
+
+    def on_submit(self, peer: _Peer, msg: P.Submit) -> None:
+        spec = msg.spec
+        if msg.func:
+            self.functions[spec.func_id] = msg.func
+        rec = self._register_task(peer, spec)
+        unready = set()
+        for dep in spec.deps:
+            payload = self.objects.ready(dep)
+            if payload is None:
+                if not self.objects.known(dep):
+                    self._store_error(rec, lost_payload(dep))
+                    return
+                unready.add(dep)
+            elif payload.kind == P.ERROR:
+                self._store_error(rec, payload)
+                return
+        self.run(
+            self.sched.submit(
+                spec.task_id,
+                spec.name,
+                spec.resources,
+                spec.max_retries,
+                rec.owner,
+                unready,
+                rec.parent,
+            )
+        )
+
+    def _dep_payloads(self, deps: tuple[int, ...]) -> dict[int, P.Payload]:
+        out = {}
+        for dep in deps:
+            payload = self.objects.ready(dep)
+            if payload is not None:
+                out[dep] = payload
+        return out
+
+    def do_dispatch(self, ins: S.Dispatch) -> None:
+        rec = self.tasks.get(ins.task_id)
+        peer = self.worker_peers.get(ins.worker_id)
+        if rec is None or peer is None:  # raced with a death; the scheduler will be told
+            return
+        spec = rec.spec
+        func = b""
+        if spec.func_id not in peer.known_funcs:
+            func = self.functions[spec.func_id]
+            peer.known_funcs.add(spec.func_id)
+        env = visible_devices_env(list(ins.gpu_ids)) if self.config.gpu_ids else {}
+        rec.worker_id = ins.worker_id
+        peer.send(P.RunTask(spec, func, self._dep_payloads(spec.deps), env))
+        self.task_event(
+            rec, "RUNNING", worker_id=ins.worker_id, pid=peer.pid, gpu_ids=list(ins.gpu_ids)
+        )
+
+    def on_task_done(self, peer: _Peer, msg: P.TaskDone) -> None:
+        rec = self.tasks.get(msg.task_id)
+        if rec is None:
+            for oid, payload, _contained in msg.results:
+                self.objects.set(oid, payload, ())  # dropped: nobody waits any more
+            return
+        for oid, payload, contained in msg.results:
+            self._store(oid, payload, contained)
+        self._end_task(rec, "FINISHED")
+        if rec.spec.actor_id:
+            self.run(self.sched.call_finished(rec.spec.task_id, rec.spec.actor_id))
+        else:
+            self.run(self.sched.task_finished(rec.spec.task_id, True))
+
+    def on_task_failed(self, peer: _Peer, msg: P.TaskFailed) -> None:
+        rec = self.tasks.get(msg.task_id)
+        if rec is None:
+            return
+        if rec.spec.actor_id:
+            self.run(self.sched.call_finished(rec.spec.task_id, rec.spec.actor_id))
+            self._store_error(rec, P.Payload(P.ERROR, msg.error))
+            return
+        out = self.sched.task_finished(rec.spec.task_id, False, msg.retriable)
+        retrying = any(isinstance(i, S.Retry) and i.task_id == rec.spec.task_id for i in out)
+        if not retrying:
+            self._store_error(rec, P.Payload(P.ERROR, msg.error))
+        self.run(out)
+
+    def _store(self, oid: int, payload: P.Payload, contained: tuple[int, ...]) -> None:
+        for cid in self.objects.set(oid, payload, contained):
+            peer = self.peers.get(cid)
+            if peer is not None:
+                peer.send(P.ObjectReady(oid, payload))
+        self.producer.pop(oid, None)
+        if self.objects.known(oid):
+            self.run(self.sched.object_ready(oid, payload.kind != P.ERROR))
+
+    def _store_error(self, rec: _TaskRecord, payload: P.Payload) -> None:
+        for oid in rec.spec.return_ids:
+            self._store(oid, payload, ())
+        state = "FAILED"
+        with contextlib.suppress(Exception):
+            err = pickle.loads(payload.data)
+            if err.kind == "cancelled":
+                state = "CANCELLED"
+        self._end_task(rec, state, error=_error_text(payload))
+
+    def _end_task(self, rec: _TaskRecord, state: str, **extra: Any) -> None:
+        if self.tasks.pop(rec.spec.task_id, None) is None:
+            return
+        for oid in rec.spec.return_ids:
+            self.producer.pop(oid, None)
+        self.objects.unpin(rec.spec.deps)
+        self.objects.unpin(rec.spec.contained)
+        if rec.spec.actor_id:
+            actor = self.actors.get(rec.spec.actor_id)
+            if actor is not None:
+                actor.calls.discard(rec.spec.task_id)
+        self.finished_count[state] = self.finished_count.get(state, 0) + 1
+        self.task_event(
+            rec, state, worker_id=rec.worker_id, duration=time.time() - rec.submitted, **extra
+        )
+
+    def do_fail_task(self, ins: S.FailTask) -> None:
+        rec = self.tasks.get(ins.task_id)
+        if rec is None:
+            return
+        if ins.kind == "dependency":
+            payload = self.objects.ready(ins.dependency) or lost_payload(ins.dependency)
+            self._store_error(rec, payload)
+            return
+        message = _failure_message(rec.spec.name, ins)
+        err = RemoteError(
+            kind=ins.kind,
+            message=message,
+            function_name=rec.spec.name,
+            task_id=f"{rec.spec.task_id:016x}",
+            exit_code=ins.exit_code,
+        )
+        self._store_error(rec, P.Payload(P.ERROR, pickle.dumps(err)))
+
+    def do_retry(self, ins: S.Retry) -> None:
+        rec = self.tasks.get(ins.task_id)
+        if rec is not None:
+            self.task_event(rec, "RETRYING", attempt=ins.attempt, reason=ins.reason)
+
+    def do_interrupt(self, ins: S.Interrupt) -> None:
+        peer = self.worker_peers.get(ins.worker_id)
+        if peer is not None:
+            peer.send(P.CancelTask(ins.task_id))
+
+    def on_cancel(self, peer: _Peer, msg: P.Cancel) -> None:
+        tid = self.producer.get(msg.object_id)
+        if tid is None:
+            return
+        rec = self.tasks.get(tid)
+        if rec is not None and rec.spec.actor_id:
+            return  # actor calls are not cancelled (as in Ray, for running calls)
+        self.run(self.sched.cancel(tid, msg.force, msg.recursive))
+
+    def on_blocked(self, peer: _Peer, msg: P.Blocked) -> None:
+        self.run(self.sched.worker_blocked(peer.worker_id))
+
+    def on_unblocked(self, peer: _Peer, msg: P.Unblocked) -> None:
+        self.run(self.sched.worker_unblocked(peer.worker_id))
+
+    def on_output(self, peer: _Peer, msg: P.Output) -> None:
+        rec = self.tasks.get(msg.task_id)
+        if rec is not None:
+            owner = rec.owner
+        else:
+            aid = self.worker_actor.get(peer.worker_id)
+            actor = self.actors.get(aid) if aid else None
+            if actor is None:
+                return
+            owner = actor.owner
+        target = self.peers.get(owner)
+        if target is not None:
+            target.send(msg._replace(pid=peer.pid))
+
+    # --- objects -------------------------------------------------------------------------
+
+    def on_put(self, peer: _Peer, msg: P.Put) -> None:
+        peer.holds.add(msg.object_id)
+        self.objects.set(msg.object_id, msg.payload, msg.contained, holder=peer.conn_id)
+
+    def on_fetch(self, peer: _Peer, msg: P.Fetch) -> None:
+        for oid in msg.object_ids:
+            payload = self.objects.wait(oid, peer.conn_id)
+            if payload is not None:
+                peer.send(P.ObjectReady(oid, payload))
+
+    def on_add_hold(self, peer: _Peer, msg: P.AddHold) -> None:
+        for oid in msg.object_ids:
+            if self.objects.add_hold(oid, peer.conn_id):
+                peer.holds.add(oid)
+
+    def on_release(self, peer: _Peer, msg: P.Release) -> None:
+        for oid in msg.object_ids:
+            peer.holds.discard(oid)
+            self.objects.release(oid, peer.conn_id)
+
+    # --- actors --------------------------------------------------------------------------
+
+    def on_create_actor(self, peer: _Peer, msg: P.CreateActor) -> None:
+        self._create_actor(peer, msg.spec, msg.cls)
+
+    def _create_actor(self, peer: _Peer, spec: P.ActorSpec, cls: bytes) -> None:
+        owner, _ = self._owner_and_parent(peer)
+        rec = _ActorRecord(spec, cls, owner)
+        self.actors[spec.actor_id] = rec
+        if spec.name:
+            self.actor_names[(spec.namespace, spec.name)] = spec.actor_id
+        self.objects.pin(spec.deps)
+        self.objects.pin(spec.contained)
+        self.run(
+            self.sched.create_actor(
+                spec.actor_id,
+                spec.class_name,
+                spec.resources,
+                spec.max_restarts,
+                spec.max_task_retries,
+                owner,
+                spec.detached,
+            )
+        )
+
+    def req_create_actor(self, peer: _Peer, spec: P.ActorSpec, cls: bytes) -> None:
+        key = (spec.namespace, spec.name)
+        existing = self.actor_names.get(key)
+        if existing is not None and existing in self.actors:
+            raise ValueError(
+                f"an actor named {spec.name!r} already exists in namespace "
+                f"{spec.namespace!r}; pick another name or use nbray.get_actor({spec.name!r})"
+            )
+        self._create_actor(peer, spec, cls)
+
+    def on_call_actor(self, peer: _Peer, msg: P.CallActor) -> None:
+        spec = msg.spec
+        rec = self._register_task(peer, spec)
+        actor = self.actors.get(spec.actor_id)
+        if actor is None:
+            self._store_error(rec, _actor_died_payload(spec, "the actor is dead"))
+            return
+        actor.calls.add(spec.task_id)
+        self.run(self.sched.actor_call(spec.task_id, spec.actor_id))
+
+    def do_start_actor(self, ins: S.StartActor) -> None:
+        actor = self.actors.get(ins.actor_id)
+        peer = self.worker_peers.get(ins.worker_id)
+        if actor is None or peer is None:
+            return
+        actor.worker_id = ins.worker_id
+        self.worker_actor[ins.worker_id] = ins.actor_id
+        env = visible_devices_env(list(ins.gpu_ids)) if self.config.gpu_ids else {}
+        peer.send(P.StartActor(actor.spec, actor.cls, self._dep_payloads(actor.spec.deps), env))
+
+    def do_dispatch_call(self, ins: S.DispatchCall) -> None:
+        rec = self.tasks.get(ins.call_id)
+        peer = self.worker_peers.get(ins.worker_id)
+        if rec is None or peer is None:
+            return
+        rec.worker_id = ins.worker_id
+        peer.send(P.RunActorCall(rec.spec, self._dep_payloads(rec.spec.deps)))
+        self.task_event(rec, "RUNNING", worker_id=ins.worker_id, pid=peer.pid)
+
+    def do_fail_call(self, ins: S.FailCall) -> None:
+        rec = self.tasks.get(ins.call_id)
+        if rec is not None:
+            self._store_error(rec, _actor_died_payload(rec.spec, ins.message))
+
+    def do_actor_state(self, ins: S.ActorStateChanged) -> None:
+        actor = self.actors.get(ins.actor_id)
+        if actor is None:
+            return
+        actor.state = ins.state
+        if ins.reason:
+            actor.death_cause = ins.reason
+        self.publish(
+            {
+                "type": "actor",
+                "actor_id": f"{ins.actor_id:016x}",
+                "class_name": actor.spec.class_name,
+                "name": actor.spec.name,
+                "state": ins.state,
+                "reason": ins.reason,
+                "time": time.time(),
+            }
+        )
+        if ins.state == "DEAD":
+            for cid in list(actor.calls):
+                rec = self.tasks.get(cid)
+                if rec is not None:
+                    self._store_error(rec, _actor_died_payload(rec.spec, ins.reason))
+            self.actors.pop(ins.actor_id, None)
+            key = (actor.spec.namespace, actor.spec.name)
+            if self.actor_names.get(key) == ins.actor_id:
+                del self.actor_names[key]
+            self.objects.unpin(actor.spec.deps)
+            self.objects.unpin(actor.spec.contained)
+
+    def on_kill_actor(self, peer: _Peer, msg: P.KillActor) -> None:
+        self.run(self.sched.kill_actor(msg.actor_id, msg.no_restart))
+
+    def req_get_actor(self, peer: _Peer, name: str, namespace: str) -> tuple[Any, ...]:
+        aid = self.actor_names.get((namespace, name))
+        actor = self.actors.get(aid) if aid else None
+        if actor is None:
+            from ..errors import ActorNotFoundError
+
+            raise ActorNotFoundError(f"no live actor named {name!r} in namespace {namespace!r}")
+        return (
+            actor.spec.actor_id,
+            actor.spec.class_name,
+            actor.spec.methods,
+            actor.spec.is_async,
+            actor.spec.max_task_retries,
+        )
+
+    # --- workers -------------------------------------------------------------------------
+
+    def do_spawn(self, ins: S.SpawnWorker) -> None:
+        self._fs_send(("spawn", ins.worker_id))
+
+    def do_kill(self, ins: S.KillWorker) -> None:
+        pid = self.worker_pids.get(ins.worker_id)
+        if pid is None:
+            self.kill_on_spawn.add(ins.worker_id)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    def on_forkserver(self, msg: tuple[Any, ...]) -> None:
+        what, wid, pid = msg[0], msg[1], msg[2]
+        if what == "spawned":
+            self.worker_pids[wid] = pid
+            if wid in self.kill_on_spawn:
+                self.kill_on_spawn.discard(wid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        elif what == "exited":
+            code = msg[3]
+            self.worker_pids.pop(wid, None)
+            self.worker_actor.pop(wid, None)
+            peer = self.worker_peers.pop(wid, None)
+            if peer is not None and peer.transport is not None:
+                peer.transport.abort()
+            if not self._stopping:
+                self.publish(
+                    {
+                        "type": "worker",
+                        "worker_id": wid,
+                        "pid": pid,
+                        "state": "DEAD",
+                        "exit_code": code,
+                        "time": time.time(),
+                    }
+                )
+                self.run(self.sched.worker_died(wid, code))
+
+    def _fs_send(self, msg: tuple[Any, ...]) -> None:
+        if self.fs_sock is not None:
+            with contextlib.suppress(OSError):
+                self.fs_sock.sendall(encode([msg]))
+
+    def _fs_readable(self) -> None:
+        assert self.fs_sock is not None
+        try:
+            data = self.fs_sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.loop.remove_reader(self.fs_sock.fileno())
+            if not self._stopping:
+                log.error("the fork server died: shutting down")
+                self.shutdown()
+            return
+        for msgs in self.fs_decoder.feed(data):
+            for msg in msgs:
+                self.on_forkserver(msg)
+
+    def start_forkserver(self) -> None:
+        parent, child = socket.socketpair()
+        self.forkserver = subprocess.Popen(
+            [
+                self.config.python,
+                "-m",
+                "nbray.runtime.forkserver",
+                self.config.session_dir,
+                str(child.fileno()),
+            ],
+            pass_fds=(child.fileno(),),
+            stdin=subprocess.DEVNULL,
+        )
+        child.close()
+        parent.setblocking(False)
+        self.fs_sock = parent
+        self.loop.add_reader(parent.fileno(), self._fs_readable)
+
+    # --- requests, events, lifecycle -----------------------------------------------------
+
+    def on_request(self, peer: _Peer, msg: P.Request) -> None:
+        handler = self.requests.get(msg.what)
+        try:
+            if handler is None:
+                raise ValueError(f"unknown request {msg.what!r}")
+            peer.send(P.Reply(msg.req_id, True, handler(peer, *msg.args)))
+        except Exception as exc:
+            peer.send(P.Reply(msg.req_id, False, exc))
+
+    def req_cluster_info(self, peer: _Peer) -> dict[str, Any]:
+        return {
+            "node_id": self.config.node_id,
+            "address": self.config.session_dir,
+            "total": dict(self.sched.total),
+            "available": {k: max(0.0, v) for k, v in self.sched.available.items()},
+            "gpu_ids": list(self.config.gpu_ids),
+            "pid": os.getpid(),
+            "object_store": {
+                "shm_bytes": self.objects.shm_bytes,
+                "inline_bytes": self.objects.inline_bytes,
+                "objects": len(self.objects),
+            },
+        }
+
+    def req_status(self, peer: _Peer) -> dict[str, Any]:
+        return {
+            "tasks": {**self.sched.counts(), **self.finished_count},
+            "workers": {str(k): v for k, v in self.sched.worker_states().items()},
+            "worker_pids": {str(k): v for k, v in self.worker_pids.items()},
+            "actors": len(self.actors),
+            "clients": sum(1 for p in self.peers.values() if p.role != "worker"),
+            "objects": len(self.objects),
+        }
+
+    def req_events(self, peer: _Peer, limit: int = 1000) -> list[dict[str, Any]]:
+        return list(self.events)[-limit:]
+
+    def on_subscribe(self, peer: _Peer, msg: P.Subscribe) -> None:
+        if msg.replay:
+            for data in self.events:
+                peer.send(P.Event(data))
+        self.subscribers.add(peer.conn_id)
+
+    def on_unsubscribe(self, peer: _Peer, msg: P.Unsubscribe) -> None:
+        self.subscribers.discard(peer.conn_id)
+
+    def on_shutdown(self, peer: _Peer, msg: P.Shutdown) -> None:
+        self.shutdown()
+
+    def tick(self) -> None:
+        if self._stopping:
+            return
+        owner = self.config.owner_pid
+        if owner and not _alive(owner):
+            log.info("the owner process %s is gone: shutting down", owner)
+            self.shutdown()
+            return
+        self.run(self.sched.trim())
+        if self.subscribers:
+            self.publish(self.metrics())
+        self.loop.call_later(1.0, self.tick)
+
+    def metrics(self) -> dict[str, Any]:
+        if self.sampler is None:
+            from .metrics import MetricsSampler
+
+            self.sampler = MetricsSampler(self.config.node_id)
+        sample: dict[str, Any] = self.sampler.sample(
+            {str(w): pid for w, pid in self.worker_pids.items()}
+        )
+        states = self.sched.worker_states()
+        for wid, info in sample["workers"].items():
+            w = self.sched.workers.get(int(wid))
+            info["state"] = states.get(int(wid), "DEAD")
+            info["task_id"] = f"{w.task_id:016x}" if w is not None and w.task_id else ""
+            info["actor_id"] = f"{w.actor_id:016x}" if w is not None and w.actor_id else ""
+        sample["type"] = "metrics"
+        sample["object_store_bytes"] = self.objects.shm_bytes + self.objects.inline_bytes
+        sample["resources_total"] = dict(self.sched.total)
+        sample["resources_available"] = {k: max(0.0, v) for k, v in self.sched.available.items()}
+        return sample
+
+    def shutdown(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._fs_send(("shutdown", 0))
+        for peer in list(self.peers.values()):
+            peer.flush()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    async def serve(self) -> None:
+        cfg = self.config
+        sock_path = str(Path(cfg.session_dir) / "sock")
+        servers = [await self.loop.create_unix_server(lambda: _Peer(self), sock_path)]
+        os.chmod(sock_path, 0o600)
+        address = f"unix:{sock_path}"
+        if cfg.tcp_port or cfg.tcp_host:
+            tcp = await self.loop.create_server(
+                lambda: _Peer(self), cfg.tcp_host or "127.0.0.1", cfg.tcp_port
+            )
+            servers.append(tcp)
+            host, port = tcp.sockets[0].getsockname()[:2]
+            address = f"{host}:{port}"
+            (Path(cfg.session_dir) / "tcp_address").write_text(address)
+        self.start_forkserver()
+        self.run(self.sched.start())
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.shutdown)
+        sys.stdout.write(f"NBRAY_READY {address}\n")
+        sys.stdout.flush()
+        self.loop.call_later(1.0, self.tick)
+        await self.done
+        for server in servers:
+            server.close()
+        self._stop_forkserver()
+        self.objects.free_all()
+        shm.sweep(cfg.session)
+        if self.sampler is not None:
+            self.sampler.close()
+
+    def _stop_forkserver(self) -> None:
+        fs = self.forkserver
+        if fs is None:
+            return
+        try:
+            fs.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            fs.kill()
+            fs.wait(timeout=5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _error_text(payload: P.Payload) -> str:
+    try:
+        return str(pickle.loads(payload.data).message)[:500]
+    except Exception:
+        return "error"
+
+
+def _actor_died_payload(spec: P.TaskSpec, cause: str) -> P.Payload:
+    err = RemoteError(
+        kind="actor_died",
+        message=(
+            f"the actor died before {spec.name} ({spec.task_id:016x}) completed: {cause}. "
+            "Set max_restarts (and max_task_retries) on the actor to restart it and retry "
+            "its calls."
+        ),
+        function_name=spec.name,
+        task_id=f"{spec.task_id:016x}",
+    )
+    return P.Payload(P.ERROR, pickle.dumps(err))
+
+
+def _failure_message(name: str, ins: S.FailTask) -> str:
+    tid = f"{ins.task_id:016x}"
+    if ins.kind == "worker_crashed":
+        return (
+            f"the worker running task {name} ({tid}) died {ins.message}: "
+            f"{describe_exit(ins.exit_code)}. Raise max_retries to retry more, and check "
+            "the task for crashes in native code or excessive memory use."
+        )
+    if ins.kind == "cancelled":
+        return f"task {name} ({tid}) was cancelled: {ins.message}"
+    return ins.message or f"task {name} ({tid}) failed ({ins.kind})"
+
+
+def describe_exit(code: int | None) -> str:
+    """Exit code → a likely cause, like loky's TerminatedWorkerError."""
+    if code is None:
+        return "its exit code is unknown"
+    if code < 0:
+        try:
+            sig = signal.Signals(-code).name
+        except ValueError:
+            sig = f"signal {-code}"
+        causes = {
+            "SIGKILL": "killed by SIGKILL (the OOM killer, or a kill -9)",
+            "SIGSEGV": "a segmentation fault",
+            "SIGABRT": "an abort in native code",
+            "SIGBUS": "a bus error (often a full /dev/shm)",
+            "SIGTERM": "terminated by SIGTERM",
+        }
+        return f"exit code {code}: {causes.get(sig, sig)}"
+    return f"exit code {code} (the process exited, e.g. os._exit or sys.exit in the task)"
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("NBRAY_LOG_LEVEL", "WARNING"),
+        format="%(asctime)s nbray.head %(levelname)s %(message)s",
+    )
+    config = HeadConfig.load(sys.argv[1])
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    head = Head(config)
+    try:
+        loop.run_until_complete(head.serve())
+    finally:
+        loop.close()
+
+
+if __name__ == "__main__":
+    main()

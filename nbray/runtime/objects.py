@@ -1,0 +1,160 @@
+"""The head's object directory: where each object is, who keeps it alive, who waits for it.
+
+    Put / TaskDone ──▶ set() ──▶ waiters (connections that sent Fetch) get ObjectReady
+    Submit          ──▶ create() pending return objects; pin() ObjectRef arguments
+    AddHold/Release ──▶ holders (connections with a live ObjectRef); 0 holders + 0 pins ─▶ free
+    free            ──▶ unpin what the object contained; unlink its shared-memory segment
+
+An object is alive while a connection holds it (a live ObjectRef in that process), a
+pending task pins it (an argument), or another live object contains it. No I/O here but
+unlinking segments; sending is the head's job.
+"""
+
+from __future__ import annotations
+
+from ..errors import RemoteError
+from . import shm
+from .protocol import ERROR, SHM, Payload
+
+
+class _Entry:
+    __slots__ = ("contained", "holders", "payload", "pins", "waiters")
+
+    def __init__(self) -> None:
+        self.payload: Payload | None = None
+        self.holders: set[int] = set()
+        self.pins = 0
+        self.waiters: set[int] = set()
+        self.contained: tuple[int, ...] = ()
+
+
+def lost_payload(object_id: int) -> Payload:
+    import pickle
+
+    err = RemoteError(
+        kind="object_lost",
+        message=(
+            f"object {object_id:016x} was freed: every ObjectRef to it was released, or its "
+            "owner disconnected. Keep a reference to an ObjectRef while you need its value."
+        ),
+    )
+    return Payload(ERROR, pickle.dumps(err))
+
+
+class ObjectDirectory:
+    def __init__(self) -> None:
+        self.entries: dict[int, _Entry] = {}
+        self.shm_bytes = 0
+        self.inline_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def create(self, object_id: int, holder: int) -> None:
+        """A pending object (a task's return value), held by its submitter."""
+        e = self.entries.get(object_id)
+        if e is None:
+            e = self.entries[object_id] = _Entry()
+        e.holders.add(holder)
+
+    def set(
+        self, object_id: int, payload: Payload, contained: tuple[int, ...], holder: int = 0
+    ) -> set[int]:
+        """Store a value; returns the connections waiting for it."""
+        e = self.entries.get(object_id)
+        if e is None:
+            if not holder:
+                # nobody holds it any more (released before its task finished): drop it
+                self._discard(payload)
+                return set()
+            e = self.entries[object_id] = _Entry()
+        if holder:
+            e.holders.add(holder)
+        if e.payload is not None:  # a retried task finished twice: keep the first value
+            self._discard(payload)
+            return set()
+        e.payload = payload
+        self._account(payload, +1)
+        e.contained = contained
+        self.pin(contained)
+        waiters, e.waiters = e.waiters, set()
+        if not e.holders and not e.pins:
+            self._free(object_id, e)
+        return waiters
+
+    def ready(self, object_id: int) -> Payload | None:
+        e = self.entries.get(object_id)
+        return None if e is None else e.payload
+
+    def known(self, object_id: int) -> bool:
+        return object_id in self.entries
+
+    def wait(self, object_id: int, conn: int) -> Payload | None:
+        """The payload if ready (a lost-object error if unknown), else register ``conn``."""
+        e = self.entries.get(object_id)
+        if e is None:
+            return lost_payload(object_id)
+        if e.payload is not None:
+            return e.payload
+        e.waiters.add(conn)
+        return None
+
+    def add_hold(self, object_id: int, conn: int) -> bool:
+        e = self.entries.get(object_id)
+        if e is None:
+            return False
+        e.holders.add(conn)
+        return True
+
+    def release(self, object_id: int, conn: int) -> None:
+        e = self.entries.get(object_id)
+        if e is None:
+            return
+        e.holders.discard(conn)
+        e.waiters.discard(conn)
+        if not e.holders and not e.pins:
+            self._free(object_id, e)
+
+    def pin(self, object_ids: tuple[int, ...]) -> None:
+        for oid in object_ids:
+            e = self.entries.get(oid)
+            if e is not None:
+                e.pins += 1
+
+    def unpin(self, object_ids: tuple[int, ...]) -> None:
+        for oid in object_ids:
+            e = self.entries.get(oid)
+            if e is None:
+                continue
+            e.pins -= 1
+            if e.pins <= 0 and not e.holders:
+                self._free(oid, e)
+
+    def _free(self, object_id: int, e: _Entry) -> None:
+        if e.payload is None:
+            # still pending: forget it; the result is discarded when it arrives
+            self.entries.pop(object_id, None)
+            return
+        del self.entries[object_id]
+        self._account(e.payload, -1)
+        self._discard(e.payload)
+        if e.contained:
+            self.unpin(e.contained)
+
+    def _account(self, payload: Payload, sign: int) -> None:
+        if payload.kind == SHM:
+            self.shm_bytes += sign * payload.size
+        else:
+            self.inline_bytes += sign * len(payload.data)
+
+    @staticmethod
+    def _discard(payload: Payload) -> None:
+        if payload.kind == SHM:
+            shm.unlink(payload.segment)
+
+    def free_all(self) -> None:
+        for e in self.entries.values():
+            if e.payload is not None:
+                self._discard(e.payload)
+        self.entries.clear()
+        self.shm_bytes = self.inline_bytes = 0

@@ -1,0 +1,228 @@
+"""Wire messages between clients, workers and the head: one small record per operation.
+
+Every frame on a connection carries a list of these records (see ``transport``). The
+receiver dispatches on ``type(msg)`` through a table of handlers, never a chain of ifs.
+
+    client ──Submit/Put/Fetch/Release/AddHold/Cancel/...──▶ head
+    head   ──ObjectReady/Output/Event/Reply──▶ client
+    head   ──RunTask/CreateActor/RunActorCall/CancelTask──▶ worker
+    worker ──TaskDone/TaskFailed/Blocked/Unblocked/Output──▶ head
+
+Ids are ints: ``client_id << 32 | counter`` so any process can mint ids without a round
+trip. Object payloads travel as :class:`Payload`: inline bytes, a shared-memory segment,
+or a pickled :class:`nbray.errors.RemoteError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+# Payload kinds
+INLINE = 0
+SHM = 1
+ERROR = 2
+
+
+class Payload(NamedTuple):
+    """Where an object's bytes are: ``data`` inline, or ``segment`` of ``size`` bytes."""
+
+    kind: int
+    data: bytes = b""
+    segment: str = ""
+    size: int = 0
+
+
+class TaskSpec(NamedTuple):
+    """Everything needed to run one task or actor method call, once it is scheduled."""
+
+    task_id: int
+    name: str
+    func_id: bytes  # digest of the pickled function (b"" for actor calls)
+    args: bytes  # serialised (args, kwargs); top-level ObjectRefs are resolved by the worker
+    deps: tuple[int, ...]  # top-level ObjectRef arguments, resolved before running
+    contained: tuple[int, ...]  # refs nested in the arguments, pinned while the task lives
+    return_ids: tuple[int, ...]
+    resources: dict[str, float]
+    max_retries: int
+    retry_exceptions: bool | bytes  # bytes: pickled tuple of exception classes
+    actor_id: int = 0
+    method: str = ""
+    max_task_retries: int = 0
+
+
+class ActorSpec(NamedTuple):
+    """An actor to create: its class, constructor arguments and options."""
+
+    actor_id: int
+    class_name: str
+    class_id: bytes
+    args: bytes
+    deps: tuple[int, ...]
+    contained: tuple[int, ...]
+    resources: dict[str, float]
+    max_restarts: int
+    max_task_retries: int
+    max_concurrency: int
+    name: str
+    namespace: str
+    detached: bool
+    is_async: bool
+    methods: tuple[tuple[str, int], ...] = ()
+
+
+# --- handshake after authentication --------------------------------------------------
+
+
+class Hello(NamedTuple):
+    role: str  # "client" | "worker" | "owner"
+    pid: int
+    worker_id: int = 0
+
+
+class Welcome(NamedTuple):
+    client_id: int
+    session: str  # prefix of this cluster's shared-memory segment names
+    node_id: str
+    namespace: str
+
+
+# --- client → head ----------------------------------------------------------------------
+
+
+class Submit(NamedTuple):
+    spec: TaskSpec
+    func: bytes  # pickled function when the head may not have it yet, else b""
+
+
+class CreateActor(NamedTuple):
+    spec: ActorSpec
+    cls: bytes
+
+
+class CallActor(NamedTuple):
+    spec: TaskSpec
+
+
+class Put(NamedTuple):
+    object_id: int
+    payload: Payload
+    contained: tuple[int, ...]
+
+
+class Fetch(NamedTuple):
+    """Ask for each object's payload, sent as an ObjectReady once it exists."""
+
+    object_ids: tuple[int, ...]
+
+
+class AddHold(NamedTuple):
+    object_ids: tuple[int, ...]
+
+
+class Release(NamedTuple):
+    object_ids: tuple[int, ...]
+
+
+class Cancel(NamedTuple):
+    object_id: int
+    force: bool
+    recursive: bool
+
+
+class KillActor(NamedTuple):
+    actor_id: int
+    no_restart: bool
+
+
+class Request(NamedTuple):
+    """A query with a reply: ``what`` names the handler, ``args`` its arguments."""
+
+    req_id: int
+    what: str
+    args: tuple[Any, ...] = ()
+
+
+class Subscribe(NamedTuple):
+    replay: bool = True
+
+
+class Unsubscribe(NamedTuple):
+    pass
+
+
+class Shutdown(NamedTuple):
+    pass
+
+
+# --- head → client -------------------------------------------------------------------
+
+
+class ObjectReady(NamedTuple):
+    object_id: int
+    payload: Payload
+
+
+class Reply(NamedTuple):
+    req_id: int
+    ok: bool
+    value: Any
+
+
+class Output(NamedTuple):
+    task_id: int
+    stream: str  # "stdout" | "stderr"
+    text: str
+    name: str = ""
+    pid: int = 0
+
+
+class Event(NamedTuple):
+    data: dict[str, Any]
+
+
+# --- head → worker -------------------------------------------------------------------
+
+
+class RunTask(NamedTuple):
+    spec: TaskSpec
+    func: bytes  # the pickled function, or b"" when this worker already has it
+    deps: dict[int, Payload]
+    env: dict[str, str]
+
+
+class StartActor(NamedTuple):
+    spec: ActorSpec
+    cls: bytes
+    deps: dict[int, Payload]
+    env: dict[str, str]
+
+
+class RunActorCall(NamedTuple):
+    spec: TaskSpec
+    deps: dict[int, Payload]
+
+
+class CancelTask(NamedTuple):
+    task_id: int
+
+
+# --- worker → head -------------------------------------------------------------------
+
+
+class TaskDone(NamedTuple):
+    task_id: int
+    results: tuple[tuple[int, Payload, tuple[int, ...]], ...]  # (object id, payload, contained)
+
+
+class TaskFailed(NamedTuple):
+    task_id: int
+    error: bytes  # pickled RemoteError
+    retriable: bool  # the exception matches retry_exceptions
+
+
+class Blocked(NamedTuple):
+    pass
+
+
+class Unblocked(NamedTuple):
+    pass

@@ -1,0 +1,681 @@
+"""The scheduler: a pure state machine that decides, and never does I/O.
+
+    head ──event method call (submit, object_ready, worker_started, worker_died, ...)──▶
+    Scheduler ──list of instructions (SpawnWorker, Dispatch, FailTask, ...)──▶ head executes
+
+It owns task states, the worker pool, resource accounting (CPU, GPU ids, custom
+resources) and actor placement/restarts. It knows nothing of sockets, payloads or
+processes, so its tests feed events and compare instructions without starting anything.
+
+Rules, following Ray:
+
+- a task waits until every ObjectRef argument exists, then until its resources fit and a
+  pool worker is idle; pool workers are spawned on demand, resources bound their number;
+- a worker that dies mid-task: the task is retried while ``attempts <= max_retries``
+  (``-1``: forever), else it fails with ``worker_crashed``; cancelled tasks never retry;
+- a worker blocked in ``get`` lends its CPUs back, so nested tasks cannot deadlock;
+- an actor owns a dedicated worker; it is restarted up to ``max_restarts`` times, and
+  calls in flight when it died are retried up to ``max_task_retries`` times, in order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+# --- instructions -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpawnWorker:
+    worker_id: int
+    actor_id: int = 0
+
+
+@dataclass(frozen=True)
+class KillWorker:
+    worker_id: int
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    worker_id: int
+    task_id: int
+    gpu_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    worker_id: int
+    task_id: int
+
+
+@dataclass(frozen=True)
+class FailTask:
+    task_id: int
+    kind: str  # "cancelled" | "worker_crashed" | "dependency" | "unschedulable" | ...
+    message: str = ""
+    exit_code: int | None = None
+    dependency: int = 0  # the failed ObjectRef argument, for kind == "dependency"
+
+
+@dataclass(frozen=True)
+class Retry:
+    task_id: int
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class StartActor:
+    worker_id: int
+    actor_id: int
+    gpu_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class DispatchCall:
+    worker_id: int
+    actor_id: int
+    call_id: int
+
+
+@dataclass(frozen=True)
+class FailCall:
+    call_id: int
+    actor_id: int
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ActorStateChanged:
+    actor_id: int
+    state: str  # "PENDING" | "ALIVE" | "RESTARTING" | "DEAD"
+    reason: str = ""
+
+
+Instruction = (
+    SpawnWorker
+    | KillWorker
+    | Dispatch
+    | Interrupt
+    | FailTask
+    | Retry
+    | StartActor
+    | DispatchCall
+    | FailCall
+    | ActorStateChanged
+)
+
+# --- state ------------------------------------------------------------------------------
+
+STARTING, IDLE, BUSY, ACTOR, DEAD = "STARTING", "IDLE", "BUSY", "ACTOR", "DEAD"
+WAITING, READY, RUNNING = "WAITING", "READY", "RUNNING"
+_EPS = 1e-9
+MAX_STARTUP_FAILURES = 5
+SCAN_LIMIT = 64  # tasks looked past per pass when the head of the queue does not fit
+
+
+@dataclass
+class _Worker:
+    worker_id: int
+    state: str = STARTING
+    task_id: int = 0
+    actor_id: int = 0
+    lent_cpus: float = 0.0
+    killed: bool = False
+
+
+@dataclass
+class _Task:
+    task_id: int
+    name: str
+    resources: dict[str, float]
+    max_retries: int
+    owner: int
+    parent: int
+    deps: set[int]
+    state: str = WAITING
+    worker_id: int = 0
+    attempts: int = 0
+    cancelled: bool = False
+    gpu_ids: tuple[int, ...] = ()
+
+
+@dataclass
+class _Actor:
+    actor_id: int
+    name: str
+    resources: dict[str, float]
+    max_restarts: int
+    max_task_retries: int
+    owner: int
+    detached: bool
+    state: str = "PENDING"
+    worker_id: int = 0
+    restarts: int = 0
+    no_restart: bool = False
+    gpu_ids: tuple[int, ...] = ()
+    queue: deque[int] = field(default_factory=deque)
+    inflight: dict[int, int] = field(default_factory=dict)  # call id -> attempts (ordered)
+    call_attempts: dict[int, int] = field(default_factory=dict)
+
+
+class Scheduler:
+    """Decides what runs where. Every public method returns the instructions to carry out."""
+
+    def __init__(
+        self,
+        resources: dict[str, float],
+        gpu_ids: list[int] | None = None,
+        max_workers: int = 256,
+    ) -> None:
+        self.total = {k: float(v) for k, v in resources.items() if v > 0}
+        self.available = dict(self.total)
+        gpus = list(gpu_ids if gpu_ids is not None else range(int(self.total.get("GPU", 0))))
+        self.gpu_free: dict[int, float] = {g: 1.0 for g in gpus}
+        self.pool_size = max(1, int(self.total.get("CPU", 1)))
+        self.max_workers = max_workers
+        self.workers: dict[int, _Worker] = {}
+        self.tasks: dict[int, _Task] = {}
+        self.actors: dict[int, _Actor] = {}
+        self.ready: deque[int] = deque()
+        self.idle: list[int] = []
+        self.waiting_on: dict[int, set[int]] = {}  # object id -> tasks waiting for it
+        self.children: dict[int, set[int]] = {}
+        self.pending_actors: deque[int] = deque()
+        self._next_worker = 1
+        self._startup_failures = 0
+
+    # --- pool --------------------------------------------------------------------------
+
+    def start(self) -> list[Instruction]:
+        """Pre-warm one pool worker per CPU."""
+        return [self._spawn() for _ in range(self.pool_size)]
+
+    def _spawn(self, actor_id: int = 0) -> SpawnWorker:
+        wid = self._next_worker
+        self._next_worker += 1
+        self.workers[wid] = _Worker(wid, actor_id=actor_id)
+        return SpawnWorker(wid, actor_id)
+
+    def worker_started(self, worker_id: int) -> list[Instruction]:
+        w = self.workers.get(worker_id)
+        if w is None or w.state != STARTING:
+            return []
+        self._startup_failures = 0
+        out: list[Instruction] = []
+        if w.actor_id:
+            actor = self.actors.get(w.actor_id)
+            if actor is None or actor.state == "DEAD":
+                w.killed = True
+                return [KillWorker(worker_id)]
+            w.state = ACTOR
+            actor.worker_id = worker_id
+            actor.state = "ALIVE"
+            out.append(StartActor(worker_id, actor.actor_id, actor.gpu_ids))
+            out.append(ActorStateChanged(actor.actor_id, "ALIVE"))
+            while actor.queue:
+                out.append(self._dispatch_call(actor, actor.queue.popleft()))
+            return out
+        w.state = IDLE
+        self.idle.append(worker_id)
+        self._schedule(out)
+        return out
+
+    def trim(self) -> list[Instruction]:
+        """Stop idle pool workers beyond one per CPU (call every few seconds)."""
+        out: list[Instruction] = []
+        alive = sum(1 for w in self.workers.values() if not w.actor_id and w.state != DEAD)
+        while alive > self.pool_size and self.idle:
+            wid = self.idle.pop(0)
+            self.workers[wid].killed = True
+            self.workers[wid].state = DEAD
+            out.append(KillWorker(wid))
+            alive -= 1
+        return out
+
+    def worker_died(self, worker_id: int, exit_code: int | None) -> list[Instruction]:
+        w = self.workers.pop(worker_id, None)
+        if w is None:
+            return []
+        out: list[Instruction] = []
+        if worker_id in self.idle:
+            self.idle.remove(worker_id)
+        if w.state == STARTING and not w.killed:
+            self._startup_failures += 1
+        if w.actor_id:
+            self._actor_worker_died(w, exit_code, out)
+        elif w.task_id:
+            t = self.tasks.get(w.task_id)
+            if t is not None and t.state == RUNNING:
+                self._release(t.resources, t.gpu_ids)
+                self._give_back_lent(w)
+                self._task_lost(t, exit_code, out)
+        if self._startup_failures >= MAX_STARTUP_FAILURES:
+            self._fail_ready(out, f"{MAX_STARTUP_FAILURES} workers in a row died at start-up")
+        else:
+            self._refill_pool(out)
+        self._schedule(out)
+        return out
+
+    def _refill_pool(self, out: list[Instruction]) -> None:
+        alive = sum(1 for w in self.workers.values() if not w.actor_id and w.state != DEAD)
+        for _ in range(self.pool_size - alive):
+            out.append(self._spawn())
+
+    def _give_back_lent(self, w: _Worker) -> None:
+        if w.lent_cpus:
+            self.available["CPU"] = self.available.get("CPU", 0.0) - w.lent_cpus
+            w.lent_cpus = 0.0
+
+    def _task_lost(self, t: _Task, exit_code: int | None, out: list[Instruction]) -> None:
+        if t.cancelled:
+            self._finish(t)
+            out.append(FailTask(t.task_id, "cancelled", "the task was cancelled"))
+        elif t.max_retries < 0 or t.attempts <= t.max_retries:
+            t.state = READY
+            t.worker_id = 0
+            self.ready.appendleft(t.task_id)
+            out.append(Retry(t.task_id, t.attempts + 1, f"worker died (exit code {exit_code})"))
+        else:
+            self._finish(t)
+            out.append(
+                FailTask(
+                    t.task_id,
+                    "worker_crashed",
+                    f"after {t.attempts} attempt(s)",
+                    exit_code=exit_code,
+                )
+            )
+
+    def _fail_ready(self, out: list[Instruction], why: str) -> None:
+        while self.ready:
+            t = self.tasks[self.ready.popleft()]
+            self._finish(t)
+            out.append(FailTask(t.task_id, "worker_crashed", why))
+
+    # --- tasks -------------------------------------------------------------------------
+
+    def submit(
+        self,
+        task_id: int,
+        name: str,
+        resources: dict[str, float],
+        max_retries: int,
+        owner: int,
+        unready_deps: set[int],
+        parent: int = 0,
+    ) -> list[Instruction]:
+        """A new task; ``unready_deps`` are its ObjectRef arguments that do not exist yet."""
+        resources = {k: float(v) for k, v in resources.items() if v}
+        problem = self._infeasible(resources)
+        if problem:
+            return [FailTask(task_id, "unschedulable", f"task {name} {problem}")]
+        t = _Task(task_id, name, resources, max_retries, owner, parent, set(unready_deps))
+        self.tasks[task_id] = t
+        if parent:
+            self.children.setdefault(parent, set()).add(task_id)
+        out: list[Instruction] = []
+        if t.deps:
+            for dep in t.deps:
+                self.waiting_on.setdefault(dep, set()).add(task_id)
+        else:
+            t.state = READY
+            self.ready.append(task_id)
+            self._schedule(out)
+        return out
+
+    def object_ready(self, object_id: int, ok: bool = True) -> list[Instruction]:
+        """An object now exists (``ok``) or failed; tasks waiting on it move on."""
+        waiting = self.waiting_on.pop(object_id, None)
+        if not waiting:
+            return []
+        out: list[Instruction] = []
+        for tid in sorted(waiting):
+            t = self.tasks.get(tid)
+            if t is None or t.state != WAITING:
+                continue
+            if not ok:
+                self._finish(t)
+                out.append(FailTask(tid, "dependency", dependency=object_id))
+                continue
+            t.deps.discard(object_id)
+            if not t.deps:
+                t.state = READY
+                self.ready.append(tid)
+        self._schedule(out)
+        return out
+
+    def task_finished(self, task_id: int, ok: bool, retriable: bool = False) -> list[Instruction]:
+        """The task's worker reported success or an exception (``retriable`` if it matches
+        ``retry_exceptions``)."""
+        t = self.tasks.get(task_id)
+        if t is None or t.state != RUNNING:
+            return []
+        out: list[Instruction] = []
+        w = self.workers.get(t.worker_id)
+        self._release(t.resources, t.gpu_ids)
+        if w is not None:
+            self._give_back_lent(w)
+            w.task_id = 0
+            if w.state == BUSY and not w.killed:  # a killed worker takes no more work
+                w.state = IDLE
+                self.idle.append(w.worker_id)
+        if (
+            not ok
+            and retriable
+            and not t.cancelled
+            and (t.max_retries < 0 or t.attempts <= t.max_retries)
+        ):
+            t.state = READY
+            t.worker_id = 0
+            self.ready.appendleft(task_id)
+            out.append(Retry(task_id, t.attempts + 1, "the task raised a retriable exception"))
+        else:
+            self._finish(t)
+        self._schedule(out)
+        return out
+
+    def worker_blocked(self, worker_id: int) -> list[Instruction]:
+        """A worker waits in ``get``/``wait``: lend its CPUs to other tasks."""
+        w = self.workers.get(worker_id)
+        out: list[Instruction] = []
+        if w is None or w.lent_cpus or w.state != BUSY:
+            return out
+        t = self.tasks.get(w.task_id)
+        cpus = t.resources.get("CPU", 0.0) if t else 0.0
+        if cpus:
+            w.lent_cpus = cpus
+            self.available["CPU"] = self.available.get("CPU", 0.0) + cpus
+        self._schedule(out)
+        return out
+
+    def worker_unblocked(self, worker_id: int) -> list[Instruction]:
+        w = self.workers.get(worker_id)
+        if w is not None:
+            self._give_back_lent(w)
+        return []
+
+    def cancel(self, task_id: int, force: bool, recursive: bool = True) -> list[Instruction]:
+        out: list[Instruction] = []
+        self._cancel(task_id, force, recursive, out)
+        self._schedule(out)
+        return out
+
+    def _cancel(self, task_id: int, force: bool, recursive: bool, out: list[Instruction]) -> None:
+        t = self.tasks.get(task_id)
+        if recursive:
+            for child in sorted(self.children.get(task_id, ())):
+                self._cancel(child, force, recursive, out)
+        if t is None or t.cancelled:
+            return
+        t.cancelled = True
+        if t.state == RUNNING:
+            if force:
+                w = self.workers.get(t.worker_id)
+                if w is not None:
+                    w.killed = True
+                out.append(KillWorker(t.worker_id))
+            else:
+                out.append(Interrupt(t.worker_id, task_id))
+            return
+        if t.state == READY:
+            self.ready.remove(task_id)
+        self._finish(t)
+        out.append(FailTask(task_id, "cancelled", "the task was cancelled before it ran"))
+
+    def owner_gone(self, owner: int) -> list[Instruction]:
+        """A client disconnected: cancel its tasks and kill its non-detached actors."""
+        out: list[Instruction] = []
+        for tid in [tid for tid, t in self.tasks.items() if t.owner == owner]:
+            self._cancel(tid, True, True, out)
+        for actor in list(self.actors.values()):
+            if actor.owner == owner and not actor.detached:
+                out.extend(self.kill_actor(actor.actor_id, no_restart=True))
+        self._schedule(out)
+        return out
+
+    def _finish(self, t: _Task) -> None:
+        self.tasks.pop(t.task_id, None)
+        for dep in t.deps:
+            waiting = self.waiting_on.get(dep)
+            if waiting is not None:
+                waiting.discard(t.task_id)
+                if not waiting:
+                    del self.waiting_on[dep]
+        self.children.pop(t.task_id, None)
+        if t.parent:
+            siblings = self.children.get(t.parent)
+            if siblings is not None:
+                siblings.discard(t.task_id)
+
+    def _schedule(self, out: list[Instruction]) -> None:
+        self._place_pending_actors(out)
+        if not self.ready:
+            return
+        skipped: list[int] = []
+        starting = sum(1 for w in self.workers.values() if w.state == STARTING and not w.actor_id)
+        while self.ready:
+            tid = self.ready[0]
+            t = self.tasks[tid]
+            if not self._fits(t.resources):
+                skipped.append(self.ready.popleft())
+                if len(skipped) >= SCAN_LIMIT:
+                    break
+                continue
+            if not self.idle:
+                fitting = self._count_fitting(starting + 1)
+                alive = sum(1 for w in self.workers.values() if w.state != DEAD)
+                if starting < fitting and alive < self.max_workers:
+                    out.append(self._spawn())
+                break
+            self.ready.popleft()
+            wid = self.idle.pop()
+            w = self.workers[wid]
+            w.state = BUSY
+            w.task_id = tid
+            t.state = RUNNING
+            t.worker_id = wid
+            t.attempts += 1
+            t.gpu_ids = self._acquire(t.resources)
+            out.append(Dispatch(wid, tid, t.gpu_ids))
+        self.ready.extendleft(reversed(skipped))
+
+    def _count_fitting(self, limit: int) -> int:
+        """How many ready tasks (up to ``limit``) fit in the free resources together: the
+        most that new workers could run now (GPU ids are not checked, so an upper bound)."""
+        avail = dict(self.available)
+        fitting = 0
+        for i, tid in enumerate(self.ready):
+            if fitting >= limit or i >= SCAN_LIMIT:
+                break
+            res = self.tasks[tid].resources
+            if all(avail.get(k, 0.0) + _EPS >= v for k, v in res.items()):
+                for k, v in res.items():
+                    avail[k] = avail.get(k, 0.0) - v
+                fitting += 1
+        return fitting
+
+    # --- resources ---------------------------------------------------------------------
+
+    def _infeasible(self, resources: dict[str, float]) -> str:
+        gpus = resources.get("GPU", 0.0)
+        if gpus > 1 and gpus != int(gpus):
+            return f"asks for {gpus} GPUs: more than one GPU must be a whole number"
+        for key, amount in resources.items():
+            if amount > self.total.get(key, 0.0) + _EPS:
+                return (
+                    f"asks for {amount:g} {key} but the cluster has "
+                    f"{self.total.get(key, 0.0):g} in total, so it can never run. Ask for "
+                    f"less, or start the cluster with more (nbray.init(resources=...))"
+                )
+        return ""
+
+    def _fits(self, resources: dict[str, float]) -> bool:
+        for key, amount in resources.items():
+            if self.available.get(key, 0.0) + _EPS < amount:
+                return False
+        gpus = resources.get("GPU", 0.0)
+        if gpus >= 1:
+            return sum(1 for cap in self.gpu_free.values() if cap >= 1.0 - _EPS) >= gpus
+        if gpus > 0:
+            return any(cap + _EPS >= gpus for cap in self.gpu_free.values())
+        return True
+
+    def _acquire(self, resources: dict[str, float]) -> tuple[int, ...]:
+        for key, amount in resources.items():
+            self.available[key] = self.available.get(key, 0.0) - amount
+        gpus = resources.get("GPU", 0.0)
+        if not gpus:
+            return ()
+        if gpus >= 1:
+            ids = sorted(g for g, cap in self.gpu_free.items() if cap >= 1.0 - _EPS)
+            chosen = tuple(ids[: int(gpus)])
+            for g in chosen:
+                self.gpu_free[g] = 0.0
+            return chosen
+        # a fraction: pack onto the fullest GPU that still fits
+        g = min(
+            (g for g, cap in self.gpu_free.items() if cap + _EPS >= gpus),
+            key=lambda g: (self.gpu_free[g], g),
+        )
+        self.gpu_free[g] -= gpus
+        return (g,)
+
+    def _release(self, resources: dict[str, float], gpu_ids: tuple[int, ...]) -> None:
+        for key, amount in resources.items():
+            self.available[key] = self.available.get(key, 0.0) + amount
+        gpus = resources.get("GPU", 0.0)
+        share = 1.0 if gpus >= 1 else gpus
+        for g in gpu_ids:
+            self.gpu_free[g] = min(1.0, self.gpu_free[g] + share)
+
+    # --- actors ------------------------------------------------------------------------
+
+    def create_actor(
+        self,
+        actor_id: int,
+        name: str,
+        resources: dict[str, float],
+        max_restarts: int,
+        max_task_retries: int,
+        owner: int,
+        detached: bool = False,
+    ) -> list[Instruction]:
+        resources = {k: float(v) for k, v in resources.items() if v}
+        problem = self._infeasible(resources)
+        if problem:
+            return [ActorStateChanged(actor_id, "DEAD", f"actor {name} {problem}")]
+        actor = _Actor(actor_id, name, resources, max_restarts, max_task_retries, owner, detached)
+        self.actors[actor_id] = actor
+        self.pending_actors.append(actor_id)
+        out: list[Instruction] = [ActorStateChanged(actor_id, "PENDING")]
+        self._schedule(out)
+        return out
+
+    def _place_pending_actors(self, out: list[Instruction]) -> None:
+        for _ in range(len(self.pending_actors)):
+            aid = self.pending_actors.popleft()
+            actor = self.actors.get(aid)
+            if actor is None or actor.state == "DEAD":
+                continue
+            if not self._fits(actor.resources):
+                self.pending_actors.append(aid)
+                continue
+            actor.gpu_ids = self._acquire(actor.resources)
+            out.append(self._spawn(actor_id=aid))
+
+    def actor_call(self, call_id: int, actor_id: int) -> list[Instruction]:
+        actor = self.actors.get(actor_id)
+        if actor is None or actor.state == "DEAD":
+            return [FailCall(call_id, actor_id, "actor_died", "the actor is dead")]
+        if actor.state == "ALIVE":
+            return [self._dispatch_call(actor, call_id)]
+        actor.queue.append(call_id)
+        return []
+
+    def _dispatch_call(self, actor: _Actor, call_id: int) -> DispatchCall:
+        attempts = actor.call_attempts.get(call_id, 0) + 1
+        actor.call_attempts[call_id] = attempts
+        actor.inflight[call_id] = attempts
+        return DispatchCall(actor.worker_id, actor.actor_id, call_id)
+
+    def call_finished(self, call_id: int, actor_id: int) -> list[Instruction]:
+        actor = self.actors.get(actor_id)
+        if actor is not None:
+            actor.inflight.pop(call_id, None)
+            actor.call_attempts.pop(call_id, None)
+        return []
+
+    def kill_actor(self, actor_id: int, no_restart: bool = True) -> list[Instruction]:
+        actor = self.actors.get(actor_id)
+        if actor is None or actor.state == "DEAD":
+            return []
+        actor.no_restart = actor.no_restart or no_restart
+        if actor.worker_id and actor.worker_id in self.workers:
+            self.workers[actor.worker_id].killed = True
+            return [KillWorker(actor.worker_id)]
+        out: list[Instruction] = []
+        if actor.no_restart:
+            if any(w.actor_id == actor_id for w in self.workers.values()):
+                # placed, its worker not started yet: it holds resources, give them back
+                # (worker_started then stops that worker)
+                self._release(actor.resources, actor.gpu_ids)
+                actor.gpu_ids = ()
+            self._actor_dead(actor, "the actor was killed", out)
+            self._schedule(out)
+        return out
+
+    def _actor_worker_died(self, w: _Worker, exit_code: int | None, out: list[Instruction]) -> None:
+        actor = self.actors.get(w.actor_id)
+        if actor is None or actor.worker_id not in (w.worker_id, 0):
+            return
+        actor.worker_id = 0
+        self._release(actor.resources, actor.gpu_ids)
+        actor.gpu_ids = ()
+        if actor.state == "DEAD":
+            return
+        cause = "it was killed" if w.killed else f"its process exited with code {exit_code}"
+        can_restart = not actor.no_restart and (
+            actor.max_restarts < 0 or actor.restarts < actor.max_restarts
+        )
+        if not can_restart:
+            self._actor_dead(actor, cause, out)
+            return
+        actor.restarts += 1
+        actor.state = "RESTARTING"
+        out.append(ActorStateChanged(actor.actor_id, "RESTARTING", cause))
+        retry: list[int] = []
+        for call_id, attempts in actor.inflight.items():
+            if actor.max_task_retries < 0 or attempts <= actor.max_task_retries:
+                retry.append(call_id)
+            else:
+                actor.call_attempts.pop(call_id, None)
+                out.append(FailCall(call_id, actor.actor_id, "actor_died", cause))
+        actor.inflight.clear()
+        actor.queue.extendleft(reversed(retry))
+        self.pending_actors.appendleft(actor.actor_id)
+
+    def _actor_dead(self, actor: _Actor, cause: str, out: list[Instruction]) -> None:
+        actor.state = "DEAD"
+        out.append(ActorStateChanged(actor.actor_id, "DEAD", cause))
+        for call_id in [*actor.inflight, *actor.queue]:
+            out.append(FailCall(call_id, actor.actor_id, "actor_died", cause))
+        actor.inflight.clear()
+        actor.queue.clear()
+        actor.call_attempts.clear()
+        self.actors.pop(actor.actor_id, None)
+
+    # --- views -------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Tasks by state, for status displays."""
+        out = {WAITING: 0, READY: 0, RUNNING: 0}
+        for t in self.tasks.values():
+            out[t.state] += 1
+        return out
+
+    def worker_states(self) -> dict[int, str]:
+        return {wid: w.state for wid, w in self.workers.items()}

@@ -1,0 +1,146 @@
+"""Values to bytes and back, with pickle protocol 5 out-of-band buffers.
+
+    value ──cloudpickle(protocol 5, buffer_callback)──▶ main pickle + raw buffers
+          ──pack──▶ one blob: header | main | 64-byte aligned buffers
+          ──▶ inline in a message (small) or written into a shared-memory segment (large)
+
+    blob (bytes or a read-only mmap) ──unpack──▶ memoryview slices ──pickle.loads──▶ value
+
+Buffers are never copied on the way back: numpy arrays read from a segment are read-only
+views of the mapping. ObjectRefs met while pickling are collected (``contained``) so the
+head can keep them alive as long as the object that holds them.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import threading
+from typing import Any, NamedTuple
+
+import cloudpickle
+
+from ..errors import SerializationError
+
+_tls = threading.local()
+_ALIGN = 64
+_COUNT = struct.Struct("<IQ")
+_LEN = struct.Struct("<Q")
+_SIMPLE = (int, float, str, bytes, bool, type(None))
+
+
+class Serialized(NamedTuple):
+    main: bytes
+    buffers: list[pickle.PickleBuffer]
+    contained: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return packed_size(self)
+
+
+def note_contained_ref(object_id: int) -> None:
+    """Called by ObjectRef.__reduce__: record a ref pickled inside the current value."""
+    collected = getattr(_tls, "contained", None)
+    if collected is not None:
+        collected.append(object_id)
+
+
+def serialize(value: Any, what: str = "value") -> Serialized:
+    """Pickle ``value``; raise SerializationError naming ``what`` if it cannot be pickled."""
+    if type(value) in _SIMPLE:
+        return Serialized(pickle.dumps(value, protocol=5), [], ())
+    buffers: list[pickle.PickleBuffer] = []
+    outer = getattr(_tls, "contained", None)
+    _tls.contained = []
+    try:
+        main = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        contained = tuple(_tls.contained)
+    except Exception as exc:
+        raise SerializationError(
+            f"could not serialize {what} {_describe(value)}: {type(exc).__name__}: {exc}. "
+            "Objects holding locks, open files, sockets or generators cannot be sent to "
+            "a worker; create them inside the task instead."
+        ) from exc
+    finally:
+        _tls.contained = outer
+    if outer is not None:
+        outer.extend(contained)
+    return Serialized(main, buffers, contained)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} of type {type(value).__qualname__}"
+
+
+def _pad(n: int) -> int:
+    return (-n) % _ALIGN
+
+
+def _header_size(nbuf: int) -> int:
+    size = _COUNT.size + _LEN.size * nbuf
+    return size + _pad(size)
+
+
+def packed_size(s: Serialized) -> int:
+    size = _header_size(len(s.buffers)) + len(s.main)
+    for buf in s.buffers:
+        size += _pad(size) + buf.raw().nbytes
+    return size
+
+
+def pack_into(s: Serialized, target: memoryview) -> None:
+    """Write ``s`` into ``target`` (exactly ``packed_size(s)`` bytes long)."""
+    bufs = [b.raw() for b in s.buffers]
+    _COUNT.pack_into(target, 0, len(bufs), len(s.main))
+    off = _COUNT.size
+    for raw in bufs:
+        _LEN.pack_into(target, off, raw.nbytes)
+        off += _LEN.size
+    off = _header_size(len(bufs))
+    target[off : off + len(s.main)] = s.main
+    off += len(s.main)
+    for raw in bufs:
+        off += _pad(off)
+        target[off : off + raw.nbytes] = raw
+        off += raw.nbytes
+
+
+def pack(s: Serialized) -> bytes:
+    """``s`` as one bytes blob (for inline transport)."""
+    if not s.buffers:
+        return _COUNT.pack(0, len(s.main)) + bytes(_pad(_COUNT.size)) + s.main
+    out = bytearray(packed_size(s))
+    pack_into(s, memoryview(out))
+    return bytes(out)
+
+
+def unpack(blob: bytes | memoryview) -> Any:
+    """Rebuild a value from a packed blob; buffers are views into ``blob``."""
+    view = memoryview(blob)
+    nbuf, main_len = _COUNT.unpack_from(view, 0)
+    lens = [_LEN.unpack_from(view, _COUNT.size + i * _LEN.size)[0] for i in range(nbuf)]
+    off = _header_size(nbuf)
+    main = view[off : off + main_len]
+    off += main_len
+    buffers = []
+    for n in lens:
+        off += _pad(off)
+        buffers.append(view[off : off + n])
+        off += n
+    return pickle.loads(main, buffers=buffers)
+
+
+def dumps_function(func: Any, what: str) -> bytes:
+    """Pickle a function or class by value where needed (``__main__``, notebooks)."""
+    try:
+        return cloudpickle.dumps(func, protocol=5)
+    except Exception as exc:
+        raise SerializationError(
+            f"could not serialize {what}: {type(exc).__name__}: {exc}. A remote function "
+            "must not capture unpicklable globals (locks, open files, clients); create "
+            "them inside the function instead."
+        ) from exc

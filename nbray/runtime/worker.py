@@ -1,0 +1,302 @@
+"""A worker process: runs tasks, or hosts one actor, and streams their output back.
+
+    head ──RunTask/StartActor/RunActorCall──▶ reader thread ──queue──▶ main thread
+        ──▶ resolve ObjectRef arguments ──▶ call user code (stdout/stderr captured)
+        ──▶ results stored inline or in shared memory ──TaskDone/TaskFailed──▶ head
+    head ──CancelTask──▶ SIGINT to this process ──▶ TaskCancelledError raised in the task
+
+Forked from the fork server (``main`` is called in the child). Tasks run one at a time in
+the main thread. An actor runs its calls in order on the main thread, on a thread pool when
+``max_concurrency > 1``, or on an asyncio loop for async actors. Inside a task the nbray
+API works as in a driver: nested tasks, ``get`` (which lends this worker's CPU back while it
+waits), ``put``, actors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import io
+import os
+import pickle
+import queue
+import random
+import signal
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .. import session
+from ..client import Client
+from ..errors import RemoteError, TaskCancelledError
+from ..object_ref import ObjectRef
+from . import protocol as P
+from .local_engine import LocalEngine
+from .serialization import unpack
+
+_current_task: contextvars.ContextVar[tuple[int, str]] = contextvars.ContextVar(
+    "nbray_task", default=(0, "")
+)
+OUTPUT_CHUNK = 8192
+
+
+class TaskStream(io.TextIOBase):
+    """sys.stdout/sys.stderr of a worker: text goes to the client that submitted the task."""
+
+    def __init__(self, client: Client, stream: str) -> None:
+        self._client = client
+        self._stream = stream
+        self._buf: dict[int, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        task_id, name = _current_task.get()
+        with self._lock:
+            buf = self._buf.setdefault(task_id, [])
+            buf.append(text)
+            if "\n" not in text and sum(map(len, buf)) < OUTPUT_CHUNK:
+                return len(text)
+            data = "".join(buf)
+            self._buf.pop(task_id, None)
+        self._send(task_id, name, data)
+        return len(text)
+
+    def flush_task(self, task_id: int, name: str) -> None:
+        with self._lock:
+            data = "".join(self._buf.pop(task_id, []))
+        if data:
+            self._send(task_id, name, data)
+
+    def flush(self) -> None:
+        task_id, name = _current_task.get()
+        self.flush_task(task_id, name)
+
+    def _send(self, task_id: int, name: str, data: str) -> None:
+        if not self._client.closed:
+            self._client.send(P.Output(task_id, self._stream, data, name))
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.client: Client
+        self.engine: LocalEngine
+        self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.functions: dict[bytes, Any] = {}
+        self.running_task = 0
+        self.cancel_requested = 0
+        self.actor: Any = None
+        self.actor_error: RemoteError | None = None
+        self.actor_spec: P.ActorSpec | None = None
+        self.pool: ThreadPoolExecutor | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.semaphore: asyncio.Semaphore | None = None
+        self.streams: tuple[TaskStream, TaskStream]
+        self.handlers = {
+            P.RunTask: self.run_task,
+            P.StartActor: self.start_actor,
+            P.RunActorCall: self.run_actor_call,
+        }
+
+    # --- reader thread side --------------------------------------------------------------
+
+    def on_message(self, msg: Any) -> None:
+        if isinstance(msg, P.CancelTask):
+            if msg.task_id == self.running_task:
+                self.cancel_requested = msg.task_id
+                os.kill(os.getpid(), signal.SIGINT)
+            return
+        self.inbox.put(msg)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.cancel_requested and self.cancel_requested == self.running_task:
+            self.cancel_requested = 0
+            raise TaskCancelledError("the task was cancelled while running")
+
+    # --- main thread ---------------------------------------------------------------------
+
+    def serve(self) -> None:
+        signal.signal(signal.SIGINT, self._on_sigint)
+        while True:
+            msg = self.inbox.get()
+            if msg is None:  # the head went away
+                return
+            self.handlers[type(msg)](msg)
+
+    def _resolve(self, args_blob: bytes, deps: dict[int, P.Payload]) -> tuple[Any, Any]:
+        args, kwargs = unpack(args_blob)
+        if not any(isinstance(a, ObjectRef) for a in (*args, *kwargs.values())):
+            return args, kwargs
+        missing = [
+            a for a in (*args, *kwargs.values()) if isinstance(a, ObjectRef) and a.id not in deps
+        ]
+        fetched = dict(zip((r.id for r in missing), self.engine.get(missing, None), strict=True))
+
+        def value(a: Any) -> Any:
+            if not isinstance(a, ObjectRef):
+                return a
+            if a.id in fetched:
+                return fetched[a.id]
+            return self.client.decode(a.id, deps[a.id])
+
+        return [value(a) for a in args], {k: value(v) for k, v in kwargs.items()}
+
+    def _results(self, spec: P.TaskSpec, result: Any) -> P.TaskDone:
+        n = len(spec.return_ids)
+        if n == 1:
+            values = [result]
+        else:
+            values = list(result) if result is not None else []
+            if len(values) != n:
+                raise ValueError(
+                    f"task {spec.name} declared num_returns={n} but returned {len(values)} value(s)"
+                )
+        out = []
+        for oid, value in zip(spec.return_ids, values, strict=True):
+            payload, contained = self.client.store(value, oid, f"the result of {spec.name}")
+            out.append((oid, payload, contained))
+        return P.TaskDone(spec.task_id, tuple(out))
+
+    def _failure(self, spec: P.TaskSpec, exc: BaseException) -> P.TaskFailed:
+        tid = f"{spec.task_id:016x}"
+        if isinstance(exc, TaskCancelledError):
+            err = RemoteError(
+                kind="cancelled",
+                message=f"task {spec.name} ({tid}) was cancelled while running",
+                function_name=spec.name,
+                task_id=tid,
+            )
+            return P.TaskFailed(spec.task_id, pickle.dumps(err), False)
+        err = RemoteError.from_exception(exc, spec.name, tid)
+        return P.TaskFailed(spec.task_id, pickle.dumps(err), _retriable(spec, exc))
+
+    def _execute(self, spec: P.TaskSpec, fn: Any, deps: dict[int, P.Payload]) -> Any:
+        """Run one call; returns the message reporting its outcome."""
+        token = _current_task.set((spec.task_id, spec.name))
+        try:
+            args, kwargs = self._resolve(spec.args, deps)
+            result = fn(*args, **kwargs)
+            return self._results(spec, result)
+        except SystemExit:  # sys.exit() in a task ends the worker, as in Ray
+            raise
+        except BaseException as exc:
+            return self._failure(spec, exc)
+        finally:
+            for s in self.streams:
+                s.flush_task(spec.task_id, spec.name)
+            _current_task.reset(token)
+
+    def run_task(self, msg: P.RunTask) -> None:
+        spec = msg.spec
+        fn = self.functions.get(spec.func_id)
+        if fn is None:
+            fn = self.functions[spec.func_id] = pickle.loads(msg.func)
+        if msg.env:
+            os.environ.update(msg.env)
+        self.running_task = spec.task_id
+        try:
+            reply = self._execute(spec, fn, msg.deps)
+        except TaskCancelledError as exc:  # the cancel landed outside the user's code
+            reply = self._failure(spec, exc)
+        finally:
+            self.running_task = 0
+        self.client.send(reply)
+
+    def start_actor(self, msg: P.StartActor) -> None:
+        spec = msg.spec
+        self.actor_spec = spec
+        if msg.env:
+            os.environ.update(msg.env)
+        token = _current_task.set((0, spec.class_name))
+        try:
+            cls = pickle.loads(msg.cls)
+            args, kwargs = self._resolve(spec.args, msg.deps)
+            self.actor = cls(*args, **kwargs)
+        except BaseException as exc:
+            err = RemoteError.from_exception(exc, f"{spec.class_name}.__init__", "")
+            self.actor_error = RemoteError(
+                kind="actor_died",
+                message=(
+                    f"the actor {spec.class_name} could not start: its constructor raised "
+                    f"{err.message}\n\nRemote traceback:\n{err.traceback}"
+                ),
+            )
+        finally:
+            for s in self.streams:
+                s.flush_task(0, spec.class_name)
+            _current_task.reset(token)
+        if spec.is_async:
+            self.loop = asyncio.new_event_loop()
+            threading.Thread(
+                target=self.loop.run_forever, name="nbray-actor-loop", daemon=True
+            ).start()
+            self.semaphore = asyncio.Semaphore(spec.max_concurrency)
+        elif spec.max_concurrency > 1:
+            self.pool = ThreadPoolExecutor(spec.max_concurrency, thread_name_prefix="nbray-actor")
+
+    def run_actor_call(self, msg: P.RunActorCall) -> None:
+        spec = msg.spec
+        if self.actor_error is not None:
+            self.client.send(P.TaskFailed(spec.task_id, pickle.dumps(self.actor_error), False))
+            return
+        method = getattr(self.actor, spec.method)
+        if self.loop is not None:
+            asyncio.run_coroutine_threadsafe(self._async_call(spec, method, msg.deps), self.loop)
+        elif self.pool is not None:
+            self.pool.submit(self._call, spec, method, msg.deps)
+        else:
+            self.running_task = spec.task_id
+            try:
+                self._call(spec, method, msg.deps)
+            finally:
+                self.running_task = 0
+
+    def _call(self, spec: P.TaskSpec, method: Any, deps: dict[int, P.Payload]) -> None:
+        self.client.send(self._execute(spec, method, deps))
+
+    async def _async_call(self, spec: P.TaskSpec, method: Any, deps: dict[int, P.Payload]) -> None:
+        assert self.semaphore is not None
+        async with self.semaphore:
+            token = _current_task.set((spec.task_id, spec.name))
+            try:
+                args, kwargs = await asyncio.to_thread(self._resolve, spec.args, deps)
+                result = method(*args, **kwargs)
+                if asyncio.iscoroutine(result):
+                    result = await result
+                reply: Any = self._results(spec, result)
+            except Exception as exc:
+                reply = self._failure(spec, exc)
+            finally:
+                for s in self.streams:
+                    s.flush_task(spec.task_id, spec.name)
+                _current_task.reset(token)
+        self.client.send(reply)
+
+
+def _retriable(spec: P.TaskSpec, exc: BaseException) -> bool:
+    retry = spec.retry_exceptions
+    if isinstance(retry, bool):
+        return retry and isinstance(exc, Exception)
+    classes = pickle.loads(retry)
+    return isinstance(exc, classes)
+
+
+def main(address: str, secret: bytes, worker_id: int, session_token: str) -> int:
+    """Entry point in a freshly forked worker; returns the exit code."""
+    random.seed()
+    worker = Worker()
+    client = Client(
+        address, secret, role="worker", worker_id=worker_id, task_handler=worker.on_message
+    )
+    worker.client = client
+    worker.engine = engine = LocalEngine(client)
+    worker.streams = (TaskStream(client, "stdout"), TaskStream(client, "stderr"))
+    session.set_engine(engine)
+    session.in_worker = True
+    client.blocked_hook = lambda blocked: client.send(P.Blocked() if blocked else P.Unblocked())
+    sys.stdout, sys.stderr = worker.streams  # type: ignore[assignment]
+    worker.serve()
+    return 0

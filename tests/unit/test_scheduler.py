@@ -1,0 +1,1378 @@
+"""Unit tests for nbray.runtime.scheduler, the pure scheduling state machine.
+
+Nothing here starts a process: each test feeds events (method calls) to a ``Scheduler``
+and compares the exact list of instructions it returns. Worker ids are handed out in
+order from 1; ``start()`` pre-warms workers ``1..N`` and the scheduler hands work to the
+most recently idle worker first, so on a freshly booted N-CPU node the first task lands on
+worker N. Messages that are free text are matched with ``mock.ANY`` where the test is
+about something else, and checked verbatim where they are the point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from unittest.mock import ANY
+
+import pytest
+
+from nbray.runtime.scheduler import (
+    MAX_STARTUP_FAILURES,
+    ActorStateChanged,
+    Dispatch,
+    DispatchCall,
+    FailCall,
+    FailTask,
+    Instruction,
+    Interrupt,
+    KillWorker,
+    Retry,
+    Scheduler,
+    SpawnWorker,
+    StartActor,
+)
+
+CANCELLED_BEFORE = "the task was cancelled before it ran"
+CANCELLED_RUNNING = "the task was cancelled"
+RETRIABLE = "the task raised a retriable exception"
+ACTOR_DEAD = "the actor is dead"
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def started(s: Scheduler, instructions: Iterable[Instruction]) -> list[Instruction]:
+    """Report every worker spawned by ``instructions`` as started; return what followed."""
+    out: list[Instruction] = []
+    for ins in instructions:
+        if isinstance(ins, SpawnWorker):
+            out += s.worker_started(ins.worker_id)
+    return out
+
+
+def boot(
+    resources: dict[str, float] | None = None,
+    gpu_ids: list[int] | None = None,
+    max_workers: int = 256,
+) -> Scheduler:
+    """A scheduler whose pre-warmed pool has started and sits idle."""
+    s = Scheduler(resources if resources is not None else {"CPU": 1}, gpu_ids, max_workers)
+    assert started(s, s.start()) == []
+    return s
+
+
+def submit(
+    s: Scheduler,
+    task_id: int,
+    resources: dict[str, float] | None = None,
+    *,
+    retries: int = 3,
+    owner: int = 1,
+    deps: Iterable[int] = (),
+    parent: int = 0,
+) -> list[Instruction]:
+    res: dict[str, float] = resources if resources is not None else {"CPU": 1.0}
+    return s.submit(task_id, f"t{task_id}", res, retries, owner, set(deps), parent)
+
+
+def create(
+    s: Scheduler,
+    actor_id: int,
+    resources: dict[str, float] | None = None,
+    *,
+    restarts: int = 0,
+    task_retries: int = 0,
+    owner: int = 1,
+    detached: bool = False,
+) -> list[Instruction]:
+    res = resources if resources is not None else {}
+    return s.create_actor(
+        actor_id, f"A{actor_id}", res, restarts, task_retries, owner, detached=detached
+    )
+
+
+def alive_actor(
+    s: Scheduler,
+    actor_id: int,
+    resources: dict[str, float] | None = None,
+    *,
+    restarts: int = 0,
+    task_retries: int = 0,
+    owner: int = 1,
+    detached: bool = False,
+) -> int:
+    """Create an actor and start its worker; return the worker id."""
+    out = create(
+        s,
+        actor_id,
+        resources,
+        restarts=restarts,
+        task_retries=task_retries,
+        owner=owner,
+        detached=detached,
+    )
+    assert out[0] == ActorStateChanged(actor_id, "PENDING")
+    assert isinstance(out[1], SpawnWorker)
+    wid = out[1].worker_id
+    assert out == [ActorStateChanged(actor_id, "PENDING"), SpawnWorker(wid, actor_id)]
+    assert s.worker_started(wid) == [
+        StartActor(wid, actor_id),
+        ActorStateChanged(actor_id, "ALIVE"),
+    ]
+    return wid
+
+
+def crashed(task_id: int, attempts: int, exit_code: int | None) -> FailTask:
+    return FailTask(task_id, "worker_crashed", f"after {attempts} attempt(s)", exit_code)
+
+
+def died(task_id: int, attempt: int, exit_code: int | None) -> Retry:
+    return Retry(task_id, attempt, f"worker died (exit code {exit_code})")
+
+
+def idle_counts() -> dict[str, int]:
+    return {"WAITING": 0, "READY": 0, "RUNNING": 0}
+
+
+# --- the pool ---------------------------------------------------------------------------
+
+
+def test_start_prewarms_one_worker_per_cpu() -> None:
+    s = Scheduler({"CPU": 4})
+    assert s.start() == [SpawnWorker(1), SpawnWorker(2), SpawnWorker(3), SpawnWorker(4)]
+    assert s.worker_states() == {1: "STARTING", 2: "STARTING", 3: "STARTING", 4: "STARTING"}
+    assert started(s, [SpawnWorker(1), SpawnWorker(2), SpawnWorker(3), SpawnWorker(4)]) == []
+    assert s.worker_states() == {1: "IDLE", 2: "IDLE", 3: "IDLE", 4: "IDLE"}
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [({"CPU": 2.5}, 2), ({"CPU": 0.5}, 1), ({}, 1), ({"CPU": 0}, 1), ({"CPU": 3, "GPU": 8}, 3)],
+)
+def test_pool_size_is_whole_cpus_at_least_one(resources: dict[str, float], expected: int) -> None:
+    s = Scheduler(resources)
+    assert s.start() == [SpawnWorker(i) for i in range(1, expected + 1)]
+
+
+def test_zero_and_negative_resources_are_dropped_from_totals() -> None:
+    s = Scheduler({"CPU": 2, "GPU": 0, "x": -1})
+    assert s.total == {"CPU": 2.0}
+    assert s.available == {"CPU": 2.0}
+    assert s.gpu_free == {}
+
+
+def test_worker_started_twice_or_unknown_is_ignored() -> None:
+    s = Scheduler({"CPU": 1})
+    assert s.start() == [SpawnWorker(1)]
+    assert s.worker_started(1) == []
+    assert s.worker_started(1) == []
+    assert s.worker_started(99) == []
+    assert s.worker_states() == {1: "IDLE"}
+
+
+def test_task_submitted_before_the_pool_starts_waits_for_a_worker() -> None:
+    s = Scheduler({"CPU": 2})
+    assert s.start() == [SpawnWorker(1), SpawnWorker(2)]
+    # two workers are already starting: no extra spawn for one ready task
+    assert submit(s, 1) == []
+    assert s.counts() == {"WAITING": 0, "READY": 1, "RUNNING": 0}
+    assert s.worker_started(2) == [Dispatch(2, 1)]
+    assert s.worker_started(1) == []
+    assert s.worker_states() == {1: "IDLE", 2: "BUSY"}
+
+
+def test_spawns_on_demand_when_more_ready_tasks_than_starting_workers() -> None:
+    s = Scheduler({"CPU": 1})
+    assert s.start() == [SpawnWorker(1)]
+    assert submit(s, 1, {}) == []  # worker 1 is starting, enough for one task
+    assert submit(s, 2, {}) == [SpawnWorker(2)]  # two ready, one starting
+    assert s.worker_started(1) == [Dispatch(1, 1)]
+    assert s.worker_started(2) == [Dispatch(2, 2)]
+
+
+def test_burst_before_the_pool_starts_spawns_no_more_workers_than_cpus() -> None:
+    s = Scheduler({"CPU": 4})
+    assert s.start() == [SpawnWorker(1), SpawnWorker(2), SpawnWorker(3), SpawnWorker(4)]
+    for tid in range(1, 101):
+        assert submit(s, tid) == []  # four workers are on their way for four CPUs
+    assert [s.worker_started(w) for w in (1, 2, 3, 4)] == [
+        [Dispatch(1, 1)],
+        [Dispatch(2, 2)],
+        [Dispatch(3, 3)],
+        [Dispatch(4, 4)],
+    ]
+    assert s.task_finished(2, ok=True) == [Dispatch(2, 5)]
+    assert len(s.workers) == 4
+
+
+def test_burst_of_fractional_tasks_spawns_what_fits() -> None:
+    s = Scheduler({"CPU": 1})
+    assert s.start() == [SpawnWorker(1)]
+    assert submit(s, 1, {"CPU": 0.5}) == []
+    assert submit(s, 2, {"CPU": 0.5}) == [SpawnWorker(2)]
+    assert submit(s, 3, {"CPU": 0.5}) == []
+
+
+def test_max_workers_bounds_on_demand_spawns() -> None:
+    s = boot({"CPU": 1}, max_workers=2)
+    assert submit(s, 1, {}) == [Dispatch(1, 1)]
+    assert submit(s, 2, {}) == [SpawnWorker(2)]
+    assert submit(s, 3, {}) == []  # 2 workers alive already
+    assert s.worker_started(2) == [Dispatch(2, 2)]
+    assert s.task_finished(1, ok=True) == [Dispatch(1, 3)]
+
+
+# --- dispatch ---------------------------------------------------------------------------
+
+
+def test_dispatch_goes_to_idle_workers() -> None:
+    s = boot({"CPU": 2})
+    assert submit(s, 1) == [Dispatch(2, 1)]
+    assert submit(s, 2) == [Dispatch(1, 2)]
+    assert s.worker_states() == {1: "BUSY", 2: "BUSY"}
+    assert s.counts() == {"WAITING": 0, "READY": 0, "RUNNING": 2}
+
+
+def test_ready_tasks_dispatch_in_fifo_order() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    for tid in (2, 3, 4):
+        assert submit(s, tid) == []  # no CPU free, and no spawn for a task that cannot fit
+    assert s.counts() == {"WAITING": 0, "READY": 3, "RUNNING": 1}
+    assert s.task_finished(1, ok=True) == [Dispatch(1, 2)]
+    assert s.task_finished(2, ok=True) == [Dispatch(1, 3)]
+    assert s.task_finished(3, ok=True) == [Dispatch(1, 4)]
+    assert s.task_finished(4, ok=True) == []
+    assert s.counts() == idle_counts()
+    assert s.worker_states() == {1: "IDLE"}
+
+
+def test_fifo_among_several_workers() -> None:
+    s = boot({"CPU": 2})
+    assert submit(s, 1) == [Dispatch(2, 1)]
+    assert submit(s, 2) == [Dispatch(1, 2)]
+    assert submit(s, 3) == []
+    assert submit(s, 4) == []
+    assert s.task_finished(2, ok=True) == [Dispatch(1, 3)]
+    assert s.task_finished(1, ok=True) == [Dispatch(2, 4)]
+
+
+def test_small_task_overtakes_one_that_does_not_fit_yet() -> None:
+    s = boot({"CPU": 2})
+    assert submit(s, 1) == [Dispatch(2, 1)]
+    assert submit(s, 2, {"CPU": 2}) == []  # needs both CPUs
+    assert submit(s, 3) == [Dispatch(1, 3)]  # fits beside task 1
+    assert s.task_finished(1, ok=True) == []
+    assert s.task_finished(3, ok=True) == [Dispatch(1, 2)]
+
+
+def test_task_finished_unknown_or_twice_is_ignored() -> None:
+    s = boot()
+    assert s.task_finished(42, ok=True) == []
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    assert s.task_finished(1, ok=True) == []
+    assert s.task_finished(1, ok=True) == []
+    assert s.available == {"CPU": 1.0}
+
+
+# --- resources --------------------------------------------------------------------------
+
+
+def test_cpu_accounting() -> None:
+    s = boot({"CPU": 3})
+    assert submit(s, 1, {"CPU": 2}) == [Dispatch(3, 1)]
+    assert s.available == {"CPU": 1.0}
+    assert submit(s, 2, {"CPU": 2}) == []
+    assert submit(s, 3, {"CPU": 1}) == [Dispatch(2, 3)]
+    assert s.available == {"CPU": 0.0}
+    assert s.task_finished(1, ok=True) == [Dispatch(3, 2)]
+    assert s.task_finished(3, ok=True) == []
+    assert s.task_finished(2, ok=True) == []
+    assert s.available == s.total == {"CPU": 3.0}
+
+
+def test_fractional_cpus_share_a_cpu() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, {"CPU": 0.5}) == [Dispatch(1, 1)]
+    assert submit(s, 2, {"CPU": 0.5}) == [SpawnWorker(2)]  # fits, but no idle worker
+    assert s.worker_started(2) == [Dispatch(2, 2)]
+    assert s.available["CPU"] == pytest.approx(0.0)
+    assert submit(s, 3, {"CPU": 0.5}) == []
+    assert s.task_finished(1, ok=True) == [Dispatch(1, 3)]
+    assert s.task_finished(2, ok=True) == []
+    assert s.task_finished(3, ok=True) == []
+    assert s.available["CPU"] == pytest.approx(1.0)
+
+
+def test_many_small_fractions_add_up_exactly() -> None:
+    s = boot({"CPU": 1}, max_workers=100)
+    out: list[Instruction] = []
+    for tid in range(1, 11):
+        out += submit(s, tid, {"CPU": 0.1})
+        out += started(s, out[-1:])
+    dispatched = [i.task_id for i in out if isinstance(i, Dispatch)]
+    assert dispatched == list(range(1, 11))  # float rounding does not keep the tenth out
+    assert submit(s, 11, {"CPU": 0.1}) == []
+
+
+def test_custom_resources() -> None:
+    s = boot({"CPU": 4, "accel": 1})
+    assert submit(s, 1, {"CPU": 1, "accel": 1}) == [Dispatch(4, 1)]
+    assert submit(s, 2, {"CPU": 1, "accel": 1}) == []
+    assert submit(s, 3, {"CPU": 1}) == [Dispatch(3, 3)]  # plain CPU work is not held up
+    assert s.available == {"CPU": 2.0, "accel": 0.0}
+    assert s.task_finished(1, ok=True) == [Dispatch(4, 2)]
+    assert s.task_finished(2, ok=True) == []
+    assert s.task_finished(3, ok=True) == []
+    assert s.available == s.total
+
+
+def test_fractional_custom_resource() -> None:
+    s = boot({"CPU": 4, "slot": 1})
+    assert submit(s, 1, {"slot": 0.5}) == [Dispatch(4, 1)]
+    assert submit(s, 2, {"slot": 0.5}) == [Dispatch(3, 2)]
+    assert submit(s, 3, {"slot": 0.5}) == []
+    assert s.task_finished(2, ok=True) == [Dispatch(3, 3)]
+
+
+def test_whole_gpus_get_distinct_ids() -> None:
+    s = boot({"CPU": 4, "GPU": 2})
+    assert submit(s, 1, {"CPU": 1, "GPU": 1}) == [Dispatch(4, 1, (0,))]
+    assert submit(s, 2, {"CPU": 1, "GPU": 1}) == [Dispatch(3, 2, (1,))]
+    assert submit(s, 3, {"CPU": 1, "GPU": 1}) == []
+    assert s.gpu_free == {0: 0.0, 1: 0.0}
+    assert s.task_finished(1, ok=True) == [Dispatch(4, 3, (0,))]
+    assert s.task_finished(2, ok=True) == []
+    assert s.task_finished(3, ok=True) == []
+    assert s.gpu_free == {0: 1.0, 1: 1.0}
+    assert s.available == s.total
+
+
+def test_multi_gpu_task_gets_several_ids() -> None:
+    s = boot({"CPU": 2, "GPU": 3})
+    assert submit(s, 1, {"GPU": 1}) == [Dispatch(2, 1, (0,))]
+    assert submit(s, 2, {"GPU": 2}) == [Dispatch(1, 2, (1, 2))]
+    assert s.task_finished(1, ok=True) == []
+    assert submit(s, 3, {"GPU": 2}) == []  # only one GPU free
+    assert s.task_finished(2, ok=True) == [Dispatch(1, 3, (0, 1))]
+
+
+def test_explicit_gpu_ids_are_used() -> None:
+    s = boot({"CPU": 2, "GPU": 2}, gpu_ids=[3, 7])
+    assert submit(s, 1, {"GPU": 1}) == [Dispatch(2, 1, (3,))]
+    assert submit(s, 2, {"GPU": 1}) == [Dispatch(1, 2, (7,))]
+
+
+def test_fractional_gpus_pack_onto_one_gpu() -> None:
+    s = boot({"CPU": 4, "GPU": 2})
+    assert submit(s, 1, {"GPU": 0.5}) == [Dispatch(4, 1, (0,))]
+    assert submit(s, 2, {"GPU": 0.25}) == [Dispatch(3, 2, (0,))]  # the fullest that fits
+    assert submit(s, 3, {"GPU": 1}) == [Dispatch(2, 3, (1,))]  # a whole GPU is still free
+    assert s.gpu_free == {0: 0.25, 1: 0.0}
+    assert submit(s, 4, {"GPU": 0.5}) == []  # 0.25 left on GPU 0 only
+    assert s.task_finished(1, ok=True) == [Dispatch(4, 4, (0,))]
+    for tid in (2, 3, 4):
+        assert s.task_finished(tid, ok=True) == []
+    assert s.gpu_free == {0: 1.0, 1: 1.0}
+    assert s.available["GPU"] == pytest.approx(2.0)
+
+
+def test_fractional_gpus_fill_the_next_gpu_when_one_is_full() -> None:
+    s = boot({"CPU": 4, "GPU": 2})
+    assert submit(s, 1, {"GPU": 0.5}) == [Dispatch(4, 1, (0,))]
+    assert submit(s, 2, {"GPU": 0.5}) == [Dispatch(3, 2, (0,))]
+    assert submit(s, 3, {"GPU": 0.5}) == [Dispatch(2, 3, (1,))]
+    assert submit(s, 4, {"GPU": 0.5}) == [Dispatch(1, 4, (1,))]
+    assert submit(s, 5, {"GPU": 0.5}) == []
+
+
+def test_whole_gpus_are_not_made_of_leftover_fractions() -> None:
+    s = boot({"CPU": 4, "GPU": 4})
+    assert submit(s, 1, {"GPU": 0.6}) == [Dispatch(4, 1, (0,))]
+    assert submit(s, 2, {"GPU": 0.6}) == [Dispatch(3, 2, (1,))]
+    assert submit(s, 3, {"GPU": 0.6}) == [Dispatch(2, 3, (2,))]
+    assert s.available["GPU"] == pytest.approx(2.2)
+    # 2.2 GPUs are free in total, but only GPU 3 is whole
+    assert submit(s, 4, {"GPU": 2}) == []
+    assert s.task_finished(2, ok=True) == [Dispatch(3, 4, (1, 3))]
+
+
+def test_resources_released_when_worker_dies() -> None:
+    s = boot({"CPU": 2, "GPU": 1})
+    assert submit(s, 1, {"CPU": 2, "GPU": 1}, retries=0) == [Dispatch(2, 1, (0,))]
+    assert s.worker_died(2, -9) == [crashed(1, 1, -9), SpawnWorker(3)]
+    assert s.available == s.total
+    assert s.gpu_free == {0: 1.0}
+
+
+# --- infeasible -------------------------------------------------------------------------
+
+
+def test_infeasible_task_fails_at_once() -> None:
+    s = boot({"CPU": 2})
+    assert submit(s, 1, {"CPU": 3}) == [
+        FailTask(
+            1,
+            "unschedulable",
+            "task t1 asks for 3 CPU but the cluster has 2 in total, so it can never run. "
+            "Ask for less, or start the cluster with more (nbray.init(resources=...))",
+        )
+    ]
+    assert s.counts() == idle_counts()
+    assert s.tasks == {}
+
+
+@pytest.mark.parametrize(
+    ("cluster", "resources"),
+    [
+        ({"CPU": 2}, {"GPU": 1}),  # no GPU at all
+        ({"CPU": 2}, {"CPU": 1, "accel": 1}),  # unknown custom resource
+        ({"CPU": 2}, {"CPU": 2.01}),
+        ({"CPU": 2, "GPU": 2}, {"GPU": 3}),
+        ({"CPU": 2, "GPU": 2}, {"GPU": 1.5}),  # more than one GPU, not whole
+    ],
+)
+def test_infeasible_requests(cluster: dict[str, float], resources: dict[str, float]) -> None:
+    s = boot(cluster)
+    assert submit(s, 5, resources) == [FailTask(5, "unschedulable", ANY)]
+    assert s.counts() == idle_counts()
+    assert s.worker_states() == {1: "IDLE", 2: "IDLE"}
+
+
+def test_fractional_gpu_over_one_message() -> None:
+    s = boot({"CPU": 2, "GPU": 2})
+    out = submit(s, 1, {"GPU": 1.5})
+    assert out == [FailTask(1, "unschedulable", ANY)]
+    assert isinstance(out[0], FailTask)
+    assert "more than one GPU must be a whole number" in out[0].message
+
+
+def test_infeasible_task_with_deps_fails_before_waiting() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, {"CPU": 2}, deps={10}) == [FailTask(1, "unschedulable", ANY)]
+    assert s.object_ready(10) == []
+
+
+def test_zero_amounts_are_ignored_by_feasibility() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, {"CPU": 1, "GPU": 0, "accel": 0}) == [Dispatch(1, 1)]
+
+
+def test_infeasible_actor_is_dead_at_once() -> None:
+    s = boot({"CPU": 1})
+    out = create(s, 1, {"GPU": 1})
+    assert out == [ActorStateChanged(1, "DEAD", ANY)]
+    assert isinstance(out[0], ActorStateChanged)
+    assert out[0].reason.startswith("actor A1 asks for 1 GPU")
+    assert s.actor_call(100, 1) == [FailCall(100, 1, "actor_died", ACTOR_DEAD)]
+
+
+# --- dependencies -----------------------------------------------------------------------
+
+
+def test_task_waits_for_all_deps_then_dispatches() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, deps={10, 11}) == []
+    assert s.counts() == {"WAITING": 1, "READY": 0, "RUNNING": 0}
+    assert s.object_ready(10) == []
+    assert s.counts() == {"WAITING": 1, "READY": 0, "RUNNING": 0}
+    assert s.object_ready(11) == [Dispatch(1, 1)]
+    assert s.counts() == {"WAITING": 0, "READY": 0, "RUNNING": 1}
+
+
+def test_failed_dep_fails_the_task() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, deps={10, 11}) == []
+    assert s.object_ready(11, ok=False) == [FailTask(1, "dependency", dependency=11)]
+    assert s.counts() == idle_counts()
+    assert s.waiting_on == {}
+    assert s.object_ready(10) == []
+
+
+def test_one_object_releases_every_waiting_task_in_order() -> None:
+    s = boot({"CPU": 2})
+    assert submit(s, 2, deps={10}) == []
+    assert submit(s, 1, deps={10}) == []
+    assert submit(s, 3, deps={10}) == []
+    assert s.object_ready(10) == [Dispatch(2, 1), Dispatch(1, 2)]
+    assert s.counts() == {"WAITING": 0, "READY": 1, "RUNNING": 2}
+
+
+def test_one_failed_object_fails_every_waiting_task() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, deps={10}) == []
+    assert submit(s, 2, deps={10, 11}) == []
+    assert submit(s, 3, deps={11}) == []
+    assert s.object_ready(10, ok=False) == [
+        FailTask(1, "dependency", dependency=10),
+        FailTask(2, "dependency", dependency=10),
+    ]
+    assert s.object_ready(11) == [Dispatch(1, 3)]
+
+
+def test_object_ready_without_waiters_is_ignored() -> None:
+    s = boot()
+    assert s.object_ready(123) == []
+    assert s.object_ready(123, ok=False) == []
+
+
+def test_ready_dep_still_needs_resources() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    assert submit(s, 2, deps={10}) == []
+    assert s.object_ready(10) == []
+    assert s.counts() == {"WAITING": 0, "READY": 1, "RUNNING": 1}
+    assert s.task_finished(1, ok=True) == [Dispatch(1, 2)]
+
+
+# --- worker death and retries -------------------------------------------------------------
+
+
+def test_worker_death_retries_until_attempts_exceed_max_retries() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, retries=2) == [Dispatch(1, 1)]
+    assert s.worker_died(1, -9) == [died(1, 2, -9), SpawnWorker(2)]
+    assert s.counts() == {"WAITING": 0, "READY": 1, "RUNNING": 0}
+    assert s.worker_started(2) == [Dispatch(2, 1)]
+    assert s.worker_died(2, 137) == [died(1, 3, 137), SpawnWorker(3)]
+    assert s.worker_started(3) == [Dispatch(3, 1)]
+    assert s.worker_died(3, 1) == [crashed(1, 3, 1), SpawnWorker(4)]
+    assert s.counts() == idle_counts()
+    assert s.worker_started(4) == []
+    assert s.available == s.total
+
+
+def test_max_retries_zero_fails_at_once() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, retries=0) == [Dispatch(1, 1)]
+    assert s.worker_died(1, None) == [
+        FailTask(1, "worker_crashed", "after 1 attempt(s)", exit_code=None),
+        SpawnWorker(2),
+    ]
+
+
+def test_max_retries_minus_one_retries_forever() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, retries=-1) == [Dispatch(1, 1)]
+    wid = 1
+    for attempt in range(2, 40):
+        assert s.worker_died(wid, -11) == [died(1, attempt, -11), SpawnWorker(wid + 1)]
+        wid += 1
+        assert s.worker_started(wid) == [Dispatch(wid, 1)]
+    assert s.task_finished(1, ok=True) == []
+    assert s.counts() == idle_counts()
+
+
+def test_retried_task_goes_before_other_ready_tasks() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    assert submit(s, 2) == []
+    assert s.worker_died(1, 1) == [died(1, 2, 1), SpawnWorker(2)]
+    assert s.worker_started(2) == [Dispatch(2, 1)]
+
+
+def test_retry_dispatches_on_another_idle_worker() -> None:
+    s = boot({"CPU": 2})
+    assert submit(s, 1) == [Dispatch(2, 1)]
+    assert s.worker_died(2, -9) == [died(1, 2, -9), SpawnWorker(3), Dispatch(1, 1)]
+    assert s.worker_started(3) == []
+
+
+def test_replacement_worker_spawned_after_idle_worker_dies() -> None:
+    s = boot({"CPU": 2})
+    assert s.worker_died(1, 1) == [SpawnWorker(3)]
+    assert s.worker_states() == {2: "IDLE", 3: "STARTING"}
+    assert s.worker_started(3) == []
+    assert submit(s, 1) == [Dispatch(3, 1)]
+    assert submit(s, 2) == [Dispatch(2, 2)]
+
+
+def test_unknown_or_repeated_worker_death_is_ignored() -> None:
+    s = boot({"CPU": 1})
+    assert s.worker_died(99, 1) == []
+    assert s.worker_died(1, 1) == [SpawnWorker(2)]
+    assert s.worker_died(1, 1) == []
+
+
+def test_retriable_exception_is_retried() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, retries=1) == [Dispatch(1, 1)]
+    assert s.task_finished(1, ok=False, retriable=True) == [
+        Retry(1, 2, RETRIABLE),
+        Dispatch(1, 1),
+    ]
+    assert s.task_finished(1, ok=False, retriable=True) == []  # attempts exhausted
+    assert s.counts() == idle_counts()
+    assert s.available == s.total
+
+
+def test_retriable_exception_with_max_retries_minus_one() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, retries=-1) == [Dispatch(1, 1)]
+    for attempt in range(2, 30):
+        assert s.task_finished(1, ok=False, retriable=True) == [
+            Retry(1, attempt, RETRIABLE),
+            Dispatch(1, 1),
+        ]
+
+
+def test_non_retriable_exception_is_not_retried() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, retries=5) == [Dispatch(1, 1)]
+    assert submit(s, 2) == []
+    assert s.task_finished(1, ok=False, retriable=False) == [Dispatch(1, 2)]
+
+
+def test_retriable_exception_and_worker_death_share_one_budget() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, retries=2) == [Dispatch(1, 1)]
+    assert s.task_finished(1, ok=False, retriable=True) == [Retry(1, 2, RETRIABLE), Dispatch(1, 1)]
+    assert s.worker_died(1, 3) == [died(1, 3, 3), SpawnWorker(2)]
+    assert s.worker_started(2) == [Dispatch(2, 1)]
+    assert s.task_finished(1, ok=False, retriable=True) == []
+
+
+def test_retried_task_after_exception_waits_behind_nothing() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, retries=1) == [Dispatch(1, 1)]
+    assert submit(s, 2) == []
+    assert s.task_finished(1, ok=False, retriable=True) == [Retry(1, 2, RETRIABLE), Dispatch(1, 1)]
+    assert s.task_finished(1, ok=True) == [Dispatch(1, 2)]
+
+
+# --- cancellation -----------------------------------------------------------------------
+
+
+def test_cancel_waiting_task() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, deps={10}) == []
+    assert s.cancel(1, force=False) == [FailTask(1, "cancelled", CANCELLED_BEFORE)]
+    assert s.waiting_on == {}
+    assert s.object_ready(10) == []
+    assert s.counts() == idle_counts()
+
+
+def test_cancel_ready_task() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    assert submit(s, 2) == []
+    assert submit(s, 3) == []
+    assert s.cancel(2, force=True) == [FailTask(2, "cancelled", CANCELLED_BEFORE)]
+    assert s.task_finished(1, ok=True) == [Dispatch(1, 3)]
+
+
+def test_cancel_running_task_interrupts() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, retries=3) == [Dispatch(1, 1)]
+    assert submit(s, 2) == []
+    assert s.cancel(1, force=False) == [Interrupt(1, 1)]
+    assert s.counts() == {"WAITING": 0, "READY": 1, "RUNNING": 1}
+    # the interrupted task ends with an exception; a cancelled task is never retried
+    assert s.task_finished(1, ok=False, retriable=True) == [Dispatch(1, 2)]
+
+
+def test_interrupted_task_whose_worker_dies_fails_cancelled() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, retries=3) == [Dispatch(1, 1)]
+    assert s.cancel(1, force=False) == [Interrupt(1, 1)]
+    assert s.worker_died(1, -2) == [FailTask(1, "cancelled", CANCELLED_RUNNING), SpawnWorker(2)]
+
+
+def test_force_cancel_kills_worker_and_does_not_retry() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, retries=-1) == [Dispatch(1, 1)]
+    assert s.cancel(1, force=True) == [KillWorker(1)]
+    assert s.worker_died(1, -9) == [FailTask(1, "cancelled", CANCELLED_RUNNING), SpawnWorker(2)]
+    assert s.counts() == idle_counts()
+    assert s.available == s.total
+    assert s.worker_started(2) == []
+
+
+def test_cancel_twice_or_unknown_is_ignored() -> None:
+    s = boot({"CPU": 1})
+    assert s.cancel(77, force=True) == []
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    assert s.cancel(1, force=False) == [Interrupt(1, 1)]
+    assert s.cancel(1, force=False) == []
+    assert s.cancel(1, force=True) == []
+
+
+def test_cancel_of_finished_task_is_ignored() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    assert s.task_finished(1, ok=True) == []
+    assert s.cancel(1, force=True) == []
+
+
+def test_force_cancelled_worker_is_not_reused_if_result_races_the_kill() -> None:
+    # The killed worker may report the task's end before the head sees it die: it must not
+    # go back to the idle pool, or the next task is sent to a process being killed.
+    s = boot({"CPU": 1})
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    assert s.cancel(1, force=True) == [KillWorker(1)]
+    assert s.task_finished(1, ok=True) == []
+    assert submit(s, 2, retries=0) == [SpawnWorker(2)]
+    assert s.worker_died(1, -9) == []
+    assert s.worker_started(2) == [Dispatch(2, 2)]
+    assert s.task_finished(2, ok=True) == []
+    assert s.counts() == idle_counts()
+
+
+def test_recursive_cancel_reaches_children_and_grandchildren() -> None:
+    s = boot({"CPU": 2})
+    assert submit(s, 1) == [Dispatch(2, 1)]
+    assert submit(s, 2, parent=1) == [Dispatch(1, 2)]
+    assert submit(s, 3, parent=1) == []  # ready, no CPU
+    assert submit(s, 4, parent=2, deps={10}) == []  # waiting
+    assert submit(s, 5) == []  # unrelated
+    assert s.cancel(1, force=False) == [
+        FailTask(4, "cancelled", CANCELLED_BEFORE),
+        Interrupt(1, 2),
+        FailTask(3, "cancelled", CANCELLED_BEFORE),
+        Interrupt(2, 1),
+    ]
+    assert s.counts() == {"WAITING": 0, "READY": 1, "RUNNING": 2}
+    assert s.task_finished(2, ok=False) == [Dispatch(1, 5)]
+
+
+def test_recursive_force_cancel_kills_every_running_descendant() -> None:
+    s = boot({"CPU": 2})
+    assert submit(s, 1) == [Dispatch(2, 1)]
+    assert submit(s, 2, parent=1) == [Dispatch(1, 2)]
+    assert s.cancel(1, force=True) == [KillWorker(1), KillWorker(2)]
+    assert s.worker_died(1, -9) == [FailTask(2, "cancelled", CANCELLED_RUNNING), SpawnWorker(3)]
+    assert s.worker_died(2, -9) == [FailTask(1, "cancelled", CANCELLED_RUNNING), SpawnWorker(4)]
+
+
+def test_non_recursive_cancel_leaves_children() -> None:
+    s = boot({"CPU": 2})
+    assert submit(s, 1) == [Dispatch(2, 1)]
+    assert submit(s, 2, parent=1) == [Dispatch(1, 2)]
+    assert submit(s, 3, parent=1) == []
+    assert s.cancel(1, force=False, recursive=False) == [Interrupt(2, 1)]
+    assert s.counts() == {"WAITING": 0, "READY": 1, "RUNNING": 2}
+
+
+def test_children_of_a_finished_parent_can_still_be_cancelled_directly() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    assert submit(s, 2, parent=1, deps={10}) == []
+    assert s.task_finished(1, ok=True) == []
+    assert s.cancel(2, force=False) == [FailTask(2, "cancelled", CANCELLED_BEFORE)]
+
+
+# --- nested tasks and blocked workers ---------------------------------------------------
+
+
+def test_nested_fan_out_on_one_cpu_does_not_deadlock() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    assert submit(s, 2, parent=1) == []  # the parent holds the only CPU
+    # the parent blocks in get(): its CPU is lent, a new worker runs the child
+    assert s.worker_blocked(1) == [SpawnWorker(2)]
+    assert s.available == {"CPU": 1.0}
+    assert s.worker_started(2) == [Dispatch(2, 2)]
+    assert s.available == {"CPU": 0.0}
+    assert s.task_finished(2, ok=True) == []
+    assert s.available == {"CPU": 1.0}
+    # the parent wakes up and takes its CPU back
+    assert s.worker_unblocked(1) == []
+    assert s.available == {"CPU": 0.0}
+    assert submit(s, 3, parent=1) == []  # no CPU for a second child now
+    assert s.worker_blocked(1) == [Dispatch(2, 3)]
+    assert s.task_finished(3, ok=True) == []
+    assert s.worker_unblocked(1) == []
+    assert s.task_finished(1, ok=True) == []
+    assert s.available == s.total
+    assert s.worker_states() == {1: "IDLE", 2: "IDLE"}
+    assert s.trim() == [KillWorker(2)]
+
+
+def test_unblock_while_child_runs_overcommits_until_child_ends() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    assert submit(s, 2, parent=1) == []
+    assert s.worker_blocked(1) == [SpawnWorker(2)]
+    assert s.worker_started(2) == [Dispatch(2, 2)]
+    assert s.worker_unblocked(1) == []
+    assert s.available == {"CPU": -1.0}
+    assert submit(s, 3) == []
+    assert s.task_finished(2, ok=True) == []  # still no CPU: the parent has it back
+    assert s.task_finished(1, ok=True) == [Dispatch(1, 3)]
+
+
+def test_fan_out_of_many_children() -> None:
+    s = boot({"CPU": 2})
+    assert submit(s, 1) == [Dispatch(2, 1)]
+    assert submit(s, 2) == [Dispatch(1, 2)]
+    for tid in (10, 11):
+        assert submit(s, tid, parent=1) == []
+    assert s.worker_blocked(2) == [SpawnWorker(3)]
+    assert s.worker_blocked(1) == [SpawnWorker(4)]
+    assert s.worker_started(3) == [Dispatch(3, 10)]
+    assert s.worker_started(4) == [Dispatch(4, 11)]
+
+
+def test_block_is_counted_once_and_only_for_busy_workers() -> None:
+    s = boot({"CPU": 2})
+    assert s.worker_blocked(1) == []  # idle: nothing to lend
+    assert s.available == {"CPU": 2.0}
+    assert submit(s, 1) == [Dispatch(2, 1)]
+    assert s.worker_blocked(2) == []
+    assert s.worker_blocked(2) == []
+    assert s.available == {"CPU": 2.0}
+    assert s.worker_unblocked(2) == []
+    assert s.worker_unblocked(2) == []
+    assert s.available == {"CPU": 1.0}
+    assert s.worker_blocked(99) == []
+    assert s.worker_unblocked(99) == []
+
+
+def test_block_lends_fractional_cpus() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, {"CPU": 0.5}) == [Dispatch(1, 1)]
+    assert submit(s, 2, {"CPU": 1}) == []
+    assert s.worker_blocked(1) == [SpawnWorker(2)]
+    assert s.worker_started(2) == [Dispatch(2, 2)]
+
+
+def test_blocked_zero_cpu_task_lends_nothing() -> None:
+    s = boot({"CPU": 1, "slot": 1})
+    assert submit(s, 1, {"slot": 1}) == [Dispatch(1, 1)]
+    assert submit(s, 2, {"slot": 1}) == []
+    assert s.worker_blocked(1) == []  # only CPUs are lent
+    assert s.available == {"CPU": 1.0, "slot": 0.0}
+
+
+def test_task_ending_while_blocked_returns_lent_cpus() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    assert s.worker_blocked(1) == []
+    assert s.task_finished(1, ok=True) == []
+    assert s.available == {"CPU": 1.0}
+    assert s.worker_unblocked(1) == []
+    assert s.available == {"CPU": 1.0}
+
+
+def test_worker_dying_while_blocked_returns_lent_cpus() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, retries=0) == [Dispatch(1, 1)]
+    assert s.worker_blocked(1) == []
+    assert s.worker_died(1, -9) == [crashed(1, 1, -9), SpawnWorker(2)]
+    assert s.available == {"CPU": 1.0}
+
+
+# --- owner gone -------------------------------------------------------------------------
+
+
+def test_owner_gone_cancels_its_tasks_and_kills_its_non_detached_actors() -> None:
+    s = boot({"CPU": 2})
+    assert submit(s, 1, owner=7) == [Dispatch(2, 1)]
+    assert submit(s, 2, owner=8) == [Dispatch(1, 2)]
+    assert submit(s, 3, owner=7) == []
+    assert submit(s, 4, owner=7, deps={99}) == []
+    assert submit(s, 5, owner=8) == []
+    w1 = alive_actor(s, 1, owner=7)
+    w2 = alive_actor(s, 2, owner=7, detached=True)
+    w3 = alive_actor(s, 3, owner=8)
+    assert (w1, w2, w3) == (3, 4, 5)
+    assert s.owner_gone(7) == [
+        KillWorker(2),
+        FailTask(3, "cancelled", CANCELLED_BEFORE),
+        FailTask(4, "cancelled", CANCELLED_BEFORE),
+        KillWorker(3),
+    ]
+    assert s.worker_died(2, -9) == [FailTask(1, "cancelled", CANCELLED_RUNNING), SpawnWorker(6)]
+    assert s.worker_started(6) == [Dispatch(6, 5)]
+    assert s.worker_died(3, -9) == [ActorStateChanged(1, "DEAD", "it was killed")]
+    assert s.actor_call(100, 1) == [FailCall(100, 1, "actor_died", ACTOR_DEAD)]
+    assert s.actor_call(101, 2) == [DispatchCall(4, 2, 101)]
+    assert s.actor_call(102, 3) == [DispatchCall(5, 3, 102)]
+    assert s.counts() == {"WAITING": 0, "READY": 0, "RUNNING": 2}
+
+
+def test_owner_gone_cancels_other_owners_children_of_its_tasks() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, owner=7) == [Dispatch(1, 1)]
+    assert submit(s, 2, owner=8, parent=1, deps={10}) == []
+    assert s.owner_gone(7) == [FailTask(2, "cancelled", CANCELLED_BEFORE), KillWorker(1)]
+
+
+def test_owner_gone_with_nothing_is_empty() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, owner=8) == [Dispatch(1, 1)]
+    assert s.owner_gone(7) == []
+
+
+def test_owner_gone_frees_a_pending_actor_so_tasks_can_run() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, owner=8) == [Dispatch(1, 1)]
+    assert create(s, 1, {"CPU": 1}, owner=7) == [ActorStateChanged(1, "PENDING")]
+    assert s.actor_call(100, 1) == []
+    assert s.owner_gone(7) == [
+        ActorStateChanged(1, "DEAD", "the actor was killed"),
+        FailCall(100, 1, "actor_died", "the actor was killed"),
+    ]
+    assert submit(s, 2, owner=8) == []
+    assert s.task_finished(1, ok=True) == [Dispatch(1, 2)]  # no actor took the CPU
+
+
+# --- actors -----------------------------------------------------------------------------
+
+
+def test_create_actor_spawns_a_dedicated_worker_and_queues_calls() -> None:
+    s = boot({"CPU": 2})
+    assert create(s, 1, {"CPU": 1}) == [ActorStateChanged(1, "PENDING"), SpawnWorker(3, 1)]
+    assert s.available == {"CPU": 1.0}  # held from placement on
+    assert s.actor_call(100, 1) == []
+    assert s.actor_call(101, 1) == []
+    assert s.actor_call(102, 1) == []
+    assert s.worker_states() == {1: "IDLE", 2: "IDLE", 3: "STARTING"}
+    assert s.worker_started(3) == [
+        StartActor(3, 1),
+        ActorStateChanged(1, "ALIVE"),
+        DispatchCall(3, 1, 100),
+        DispatchCall(3, 1, 101),
+        DispatchCall(3, 1, 102),
+    ]
+    assert s.worker_states() == {1: "IDLE", 2: "IDLE", 3: "ACTOR"}
+    assert s.actor_call(103, 1) == [DispatchCall(3, 1, 103)]
+    assert s.call_finished(100, 1) == []
+
+
+def test_actor_worker_is_not_a_pool_worker() -> None:
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1)
+    assert wid == 2
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    assert submit(s, 2) == []
+    assert s.trim() == []
+
+
+def test_actor_holds_its_resources_while_alive() -> None:
+    s = boot({"CPU": 2, "GPU": 1})
+    assert create(s, 1, {"CPU": 1, "GPU": 1}) == [
+        ActorStateChanged(1, "PENDING"),
+        SpawnWorker(3, 1),
+    ]
+    assert s.worker_started(3) == [StartActor(3, 1, (0,)), ActorStateChanged(1, "ALIVE")]
+    assert submit(s, 1, {"GPU": 1}) == []
+    assert submit(s, 2, {"CPU": 1}) == [Dispatch(2, 2)]
+    assert submit(s, 3, {"CPU": 1}) == []
+
+
+def test_actor_waits_for_resources() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    assert create(s, 1, {"CPU": 1}) == [ActorStateChanged(1, "PENDING")]
+    assert s.actor_call(100, 1) == []
+    assert s.task_finished(1, ok=True) == [SpawnWorker(2, 1)]
+    assert s.worker_started(2) == [
+        StartActor(2, 1),
+        ActorStateChanged(1, "ALIVE"),
+        DispatchCall(2, 1, 100),
+    ]
+
+
+def test_pending_actors_are_placed_in_creation_order() -> None:
+    s = boot({"CPU": 1, "GPU": 1})
+    assert create(s, 1, {"GPU": 1}) == [ActorStateChanged(1, "PENDING"), SpawnWorker(2, 1)]
+    assert create(s, 2, {"GPU": 1}) == [ActorStateChanged(2, "PENDING")]
+    assert create(s, 3, {"GPU": 0.5}) == [ActorStateChanged(3, "PENDING")]
+    assert s.worker_started(2) == [StartActor(2, 1, (0,)), ActorStateChanged(1, "ALIVE")]
+    assert s.kill_actor(1) == [KillWorker(2)]
+    assert s.worker_died(2, -9) == [
+        ActorStateChanged(1, "DEAD", "it was killed"),
+        SpawnWorker(3, 2),
+    ]
+
+
+def test_actor_restarts_and_retries_in_flight_calls_in_order() -> None:
+    s = boot({"CPU": 1})
+    assert create(s, 1, {"CPU": 1}, restarts=2, task_retries=-1) == [
+        ActorStateChanged(1, "PENDING"),
+        SpawnWorker(2, 1),
+    ]
+    assert s.worker_started(2) == [StartActor(2, 1), ActorStateChanged(1, "ALIVE")]
+    for cid in (100, 101, 102, 103):
+        assert s.actor_call(cid, 1) == [DispatchCall(2, 1, cid)]
+    assert s.call_finished(101, 1) == []
+    assert s.worker_died(2, 1) == [
+        ActorStateChanged(1, "RESTARTING", "its process exited with code 1"),
+        SpawnWorker(3, 1),
+    ]
+    assert s.actor_call(104, 1) == []  # queued behind the retried calls
+    assert s.worker_started(3) == [
+        StartActor(3, 1),
+        ActorStateChanged(1, "ALIVE"),
+        DispatchCall(3, 1, 100),
+        DispatchCall(3, 1, 102),
+        DispatchCall(3, 1, 103),
+        DispatchCall(3, 1, 104),
+    ]
+    # second restart: the retried calls keep their original order
+    assert s.call_finished(100, 1) == []
+    assert s.worker_died(3, -9) == [
+        ActorStateChanged(1, "RESTARTING", "its process exited with code -9"),
+        SpawnWorker(4, 1),
+    ]
+    assert s.worker_started(4) == [
+        StartActor(4, 1),
+        ActorStateChanged(1, "ALIVE"),
+        DispatchCall(4, 1, 102),
+        DispatchCall(4, 1, 103),
+        DispatchCall(4, 1, 104),
+    ]
+    # restarts exhausted: dead, and every call in flight fails
+    assert s.worker_died(4, -9) == [
+        ActorStateChanged(1, "DEAD", "its process exited with code -9"),
+        FailCall(102, 1, "actor_died", "its process exited with code -9"),
+        FailCall(103, 1, "actor_died", "its process exited with code -9"),
+        FailCall(104, 1, "actor_died", "its process exited with code -9"),
+    ]
+    assert s.actor_call(105, 1) == [FailCall(105, 1, "actor_died", ACTOR_DEAD)]
+    assert s.available == s.total
+
+
+def test_actor_with_max_restarts_zero_dies_with_its_worker() -> None:
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1, restarts=0, task_retries=-1)
+    assert s.actor_call(100, 1) == [DispatchCall(wid, 1, 100)]
+    assert s.worker_died(wid, 3) == [
+        ActorStateChanged(1, "DEAD", "its process exited with code 3"),
+        FailCall(100, 1, "actor_died", "its process exited with code 3"),
+    ]
+
+
+def test_actor_max_restarts_minus_one_restarts_forever() -> None:
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1, restarts=-1)
+    for _ in range(20):
+        assert s.worker_died(wid, 1) == [
+            ActorStateChanged(1, "RESTARTING", "its process exited with code 1"),
+            SpawnWorker(wid + 1, 1),
+        ]
+        wid += 1
+        assert s.worker_started(wid) == [StartActor(wid, 1), ActorStateChanged(1, "ALIVE")]
+
+
+def test_in_flight_calls_fail_when_max_task_retries_is_zero() -> None:
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1, restarts=1, task_retries=0)
+    assert s.actor_call(100, 1) == [DispatchCall(wid, 1, 100)]
+    assert s.actor_call(101, 1) == [DispatchCall(wid, 1, 101)]
+    assert s.worker_died(wid, 1) == [
+        ActorStateChanged(1, "RESTARTING", "its process exited with code 1"),
+        FailCall(100, 1, "actor_died", "its process exited with code 1"),
+        FailCall(101, 1, "actor_died", "its process exited with code 1"),
+        SpawnWorker(wid + 1, 1),
+    ]
+    assert s.worker_started(wid + 1) == [StartActor(wid + 1, 1), ActorStateChanged(1, "ALIVE")]
+
+
+def test_in_flight_call_retried_up_to_max_task_retries() -> None:
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1, restarts=-1, task_retries=1)
+    assert s.actor_call(100, 1) == [DispatchCall(wid, 1, 100)]
+    assert s.worker_died(wid, 1) == [
+        ActorStateChanged(1, "RESTARTING", "its process exited with code 1"),
+        SpawnWorker(wid + 1, 1),
+    ]
+    wid += 1
+    assert s.worker_started(wid) == [
+        StartActor(wid, 1),
+        ActorStateChanged(1, "ALIVE"),
+        DispatchCall(wid, 1, 100),
+    ]
+    assert s.actor_call(101, 1) == [DispatchCall(wid, 1, 101)]
+    # call 100 has used its one retry; call 101 has not
+    assert s.worker_died(wid, 1) == [
+        ActorStateChanged(1, "RESTARTING", "its process exited with code 1"),
+        FailCall(100, 1, "actor_died", "its process exited with code 1"),
+        SpawnWorker(wid + 1, 1),
+    ]
+    wid += 1
+    assert s.worker_started(wid) == [
+        StartActor(wid, 1),
+        ActorStateChanged(1, "ALIVE"),
+        DispatchCall(wid, 1, 101),
+    ]
+
+
+def test_finished_calls_are_not_retried() -> None:
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1, restarts=1, task_retries=-1)
+    assert s.actor_call(100, 1) == [DispatchCall(wid, 1, 100)]
+    assert s.call_finished(100, 1) == []
+    assert s.call_finished(100, 1) == []
+    assert s.call_finished(100, 999) == []
+    assert s.worker_died(wid, 1) == [
+        ActorStateChanged(1, "RESTARTING", "its process exited with code 1"),
+        SpawnWorker(wid + 1, 1),
+    ]
+    assert s.worker_started(wid + 1) == [StartActor(wid + 1, 1), ActorStateChanged(1, "ALIVE")]
+
+
+def test_exhausted_restarts_fail_in_flight_and_queued_calls() -> None:
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1, restarts=1, task_retries=-1)
+    assert s.actor_call(100, 1) == [DispatchCall(wid, 1, 100)]
+    assert s.worker_died(wid, 1) == [
+        ActorStateChanged(1, "RESTARTING", "its process exited with code 1"),
+        SpawnWorker(wid + 1, 1),
+    ]
+    assert s.actor_call(101, 1) == []
+    # the replacement dies before it starts: no restart left
+    assert s.worker_died(wid + 1, 2) == [
+        ActorStateChanged(1, "DEAD", "its process exited with code 2"),
+        FailCall(100, 1, "actor_died", "its process exited with code 2"),
+        FailCall(101, 1, "actor_died", "its process exited with code 2"),
+    ]
+    assert s.available == s.total
+
+
+def test_actor_dead_fails_in_flight_before_queued_calls() -> None:
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1, restarts=0)
+    assert s.actor_call(100, 1) == [DispatchCall(wid, 1, 100)]
+    assert s.kill_actor(1, no_restart=True) == [KillWorker(wid)]
+    assert s.actor_call(101, 1) == [DispatchCall(wid, 1, 101)]  # still ALIVE until it dies
+    assert s.worker_died(wid, -9) == [
+        ActorStateChanged(1, "DEAD", "it was killed"),
+        FailCall(100, 1, "actor_died", "it was killed"),
+        FailCall(101, 1, "actor_died", "it was killed"),
+    ]
+
+
+def test_kill_actor_no_restart_kills_then_dead_on_death() -> None:
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1, {"CPU": 1}, restarts=5, task_retries=-1)
+    assert s.actor_call(100, 1) == [DispatchCall(wid, 1, 100)]
+    assert s.kill_actor(1, no_restart=True) == [KillWorker(wid)]
+    assert s.available == {"CPU": 0.0}
+    assert s.worker_died(wid, -9) == [
+        ActorStateChanged(1, "DEAD", "it was killed"),
+        FailCall(100, 1, "actor_died", "it was killed"),
+    ]
+    assert s.available == s.total
+    assert s.actor_call(101, 1) == [FailCall(101, 1, "actor_died", ACTOR_DEAD)]
+    assert s.kill_actor(1) == []
+
+
+def test_kill_actor_allowing_restart_restarts_it() -> None:
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1, restarts=1, task_retries=-1)
+    assert s.actor_call(100, 1) == [DispatchCall(wid, 1, 100)]
+    assert s.kill_actor(1, no_restart=False) == [KillWorker(wid)]
+    assert s.worker_died(wid, -9) == [
+        ActorStateChanged(1, "RESTARTING", "it was killed"),
+        SpawnWorker(wid + 1, 1),
+    ]
+    assert s.worker_started(wid + 1) == [
+        StartActor(wid + 1, 1),
+        ActorStateChanged(1, "ALIVE"),
+        DispatchCall(wid + 1, 1, 100),
+    ]
+
+
+def test_kill_pending_actor_is_dead_at_once() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    assert create(s, 1, {"CPU": 1}) == [ActorStateChanged(1, "PENDING")]
+    assert s.actor_call(100, 1) == []
+    assert s.kill_actor(1) == [
+        ActorStateChanged(1, "DEAD", "the actor was killed"),
+        FailCall(100, 1, "actor_died", "the actor was killed"),
+    ]
+    assert s.task_finished(1, ok=True) == []  # the dead actor is never placed
+    assert s.worker_states() == {1: "IDLE"}
+
+
+def test_kill_actor_whose_worker_is_starting_releases_its_resources() -> None:
+    s = boot({"CPU": 1, "GPU": 1})
+    assert create(s, 1, {"GPU": 1}) == [ActorStateChanged(1, "PENDING"), SpawnWorker(2, 1)]
+    assert s.gpu_free == {0: 0.0}
+    assert submit(s, 1, {"GPU": 1}) == []
+    assert s.kill_actor(1) == [
+        ActorStateChanged(1, "DEAD", "the actor was killed"),
+        Dispatch(1, 1, (0,)),
+    ]
+    # the worker that was starting for it is stopped as soon as it is up
+    assert s.worker_started(2) == [KillWorker(2)]
+    assert s.worker_died(2, -9) == []
+    assert s.task_finished(1, ok=True) == []
+    assert s.available == s.total
+    assert s.gpu_free == {0: 1.0}
+
+
+def test_owner_gone_while_actor_restarts_releases_its_resources() -> None:
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1, {"CPU": 1}, restarts=3, owner=7)
+    assert s.worker_died(wid, 1) == [
+        ActorStateChanged(1, "RESTARTING", "its process exited with code 1"),
+        SpawnWorker(wid + 1, 1),
+    ]
+    assert s.available == {"CPU": 0.0}
+    assert s.owner_gone(7) == [ActorStateChanged(1, "DEAD", "the actor was killed")]
+    assert s.available == s.total
+    assert s.worker_started(wid + 1) == [KillWorker(wid + 1)]
+    assert s.worker_died(wid + 1, -9) == []
+    assert s.available == s.total
+
+
+def test_kill_unknown_actor_is_ignored() -> None:
+    s = boot()
+    assert s.kill_actor(5) == []
+    assert s.actor_call(100, 5) == [FailCall(100, 5, "actor_died", ACTOR_DEAD)]
+
+
+def test_detached_actor_survives_owner() -> None:
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1, owner=7, detached=True)
+    assert s.owner_gone(7) == []
+    assert s.actor_call(100, 1) == [DispatchCall(wid, 1, 100)]
+
+
+def test_actor_with_gpu_gets_an_id_and_may_get_another_after_restart() -> None:
+    s = boot({"CPU": 1, "GPU": 2})
+    assert create(s, 1, {"GPU": 1}, restarts=1) == [
+        ActorStateChanged(1, "PENDING"),
+        SpawnWorker(2, 1),
+    ]
+    assert s.worker_started(2) == [StartActor(2, 1, (0,)), ActorStateChanged(1, "ALIVE")]
+    assert submit(s, 1, {"GPU": 1}) == [Dispatch(1, 1, (1,))]
+    assert s.task_finished(1, ok=True) == []
+    assert s.worker_died(2, 1) == [
+        ActorStateChanged(1, "RESTARTING", "its process exited with code 1"),
+        SpawnWorker(3, 1),
+    ]
+    assert s.gpu_free == {0: 0.0, 1: 1.0}
+    assert s.worker_started(3) == [StartActor(3, 1, (0,)), ActorStateChanged(1, "ALIVE")]
+
+
+def test_fractional_gpu_actors_share_a_gpu() -> None:
+    s = boot({"CPU": 1, "GPU": 1})
+    assert create(s, 1, {"GPU": 0.5}) == [ActorStateChanged(1, "PENDING"), SpawnWorker(2, 1)]
+    assert create(s, 2, {"GPU": 0.5}) == [ActorStateChanged(2, "PENDING"), SpawnWorker(3, 2)]
+    assert s.worker_started(2) == [StartActor(2, 1, (0,)), ActorStateChanged(1, "ALIVE")]
+    assert s.worker_started(3) == [StartActor(3, 2, (0,)), ActorStateChanged(2, "ALIVE")]
+    assert create(s, 3, {"GPU": 0.5}) == [ActorStateChanged(3, "PENDING")]
+
+
+# --- trim -------------------------------------------------------------------------------
+
+
+def test_trim_kills_idle_workers_beyond_pool_size() -> None:
+    s = boot({"CPU": 1})
+    for tid in (1, 2, 3):
+        out = submit(s, tid, {})
+        started(s, out)
+    assert s.worker_states() == {1: "BUSY", 2: "BUSY", 3: "BUSY"}
+    assert s.trim() == []  # nothing idle
+    for tid in (1, 2, 3):
+        assert s.task_finished(tid, ok=True) == []
+    assert s.trim() == [KillWorker(1), KillWorker(2)]
+    assert s.worker_states() == {1: "DEAD", 2: "DEAD", 3: "IDLE"}
+    assert s.trim() == []
+    # the trimmed workers exit; no replacement is spawned for them
+    assert s.worker_died(1, 0) == []
+    assert s.worker_died(2, 0) == []
+    assert submit(s, 4) == [Dispatch(3, 4)]
+
+
+def test_trim_keeps_the_pre_warmed_pool() -> None:
+    s = boot({"CPU": 3})
+    assert s.trim() == []
+    assert s.worker_states() == {1: "IDLE", 2: "IDLE", 3: "IDLE"}
+
+
+def test_trim_keeps_busy_extra_workers() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, {}) == [Dispatch(1, 1)]
+    assert submit(s, 2, {}) == [SpawnWorker(2)]
+    assert s.worker_started(2) == [Dispatch(2, 2)]
+    assert s.task_finished(1, ok=True) == []
+    assert s.trim() == [KillWorker(1)]
+    assert s.worker_states() == {1: "DEAD", 2: "BUSY"}
+
+
+def test_trimmed_worker_gets_no_more_work() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, {}) == [Dispatch(1, 1)]
+    assert submit(s, 2, {}) == [SpawnWorker(2)]
+    assert s.worker_started(2) == [Dispatch(2, 2)]
+    assert s.task_finished(2, ok=True) == []
+    assert s.task_finished(1, ok=True) == []
+    assert s.trim() == [KillWorker(2)]
+    assert submit(s, 3) == [Dispatch(1, 3)]
+    assert s.worker_died(2, 0) == []
+
+
+# --- start-up failures ------------------------------------------------------------------
+
+
+def test_repeated_start_up_failures_fail_ready_tasks() -> None:
+    s = Scheduler({"CPU": 1})
+    assert s.start() == [SpawnWorker(1)]
+    assert submit(s, 1) == []
+    assert submit(s, 2, deps={10}) == []
+    for wid in range(1, MAX_STARTUP_FAILURES):
+        assert s.worker_died(wid, 1) == [SpawnWorker(wid + 1)]
+    assert s.worker_died(MAX_STARTUP_FAILURES, 1) == [
+        FailTask(1, "worker_crashed", f"{MAX_STARTUP_FAILURES} workers in a row died at start-up"),
+    ]
+    assert s.counts() == {"WAITING": 1, "READY": 0, "RUNNING": 0}
+    assert s.worker_states() == {}
+    # a new task tries again with one worker
+    assert s.object_ready(10) == [SpawnWorker(MAX_STARTUP_FAILURES + 1)]
+    assert s.worker_started(MAX_STARTUP_FAILURES + 1) == [Dispatch(MAX_STARTUP_FAILURES + 1, 2)]
+
+
+def test_a_successful_start_resets_the_failure_count() -> None:
+    s = Scheduler({"CPU": 1})
+    assert s.start() == [SpawnWorker(1)]
+    wid = 1
+    for _ in range(MAX_STARTUP_FAILURES - 1):
+        assert s.worker_died(wid, 1) == [SpawnWorker(wid + 1)]
+        wid += 1
+    assert s.worker_started(wid) == []
+    assert s.worker_died(wid, 1) == [SpawnWorker(wid + 1)]  # died after starting
+    wid += 1
+    for _ in range(MAX_STARTUP_FAILURES - 1):
+        assert s.worker_died(wid, 1) == [SpawnWorker(wid + 1)]
+        wid += 1
+    assert submit(s, 1) == []
+    assert s.worker_started(wid) == [Dispatch(wid, 1)]
+
+
+def test_start_up_failures_on_a_larger_pool() -> None:
+    s = Scheduler({"CPU": 3})
+    assert s.start() == [SpawnWorker(1), SpawnWorker(2), SpawnWorker(3)]
+    assert submit(s, 1) == []
+    out: list[Instruction] = []
+    for wid in range(1, MAX_STARTUP_FAILURES + 1):
+        out = s.worker_died(wid, 127)
+        if wid < MAX_STARTUP_FAILURES:
+            assert out == [SpawnWorker(wid + 3)]
+    assert out == [FailTask(1, "worker_crashed", ANY)]
+
+
+# --- counts -----------------------------------------------------------------------------
+
+
+def test_counts_follow_task_states() -> None:
+    s = boot({"CPU": 1})
+    assert s.counts() == idle_counts()
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    assert submit(s, 2) == []
+    assert submit(s, 3, deps={10}) == []
+    assert submit(s, 4, deps={10, 11}) == []
+    assert s.counts() == {"WAITING": 2, "READY": 1, "RUNNING": 1}
+    assert s.object_ready(10) == []
+    assert s.counts() == {"WAITING": 1, "READY": 2, "RUNNING": 1}
+    assert s.task_finished(1, ok=True) == [Dispatch(1, 2)]
+    assert s.counts() == {"WAITING": 1, "READY": 1, "RUNNING": 1}
+    assert s.cancel(4, force=False) == [FailTask(4, "cancelled", CANCELLED_BEFORE)]
+    assert s.task_finished(2, ok=True) == [Dispatch(1, 3)]
+    assert s.task_finished(3, ok=True) == []
+    assert s.counts() == idle_counts()
+    assert s.available == s.total
