@@ -38,7 +38,7 @@ from . import scheduler as S
 from . import shm
 from .gpus import visible_devices_env
 from .objects import ObjectDirectory, lost_payload
-from .session_files import read_secret
+from .session_files import read_secret, remove_session_dir
 from .transport import FrameDecoder, ServerAuth, encode
 
 log = logging.getLogger("nbray.head")
@@ -884,6 +884,7 @@ class Head:
         shm.sweep(cfg.session)
         if self.sampler is not None:
             self.sampler.close()
+        remove_session_dir(cfg.session_dir)
 
     def _stop_forkserver(self) -> None:
         fs = self.forkserver
