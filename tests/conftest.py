@@ -53,7 +53,9 @@ def assert_no_children(timeout: float = SHUTDOWN_LIMIT) -> None:
         kids = me.children(recursive=True)
         for p in kids:
             p.kill()
-        raise AssertionError(f"processes left behind: {[(p.pid, p.cmdline()) for p in kids]}")
+        raise AssertionError(
+            f"processes left behind: {[(p.pid, p.cmdline()) for p in kids]}"
+        ) from None
 
 
 @pytest.fixture
@@ -103,5 +105,7 @@ def run_python(
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        raise AssertionError(f"script timed out after {timeout} s\nstdout:\n{out}\nstderr:\n{err}")
+        raise AssertionError(
+            f"script timed out after {timeout} s\nstdout:\n{out}\nstderr:\n{err}"
+        ) from None
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
