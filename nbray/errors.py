@@ -36,7 +36,7 @@ __all__ = [
 
 
 class NbrayError(Exception):
-    """Base class of every error nbray raises (Ray: ``RayError``)."""
+    """Raised never by itself: the base class of every nbray error (Ray: ``RayError``)."""
 
 
 class TaskError(NbrayError):

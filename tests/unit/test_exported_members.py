@@ -1,0 +1,66 @@
+"""The public API is exactly what __all__ says (an accidental export or removal shows)."""
+
+from __future__ import annotations
+
+import nbray
+import nbray.errors
+
+EXPECTED = {
+    "ActorClass",
+    "ActorHandle",
+    "ClusterContext",
+    "ObjectRef",
+    "RemoteFunction",
+    "__version__",
+    "available_resources",
+    "cancel",
+    "cluster_resources",
+    "errors",
+    "exceptions",
+    "get",
+    "get_actor",
+    "get_gpu_ids",
+    "init",
+    "is_initialized",
+    "kill",
+    "method",
+    "nodes",
+    "put",
+    "remote",
+    "shutdown",
+    "wait",
+}
+
+
+def test_all_lists_the_public_api() -> None:
+    assert set(nbray.__all__) == EXPECTED
+    for name in nbray.__all__:
+        assert hasattr(nbray, name), name
+
+
+def test_public_names_not_in_all_are_modules_only() -> None:
+    import types
+
+    extra = {
+        n
+        for n in dir(nbray)
+        if not n.startswith("_")
+        and n not in EXPECTED
+        and n != "annotations"
+        and not isinstance(getattr(nbray, n), types.ModuleType)
+    }
+    assert extra == set()
+
+
+def test_error_tree() -> None:
+    e = nbray.errors
+    for name in e.__all__:
+        cls = getattr(e, name)
+        if name in ("RemoteError", "RemoteTraceback"):
+            continue
+        assert issubclass(cls, e.NbrayError), name
+        assert cls.__doc__ and "Raised" in cls.__doc__, name
+    assert issubclass(e.GetTimeoutError, TimeoutError)
+    assert issubclass(e.SerializationError, TypeError)
+    assert issubclass(e.ActorNotFoundError, ValueError)
+    assert nbray.exceptions is nbray.errors
