@@ -205,7 +205,7 @@ class RemoteError:
         return err
 
 
-_DERIVED: dict[type, type] = {}
+_DERIVED: dict[type, type[TaskError]] = {}
 
 
 def _task_error_for(cause: BaseException) -> TaskError:
@@ -229,9 +229,9 @@ def _task_error_for(cause: BaseException) -> TaskError:
         except TypeError:  # layout conflict or a final class: a plain TaskError it is
             derived = TaskError
         _DERIVED[cause_cls] = derived
-    cls = derived or TaskError
+    cls: type[TaskError] = derived or TaskError
     try:
-        err = cls.__new__(cls)
+        err: TaskError = cls.__new__(cls)
         BaseException.__init__(err, *getattr(cause, "args", ()))
     except TypeError:
         err = TaskError()
