@@ -4,7 +4,8 @@
     handle.method.remote(*args) ──▶ ActorMethod ──▶ Engine.call_actor ──▶ ObjectRef(s)
 
 A handle can be passed to tasks and other actors. An unnamed, non-detached actor whose
-original handle is dropped without ever being shared is killed, as in Ray.
+original handle is dropped without ever being shared is stopped once the calls already
+submitted to it have finished, as in Ray.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ class ActorHandle:
     def __del__(self) -> None:
         if self._original and self._collectable and not self._shared:
             try:
-                self._engine.kill_actor(self, no_restart=True)
+                self._engine.release_actor(self)
             except Exception:  # the session is gone already
                 return
 

@@ -331,7 +331,7 @@ def wait(
     _check_refs(object_refs, "wait")
     if len({r.id for r in object_refs}) != len(object_refs):
         raise ValueError("wait got the same ObjectRef more than once")
-    if not 0 <= num_returns <= len(object_refs):
+    if object_refs and not 0 <= num_returns <= len(object_refs):  # wait([]) is ([], [])
         raise ValueError(
             f"num_returns must be between 0 and the number of refs ({len(object_refs)}), "
             f"got {num_returns}"

@@ -23,11 +23,14 @@ from .runtime import session_files as sf
 
 
 def _alive(pid: int) -> bool:
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        # the head of `nbray start` is an orphan: once it exits it may stay a zombie until
+        # init reaps it (never, where PID 1 does not reap), and a zombie has stopped
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return True
 
 
 def _running() -> dict[str, Any] | None:

@@ -71,6 +71,12 @@ class Engine(ABC):
     @abstractmethod
     def kill_actor(self, handle: ActorHandle, no_restart: bool) -> None: ...
 
+    def release_actor(self, handle: ActorHandle) -> None:
+        """The original handle of an unnamed actor was dropped without being shared: stop
+        the actor (as Ray does once its handles are out of scope). Engines that can should
+        let the calls already submitted finish first; this default kills at once."""
+        self.kill_actor(handle, no_restart=True)
+
     @abstractmethod
     def get_actor(self, name: str, namespace: str | None) -> ActorHandle: ...
 

@@ -181,6 +181,24 @@ class RemoteError:
             traceback=tb,
         )
 
+    @classmethod
+    def from_error(cls, err: NbrayError) -> RemoteError:
+        """The record of an nbray error rebuilt in this process (say, the value of an
+        ObjectRef argument), to pass it on unchanged."""
+        if isinstance(err, TaskError):
+            import cloudpickle
+
+            return cls(
+                kind="task",
+                message=str(err),
+                function_name=err.function_name,
+                task_id=err.task_id,
+                cause=cloudpickle.dumps(err.cause) if err.cause is not None else b"",
+                traceback=err.remote_traceback,
+            )
+        kind = next((k for k, c in _KINDS.items() if type(err) is c), "")
+        return cls(kind=kind, message=str(err), exit_code=getattr(err, "exit_code", None))
+
     def to_exception(self) -> NbrayError:
         """The exception a ``get`` raises for this failure."""
         if self.kind != "task":
@@ -223,6 +241,7 @@ def _task_error_for(cause: BaseException) -> TaskError:
                     "__init__": lambda self, *a, **k: None,
                     "__str__": TaskError.__str__,
                     "__reduce__": _reduce_task_error,
+                    "__getattr__": _cause_attribute,
                     "__module__": __name__,
                 },
             )
@@ -236,6 +255,14 @@ def _task_error_for(cause: BaseException) -> TaskError:
     except TypeError:
         err = TaskError()
     return err
+
+
+def _cause_attribute(self: TaskError, name: str) -> Any:
+    # as in Ray: attributes the original exception has (``e.code``) read through the error
+    cause = self.cause
+    if cause is None or name.startswith("__"):
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    return getattr(cause, name)
 
 
 def _reduce_task_error(self: TaskError) -> tuple[Any, ...]:

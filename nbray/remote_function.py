@@ -10,6 +10,7 @@ the engine ships the new code instead of reusing a stale pickled copy.
 from __future__ import annotations
 
 import functools
+import types
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from .object_ref import ObjectRef
@@ -29,7 +30,22 @@ def fingerprint(func: Any) -> tuple[Any, ...]:
     if getattr(func, "__module__", None) != "__main__":
         return (id(func), id(code))
     g = func.__globals__
-    return (id(func), id(code), *(id(g.get(n)) for n in code.co_names))
+    # the globals named anywhere in its code (comprehensions and lambdas are nested code
+    # objects), and, through the notebook functions it calls, the globals those read
+    ids = [id(func), id(code)]
+    seen = {id(func)}
+    codes = [code]
+    while codes:
+        c = codes.pop()
+        codes.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+        for n in c.co_names:
+            value = g.get(n)
+            ids.append(id(value))
+            if isinstance(value, types.FunctionType) and value.__globals__ is g:
+                if id(value) not in seen:
+                    seen.add(id(value))
+                    codes.append(value.__code__)
+    return tuple(ids)
 
 
 class RemoteFunction(Generic[P, R]):

@@ -662,7 +662,7 @@ class Head:
             self.objects.unpin(actor.spec.contained)
 
     def on_kill_actor(self, peer: _Peer, msg: P.KillActor) -> None:
-        self.run(self.sched.kill_actor(msg.actor_id, msg.no_restart))
+        self.run(self.sched.kill_actor(msg.actor_id, msg.no_restart, msg.when_idle))
 
     def req_get_actor(self, peer: _Peer, name: str, namespace: str) -> tuple[Any, ...]:
         aid = self.actor_names.get((namespace, name))

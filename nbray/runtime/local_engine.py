@@ -86,8 +86,10 @@ class LocalEngine(Engine):
         name: str,
     ) -> list[ObjectRef]:
         client = self.client
-        func_id, blob = self._export(func, fingerprint, f"remote function {name}")
+        # arguments first: if they cannot be pickled nothing is sent, and the function must
+        # not be marked as known to the head (the next call would then ship it without code)
         args_blob, deps, contained = self._args(args, kwargs, name)
+        func_id, blob = self._export(func, fingerprint, f"remote function {name}")
         retry: bool | bytes = options.retry_exceptions  # type: ignore[assignment]
         if not isinstance(retry, bool):
             retry = dumps_function(tuple(retry), "retry_exceptions")
@@ -104,6 +106,7 @@ class LocalEngine(Engine):
             options.resource_request(),
             options.max_retries,
             retry,
+            job_namespace=client.namespace,
         )
         refs = [ObjectRef(oid, self) for oid in return_ids]
         client.send(P.Submit(spec, blob))
@@ -142,6 +145,7 @@ class LocalEngine(Engine):
             options.lifetime == "detached",
             is_async,
             methods,
+            job_namespace=client.namespace,
         )
         if options.name:
             client.request("create_actor", spec, blob)
@@ -191,6 +195,12 @@ class LocalEngine(Engine):
     def kill_actor(self, handle: ActorHandle, no_restart: bool) -> None:
         if not self.client.closed:
             self.client.send(P.KillActor(handle._actor_id, no_restart))
+
+    def release_actor(self, handle: ActorHandle) -> None:
+        # the head stops the actor once the calls submitted before this have finished, so
+        # ``nbray.get(Actor.remote().method.remote())`` works as in Ray
+        if not self.client.closed:
+            self.client.send(P.KillActor(handle._actor_id, True, when_idle=True))
 
     def get_actor(self, name: str, namespace: str | None) -> ActorHandle:
         aid, class_name, methods, is_async, _ = self.client.request(
@@ -302,7 +312,10 @@ def print_task_output(msg: P.Output) -> None:
     prefixed like Ray's ``(name pid=123)``."""
     stream = sys.stderr if msg.stream == "stderr" else sys.stdout
     prefix = f"({msg.name} pid={msg.pid}) "
-    lines = msg.text.splitlines(keepends=True)
+    # a partial line (flushed at the task's end) still ends its line: the driver's own
+    # output must not continue on it
+    text = msg.text if msg.text.endswith("\n") else msg.text + "\n"
+    lines = text.splitlines(keepends=True)
     try:
         stream.write("".join(prefix + line for line in lines))
         stream.flush()

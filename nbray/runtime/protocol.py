@@ -48,6 +48,7 @@ class TaskSpec(NamedTuple):
     actor_id: int = 0
     method: str = ""
     max_task_retries: int = 0
+    job_namespace: str = ""  # the submitter's namespace: named actors are looked up there
 
 
 class ActorSpec(NamedTuple):
@@ -68,6 +69,7 @@ class ActorSpec(NamedTuple):
     detached: bool
     is_async: bool
     methods: tuple[tuple[str, int], ...] = ()
+    job_namespace: str = ""  # the creator's namespace, which the actor's code runs in
 
 
 # --- handshake after authentication --------------------------------------------------
@@ -132,6 +134,7 @@ class Cancel(NamedTuple):
 class KillActor(NamedTuple):
     actor_id: int
     no_restart: bool
+    when_idle: bool = False  # the last handle was dropped: let submitted calls finish first
 
 
 class Request(NamedTuple):

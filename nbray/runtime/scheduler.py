@@ -156,6 +156,7 @@ class _Actor:
     worker_id: int = 0
     restarts: int = 0
     no_restart: bool = False
+    exit_when_idle: bool = False  # its handles are gone: stop once its calls are done
     gpu_ids: tuple[int, ...] = ()
     queue: deque[int] = field(default_factory=deque)
     inflight: dict[int, int] = field(default_factory=dict)  # call id -> attempts (ordered)
@@ -604,14 +605,24 @@ class Scheduler:
 
     def call_finished(self, call_id: int, actor_id: int) -> list[Instruction]:
         actor = self.actors.get(actor_id)
-        if actor is not None:
-            actor.inflight.pop(call_id, None)
-            actor.call_attempts.pop(call_id, None)
+        if actor is None:
+            return []
+        actor.inflight.pop(call_id, None)
+        actor.call_attempts.pop(call_id, None)
+        if actor.exit_when_idle and not actor.inflight and not actor.queue:
+            return self.kill_actor(actor_id)
         return []
 
-    def kill_actor(self, actor_id: int, no_restart: bool = True) -> list[Instruction]:
+    def kill_actor(
+        self, actor_id: int, no_restart: bool = True, when_idle: bool = False
+    ) -> list[Instruction]:
+        """Kill an actor now; with ``when_idle`` (its last handle was dropped, Ray's
+        out-of-scope termination) only once the calls submitted so far have finished."""
         actor = self.actors.get(actor_id)
         if actor is None or actor.state == "DEAD":
+            return []
+        if when_idle and (actor.inflight or actor.queue):
+            actor.exit_when_idle = True
             return []
         actor.no_restart = actor.no_restart or no_restart
         if actor.worker_id and actor.worker_id in self.workers:
@@ -641,6 +652,12 @@ class Scheduler:
         can_restart = not actor.no_restart and (
             actor.max_restarts < 0 or actor.restarts < actor.max_restarts
         )
+        if actor.exit_when_idle and not actor.queue:
+            # its handles are gone: bring it back only for calls that will be retried
+            retries = actor.max_task_retries
+            can_restart = can_restart and any(
+                retries < 0 or attempts <= retries for attempts in actor.inflight.values()
+            )
         if not can_restart:
             self._actor_dead(actor, cause, out)
             return

@@ -29,7 +29,7 @@ from typing import Any
 
 from .. import session
 from ..client import Client
-from ..errors import RemoteError, TaskCancelledError
+from ..errors import NbrayError, RemoteError, TaskCancelledError
 from ..object_ref import ObjectRef
 from . import protocol as P
 from .local_engine import LocalEngine
@@ -61,7 +61,15 @@ class TaskStream(io.TextIOBase):
             if "\n" not in text and sum(map(len, buf)) < OUTPUT_CHUNK:
                 return len(text)
             data = "".join(buf)
-            self._buf.pop(task_id, None)
+            # send whole lines; a partial last line waits for its end (or the task's end)
+            cut = data.rfind("\n") + 1
+            if len(data) - cut >= OUTPUT_CHUNK:  # a very long line goes in pieces
+                cut = len(data)
+            data, rest = data[:cut], data[cut:]
+            if rest:
+                self._buf[task_id] = [rest]
+            else:
+                self._buf.pop(task_id, None)
         self._send(task_id, name, data)
         return len(text)
 
@@ -133,7 +141,6 @@ class Worker:
         missing = [
             a for a in (*args, *kwargs.values()) if isinstance(a, ObjectRef) and a.id not in deps
         ]
-        fetched = dict(zip((r.id for r in missing), self.engine.get(missing, None), strict=True))
 
         def value(a: Any) -> Any:
             if not isinstance(a, ObjectRef):
@@ -142,7 +149,13 @@ class Worker:
                 return fetched[a.id]
             return self.client.decode(a.id, deps[a.id])
 
-        return [value(a) for a in args], {k: value(v) for k, v in kwargs.items()}
+        try:
+            fetched = dict(
+                zip((r.id for r in missing), self.engine.get(missing, None), strict=True)
+            )
+            return [value(a) for a in args], {k: value(v) for k, v in kwargs.items()}
+        except NbrayError as exc:  # an argument holds an error: it is this call's result
+            raise _ArgumentFailed(exc) from exc
 
     def _results(self, spec: P.TaskSpec, result: Any) -> P.TaskDone:
         n = len(spec.return_ids)
@@ -158,10 +171,27 @@ class Worker:
         for oid, value in zip(spec.return_ids, values, strict=True):
             payload, contained = self.client.store(value, oid, f"the result of {spec.name}")
             out.append((oid, payload, contained))
+        # refs inside the values (objects the task put, say) must outlive the task's own
+        # ObjectRefs, whose releases would reach the head before the TaskDone that pins them:
+        # hold them until the reply is sent (_send_reply)
+        for _, _, contained in out:
+            for ref_id in contained:
+                self.client.incref(ref_id, borrowed=False)
         return P.TaskDone(spec.task_id, tuple(out))
+
+    def _send_reply(self, reply: Any) -> None:
+        self.client.send(reply)
+        if isinstance(reply, P.TaskDone):
+            for _, _, contained in reply.results:
+                for ref_id in contained:
+                    self.client.decref(ref_id)
 
     def _failure(self, spec: P.TaskSpec, exc: BaseException) -> P.TaskFailed:
         tid = f"{spec.task_id:016x}"
+        if isinstance(exc, _ArgumentFailed):  # as in Ray: the argument's error, unwrapped
+            return P.TaskFailed(
+                spec.task_id, pickle.dumps(RemoteError.from_error(exc.error)), False
+            )
         if isinstance(exc, TaskCancelledError):
             err = RemoteError(
                 kind="cancelled",
@@ -193,9 +223,15 @@ class Worker:
         spec = msg.spec
         fn = self.functions.get(spec.func_id)
         if fn is None:
-            fn = self.functions[spec.func_id] = pickle.loads(msg.func)
+            try:
+                fn = pickle.loads(msg.func)
+            except Exception as exc:  # e.g. a module only the driver can import
+                fn = _unloadable(exc)  # the task (and later calls) fail, the worker lives
+            self.functions[spec.func_id] = fn
         if msg.env:
             os.environ.update(msg.env)
+        if spec.job_namespace:  # run in the submitter's namespace, as Ray's jobs do
+            self.client.namespace = spec.job_namespace
         self.running_task = spec.task_id
         try:
             reply = self._execute(spec, fn, msg.deps)
@@ -203,20 +239,23 @@ class Worker:
             reply = self._failure(spec, exc)
         finally:
             self.running_task = 0
-        self.client.send(reply)
+        self._send_reply(reply)
 
     def start_actor(self, msg: P.StartActor) -> None:
         spec = msg.spec
         self.actor_spec = spec
         if msg.env:
             os.environ.update(msg.env)
+        if spec.job_namespace:
+            self.client.namespace = spec.job_namespace
         token = _current_task.set((0, spec.class_name))
         try:
             cls = pickle.loads(msg.cls)
             args, kwargs = self._resolve(spec.args, msg.deps)
             self.actor = cls(*args, **kwargs)
         except BaseException as exc:
-            err = RemoteError.from_exception(exc, f"{spec.class_name}.__init__", "")
+            cause = exc.error if isinstance(exc, _ArgumentFailed) else exc
+            err = RemoteError.from_exception(cause, f"{spec.class_name}.__init__", "")
             self.actor_error = RemoteError(
                 kind="actor_died",
                 message=(
@@ -255,10 +294,15 @@ class Worker:
                 self.running_task = 0
 
     def _call(self, spec: P.TaskSpec, method: Any, deps: dict[int, P.Payload]) -> None:
-        self.client.send(self._execute(spec, method, deps))
+        try:
+            reply = self._execute(spec, method, deps)
+        except SystemExit:  # sys.exit() on a pool thread ends the actor, as on the main one
+            os._exit(1)
+        self._send_reply(reply)
 
     async def _async_call(self, spec: P.TaskSpec, method: Any, deps: dict[int, P.Payload]) -> None:
         assert self.semaphore is not None
+        exiting = False
         async with self.semaphore:
             token = _current_task.set((spec.task_id, spec.name))
             try:
@@ -267,13 +311,35 @@ class Worker:
                 if asyncio.iscoroutine(result):
                     result = await result
                 reply: Any = self._results(spec, result)
-            except Exception as exc:
+            except SystemExit:  # sys.exit() in a method ends the actor, as in a sync actor
+                exiting = True
+            except BaseException as exc:  # CancelledError too: every call gets an answer
                 reply = self._failure(spec, exc)
             finally:
                 for s in self.streams:
                     s.flush_task(spec.task_id, spec.name)
                 _current_task.reset(token)
-        self.client.send(reply)
+        if exiting:
+            os._exit(1)
+        self._send_reply(reply)
+
+
+def _unloadable(exc: Exception) -> Any:
+    """Stands in for a function whose pickle failed to load: raises that error when called."""
+    tb = exc.__traceback__
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise exc.with_traceback(tb)
+
+    return fail
+
+
+class _ArgumentFailed(Exception):
+    """Raised while resolving a call's ObjectRef arguments when one holds an error."""
+
+    def __init__(self, error: NbrayError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _retriable(spec: P.TaskSpec, exc: BaseException) -> bool:

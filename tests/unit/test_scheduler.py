@@ -1225,6 +1225,59 @@ def test_kill_unknown_actor_is_ignored() -> None:
     assert s.actor_call(100, 5) == [FailCall(100, 5, "actor_died", ACTOR_DEAD)]
 
 
+def test_kill_when_idle_lets_submitted_calls_finish_first() -> None:
+    s = boot({"CPU": 1})
+    assert create(s, 1, {"CPU": 1}) == [ActorStateChanged(1, "PENDING"), SpawnWorker(2, 1)]
+    assert s.actor_call(100, 1) == []
+    assert s.kill_actor(1, when_idle=True) == []  # its last handle is gone, a call is queued
+    assert s.worker_started(2) == [
+        StartActor(2, 1),
+        ActorStateChanged(1, "ALIVE"),
+        DispatchCall(2, 1, 100),
+    ]
+    assert s.actor_call(101, 1) == [DispatchCall(2, 1, 101)]
+    assert s.call_finished(100, 1) == []
+    assert s.call_finished(101, 1) == [KillWorker(2)]
+    assert s.worker_died(2, -9) == [ActorStateChanged(1, "DEAD", "it was killed")]
+    assert s.available == s.total
+
+
+def test_kill_when_idle_of_an_idle_actor_kills_at_once() -> None:
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1, restarts=3)
+    assert s.kill_actor(1, when_idle=True) == [KillWorker(wid)]
+    assert s.worker_died(wid, -9) == [ActorStateChanged(1, "DEAD", "it was killed")]
+
+
+def test_actor_waiting_to_exit_is_not_restarted_with_nothing_to_run() -> None:
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1, restarts=3, task_retries=0)
+    assert s.actor_call(100, 1) == [DispatchCall(wid, 1, 100)]
+    assert s.kill_actor(1, when_idle=True) == []
+    assert s.worker_died(wid, 1) == [
+        ActorStateChanged(1, "DEAD", "its process exited with code 1"),
+        FailCall(100, 1, "actor_died", "its process exited with code 1"),
+    ]
+    assert s.actor_call(101, 1) == [FailCall(101, 1, "actor_died", ACTOR_DEAD)]
+
+
+def test_actor_waiting_to_exit_restarts_to_retry_its_calls() -> None:
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1, restarts=3, task_retries=-1)
+    assert s.actor_call(100, 1) == [DispatchCall(wid, 1, 100)]
+    assert s.kill_actor(1, when_idle=True) == []
+    assert s.worker_died(wid, 1) == [
+        ActorStateChanged(1, "RESTARTING", "its process exited with code 1"),
+        SpawnWorker(wid + 1, 1),
+    ]
+    assert s.worker_started(wid + 1) == [
+        StartActor(wid + 1, 1),
+        ActorStateChanged(1, "ALIVE"),
+        DispatchCall(wid + 1, 1, 100),
+    ]
+    assert s.call_finished(100, 1) == [KillWorker(wid + 1)]
+
+
 def test_detached_actor_survives_owner() -> None:
     s = boot({"CPU": 1})
     wid = alive_actor(s, 1, owner=7, detached=True)

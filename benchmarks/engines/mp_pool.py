@@ -1,0 +1,28 @@
+"""``multiprocessing.Pool(N)`` with ``apply_async`` (the platform's default start method).
+No objects, no actors."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from typing import Any
+
+from .base import Engine
+
+
+class MpPoolEngine(Engine):
+    name = "mp_pool"
+    description = "multiprocessing.Pool(N).apply_async"
+
+    def start(self, num_cpus: int) -> None:
+        self.pool = multiprocessing.Pool(num_cpus)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self.pool.apply_async(fn, args)
+
+    def gather(self, handles: list[Any]) -> list[Any]:
+        return [h.get() for h in handles]
+
+    def shutdown(self) -> None:
+        self.pool.close()
+        self.pool.join()

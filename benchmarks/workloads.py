@@ -1,0 +1,434 @@
+"""The eight workloads of the suite, written once against the adapter interface.
+
+    child.py ──setup / run (once per repeat) / teardown──▶ Workload ──▶ engines/base.Engine
+                                  │
+                                  └──▶ {metric key: value}, after checking every result
+
+Each workload checks the results it gets (the no-op tasks' values, the prime sums, the
+array's checksum, the actor's counts) and raises ``AssertionError`` when one is wrong: the
+child reports that as FAILED. A metric an engine cannot have (``put`` on a process pool)
+is ``None``, shown as "n/a".
+
+Workloads ``cold_start`` and ``footprint`` are measured by the child around the engine's
+start (see ``child.measure_startup``); they only declare their metrics here.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from . import tasks
+from .engines.base import Engine, NotSupported
+from .measure import PeakRss, is_shared_region, median, memory_region, percentile
+
+Value = float | bool | str | None
+Better = Literal["higher", "lower"] | None
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The sizes of every workload: the issue's in the full run, smaller in quick mode."""
+
+    throughput: tuple[int, ...] = (2_000, 10_000)
+    latency_samples: int = 300
+    actor_sync_calls: int = 500
+    actor_pipelined_calls: int = 2_000
+    array_mb: int = 100
+    primes_n: int = 400_000
+    primes_tasks: int = 8
+    many_tasks: int = 50_000
+
+    @classmethod
+    def for_mode(cls, quick: bool) -> Sizes:
+        if not quick:
+            return cls()
+        return cls(
+            throughput=(200, 1_000),
+            latency_samples=30,
+            actor_sync_calls=50,
+            actor_pipelined_calls=200,
+            array_mb=20,
+            primes_n=100_000,
+            many_tasks=2_000,
+        )
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One column of a workload's table."""
+
+    key: str
+    label: str
+    unit: str
+    better: Better = None  # None: shown for information, no ratio
+    kind: Literal["rate", "seconds", "ms", "mb", "count", "factor", "flag", "text"] = "seconds"
+
+
+def check(condition: bool, message: str) -> None:
+    """Assert a workload's result (kept under ``python -O``): a failure reads FAILED."""
+    if not condition:
+        raise AssertionError(message)
+
+
+def check_noops(results: list[Any], n: int, what: str) -> None:
+    expected = list(range(n))
+    if results != expected:
+        bad = next(
+            (i for i, (a, b) in enumerate(zip(results, expected, strict=False)) if a != b),
+            min(len(results), n),
+        )
+        got = results[bad] if bad < len(results) else "<missing>"
+        raise AssertionError(
+            f"{what}: {len(results)} results for {n} tasks; result {bad} is {got!r}, expected {bad}"
+        )
+
+
+@dataclass
+class Workload:
+    """A workload: its metrics, and how to run one repeat of it."""
+
+    name: ClassVar[str]
+    number: ClassVar[int]
+    title: ClassVar[str]
+    sizes: Sizes
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def metrics(self) -> list[Metric]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for the report: what exactly is measured, with this run's sizes."""
+        return ""
+
+    def setup(self, engine: Engine) -> None:
+        """Once per child, before the repeats (not timed)."""
+
+    def run(self, engine: Engine) -> dict[str, Value]:
+        """One repeat; returns a value (or None for n/a) for each metric key."""
+        raise NotImplementedError
+
+    def teardown(self, engine: Engine) -> None:
+        """Once per child, after the repeats."""
+
+
+class ColdStart(Workload):
+    name = "cold_start"
+    number = 1
+    title = "Cold start"
+
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric("cold_start_s", "init → first result", "s", "lower"),
+            Metric("import_s", "import", "s", None),
+            Metric("shutdown_s", "shutdown", "s", "lower"),
+        ]
+
+    def describe(self) -> str:
+        return (
+            "From the engine's start call (`init`, `LocalCluster(...)`, ...) to the result of "
+            "the first no-op task, in a fresh process each repeat. The import of the engine "
+            "and its shutdown are shown apart."
+        )
+
+
+class Footprint(Workload):
+    name = "footprint"
+    number = 7
+    title = "Footprint"
+
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric("rss_mb", "total RSS", "MB", "lower", "mb"),
+            Metric("pss_mb", "total PSS", "MB", "lower", "mb"),
+            Metric("processes", "processes", "", None, "count"),
+        ]
+
+    def describe(self) -> str:
+        return (
+            "Memory of every process in the driver's process tree (driver, head, workers, "
+            "...), after start and one task, plus 1 s to settle. RSS counts shared pages once "
+            "per process; PSS shares them out, so its sum is what the tree really takes. The "
+            "driver (with numpy and psutil loaded) is included for every engine."
+        )
+
+
+class Throughput(Workload):
+    name = "throughput"
+    number = 2
+    title = "Throughput"
+
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric(f"tasks_per_s_{n}", f"{n:,} tasks", "tasks/s", "higher", "rate")
+            for n in self.sizes.throughput
+        ]
+
+    def describe(self) -> str:
+        sizes = " and ".join(f"{n:,}" for n in self.sizes.throughput)
+        return (
+            f"{sizes} no-op tasks submitted one by one, then gathered; tasks per second "
+            "from the first submit to the last result."
+        )
+
+    def setup(self, engine: Engine) -> None:
+        check_noops(engine.gather([engine.submit(tasks.noop, i) for i in range(50)]), 50, "warm-up")
+
+    def run(self, engine: Engine) -> dict[str, Value]:
+        out: dict[str, Value] = {}
+        for n in self.sizes.throughput:
+            start = time.perf_counter()
+            handles = [engine.submit(tasks.noop, i) for i in range(n)]
+            results = engine.gather(handles)
+            elapsed = time.perf_counter() - start
+            check_noops(results, n, f"{n} no-op tasks")
+            del handles, results
+            out[f"tasks_per_s_{n}"] = n / elapsed
+        return out
+
+
+class Latency(Workload):
+    name = "latency"
+    number = 3
+    title = "Round-trip latency"
+
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric("median_ms", "median", "ms", "lower", "ms"),
+            Metric("p99_ms", "p99", "ms", "lower", "ms"),
+        ]
+
+    def describe(self) -> str:
+        return (
+            f"One no-op task submitted and its result awaited, {self.sizes.latency_samples} "
+            "times in a row; the median and p99 of each repeat's samples."
+        )
+
+    def setup(self, engine: Engine) -> None:
+        check_noops(engine.gather([engine.submit(tasks.noop, i) for i in range(20)]), 20, "warm-up")
+
+    def run(self, engine: Engine) -> dict[str, Value]:
+        samples = []
+        for i in range(self.sizes.latency_samples):
+            start = time.perf_counter()
+            (result,) = engine.gather([engine.submit(tasks.noop, i)])
+            samples.append(time.perf_counter() - start)
+            check(result == i, f"round trip {i} returned {result!r}")
+        return {"median_ms": median(samples) * 1e3, "p99_ms": percentile(samples, 99) * 1e3}
+
+
+class Actors(Workload):
+    name = "actors"
+    number = 4
+    title = "Actor calls"
+
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric("sync_per_s", "synchronous", "calls/s", "higher", "rate"),
+            Metric("pipelined_per_s", "pipelined", "calls/s", "higher", "rate"),
+            Metric("create_s", "create", "s", "lower"),
+        ]
+
+    def describe(self) -> str:
+        return (
+            f"A counter actor: {self.sizes.actor_sync_calls:,} calls each awaited before the "
+            f"next (synchronous), then {self.sizes.actor_pipelined_calls:,} calls submitted "
+            "at once and gathered (pipelined); creating the actor is timed too. The serial "
+            "row calls a plain object's method."
+        )
+
+    def run(self, engine: Engine) -> dict[str, Value]:
+        if not engine.has_actors:
+            return dict.fromkeys(("sync_per_s", "pipelined_per_s", "create_s"))
+        start = time.perf_counter()
+        actor = engine.create_actor(tasks.Counter)
+        (first,) = engine.gather([engine.call(actor, "incr")])
+        create_s = time.perf_counter() - start
+        check(first == 1, f"a new actor's first call returned {first!r}, expected 1")
+        try:
+            n_sync = self.sizes.actor_sync_calls
+            start = time.perf_counter()
+            for i in range(2, n_sync + 2):
+                (value,) = engine.gather([engine.call(actor, "incr")])
+                check(value == i, f"synchronous call {i} returned {value!r}, expected {i}")
+            sync_s = time.perf_counter() - start
+            n_pipe = self.sizes.actor_pipelined_calls
+            base = n_sync + 1
+            start = time.perf_counter()
+            values = engine.gather([engine.call(actor, "incr") for _ in range(n_pipe)])
+            pipe_s = time.perf_counter() - start
+            expected = list(range(base + 1, base + n_pipe + 1))
+            check(
+                sorted(values) == expected,
+                f"{n_pipe} pipelined calls returned {len(values)} values, not each of "
+                f"{base + 1}..{base + n_pipe} once",
+            )
+        finally:
+            engine.destroy_actor(actor)
+        return {
+            "sync_per_s": n_sync / sync_s,
+            "pipelined_per_s": n_pipe / pipe_s,
+            "create_s": create_s,
+        }
+
+
+class Array(Workload):
+    name = "array"
+    number = 5
+    title = "Large numpy array"
+
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric("put_s", "put", "s", "lower"),
+            Metric("get_s", "get", "s", "lower"),
+            Metric("zero_copy", "get zero-copy", "", None, "flag"),
+            Metric("task_value_s", "task(array)", "s", "lower"),
+            Metric("task_ref_s", "task(put ref)", "s", "lower"),
+        ]
+
+    def describe(self) -> str:
+        return (
+            f"A {self.sizes.array_mb} MB float64 array: `put`; `get` of a fresh ref (zero-copy "
+            "when the array's memory is a shared-memory mapping in the driver, not a private "
+            "copy); a task that checksums it, given the array itself, and given a `put` ref "
+            "(not counting the put). Checksums are compared with the driver's."
+        )
+
+    def setup(self, engine: Engine) -> None:
+        import numpy as np
+
+        n = self.sizes.array_mb * 1_000_000 // 8
+        arr = np.random.default_rng(12345).random(n)
+        self.state["array"] = arr
+        self.state["checksum"] = tasks.checksum(arr)
+
+    def run(self, engine: Engine) -> dict[str, Value]:
+        arr, expected = self.state["array"], self.state["checksum"]
+        out: dict[str, Value] = {}
+        start = time.perf_counter()
+        (value,) = engine.gather([engine.submit(tasks.checksum, arr)])
+        out["task_value_s"] = time.perf_counter() - start
+        check(value == expected, f"task(array) checksum {value!r} != driver's {expected!r}")
+        if not engine.has_objects:
+            out.update(put_s=None, get_s=None, zero_copy=None, task_ref_s=None)
+            return out
+        try:
+            start = time.perf_counter()
+            ref = engine.put(arr)
+            out["put_s"] = time.perf_counter() - start
+            start = time.perf_counter()
+            got = engine.get(ref)
+            out["get_s"] = time.perf_counter() - start
+        except NotSupported:
+            out.update(put_s=None, get_s=None, zero_copy=None, task_ref_s=None)
+            return out
+        region = memory_region(got)
+        out["zero_copy"] = is_shared_region(region)
+        self.state["region"] = region
+        check(tasks.checksum(got) == expected, "get(put(array)) differs from the array")
+        del got
+        start = time.perf_counter()
+        (value,) = engine.gather([engine.submit(tasks.checksum, ref)])
+        out["task_ref_s"] = time.perf_counter() - start
+        check(value == expected, f"task(ref) checksum {value!r} != driver's {expected!r}")
+        del ref
+        gc.collect()
+        return out
+
+    def teardown(self, engine: Engine) -> None:
+        self.state.pop("array", None)
+
+
+class Primes(Workload):
+    name = "primes"
+    number = 6
+    title = "Sum of primes (the classic example)"
+
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric("time_s", f"{self.sizes.primes_tasks} tasks", "s", "lower"),
+            Metric("speedup", "speedup over serial", "x", "higher", "factor"),
+            Metric("serial_call_s", "one call in the driver", "s", None),
+        ]
+
+    def describe(self) -> str:
+        return (
+            f"`sum_primes({self.sizes.primes_n:,})` (pure-Python trial division) as "
+            f"{self.sizes.primes_tasks} tasks, gathered; speedup = {self.sizes.primes_tasks} x "
+            "one call timed in the same driver just before / the tasks' time. Its limit is "
+            "the number of CPUs given to the engine. Every sum is checked."
+        )
+
+    def run(self, engine: Engine) -> dict[str, Value]:
+        n, k = self.sizes.primes_n, self.sizes.primes_tasks
+        start = time.perf_counter()
+        expected = tasks.sum_primes(n)
+        serial_call_s = time.perf_counter() - start
+        start = time.perf_counter()
+        results = engine.gather([engine.submit(tasks.sum_primes, n) for _ in range(k)])
+        elapsed = time.perf_counter() - start
+        check(
+            results == [expected] * k,
+            f"sum_primes({n}) tasks returned {results!r}, the driver got {expected}",
+        )
+        return {
+            "time_s": elapsed,
+            "speedup": k * serial_call_s / elapsed,
+            "serial_call_s": serial_call_s,
+        }
+
+
+class ManyTasks(Workload):
+    name = "many_tasks"
+    number = 8
+    title = "Many tasks"
+
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric("time_s", f"{self.sizes.many_tasks:,} tasks", "s", "lower"),
+            Metric("tasks_per_s", "rate", "tasks/s", "higher", "rate"),
+            Metric("driver_peak_growth_mb", "driver peak RSS growth", "MB", "lower", "mb"),
+            Metric("driver_peak_mb", "driver peak RSS", "MB", None, "mb"),
+        ]
+
+    def describe(self) -> str:
+        return (
+            f"{self.sizes.many_tasks:,} no-op tasks submitted, then gathered; the driver's "
+            "peak RSS during that, above its RSS just before (sampled every 5 ms, and exact "
+            "via getrusage when it is the process's lifetime peak)."
+        )
+
+    def setup(self, engine: Engine) -> None:
+        check_noops(engine.gather([engine.submit(tasks.noop, i) for i in range(20)]), 20, "warm-up")
+
+    def run(self, engine: Engine) -> dict[str, Value]:
+        n = self.sizes.many_tasks
+        gc.collect()
+        with PeakRss() as peak:
+            start = time.perf_counter()
+            handles = [engine.submit(tasks.noop, i) for i in range(n)]
+            results = engine.gather(handles)
+            elapsed = time.perf_counter() - start
+        check_noops(results, n, f"{n} no-op tasks")
+        del handles, results
+        gc.collect()
+        return {
+            "time_s": elapsed,
+            "tasks_per_s": n / elapsed,
+            "driver_peak_growth_mb": peak.growth_mb,
+            "driver_peak_mb": peak.peak_mb,
+        }
+
+
+#: Every workload, by name, in the order of the issue's list.
+WORKLOADS: dict[str, type[Workload]] = {
+    cls.name: cls
+    for cls in sorted(
+        (ColdStart, Throughput, Latency, Actors, Array, Primes, Footprint, ManyTasks),
+        key=lambda c: c.number,
+    )
+}
+#: Workloads measured around the engine's start, in fresh processes.
+STARTUP = ("cold_start", "footprint")
