@@ -3,6 +3,8 @@
 #   make demo    create .venv, install nbray, open JupyterLab on demo_notebooks/
 #   make test    install what the tests need and run the whole suite
 #   make lint    ruff (lint + format check) and mypy
+#   make bench   install the peers (Ray, Dask, ...) and run the benchmark suite (~15 min);
+#                bench-quick is a smoke run of it (~3 min)
 #   make clean   remove build outputs and caches (distclean also removes .venv)
 
 PYTHON ?= python3
@@ -10,10 +12,14 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 # Written after a successful install; reinstall when pyproject.toml changes.
 STAMP := $(VENV)/.installed
+# Written after the benchmark peers are installed; reinstall when their pins change.
+BENCH_STAMP := $(VENV)/.bench-installed
 EXTRAS ?= test
 
 PYTEST_ARGS ?=
 LINT_PATHS ?= nbray tests
+# e.g. BENCH_ARGS="--engines nbray,ray --workloads throughput,latency --repeats 5"
+BENCH_ARGS ?=
 DEMO_DIR ?= demo_notebooks
 
 JUPYTER_ARGS := --notebook-dir=$(DEMO_DIR) --LabApp.news_url=None
@@ -26,12 +32,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install $(VENV) test lint demo clean distclean
+.PHONY: help install $(VENV) test lint demo bench bench-quick clean distclean
 
 help:
 	@echo "make demo       create $(VENV), install nbray, open JupyterLab on $(DEMO_DIR)/"
 	@echo "make test       install test dependencies and run the whole suite"
 	@echo "make lint       ruff check, ruff format --check, mypy"
+	@echo "make bench      benchmarks: nbray against Ray, Dask, ipyparallel, loky, pools"
+	@echo "make bench-quick  a quick smoke run of the benchmarks"
 	@echo "make clean      remove build outputs and caches"
 	@echo "make distclean  clean, and remove $(VENV)"
 
@@ -54,6 +62,16 @@ lint: install
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy -p nbray
+
+$(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
+	$(VENV_PY) -m pip install -r benchmarks/requirements.txt
+	touch $@
+
+bench: install $(BENCH_STAMP)
+	$(VENV_PY) -m benchmarks.run $(BENCH_ARGS)
+
+bench-quick: install $(BENCH_STAMP)
+	$(VENV_PY) -m benchmarks.run --quick $(BENCH_ARGS)
 
 demo: install
 	$(VENV)/bin/jupyter lab $(JUPYTER_ARGS)

@@ -59,14 +59,14 @@ def ratio(nbray: Any, other: Any, better: str | None) -> float | None:
     return a / b if better == "higher" else b / a
 
 
-def fmt_ratio(r: float | None) -> str:
+def fmt_ratio(r: float | None, emphasis: bool = True) -> str:
+    """ "2.10x better" / "1.30x worse" (bold from 2x on, when ``emphasis``)."""
     if r is None:
         return "—"
     if 0.95 <= r <= 1.05:
         return f"≈ ({r:.2f}x)"
-    if r > 1:
-        return f"**{r:.2f}x better**" if r >= 2 else f"{r:.2f}x better"
-    return f"**{1 / r:.2f}x worse**" if r <= 0.5 else f"{1 / r:.2f}x worse"
+    text = f"{r:.2f}x better" if r > 1 else f"{1 / r:.2f}x worse"
+    return f"**{text}**" if emphasis and (r >= 2 or r <= 0.5) else text
 
 
 def _header(metric: Metric) -> str:
@@ -106,11 +106,8 @@ def render_workload(name: str, cells: dict[str, Any], sizes: Sizes) -> list[str]
                 if engine == "nbray" or not nbray_ok or status != "ok":
                     row.append("—")
                 else:
-                    row.append(
-                        fmt_ratio(
-                            ratio(nbray["medians"].get(m.key), cell["medians"].get(m.key), m.better)
-                        )
-                    )
+                    r = ratio(nbray["medians"].get(m.key), cell["medians"].get(m.key), m.better)
+                    row.append(fmt_ratio(r, emphasis=engine != "serial"))
         row.append(str(cell.get("repeats") or "—"))
         load = cell.get("load1_before")
         row.append(f"{load:.2f}" if load is not None else "—")

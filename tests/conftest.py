@@ -2,60 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
+from nbray_testing import SHUTDOWN_LIMIT, assert_no_children, nbray_segments, wait_until
 
 import nbray
-
-SHM = Path("/dev/shm")
-SHUTDOWN_LIMIT = 15.0
-
-
-def nbray_segments() -> set[str]:
-    return {p.name for p in SHM.glob("nbray-*")}
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns a truthy value; fail with a clear message."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
-        time.sleep(interval)
-
-
-def assert_no_children(timeout: float = SHUTDOWN_LIMIT) -> None:
-    me = psutil.Process()
-
-    def gone() -> bool:
-        kids = [
-            p
-            for p in me.children(recursive=True)
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-        ]
-        return not kids
-
-    try:
-        wait_until(gone, timeout)
-    except AssertionError:
-        kids = me.children(recursive=True)
-        for p in kids:
-            p.kill()
-        raise AssertionError(
-            f"processes left behind: {[(p.pid, p.cmdline()) for p in kids]}"
-        ) from None
 
 
 @pytest.fixture
@@ -86,26 +41,3 @@ def cluster_factory() -> Iterator[Callable[..., nbray.ClusterContext]]:
 def cluster(cluster_factory: Callable[..., nbray.ClusterContext]) -> nbray.ClusterContext:
     """A private two-CPU cluster for one test."""
     return cluster_factory(num_cpus=2)
-
-
-def run_python(
-    code: str, timeout: float = 60.0, env: dict[str, str] | None = None, cwd: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter; on timeout kill it and show what it printed."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(
-            f"script timed out after {timeout} s\nstdout:\n{out}\nstderr:\n{err}"
-        ) from None
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib.util
 import os
 import signal
 import sys
@@ -21,23 +20,10 @@ from typing import Any
 import cloudpickle
 import psutil
 import pytest
+from nbray_testing import wait_until
 
 import nbray
 from nbray.errors import ActorDiedError, ActorNotFoundError, NbrayError, TaskError
-
-
-def _shared_helpers() -> Any:
-    # tests/conftest.py by path: a bare ``import conftest`` may find tests/notebooks' one
-    spec = importlib.util.spec_from_file_location(
-        "nbray_tests_conftest", Path(__file__).resolve().parents[1] / "conftest.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-wait_until = _shared_helpers().wait_until
 
 # Workers cannot import this test module: ship its classes and functions by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import importlib.util
 import json
 import os
 import pickle
@@ -35,27 +34,12 @@ from typing import Any
 import cloudpickle
 import psutil
 import pytest
+from nbray_testing import run_python, wait_until
 
 import nbray
 from nbray.errors import NbrayConnectionError, UnschedulableError
 from nbray.runtime import session_files
 from nbray.runtime.transport import MAGIC, NONCE_SIZE, SERVER_HELLO_SIZE, Connection
-
-
-def _shared_helpers() -> Any:
-    # tests/conftest.py by path: a bare ``import conftest`` may find tests/notebooks' one
-    spec = importlib.util.spec_from_file_location(
-        "nbray_tests_conftest", Path(__file__).resolve().parents[1] / "conftest.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_helpers = _shared_helpers()
-wait_until: Callable[..., Any] = _helpers.wait_until
-run_python: Callable[..., subprocess.CompletedProcess[str]] = _helpers.run_python
 
 # Workers cannot import this test module: ship its functions by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

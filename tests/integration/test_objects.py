@@ -20,7 +20,7 @@ from typing import Any
 import cloudpickle
 import numpy as np
 import pytest
-from conftest import nbray_segments, wait_until
+from nbray_testing import nbray_segments, wait_until
 
 import nbray
 from nbray import session

@@ -20,7 +20,7 @@ from typing import Any
 import cloudpickle
 import psutil
 import pytest
-from conftest import run_python, wait_until
+from nbray_testing import run_python, wait_until
 
 import nbray
 from nbray import session
