@@ -59,7 +59,7 @@ WORKLOAD_TIMEOUT = {
 }
 QUICK_WORKLOAD_TIMEOUT = 60.0
 #: Repeats stop early once a workload would pass this many seconds (full mode).
-DEFAULT_BUDGET = 60.0
+DEFAULT_BUDGET = 45.0
 #: Time allowed, on top of the workloads' own, for import, start and shutdown.
 OVERHEAD_TIMEOUT = 90.0
 

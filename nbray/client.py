@@ -17,6 +17,7 @@ import itertools
 import logging
 import mmap
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -46,7 +47,13 @@ class Client:
         self.address = address
         self.role = role
         self.conn = Connection(address, secret)
-        self.conn.send([P.Hello(role, os.getpid(), worker_id)])
+        if role == "worker":
+            hello = P.Hello(role, os.getpid(), worker_id)
+        else:
+            cwd = os.getcwd()
+            path = tuple(os.path.abspath(p) if p else cwd for p in sys.path)
+            hello = P.Hello(role, os.getpid(), worker_id, cwd, path)
+        self.conn.send([hello])
         first = self.conn.recv()
         if not first or not isinstance(first[0], P.Welcome):
             self.conn.close()

@@ -103,6 +103,8 @@ class _Peer(asyncio.Protocol):
         self.subscribed = False
         self.outbox: list[Any] = []
         self.known_funcs: set[bytes] = set()
+        self.job: P.Job | None = None  # a client's cwd and sys.path (from Hello)
+        self.job_owner = 0  # workers: whose job they were last given
         self.timeout: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -214,6 +216,7 @@ class Head:
             P.TaskDone: self.on_task_done,
             P.TaskFailed: self.on_task_failed,
             P.Blocked: self.on_blocked,
+            P.ForgetFunction: self.on_forget_function,
             P.Unblocked: self.on_unblocked,
             P.Output: self.on_output,
         }
@@ -303,6 +306,8 @@ class Head:
         self._next_conn += 1
         peer.role = msg.role
         peer.pid = msg.pid
+        if msg.cwd:
+            peer.job = P.Job(msg.cwd, msg.sys_path)
         self.peers[peer.conn_id] = peer
         if msg.role == "worker":
             peer.worker_id = msg.worker_id
@@ -415,10 +420,21 @@ class Head:
             peer.known_funcs.add(spec.func_id)
         env = visible_devices_env(list(ins.gpu_ids)) if self.config.gpu_ids else {}
         rec.worker_id = ins.worker_id
-        peer.send(P.RunTask(spec, func, self._dep_payloads(spec.deps), env))
+        job = self._job_for(peer, rec.owner)
+        peer.send(P.RunTask(spec, func, self._dep_payloads(spec.deps), env, job))
         self.task_event(
             rec, "RUNNING", worker_id=ins.worker_id, pid=peer.pid, gpu_ids=list(ins.gpu_ids)
         )
+
+    def _job_for(self, worker: _Peer, owner: int) -> P.Job | None:
+        """The owner's cwd and sys.path, when this worker last ran someone else's work."""
+        if worker.job_owner == owner:
+            return None
+        owner_peer = self.peers.get(owner)
+        if owner_peer is None or owner_peer.job is None:
+            return None
+        worker.job_owner = owner
+        return owner_peer.job
 
     def on_task_done(self, peer: _Peer, msg: P.TaskDone) -> None:
         rec = self.tasks.get(msg.task_id)
@@ -520,6 +536,9 @@ class Head:
             return  # actor calls are not cancelled (as in Ray, for running calls)
         self.run(self.sched.cancel(tid, msg.force, msg.recursive))
 
+    def on_forget_function(self, peer: _Peer, msg: P.ForgetFunction) -> None:
+        peer.known_funcs.discard(msg.func_id)
+
     def on_blocked(self, peer: _Peer, msg: P.Blocked) -> None:
         self.run(self.sched.worker_blocked(peer.worker_id))
 
@@ -615,7 +634,10 @@ class Head:
         actor.worker_id = ins.worker_id
         self.worker_actor[ins.worker_id] = ins.actor_id
         env = visible_devices_env(list(ins.gpu_ids)) if self.config.gpu_ids else {}
-        peer.send(P.StartActor(actor.spec, actor.cls, self._dep_payloads(actor.spec.deps), env))
+        job = self._job_for(peer, actor.owner)
+        peer.send(
+            P.StartActor(actor.spec, actor.cls, self._dep_payloads(actor.spec.deps), env, job)
+        )
 
     def do_dispatch_call(self, ins: S.DispatchCall) -> None:
         rec = self.tasks.get(ins.call_id)

@@ -32,6 +32,13 @@ class Payload(NamedTuple):
     size: int = 0
 
 
+class Job(NamedTuple):
+    """The working directory and import path of the client whose work a worker runs."""
+
+    cwd: str
+    sys_path: tuple[str, ...]
+
+
 class TaskSpec(NamedTuple):
     """Everything needed to run one task or actor method call, once it is scheduled."""
 
@@ -79,6 +86,8 @@ class Hello(NamedTuple):
     role: str  # "client" | "worker" | "owner"
     pid: int
     worker_id: int = 0
+    cwd: str = ""  # a client's working directory and import path: its tasks run with them
+    sys_path: tuple[str, ...] = ()
 
 
 class Welcome(NamedTuple):
@@ -191,6 +200,7 @@ class RunTask(NamedTuple):
     func: bytes  # the pickled function, or b"" when this worker already has it
     deps: dict[int, Payload]
     env: dict[str, str]
+    job: Job | None = None  # set when the worker last ran work of another client
 
 
 class StartActor(NamedTuple):
@@ -198,6 +208,7 @@ class StartActor(NamedTuple):
     cls: bytes
     deps: dict[int, Payload]
     env: dict[str, str]
+    job: Job | None = None
 
 
 class RunActorCall(NamedTuple):
@@ -221,6 +232,12 @@ class TaskFailed(NamedTuple):
     task_id: int
     error: bytes  # pickled RemoteError
     retriable: bool  # the exception matches retry_exceptions
+
+
+class ForgetFunction(NamedTuple):
+    """The worker could not load this function: send its code again next time."""
+
+    func_id: bytes
 
 
 class Blocked(NamedTuple):

@@ -15,7 +15,9 @@ waits), ``put``, actors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import importlib
 import io
 import os
 import pickle
@@ -24,6 +26,7 @@ import random
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -103,7 +106,7 @@ class Worker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.semaphore: asyncio.Semaphore | None = None
         self.streams: tuple[TaskStream, TaskStream]
-        self.handlers = {
+        self.handlers: dict[type, Callable[[Any], None]] = {
             P.RunTask: self.run_task,
             P.StartActor: self.start_actor,
             P.RunActorCall: self.run_actor_call,
@@ -221,17 +224,19 @@ class Worker:
 
     def run_task(self, msg: P.RunTask) -> None:
         spec = msg.spec
+        if msg.env:
+            os.environ.update(msg.env)
+        if msg.job is not None:
+            apply_job(msg.job)
+        if spec.job_namespace:  # run in the submitter's namespace, as Ray's jobs do
+            self.client.namespace = spec.job_namespace
         fn = self.functions.get(spec.func_id)
         if fn is None:
             try:
-                fn = pickle.loads(msg.func)
+                fn = self.functions[spec.func_id] = pickle.loads(msg.func)
             except Exception as exc:  # e.g. a module only the driver can import
-                fn = _unloadable(exc)  # the task (and later calls) fail, the worker lives
-            self.functions[spec.func_id] = fn
-        if msg.env:
-            os.environ.update(msg.env)
-        if spec.job_namespace:  # run in the submitter's namespace, as Ray's jobs do
-            self.client.namespace = spec.job_namespace
+                fn = _unloadable(exc)  # the task fails, the worker lives
+                self.head_forgets_function(spec.func_id)
         self.running_task = spec.task_id
         try:
             reply = self._execute(spec, fn, msg.deps)
@@ -241,11 +246,17 @@ class Worker:
             self.running_task = 0
         self._send_reply(reply)
 
+    def head_forgets_function(self, func_id: bytes) -> None:
+        """Loading failed (and was not cached): have the code sent again next time."""
+        self.client.send(P.ForgetFunction(func_id))
+
     def start_actor(self, msg: P.StartActor) -> None:
         spec = msg.spec
         self.actor_spec = spec
         if msg.env:
             os.environ.update(msg.env)
+        if msg.job is not None:
+            apply_job(msg.job)
         if spec.job_namespace:
             self.client.namespace = spec.job_namespace
         token = _current_task.set((0, spec.class_name))
@@ -342,6 +353,17 @@ class _ArgumentFailed(Exception):
         self.error = error
 
 
+def apply_job(job: P.Job) -> None:
+    """Run in the submitting client's working directory, with its import path, so modules
+    next to a notebook import in tasks as they do in the kernel (as Ray's workers do)."""
+    with contextlib.suppress(OSError):
+        os.chdir(job.cwd)
+    missing = [p for p in job.sys_path if p not in sys.path]
+    if missing:
+        sys.path.extend(missing)
+        importlib.invalidate_caches()
+
+
 def _retriable(spec: P.TaskSpec, exc: BaseException) -> bool:
     retry = spec.retry_exceptions
     if isinstance(retry, bool):
@@ -363,6 +385,6 @@ def main(address: str, secret: bytes, worker_id: int, session_token: str) -> int
     session.set_engine(engine)
     session.in_worker = True
     client.blocked_hook = lambda blocked: client.send(P.Blocked() if blocked else P.Unblocked())
-    sys.stdout, sys.stderr = worker.streams  # type: ignore[assignment]
+    sys.stdout, sys.stderr = worker.streams
     worker.serve()
     return 0

@@ -1001,3 +1001,32 @@ def test_unsubscribe_stops_delivery(cluster: nbray.ClusterContext) -> None:
         assert first.states(tid2) == []
     finally:
         unsubscribe_second()
+
+
+def test_tasks_import_modules_from_the_drivers_path(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "helpermod_nbray.py").write_text("VALUE = 41\n\ndef bump(x):\n    return x + 1\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "data.txt").write_text("from the driver's directory")
+    result = run_python(
+        f"""
+        import sys
+        sys.path.insert(0, {str(lib)!r})
+        import helpermod_nbray
+        import nbray
+        nbray.init(num_cpus=1)
+
+        @nbray.remote
+        def f():
+            with open("data.txt") as fh:
+                return helpermod_nbray.bump(helpermod_nbray.VALUE), fh.read()
+
+        print(nbray.get(f.remote(), timeout=30))
+        nbray.shutdown()
+        """,
+        cwd=str(work),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "(42, \"from the driver's directory\")" in result.stdout
