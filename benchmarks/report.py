@@ -138,25 +138,36 @@ def render_markdown(doc: dict[str, Any]) -> str:
     machine = meta["machine"]
     sizes = Sizes(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["sizes"].items()})
     versions = ", ".join(f"{k} {v or 'not installed'}" for k, v in machine["versions"].items())
+    if meta["mode"] == "quick":
+        layout = "one fresh process tree per engine, with every workload in it"
+    else:
+        layout = (
+            "a fresh process tree per engine and workload (cold start and footprint: one "
+            "per repeat)"
+        )
+    budget = (
+        f"; a workload stops repeating once it has run {meta['budget_s']:.0f} s"
+        if meta["budget_s"]
+        else ""
+    )
     lines = [
         "# nbray benchmarks",
         "",
-        f"- Run: {meta['started']}, {meta['mode']} mode, {meta['seconds']:.0f} s; "
-        f"every figure is the median over up to {meta['repeats']} repeats "
-        f"(column `repeats`: how many were run; a workload stops repeating after "
-        f"{meta['budget_s']:.0f} s{' (no limit)' if not meta['budget_s'] else ''}).",
+        f"- Run: {meta['started']}, {meta['mode']} mode, {meta['seconds']:.0f} s. Every "
+        f"figure is the median over up to {meta['repeats']} repeats (column `repeats`: how "
+        f"many were run{budget}).",
         f"- Machine: {machine['cpu_model']}, {machine['logical_cpus']} logical CPUs "
         f"({machine['physical_cores']} cores), {machine['memory_gb']} GB, {machine['platform']}, "
         f"Python {machine['python']}; nbray commit {str(machine.get('nbray_commit'))[:12]}.",
-        f"- Every engine gets {meta['num_cpus']} worker processes, and runs in its own fresh "
-        "process tree (one per workload; cold start and footprint: one per repeat).",
+        f"- Every engine gets {meta['num_cpus']} worker processes; {layout}.",
         f"- Versions: {versions}.",
         "- Column `load`: the machine's 1-minute load average just before the engine's "
-        "process started (the machine's other load; above 0.5 or so, figures are noisy). "
-        f"At the end: {meta['load_at_end']['load1']:.2f}.",
+        "process started: the machine's other load. With more load than about half a CPU, "
+        f"the figures are noisy. At the end: {meta['load_at_end']['load1']:.2f}.",
         "- ↑ higher is better, ↓ lower is better; `nbray vs it` says how many times better "
         "or worse nbray is than that row's engine on the column to its left "
-        "(≈: within 5 %). n/a: the engine has no such feature.",
+        "(≈: within 5 %). n/a: the engine has no such feature. Against `serial`, the ratio "
+        "is the cost of going through an engine at all.",
         "",
         "Engines: "
         + "; ".join(f"**{e}**: {d}" for e, d in meta["engine_descriptions"].items() if d)
@@ -167,3 +178,22 @@ def render_markdown(doc: dict[str, Any]) -> str:
         if name in doc["results"]:
             lines += render_workload(name, doc["results"][name], sizes)
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.report RESULTS.json``: print (and rewrite) its markdown."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=main.__doc__)
+    parser.add_argument("results", type=Path, help="a latest.json written by benchmarks.run")
+    args = parser.parse_args(argv)
+    text = render_markdown(json.loads(args.results.read_text()))
+    args.results.with_suffix(".md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

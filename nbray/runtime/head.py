@@ -44,6 +44,7 @@ from .transport import FrameDecoder, ServerAuth, encode
 log = logging.getLogger("nbray.head")
 EVENT_HISTORY = 10_000
 HANDSHAKE_TIMEOUT = 5.0
+DEAD_ACTOR_HISTORY = 1000
 
 
 @dataclass
@@ -186,6 +187,7 @@ class Head:
         self.functions: dict[bytes, bytes] = {}
         self.actors: dict[int, _ActorRecord] = {}
         self.actor_names: dict[tuple[str, str], int] = {}
+        self.dead_actors: dict[int, str] = {}  # why recent actors died, for late calls
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_HISTORY)
         self.subscribers: set[int] = set()
         self.finished_count: dict[str, int] = {"FINISHED": 0, "FAILED": 0, "CANCELLED": 0}
@@ -217,6 +219,7 @@ class Head:
             P.TaskFailed: self.on_task_failed,
             P.Blocked: self.on_blocked,
             P.ForgetFunction: self.on_forget_function,
+            P.ActorStartFailed: self.on_actor_start_failed,
             P.Unblocked: self.on_unblocked,
             P.Output: self.on_output,
         }
@@ -621,7 +624,8 @@ class Head:
         rec = self._register_task(peer, spec)
         actor = self.actors.get(spec.actor_id)
         if actor is None:
-            self._store_error(rec, _actor_died_payload(spec, "the actor is dead"))
+            cause = self.dead_actors.get(spec.actor_id, "the actor is dead")
+            self._store_error(rec, _actor_died_payload(spec, cause))
             return
         actor.calls.add(spec.task_id)
         self.run(self.sched.actor_call(spec.task_id, spec.actor_id))
@@ -672,6 +676,9 @@ class Head:
             }
         )
         if ins.state == "DEAD":
+            self.dead_actors[ins.actor_id] = ins.reason or "the actor is dead"
+            while len(self.dead_actors) > DEAD_ACTOR_HISTORY:
+                self.dead_actors.pop(next(iter(self.dead_actors)))
             for cid in list(actor.calls):
                 rec = self.tasks.get(cid)
                 if rec is not None:
@@ -682,6 +689,9 @@ class Head:
                 del self.actor_names[key]
             self.objects.unpin(actor.spec.deps)
             self.objects.unpin(actor.spec.contained)
+
+    def on_actor_start_failed(self, peer: _Peer, msg: P.ActorStartFailed) -> None:
+        self.run(self.sched.kill_actor(msg.actor_id, no_restart=True, reason=msg.reason))
 
     def on_kill_actor(self, peer: _Peer, msg: P.KillActor) -> None:
         self.run(self.sched.kill_actor(msg.actor_id, msg.no_restart, msg.when_idle))
@@ -937,13 +947,15 @@ def _error_text(payload: P.Payload) -> str:
 
 
 def _actor_died_payload(spec: P.TaskSpec, cause: str) -> P.Payload:
+    hint = ""
+    if "exited with code" in cause or "was killed" in cause:
+        hint = (
+            ". Set max_restarts (and max_task_retries) on the actor to restart it and retry "
+            "its calls"
+        )
     err = RemoteError(
         kind="actor_died",
-        message=(
-            f"the actor died before {spec.name} ({spec.task_id:016x}) completed: {cause}. "
-            "Set max_restarts (and max_task_retries) on the actor to restart it and retry "
-            "its calls."
-        ),
+        message=f"the actor died before {spec.name} ({spec.task_id:016x}) completed: {cause}{hint}",
         function_name=spec.name,
         task_id=f"{spec.task_id:016x}",
     )

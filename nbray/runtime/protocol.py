@@ -234,6 +234,13 @@ class TaskFailed(NamedTuple):
     retriable: bool  # the exception matches retry_exceptions
 
 
+class ActorStartFailed(NamedTuple):
+    """The actor's constructor raised: the actor is dead, its calls fail with ``reason``."""
+
+    actor_id: int
+    reason: str
+
+
 class ForgetFunction(NamedTuple):
     """The worker could not load this function: send its code again next time."""
 

@@ -156,6 +156,7 @@ class _Actor:
     worker_id: int = 0
     restarts: int = 0
     no_restart: bool = False
+    death_reason: str = ""
     exit_when_idle: bool = False  # its handles are gone: stop once its calls are done
     gpu_ids: tuple[int, ...] = ()
     queue: deque[int] = field(default_factory=deque)
@@ -614,13 +615,16 @@ class Scheduler:
         return []
 
     def kill_actor(
-        self, actor_id: int, no_restart: bool = True, when_idle: bool = False
+        self, actor_id: int, no_restart: bool = True, when_idle: bool = False, reason: str = ""
     ) -> list[Instruction]:
         """Kill an actor now; with ``when_idle`` (its last handle was dropped, Ray's
-        out-of-scope termination) only once the calls submitted so far have finished."""
+        out-of-scope termination) only once the calls submitted so far have finished.
+        ``reason`` (e.g. its constructor raised) is what failed calls report."""
         actor = self.actors.get(actor_id)
         if actor is None or actor.state == "DEAD":
             return []
+        if reason:
+            actor.death_reason = reason
         if when_idle and (actor.inflight or actor.queue):
             actor.exit_when_idle = True
             return []
@@ -635,7 +639,7 @@ class Scheduler:
                 # (worker_started then stops that worker)
                 self._release(actor.resources, actor.gpu_ids)
                 actor.gpu_ids = ()
-            self._actor_dead(actor, "the actor was killed", out)
+            self._actor_dead(actor, actor.death_reason or "the actor was killed", out)
             self._schedule(out)
         return out
 
@@ -648,7 +652,9 @@ class Scheduler:
         actor.gpu_ids = ()
         if actor.state == "DEAD":
             return
-        cause = "it was killed" if w.killed else f"its process exited with code {exit_code}"
+        cause = actor.death_reason or (
+            "it was killed" if w.killed else f"its process exited with code {exit_code}"
+        )
         can_restart = not actor.no_restart and (
             actor.max_restarts < 0 or actor.restarts < actor.max_restarts
         )

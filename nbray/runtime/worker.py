@@ -278,6 +278,9 @@ class Worker:
             for s in self.streams:
                 s.flush_task(0, spec.class_name)
             _current_task.reset(token)
+        if self.actor_error is not None:  # dead on arrival, as in Ray: no restart
+            self.client.send(P.ActorStartFailed(spec.actor_id, self.actor_error.message))
+            return
         if spec.is_async:
             self.loop = asyncio.new_event_loop()
             threading.Thread(

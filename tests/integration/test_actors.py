@@ -555,11 +555,23 @@ def test_constructor_exception_fails_calls_with_actor_died(
         def method(self) -> int:
             return 1
 
-    b = Broken.remote(42)
+    b = Broken.options(name="broken", max_restarts=3, num_cpus=1).remote(42)
     for _ in range(2):
         with pytest.raises(ActorDiedError) as info:
             nbray.get(b.method.remote(), timeout=GET_TIMEOUT)
         assert "ValueError: bad config 42" in str(info.value)
+        assert "max_restarts" not in str(info.value)  # restarting would not help
+
+    # dead, as in Ray: not restarted despite max_restarts, its name and CPU freed
+    def name_gone() -> bool:
+        try:
+            nbray.get_actor("broken")
+        except ActorNotFoundError:
+            return True
+        return False
+
+    wait_until(name_gone, 10)
+    wait_until(lambda: nbray.available_resources().get("CPU") == 2.0, 10)
 
 
 def test_task_exception_in_method_does_not_kill_actor(cluster: nbray.ClusterContext) -> None:
