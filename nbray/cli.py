@@ -22,22 +22,11 @@ from .errors import NbrayConnectionError
 from .runtime import session_files as sf
 
 
-def _alive(pid: int) -> bool:
-    import psutil
-
-    try:
-        # the head of `nbray start` is an orphan: once it exits it may stay a zombie until
-        # init reaps it (never, where PID 1 does not reap), and a zombie has stopped
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def _running() -> dict[str, Any] | None:
     current = sf.read_current()
     if current is None:
         return None
-    if not _alive(int(current["pid"])):
+    if not sf.pid_alive(int(current["pid"])):
         sf.current_cluster_file().unlink(missing_ok=True)
         return None
     return current
@@ -140,9 +129,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
     except NbrayConnectionError:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + args.timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while sf.pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _alive(pid):
+    if sf.pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
     sf.current_cluster_file().unlink(missing_ok=True)
     sf.remove_session_dir(current["session_dir"])

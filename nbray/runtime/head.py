@@ -38,7 +38,7 @@ from . import scheduler as S
 from . import shm
 from .gpus import visible_devices_env
 from .objects import ObjectDirectory, lost_payload
-from .session_files import read_secret, remove_session_dir
+from .session_files import pid_alive, read_secret, remove_session_dir
 from .transport import FrameDecoder, ServerAuth, encode
 
 log = logging.getLogger("nbray.head")
@@ -848,7 +848,7 @@ class Head:
         if self._stopping:
             return
         owner = self.config.owner_pid
-        if owner and not _alive(owner):
+        if owner and not pid_alive(owner):
             log.info("the owner process %s is gone: shutting down", owner)
             self.shutdown()
             return
@@ -927,16 +927,6 @@ class Head:
         except subprocess.TimeoutExpired:
             fs.kill()
             fs.wait(timeout=5)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _error_text(payload: P.Payload) -> str:

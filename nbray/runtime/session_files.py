@@ -112,18 +112,18 @@ def sweep_stale_sessions() -> None:
                 if time.time() - d.stat().st_mtime < 60:
                     continue  # being set up right now
                 pid = 0
-            if pid and _alive(pid):
+            if pid and pid_alive(pid):
                 continue
             token = d.name.rsplit("-", 1)[-1]
             shm.sweep(token)
             remove_session_dir(d)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, exited but not yet reaped, does not)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    return True
