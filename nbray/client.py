@@ -33,6 +33,16 @@ log = logging.getLogger("nbray.client")
 INLINE_LIMIT = 100 * 1024  # larger values go to shared memory
 
 
+class _Waiter:
+    """A blocked ``get``/``wait``: woken once ``remaining`` more objects arrived."""
+
+    __slots__ = ("event", "remaining")
+
+    def __init__(self, remaining: int) -> None:
+        self.remaining = remaining
+        self.event = threading.Event()
+
+
 class Client:
     """A connection to the head, with the object cache and reference counts of this process."""
 
@@ -72,7 +82,9 @@ class Client:
         self._maps: dict[int, mmap.mmap] = {}
         self._refs: dict[int, int] = {}
         self._ref_lock = threading.Lock()
-        self._holds: deque[tuple[bool, int]] = deque()  # (hold?, object id), in order
+        # messages to send, and object holds (+id) and releases (-id), in order
+        self._outq: deque[Any] = deque()
+        self._waiters: dict[int, list[_Waiter]] = {}
         self._flush_needed = threading.Event()
         self._replies: dict[int, list[Any]] = {}
         self.closed = False
@@ -101,46 +113,62 @@ class Client:
         return (self.client_id << 32) | next(self._counter)
 
     def send(self, *msgs: Any) -> None:
+        """Send now, after everything queued before (posts, holds and releases)."""
         if self.closed:
             raise NbrayConnectionError(
                 f"the connection to the cluster is closed ({self.disconnect_reason or 'shut down'})"
                 "; call nbray.init() again"
             )
         with self._send_lock:
-            batch = self._drain_holds()
+            batch = self._drain()
             batch.extend(msgs)
-            self.conn.send(batch)
+            if batch:
+                self.conn.send(batch)
 
-    def _drain_holds(self) -> list[Any]:
+    def post(self, msg: Any) -> None:
+        """Queue ``msg``: the flusher thread sends it at once, batched with whatever else
+        is queued by then; any ``send`` (every blocking call) sends it first."""
+        if self.closed:
+            self.send()  # raises the connection error
+        self._outq.append(msg)
+        self._flush_needed.set()
+
+    def _drain(self) -> list[Any]:
+        """Queued items as messages, in order; runs of hold (+id) / release (-id) marks
+        become one AddHold / Release each."""
         out: list[Any] = []
-        if not self._holds:
-            return out
+        q = self._outq
         run: list[int] = []
-        run_kind: bool | None = None
-        while self._holds:
+        holding = True
+        while q:
             try:
-                kind, oid = self._holds.popleft()
+                item = q.popleft()
             except IndexError:
                 break
-            if kind is not run_kind and run:
-                out.append(P.AddHold(tuple(run)) if run_kind else P.Release(tuple(run)))
+            if type(item) is int:
+                hold = item > 0
+                if run and hold is not holding:
+                    out.append(P.AddHold(tuple(run)) if holding else P.Release(tuple(run)))
+                    run = []
+                holding = hold
+                run.append(item if hold else -item)
+                continue
+            if run:
+                out.append(P.AddHold(tuple(run)) if holding else P.Release(tuple(run)))
                 run = []
-            run_kind = kind
-            run.append(oid)
+            out.append(item)
         if run:
-            out.append(P.AddHold(tuple(run)) if run_kind else P.Release(tuple(run)))
+            out.append(P.AddHold(tuple(run)) if holding else P.Release(tuple(run)))
         return out
 
     def _flush_loop(self) -> None:
+        # posts wake this thread at once; releases ride along, or go within 50 ms
         while not self.closed:
-            self._flush_needed.wait()
-            time.sleep(0.02)
+            self._flush_needed.wait(0.05)
             self._flush_needed.clear()
-            if self._holds and not self.closed:
-                with contextlib.suppress(NbrayConnectionError), self._send_lock:
-                    batch = self._drain_holds()
-                    if batch:
-                        self.conn.send(batch)
+            if self._outq and not self.closed:
+                with contextlib.suppress(NbrayConnectionError):
+                    self.send()
 
     # --- reference counting ------------------------------------------------------------------
 
@@ -149,7 +177,7 @@ class Client:
             n = self._refs.get(oid, 0)
             self._refs[oid] = n + 1
             if n == 0 and borrowed:
-                self._holds.append((True, oid))
+                self._outq.append(oid)
                 self._flush_needed.set()
 
     def decref(self, oid: int) -> None:
@@ -161,12 +189,11 @@ class Client:
                 self._refs[oid] = n
                 return
             self._refs.pop(oid, None)
-            self._holds.append((False, oid))
+            self._outq.append(-oid)
         with self._lock:
             self._objects.pop(oid, None)
             self._requested.discard(oid)
             self._maps.pop(oid, None)
-        self._flush_needed.set()
 
     # --- objects -----------------------------------------------------------------------------
 
@@ -211,29 +238,33 @@ class Client:
     def wait_for(self, oids: list[int], num_ready: int, timeout: float | None) -> list[int]:
         """Block until ``num_ready`` of ``oids`` are here (or timeout); returns those ready."""
         self.fetch(oids)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        blocked = False
-        try:
-            with self._cond:
-                while True:
-                    done = [o for o in oids if o in self._objects]
-                    if len(done) >= num_ready or self.closed:
-                        break
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        break
-                    if not blocked and self.blocked_hook is not None:
-                        blocked = True
-                        self._cond.release()
-                        try:
-                            self.blocked_hook(True)
-                        finally:
-                            self._cond.acquire()
-                        continue
-                    self._cond.wait(remaining if remaining is not None else 1.0)
-        finally:
-            if blocked and self.blocked_hook is not None:
-                self.blocked_hook(False)
+        objects = self._objects
+        with self._lock:
+            missing = [o for o in oids if o not in objects]
+            waiter = _Waiter(num_ready - (len(oids) - len(missing)))
+            if waiter.remaining > 0 and not self.closed:
+                for o in missing:
+                    self._waiters.setdefault(o, []).append(waiter)
+            else:
+                waiter.event.set()
+        if not waiter.event.is_set():
+            blocked = self.blocked_hook is not None
+            if blocked:
+                self.blocked_hook(True)  # type: ignore[misc]
+            try:
+                waiter.event.wait(timeout)
+            finally:
+                if blocked:
+                    self.blocked_hook(False)  # type: ignore[misc]
+                with self._lock:
+                    for o in missing:
+                        waiting = self._waiters.get(o)
+                        if waiting is not None:
+                            with contextlib.suppress(ValueError):
+                                waiting.remove(waiter)
+                            if not waiting:
+                                del self._waiters[o]
+        done = [o for o in oids if o in objects]
         if self.closed and len(done) < num_ready:
             raise NbrayConnectionError(
                 f"lost the connection to the cluster while waiting for objects "
@@ -319,6 +350,9 @@ class Client:
             self._flush_needed.set()
             with self._cond:
                 self._cond.notify_all()
+                for waiting in self._waiters.values():
+                    for waiter in waiting:
+                        waiter.event.set()
             if self.task_handler is not None:
                 self.task_handler(None)
 
@@ -330,10 +364,14 @@ class Client:
             self.task_handler(msg)
 
     def _on_object_ready(self, msg: P.ObjectReady) -> None:
-        with self._cond:
-            if msg.object_id in self._requested:
-                self._objects[msg.object_id] = msg.payload
-                self._cond.notify_all()
+        oid = msg.object_id
+        with self._lock:
+            if oid in self._requested:
+                self._objects[oid] = msg.payload
+                for waiter in self._waiters.pop(oid, ()):
+                    waiter.remaining -= 1
+                    if waiter.remaining <= 0:
+                        waiter.event.set()
 
     def _on_reply(self, msg: P.Reply) -> None:
         with self._cond:
@@ -358,10 +396,8 @@ class Client:
     def close(self) -> None:
         if self.closed:
             return
-        with contextlib.suppress(NbrayConnectionError), self._send_lock:
-            batch = self._drain_holds()
-            if batch:
-                self.conn.send(batch)
+        with contextlib.suppress(NbrayConnectionError):
+            self.send()
         self.closed = True
         self.disconnect_reason = "shut down"
         self._flush_needed.set()

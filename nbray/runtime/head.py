@@ -45,6 +45,8 @@ log = logging.getLogger("nbray.head")
 EVENT_HISTORY = 10_000
 HANDSHAKE_TIMEOUT = 5.0
 DEAD_ACTOR_HISTORY = 1000
+PIPELINE_DEPTH = 16  # tasks a worker may hold when they are short (see Scheduler)
+SHORT_TASK = 0.001  # seconds: functions faster than this on average are pipelined
 
 
 @dataclass
@@ -176,7 +178,8 @@ class Head:
         self.config = config
         self.secret = read_secret(Path(config.session_dir) / "secret")
         self.objects = ObjectDirectory()
-        self.sched = S.Scheduler(config.resources, config.gpu_ids)
+        self.sched = S.Scheduler(config.resources, config.gpu_ids, pipeline_depth=PIPELINE_DEPTH)
+        self.func_time: dict[bytes, float] = {}  # moving average of each function's run time
         self.peers: dict[int, _Peer] = {}
         self.worker_peers: dict[int, _Peer] = {}
         self.worker_pids: dict[int, int] = {}
@@ -218,6 +221,7 @@ class Head:
             P.TaskDone: self.on_task_done,
             P.TaskFailed: self.on_task_failed,
             P.Blocked: self.on_blocked,
+            P.Unqueued: self.on_unqueued,
             P.ForgetFunction: self.on_forget_function,
             P.ActorStartFailed: self.on_actor_start_failed,
             P.Unblocked: self.on_unblocked,
@@ -228,6 +232,7 @@ class Head:
             S.KillWorker: self.do_kill,
             S.Dispatch: self.do_dispatch,
             S.Interrupt: self.do_interrupt,
+            S.Unqueue: self.do_unqueue,
             S.FailTask: self.do_fail_task,
             S.Retry: self.do_retry,
             S.StartActor: self.do_start_actor,
@@ -282,6 +287,8 @@ class Head:
 
     def task_event(self, rec: _TaskRecord, state: str, **extra: Any) -> None:
         rec.state = state
+        if not self.subscribers:  # nobody listens: keep the hot path free of event dicts
+            return
         data = {
             "type": "task",
             "task_id": f"{rec.spec.task_id:016x}",
@@ -400,6 +407,7 @@ class Head:
                 rec.owner,
                 unready,
                 rec.parent,
+                short=self.func_time.get(spec.func_id, SHORT_TASK) < SHORT_TASK,
             )
         )
 
@@ -445,6 +453,7 @@ class Head:
             for oid, payload, _contained in msg.results:
                 self.objects.set(oid, payload, ())  # dropped: nobody waits any more
             return
+        self._timed(rec.spec.func_id, msg.duration)
         for oid, payload, contained in msg.results:
             self._store(oid, payload, contained)
         self._end_task(rec, "FINISHED")
@@ -541,6 +550,19 @@ class Head:
 
     def on_forget_function(self, peer: _Peer, msg: P.ForgetFunction) -> None:
         peer.known_funcs.discard(msg.func_id)
+
+    def do_unqueue(self, ins: S.Unqueue) -> None:
+        peer = self.worker_peers.get(ins.worker_id)
+        if peer is not None:
+            peer.send(P.Unqueue(ins.task_ids))
+
+    def on_unqueued(self, peer: _Peer, msg: P.Unqueued) -> None:
+        self.run(self.sched.unqueued(peer.worker_id, msg.task_ids))
+
+    def _timed(self, func_id: bytes, duration: float) -> None:
+        if func_id:
+            old = self.func_time.get(func_id)
+            self.func_time[func_id] = duration if old is None else 0.8 * old + 0.2 * duration
 
     def on_blocked(self, peer: _Peer, msg: P.Blocked) -> None:
         self.run(self.sched.worker_blocked(peer.worker_id))

@@ -109,7 +109,7 @@ class LocalEngine(Engine):
             job_namespace=client.namespace,
         )
         refs = [ObjectRef(oid, self) for oid in return_ids]
-        client.send(P.Submit(spec, blob))
+        client.post(P.Submit(spec, blob))
         return refs if options.num_returns else []
 
     # --- actors --------------------------------------------------------------------------
@@ -150,7 +150,7 @@ class LocalEngine(Engine):
         if options.name:
             client.request("create_actor", spec, blob)
         else:
-            client.send(P.CreateActor(spec, blob))
+            client.post(P.CreateActor(spec, blob))
         return ActorHandle(
             self,
             spec.actor_id,
@@ -189,7 +189,7 @@ class LocalEngine(Engine):
             method=method,
         )
         refs = [ObjectRef(oid, self) for oid in return_ids]
-        client.send(P.CallActor(spec))
+        client.post(P.CallActor(spec))
         return refs if num_returns else []
 
     def kill_actor(self, handle: ActorHandle, no_restart: bool) -> None:
@@ -215,7 +215,7 @@ class LocalEngine(Engine):
         oid = client.new_id()
         payload, contained = client.store(value, oid)
         ref = ObjectRef(oid, self)
-        client.send(P.Put(oid, payload, contained))
+        client.post(P.Put(oid, payload, contained))
         return ref
 
     def get(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]:

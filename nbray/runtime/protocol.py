@@ -220,18 +220,30 @@ class CancelTask(NamedTuple):
     task_id: int
 
 
+class Unqueue(NamedTuple):
+    """Give back these tasks if they have not started (the worker blocked in ``get``)."""
+
+    task_ids: tuple[int, ...]
+
+
+class Unqueued(NamedTuple):
+    task_ids: tuple[int, ...]  # the ones given back, never started
+
+
 # --- worker → head -------------------------------------------------------------------
 
 
 class TaskDone(NamedTuple):
     task_id: int
     results: tuple[tuple[int, Payload, tuple[int, ...]], ...]  # (object id, payload, contained)
+    duration: float = 0.0  # seconds the function ran
 
 
 class TaskFailed(NamedTuple):
     task_id: int
     error: bytes  # pickled RemoteError
     retriable: bool  # the exception matches retry_exceptions
+    duration: float = 0.0
 
 
 class ActorStartFailed(NamedTuple):

@@ -20,6 +20,7 @@ Rules, following Ray:
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -42,6 +43,14 @@ class Dispatch:
     worker_id: int
     task_id: int
     gpu_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Unqueue:
+    """Take back tasks queued behind a worker's current one (it blocked in ``get``)."""
+
+    worker_id: int
+    task_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,7 @@ Instruction = (
     | KillWorker
     | Dispatch
     | Interrupt
+    | Unqueue
     | FailTask
     | Retry
     | StartActor
@@ -125,6 +135,7 @@ class _Worker:
     actor_id: int = 0
     lent_cpus: float = 0.0
     killed: bool = False
+    queued: deque[int] = field(default_factory=deque)  # pipelined behind task_id
 
 
 @dataclass
@@ -141,6 +152,8 @@ class _Task:
     attempts: int = 0
     cancelled: bool = False
     gpu_ids: tuple[int, ...] = ()
+    shape: tuple[tuple[str, float], ...] = ()  # resources as a hashable key
+    short: bool = False  # its function is known to run in well under a millisecond
 
 
 @dataclass
@@ -172,6 +185,7 @@ class Scheduler:
         resources: dict[str, float],
         gpu_ids: list[int] | None = None,
         max_workers: int = 256,
+        pipeline_depth: int = 1,
     ) -> None:
         self.total = {k: float(v) for k, v in resources.items() if v > 0}
         self.available = dict(self.total)
@@ -179,10 +193,14 @@ class Scheduler:
         self.gpu_free: dict[int, float] = {g: 1.0 for g in gpus}
         self.pool_size = max(1, int(self.total.get("CPU", 1)))
         self.max_workers = max_workers
+        # short tasks may queue on a busy worker (behind one of the same resource shape),
+        # up to this many per worker, so the worker never waits for the head between them
+        self.pipeline_depth = pipeline_depth
         self.workers: dict[int, _Worker] = {}
         self.tasks: dict[int, _Task] = {}
         self.actors: dict[int, _Actor] = {}
         self.ready: deque[int] = deque()
+        self.ready_shapes: dict[tuple[tuple[str, float], ...], int] = {}  # shape -> count
         self.idle: list[int] = []
         self.waiting_on: dict[int, set[int]] = {}  # object id -> tasks waiting for it
         self.children: dict[int, set[int]] = {}
@@ -250,6 +268,7 @@ class Scheduler:
         if w.actor_id:
             self._actor_worker_died(w, exit_code, out)
         elif w.task_id:
+            self._requeue(w, list(w.queued), out)
             t = self.tasks.get(w.task_id)
             if t is not None and t.state == RUNNING:
                 self._release(t.resources, t.gpu_ids)
@@ -260,6 +279,32 @@ class Scheduler:
         else:
             self._refill_pool(out)
         self._schedule(out)
+        return out
+
+    def _requeue(self, w: _Worker, task_ids: list[int], out: list[Instruction]) -> None:
+        """Tasks pipelined on ``w`` that never started go back to the front of the queue."""
+        for tid in reversed(task_ids):
+            with contextlib.suppress(ValueError):
+                w.queued.remove(tid)
+            t = self.tasks.get(tid)
+            if t is None or t.state != RUNNING or t.worker_id != w.worker_id:
+                continue
+            t.attempts -= 1
+            t.worker_id = 0
+            if t.cancelled:
+                self._finish(t)
+                out.append(FailTask(tid, "cancelled", "the task was cancelled before it ran"))
+                continue
+            t.state = READY
+            self._ready_push(t, left=True)
+
+    def unqueued(self, worker_id: int, task_ids: tuple[int, ...]) -> list[Instruction]:
+        """The worker gave back these pipelined tasks (after an Unqueue): run them elsewhere."""
+        w = self.workers.get(worker_id)
+        out: list[Instruction] = []
+        if w is not None:
+            self._requeue(w, [t for t in task_ids if t in w.queued], out)
+            self._schedule(out)
         return out
 
     def _refill_pool(self, out: list[Instruction]) -> None:
@@ -279,7 +324,7 @@ class Scheduler:
         elif t.max_retries < 0 or t.attempts <= t.max_retries:
             t.state = READY
             t.worker_id = 0
-            self.ready.appendleft(t.task_id)
+            self._ready_push(t, left=True)
             out.append(Retry(t.task_id, t.attempts + 1, f"worker died (exit code {exit_code})"))
         else:
             self._finish(t)
@@ -294,7 +339,7 @@ class Scheduler:
 
     def _fail_ready(self, out: list[Instruction], why: str) -> None:
         while self.ready:
-            t = self.tasks[self.ready.popleft()]
+            t = self._ready_pop()
             self._finish(t)
             out.append(FailTask(t.task_id, "worker_crashed", why))
 
@@ -309,6 +354,7 @@ class Scheduler:
         owner: int,
         unready_deps: set[int],
         parent: int = 0,
+        short: bool = False,
     ) -> list[Instruction]:
         """A new task; ``unready_deps`` are its ObjectRef arguments that do not exist yet."""
         resources = {k: float(v) for k, v in resources.items() if v}
@@ -316,6 +362,8 @@ class Scheduler:
         if problem:
             return [FailTask(task_id, "unschedulable", f"task {name} {problem}")]
         t = _Task(task_id, name, resources, max_retries, owner, parent, set(unready_deps))
+        t.shape = tuple(sorted(resources.items()))
+        t.short = short and "GPU" not in resources
         self.tasks[task_id] = t
         if parent:
             self.children.setdefault(parent, set()).add(task_id)
@@ -325,7 +373,7 @@ class Scheduler:
                 self.waiting_on.setdefault(dep, set()).add(task_id)
         else:
             t.state = READY
-            self.ready.append(task_id)
+            self._ready_push(t)
             self._schedule(out)
         return out
 
@@ -346,7 +394,7 @@ class Scheduler:
             t.deps.discard(object_id)
             if not t.deps:
                 t.state = READY
-                self.ready.append(tid)
+                self._ready_push(t)
         self._schedule(out)
         return out
 
@@ -358,13 +406,20 @@ class Scheduler:
             return []
         out: list[Instruction] = []
         w = self.workers.get(t.worker_id)
-        self._release(t.resources, t.gpu_ids)
-        if w is not None:
+        if w is not None and task_id in w.queued:  # dropped before it started (cancelled)
+            w.queued.remove(task_id)
+        elif w is not None and w.queued and not w.killed:
+            # the next pipelined task starts: it takes over the same resources
             self._give_back_lent(w)
-            w.task_id = 0
-            if w.state == BUSY and not w.killed:  # a killed worker takes no more work
-                w.state = IDLE
-                self.idle.append(w.worker_id)
+            w.task_id = w.queued.popleft()
+        else:
+            self._release(t.resources, t.gpu_ids)
+            if w is not None:
+                self._give_back_lent(w)
+                w.task_id = 0
+                if w.state == BUSY and not w.killed:  # a killed worker takes no more work
+                    w.state = IDLE
+                    self.idle.append(w.worker_id)
         if (
             not ok
             and retriable
@@ -373,7 +428,7 @@ class Scheduler:
         ):
             t.state = READY
             t.worker_id = 0
-            self.ready.appendleft(task_id)
+            self._ready_push(t, left=True)
             out.append(Retry(task_id, t.attempts + 1, "the task raised a retriable exception"))
         else:
             self._finish(t)
@@ -391,6 +446,8 @@ class Scheduler:
         if cpus:
             w.lent_cpus = cpus
             self.available["CPU"] = self.available.get("CPU", 0.0) + cpus
+        if w.queued:  # they could wait forever behind the blocked task: take them back
+            out.append(Unqueue(worker_id, tuple(w.queued)))
         self._schedule(out)
         return out
 
@@ -414,6 +471,10 @@ class Scheduler:
         if t is None or t.cancelled:
             return
         t.cancelled = True
+        w = self.workers.get(t.worker_id) if t.state == RUNNING else None
+        if w is not None and task_id in w.queued:  # not started: the worker drops it
+            out.append(Interrupt(t.worker_id, task_id))
+            return
         if t.state == RUNNING:
             if force:
                 w = self.workers.get(t.worker_id)
@@ -425,6 +486,7 @@ class Scheduler:
             return
         if t.state == READY:
             self.ready.remove(task_id)
+            self._shape_count(t.shape, -1)
         self._finish(t)
         out.append(FailTask(task_id, "cancelled", "the task was cancelled before it ran"))
 
@@ -453,12 +515,34 @@ class Scheduler:
             if siblings is not None:
                 siblings.discard(t.task_id)
 
+    def _ready_push(self, t: _Task, left: bool = False) -> None:
+        if left:
+            self.ready.appendleft(t.task_id)
+        else:
+            self.ready.append(t.task_id)
+        self._shape_count(t.shape, +1)
+
+    def _ready_pop(self) -> _Task:
+        t = self.tasks[self.ready.popleft()]
+        self._shape_count(t.shape, -1)
+        return t
+
+    def _shape_count(self, shape: tuple[tuple[str, float], ...], delta: int) -> None:
+        n = self.ready_shapes.get(shape, 0) + delta
+        if n:
+            self.ready_shapes[shape] = n
+        else:
+            self.ready_shapes.pop(shape, None)
+
     def _schedule(self, out: list[Instruction]) -> None:
         self._place_pending_actors(out)
         if not self.ready:
             return
+        if not self.idle:
+            self._pipeline(out)
+            self._maybe_spawn(out)
+            return
         skipped: list[int] = []
-        starting = sum(1 for w in self.workers.values() if w.state == STARTING and not w.actor_id)
         while self.ready:
             tid = self.ready[0]
             t = self.tasks[tid]
@@ -468,12 +552,12 @@ class Scheduler:
                     break
                 continue
             if not self.idle:
-                fitting = self._count_fitting(starting + 1)
-                alive = sum(1 for w in self.workers.values() if w.state != DEAD)
-                if starting < fitting and alive < self.max_workers:
-                    out.append(self._spawn())
+                self.ready.extendleft(reversed(skipped))
+                skipped = []
+                self._pipeline(out)
+                self._maybe_spawn(out)
                 break
-            self.ready.popleft()
+            self._ready_pop()
             wid = self.idle.pop()
             w = self.workers[wid]
             w.state = BUSY
@@ -485,19 +569,58 @@ class Scheduler:
             out.append(Dispatch(wid, tid, t.gpu_ids))
         self.ready.extendleft(reversed(skipped))
 
+    def _pipeline(self, out: list[Instruction]) -> None:
+        """Queue short ready tasks on busy workers running a task of the same shape."""
+        if self.pipeline_depth <= 1:
+            return
+        while self.ready:
+            t = self.tasks[self.ready[0]]
+            if not t.short:
+                return
+            best: _Worker | None = None
+            for w in self.workers.values():
+                if (
+                    w.state == BUSY
+                    and not w.killed
+                    and not w.lent_cpus
+                    and len(w.queued) < self.pipeline_depth - 1
+                    and (best is None or len(w.queued) < len(best.queued))
+                ):
+                    current = self.tasks.get(w.task_id)
+                    if current is not None and current.shape == t.shape and not current.gpu_ids:
+                        best = w
+            if best is None:
+                return
+            self._ready_pop()
+            best.queued.append(t.task_id)
+            t.state = RUNNING
+            t.worker_id = best.worker_id
+            t.attempts += 1
+            out.append(Dispatch(best.worker_id, t.task_id, ()))
+
+    def _maybe_spawn(self, out: list[Instruction]) -> None:
+        """No idle worker: start one if ready tasks fit in the free resources."""
+        starting = sum(1 for w in self.workers.values() if w.state == STARTING and not w.actor_id)
+        if starting < self._count_fitting(starting + 1):
+            alive = sum(1 for w in self.workers.values() if w.state != DEAD)
+            if alive < self.max_workers:
+                out.append(self._spawn())
+
     def _count_fitting(self, limit: int) -> int:
         """How many ready tasks (up to ``limit``) fit in the free resources together: the
-        most that new workers could run now (GPU ids are not checked, so an upper bound)."""
+        most that new workers could run now (GPU ids are not checked, so an upper bound).
+        Looks at each distinct resource shape once, however long the queue."""
         avail = dict(self.available)
         fitting = 0
-        for i, tid in enumerate(self.ready):
-            if fitting >= limit or i >= SCAN_LIMIT:
-                break
-            res = self.tasks[tid].resources
-            if all(avail.get(k, 0.0) + _EPS >= v for k, v in res.items()):
-                for k, v in res.items():
+        for shape, count in self.ready_shapes.items():
+            for _ in range(count):
+                if fitting >= limit or not all(avail.get(k, 0.0) + _EPS >= v for k, v in shape):
+                    break
+                for k, v in shape:
                     avail[k] = avail.get(k, 0.0) - v
                 fitting += 1
+            if fitting >= limit:
+                break
         return fitting
 
     # --- resources ---------------------------------------------------------------------

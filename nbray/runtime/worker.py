@@ -21,11 +21,12 @@ import importlib
 import io
 import os
 import pickle
-import queue
 import random
 import signal
 import sys
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -42,6 +43,7 @@ _current_task: contextvars.ContextVar[tuple[int, str]] = contextvars.ContextVar(
     "nbray_task", default=(0, "")
 )
 OUTPUT_CHUNK = 8192
+REPLY_BATCH = 32  # task results sent together while more tasks wait in the inbox
 
 
 class TaskStream(io.TextIOBase):
@@ -95,7 +97,9 @@ class Worker:
     def __init__(self) -> None:
         self.client: Client
         self.engine: LocalEngine
-        self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.inbox: deque[Any] = deque()
+        self.inbox_cv = threading.Condition()
+        self.replies: list[Any] = []  # results of tasks, sent in batches (see serve)
         self.functions: dict[bytes, Any] = {}
         self.running_task = 0
         self.cancel_requested = 0
@@ -115,12 +119,33 @@ class Worker:
     # --- reader thread side --------------------------------------------------------------
 
     def on_message(self, msg: Any) -> None:
-        if isinstance(msg, P.CancelTask):
-            if msg.task_id == self.running_task:
-                self.cancel_requested = msg.task_id
-                os.kill(os.getpid(), signal.SIGINT)
+        kind = type(msg)
+        if kind is P.CancelTask:
+            with self.inbox_cv:
+                if msg.task_id == self.running_task:
+                    self.cancel_requested = msg.task_id
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+                dropped = self._take_queued({msg.task_id})
+            for run in dropped:  # cancelled before it started: it never runs
+                exc = TaskCancelledError("the task was cancelled before it ran")
+                self.client.send(self._failure(run.spec, exc))
             return
-        self.inbox.put(msg)
+        if kind is P.Unqueue:
+            with self.inbox_cv:
+                taken = self._take_queued(set(msg.task_ids))
+            self.client.send(P.Unqueued(tuple(run.spec.task_id for run in taken)))
+            return
+        with self.inbox_cv:
+            self.inbox.append(msg)
+            self.inbox_cv.notify()
+
+    def _take_queued(self, task_ids: set[int]) -> list[P.RunTask]:
+        """Remove RunTasks for these ids that have not started (call with inbox_cv held)."""
+        taken = [m for m in self.inbox if type(m) is P.RunTask and m.spec.task_id in task_ids]
+        for m in taken:
+            self.inbox.remove(m)
+        return taken
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         if self.cancel_requested and self.cancel_requested == self.running_task:
@@ -131,11 +156,34 @@ class Worker:
 
     def serve(self) -> None:
         signal.signal(signal.SIGINT, self._on_sigint)
+        inbox, cv = self.inbox, self.inbox_cv
         while True:
-            msg = self.inbox.get()
+            with cv:
+                if not inbox and self.replies:
+                    cv.release()
+                    try:
+                        self.flush_replies()  # nothing else to do: report now
+                    finally:
+                        cv.acquire()
+                while not inbox:
+                    cv.wait()
+                msg = inbox.popleft()
+                if type(msg) is P.RunTask:
+                    self.running_task = msg.spec.task_id
             if msg is None:  # the head went away
                 return
             self.handlers[type(msg)](msg)
+            if len(self.replies) >= REPLY_BATCH:
+                self.flush_replies()
+
+    def flush_replies(self) -> None:
+        """Send the batched task results (before blocking, and whenever the inbox is empty)."""
+        replies, self.replies = self.replies, []
+        if not replies:
+            return
+        self.client.send(*replies)
+        for reply in replies:
+            self._release_contained(reply)
 
     def _resolve(self, args_blob: bytes, deps: dict[int, P.Payload]) -> tuple[Any, Any]:
         args, kwargs = unpack(args_blob)
@@ -184,7 +232,10 @@ class Worker:
 
     def _send_reply(self, reply: Any) -> None:
         self.client.send(reply)
-        if isinstance(reply, P.TaskDone):
+        self._release_contained(reply)
+
+    def _release_contained(self, reply: Any) -> None:
+        if type(reply) is P.TaskDone:
             for _, _, contained in reply.results:
                 for ref_id in contained:
                     self.client.decref(ref_id)
@@ -209,14 +260,15 @@ class Worker:
     def _execute(self, spec: P.TaskSpec, fn: Any, deps: dict[int, P.Payload]) -> Any:
         """Run one call; returns the message reporting its outcome."""
         token = _current_task.set((spec.task_id, spec.name))
+        started = time.perf_counter()
         try:
             args, kwargs = self._resolve(spec.args, deps)
             result = fn(*args, **kwargs)
-            return self._results(spec, result)
+            return self._results(spec, result)._replace(duration=time.perf_counter() - started)
         except SystemExit:  # sys.exit() in a task ends the worker, as in Ray
             raise
         except BaseException as exc:
-            return self._failure(spec, exc)
+            return self._failure(spec, exc)._replace(duration=time.perf_counter() - started)
         finally:
             for s in self.streams:
                 s.flush_task(spec.task_id, spec.name)
@@ -244,7 +296,7 @@ class Worker:
             reply = self._failure(spec, exc)
         finally:
             self.running_task = 0
-        self._send_reply(reply)
+        self.replies.append(reply)
 
     def head_forgets_function(self, func_id: bytes) -> None:
         """Loading failed (and was not cached): have the code sent again next time."""
@@ -387,7 +439,15 @@ def main(address: str, secret: bytes, worker_id: int, session_token: str) -> int
     worker.streams = (TaskStream(client, "stdout"), TaskStream(client, "stderr"))
     session.set_engine(engine)
     session.in_worker = True
-    client.blocked_hook = lambda blocked: client.send(P.Blocked() if blocked else P.Unblocked())
+
+    def blocked_hook(blocked: bool) -> None:
+        if blocked:
+            worker.flush_replies()  # what this task waits for may be among them
+            client.send(P.Blocked())
+        else:
+            client.send(P.Unblocked())
+
+    client.blocked_hook = blocked_hook
     sys.stdout, sys.stderr = worker.streams
     worker.serve()
     return 0
