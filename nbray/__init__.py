@@ -10,34 +10,43 @@ starts in a blink::
         return x * x
 
     print(nbray.get([square.remote(i) for i in range(4)]))   # [0, 1, 4, 9]
+
+The names below are imported on first use (PEP 562), so ``import nbray`` costs a few
+milliseconds, and so do the start-up of the head and worker processes, which import only
+the runtime modules they need.
 """
 
 from __future__ import annotations
 
-from . import errors
-from . import errors as exceptions
-from .actor import ActorClass, ActorHandle, method
-from .api import (
-    ClusterContext,
-    available_resources,
-    cancel,
-    cluster_resources,
-    get,
-    get_actor,
-    get_gpu_ids,
-    init,
-    is_initialized,
-    kill,
-    nodes,
-    put,
-    remote,
-    shutdown,
-    wait,
-)
-from .object_ref import ObjectRef
-from .remote_function import RemoteFunction
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "ActorClass": "actor",
+    "ActorHandle": "actor",
+    "method": "actor",
+    "ClusterContext": "api",
+    "available_resources": "api",
+    "cancel": "api",
+    "cluster_resources": "api",
+    "get": "api",
+    "get_actor": "api",
+    "get_gpu_ids": "api",
+    "init": "api",
+    "is_initialized": "api",
+    "kill": "api",
+    "nodes": "api",
+    "put": "api",
+    "remote": "api",
+    "shutdown": "api",
+    "wait": "api",
+    "ObjectRef": "object_ref",
+    "RemoteFunction": "remote_function",
+}
+_MODULES = {"errors": "errors", "exceptions": "errors"}
 
 __all__ = [
     "ActorClass",
@@ -64,3 +73,45 @@ __all__ = [
     "shutdown",
     "wait",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f".{_MODULES[name]}", __name__)
+    else:
+        raise AttributeError(f"module 'nbray' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from . import errors
+    from . import errors as exceptions
+    from .actor import ActorClass, ActorHandle, method
+    from .api import (
+        ClusterContext,
+        available_resources,
+        cancel,
+        cluster_resources,
+        get,
+        get_actor,
+        get_gpu_ids,
+        init,
+        is_initialized,
+        kill,
+        nodes,
+        put,
+        remote,
+        shutdown,
+        wait,
+    )
+    from .object_ref import ObjectRef
+    from .remote_function import RemoteFunction
+
+del TYPE_CHECKING

@@ -22,7 +22,7 @@ from ..errors import SerializationError
 from ..object_ref import ObjectRef
 from ..options import ActorOptions, TaskOptions
 from . import protocol as P
-from .serialization import dumps_function, pack, serialize
+from .serialization import SIMPLE_TYPES, dumps_function, pack, pack_plain, serialize
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -67,6 +67,8 @@ class LocalEngine(Engine):
     def _args(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], what: str
     ) -> tuple[bytes, tuple[int, ...], tuple[int, ...]]:
+        if not kwargs and all(type(a) in SIMPLE_TYPES for a in args):
+            return pack_plain(args), (), ()  # the common case, without cloudpickle
         deps = tuple(a.id for a in (*args, *kwargs.values()) if isinstance(a, ObjectRef))
         try:
             s = serialize((args, kwargs), f"the arguments of {what}")

@@ -64,3 +64,9 @@ def test_error_tree() -> None:
     assert issubclass(e.SerializationError, TypeError)
     assert issubclass(e.ActorNotFoundError, ValueError)
     assert nbray.exceptions is nbray.errors
+
+
+def test_lazy_exports_match_all() -> None:
+    from nbray import _EXPORTS, _MODULES
+
+    assert set(_EXPORTS) | set(_MODULES) | {"__version__"} == set(nbray.__all__)
