@@ -17,7 +17,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 EXTRAS ?= test
 
 PYTEST_ARGS ?=
-LINT_PATHS ?= nbray tests
+LINT_PATHS ?= nbray tests benchmarks
 # e.g. BENCH_ARGS="--engines nbray,ray --workloads throughput,latency --repeats 5"
 BENCH_ARGS ?=
 DEMO_DIR ?= demo_notebooks

@@ -136,7 +136,10 @@ def render_markdown(doc: dict[str, Any]) -> str:
     """The whole report: how it was run, on what, then one section per workload."""
     meta = doc["meta"]
     machine = meta["machine"]
-    sizes = Sizes(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["sizes"].items()})
+    fields: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in meta["sizes"].items()
+    }
+    sizes = Sizes(**fields)
     versions = ", ".join(f"{k} {v or 'not installed'}" for k, v in machine["versions"].items())
     if meta["mode"] == "quick":
         layout = "one fresh process tree per engine, with every workload in it"

@@ -12,9 +12,10 @@
     aggregate(): medians over repeats ──▶ DIR/latest.json, DIR/latest.md (report.py), stdout
 
 Full mode runs, for each engine, ``--repeats`` fresh processes for cold start + footprint
-and one process per other workload (repeated inside it, after a warm-up, until
-``--repeats`` or the workload's time budget); quick mode runs one process per engine with
-every workload in it, once, at smaller sizes.
+and for many_tasks (whose driver peak memory needs a fresh process; fewer once the
+workload's time budget is spent), and one process per other workload (repeated inside it,
+after a warm-up, until ``--repeats`` or the time budget); quick mode runs one process per
+engine with every workload in it, once, at smaller sizes.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import psutil
 from .engines import ENGINES, engine_class, missing_requirements
 from .measure import machine_load, median
 from .report import render_markdown
-from .workloads import STARTUP, WORKLOADS, Sizes
+from .workloads import STARTUP, WORKLOADS, Sizes, supported
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -66,12 +67,15 @@ OVERHEAD_TIMEOUT = 90.0
 
 @dataclass
 class Planned:
-    """One child process to run."""
+    """A child process to run ``times`` times (fresh each time), or fewer when the
+    workloads' time reaches the budget (``budgeted``)."""
 
     engine: str
     workloads: list[str]
-    repeats: int
+    repeats: int  # repeats inside each child
     label: str
+    times: int = 1
+    budgeted: bool = False
 
 
 @dataclass
@@ -91,18 +95,25 @@ class RunRecord:
 
 
 def plan(engines: list[str], workloads: list[str], repeats: int, quick: bool) -> list[Planned]:
-    """The child processes to run, engine by engine, in the workloads' order."""
+    """The child processes to run, engine by engine, in the workloads' order. Workloads an
+    engine does not support (actors on a pool) get no process: they are "n/a"."""
     runs: list[Planned] = []
-    startup = [w for w in workloads if w in STARTUP]
-    rest = [w for w in workloads if w not in STARTUP]
     for engine in engines:
+        cls = engine_class(engine)
+        mine = [w for w in workloads if supported(w, cls)]
         if quick:
-            runs.append(Planned(engine, workloads, repeats, "all"))
+            runs.append(Planned(engine, mine, repeats, "all"))
             continue
-        for i in range(repeats if startup else 0):
-            runs.append(Planned(engine, startup, 1, f"startup-{i + 1}"))
-        for w in rest:
-            runs.append(Planned(engine, [w], repeats, w))
+        startup = [w for w in mine if w in STARTUP]
+        if startup:
+            runs.append(Planned(engine, startup, 1, "startup", times=repeats))
+        for w in mine:
+            if w in STARTUP:
+                continue
+            if WORKLOADS[w].fresh_process:
+                runs.append(Planned(engine, [w], 1, w, times=repeats, budgeted=True))
+            else:
+                runs.append(Planned(engine, [w], repeats, w))
     return runs
 
 
@@ -152,10 +163,10 @@ def _kill(procs: list[psutil.Process]) -> None:
     psutil.wait_procs(procs, timeout=5)
 
 
-def run_child(run: Planned, args: argparse.Namespace, logs: Path) -> RunRecord:
+def run_child(run: Planned, args: argparse.Namespace, logs: Path, label: str) -> RunRecord:
     """Run one child to completion or timeout; what it wrote, and what it left behind."""
-    record = RunRecord(run.engine, run.workloads, run.label, machine_load())
-    log_path = logs / f"{run.engine}-{run.label}.log"
+    record = RunRecord(run.engine, run.workloads, label, machine_load())
+    log_path = logs / f"{run.engine}-{label}.log"
     record.log = str(log_path)
     tmp = tempfile.mkdtemp(prefix="nbb-")
     result_path = Path(tmp) / "result.json"
@@ -273,6 +284,14 @@ def _rank(status: str | None) -> int:
     return -1 if status is None else _RANKS.index(status)
 
 
+def _cell(status: str, error: str) -> dict[str, Any]:
+    """A result cell for an engine and workload that was not run."""
+    return {
+        "status": status, "error": error, "values": {}, "medians": {}, "notes": {},
+        "runs": [], "repeats": 0, "load1_before": None, "leftovers": [],
+    }  # fmt: skip
+
+
 def _status_of(
     record: RunRecord, workload: str, entry: dict[str, Any] | None
 ) -> tuple[str, str | None]:
@@ -298,10 +317,13 @@ def _status_of(
 
 
 def _log_tail(path: str, chars: int = 1500) -> str:
+    """The last non-empty line of a child's log (its exception, usually), then the tail."""
     try:
-        return Path(path).read_text(errors="replace")[-chars:]
+        text = Path(path).read_text(errors="replace")[-chars:]
     except OSError:
         return ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return f"{lines[-1].strip()}\n{text}" if lines else ""
 
 
 def _median(values: list[Any]) -> Any:
@@ -417,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     started = datetime.now(UTC)
+    machine = machine_info(args.engines)  # before the runs: the commit that was measured
     installed = {e: missing_requirements(e) for e in args.engines}
     runnable = [e for e in args.engines if not installed[e]]
     for e in args.engines:
@@ -425,31 +448,37 @@ def main(argv: list[str] | None = None) -> int:
     runs = plan(runnable, args.workloads, args.repeats, args.quick)
     records: list[RunRecord] = []
     for i, run in enumerate(runs, 1):
-        print(
-            f"[{i}/{len(runs)}] {run.engine:<12} {run.label:<12} "
-            f"(load {os.getloadavg()[0]:.2f}) ...",
-            end=" ", flush=True,
-        )  # fmt: skip
-        record = run_child(run, args, logs)
-        records.append(record)
-        states = [
-            f"{w}={record.doc.get('workloads', {}).get(w, {}).get('status', '?')}"
-            for w in run.workloads
-        ]
-        extra = f" TIMEOUT in {record.timed_out}" if record.timed_out else ""
-        extra += f" LEFTOVERS {len(record.leftovers)}" if record.leftovers else ""
-        print(f"{record.seconds:.1f} s  {' '.join(states)}{extra}", flush=True)
+        spent = 0.0
+        for time_ in range(run.times):
+            label = f"{run.label}-{time_ + 1}" if run.times > 1 else run.label
+            print(
+                f"[{i}/{len(runs)}] {run.engine:<12} {label:<14} "
+                f"(load {os.getloadavg()[0]:.2f}) ...",
+                end=" ", flush=True,
+            )  # fmt: skip
+            record = run_child(run, args, logs, label)
+            records.append(record)
+            entries = record.doc.get("workloads", {})
+            states = [f"{w}={entries.get(w, {}).get('status', '?')}" for w in run.workloads]
+            extra = f" TIMEOUT in {record.timed_out}" if record.timed_out else ""
+            extra += f" LEFTOVERS {len(record.leftovers)}" if record.leftovers else ""
+            print(f"{record.seconds:.1f} s  {' '.join(states)}{extra}", flush=True)
+            if any(entries.get(w, {}).get("status") != "ok" for w in run.workloads):
+                break  # a failure is reported once, not repeated
+            took = sum(float(entries[w].get("seconds", 0.0)) for w in run.workloads)
+            spent += took
+            if run.budgeted and args.budget and spent + took > args.budget:
+                break
 
     results = aggregate(records, runnable, args.workloads)
+    for e in runnable:
+        for w in args.workloads:
+            if not supported(w, engine_class(e)):
+                results[w][e] = _cell("n/a", f"{e} has no {WORKLOADS[w].needs}")
     for e in args.engines:
         if installed[e]:
             for w in args.workloads:
-                results[w][e] = {
-                    "status": "not installed",
-                    "error": f"missing: {', '.join(installed[e])}",
-                    "values": {}, "medians": {}, "notes": {}, "runs": [],
-                    "repeats": 0, "load1_before": None, "leftovers": [],
-                }  # fmt: skip
+                results[w][e] = _cell("not installed", f"missing: {', '.join(installed[e])}")
     sizes = Sizes.for_mode(args.quick)
     doc = {
         "meta": {
@@ -462,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             "engines": args.engines,
             "workloads": args.workloads,
             "sizes": sizes.__dict__,
-            "machine": machine_info(args.engines),
+            "machine": machine,
             "load_at_end": machine_load(),
             "engine_descriptions": {e: engine_class(e).description for e in args.engines},
         },

@@ -93,6 +93,10 @@ class Workload:
     name: ClassVar[str]
     number: ClassVar[int]
     title: ClassVar[str]
+    #: The engine feature it needs ("actors": ``Engine.has_actors``); without it, "n/a".
+    needs: ClassVar[str | None] = None
+    #: Run each repeat in a fresh process (a process-wide measure such as peak memory).
+    fresh_process: ClassVar[bool] = False
     sizes: Sizes
     state: dict[str, Any] = field(default_factory=dict)
 
@@ -223,6 +227,7 @@ class Actors(Workload):
     name = "actors"
     number = 4
     title = "Actor calls"
+    needs = "actors"
 
     def metrics(self) -> list[Metric]:
         return [
@@ -387,6 +392,7 @@ class ManyTasks(Workload):
     name = "many_tasks"
     number = 8
     title = "Many tasks"
+    fresh_process = True
 
     def metrics(self) -> list[Metric]:
         return [
@@ -398,9 +404,10 @@ class ManyTasks(Workload):
 
     def describe(self) -> str:
         return (
-            f"{self.sizes.many_tasks:,} no-op tasks submitted, then gathered; the driver's "
-            "peak RSS during that, above its RSS just before (sampled every 5 ms, and exact "
-            "via getrusage when it is the process's lifetime peak)."
+            f"{self.sizes.many_tasks:,} no-op tasks submitted, then gathered, in a fresh "
+            "process each repeat; the driver's peak RSS during that, above its RSS just "
+            "before (sampled every 5 ms, and exact via getrusage when it is the process's "
+            "lifetime peak)."
         )
 
     def setup(self, engine: Engine) -> None:
@@ -435,3 +442,9 @@ WORKLOADS: dict[str, type[Workload]] = {
 }
 #: Workloads measured around the engine's start, in fresh processes.
 STARTUP = ("cold_start", "footprint")
+
+
+def supported(workload: str, engine: Any) -> bool:
+    """Whether ``engine`` (an Engine class or instance) has what ``workload`` needs."""
+    needs = WORKLOADS[workload].needs
+    return needs is None or bool(getattr(engine, f"has_{needs}", False))

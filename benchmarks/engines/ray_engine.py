@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,9 @@ class RayEngine(Engine):
     distribution = "ray"
     has_objects = True
     has_actors = True
-    description = "ray.init(num_cpus=N, include_dashboard=False, log_to_driver=False)"
+    description = (
+        "ray.init(num_cpus=N, include_dashboard=False, log_to_driver=False, logging_level=ERROR)"
+    )
 
     def __init__(self) -> None:
         self._remote: dict[Any, Any] = {}
@@ -31,7 +34,7 @@ class RayEngine(Engine):
             num_cpus=num_cpus,
             include_dashboard=False,
             log_to_driver=False,
-            logging_level="ERROR",
+            logging_level=logging.ERROR,
         )
 
     def _remote_of(self, target: Any) -> Any:
