@@ -138,13 +138,12 @@ def init(
                 "nbray.init() was already called in this process. Call nbray.shutdown() "
                 "first, or pass ignore_reinit_error=True to keep the running cluster."
             )
-        from .client import Client
-        from .cluster.local import resolve_address, start_local_cluster
-        from .runtime.local_engine import LocalEngine
+        from .cluster.local import START_TIMEOUT, resolve_address, start_failed, start_local_cluster
 
         address = address or os.environ.get("NBRAY_ADDRESS") or None
         cluster = None
         if address in (None, "local"):
+            # the head starts first; this process's imports below overlap its start-up
             cluster = start_local_cluster(
                 num_cpus=num_cpus,
                 num_gpus=num_gpus,
@@ -153,6 +152,7 @@ def init(
                 owner_pid=os.getpid(),
                 tcp_host=host or ("127.0.0.1" if port is not None else ""),
                 tcp_port=port or 0,
+                wait=False,
             )
             sock, secret, role = f"unix:{cluster.session_dir / 'sock'}", cluster.secret, "owner"
         else:
@@ -163,12 +163,19 @@ def init(
                 )
             sock, secret = resolve_address(address)
             role = "client"
+        from .client import Client
+        from .errors import NbrayConnectionError
+        from .runtime.local_engine import LocalEngine
+
         try:
-            client = Client(sock, secret, role=role)
-        except BaseException:
-            if cluster is not None:
-                cluster.process.kill()
-                cluster.stop()
+            client = Client(sock, secret, role=role, timeout=START_TIMEOUT)
+        except BaseException as exc:
+            if cluster is None:
+                raise
+            error = start_failed(cluster, f"connecting failed: {exc}")
+            cluster.stop()
+            if isinstance(exc, NbrayConnectionError):
+                raise error from exc
             raise
         if namespace:
             client.namespace = namespace

@@ -53,10 +53,11 @@ class Client:
         role: str = "client",
         worker_id: int = 0,
         task_handler: Callable[[Any], None] | None = None,
+        timeout: float = 10.0,
     ) -> None:
         self.address = address
         self.role = role
-        self.conn = Connection(address, secret)
+        self.conn = Connection(address, secret, timeout=timeout)
         if role == "worker":
             hello = P.Hello(role, os.getpid(), worker_id)
         else:
@@ -133,6 +134,11 @@ class Client:
         self._outq.append(msg)
         self._flush_needed.set()
 
+    def defer(self, msg: Any) -> None:
+        """Queue ``msg`` without waking the flusher: it goes ahead of the next message
+        sent, or with the flusher's next tick (50 ms) at the latest."""
+        self._outq.append(msg)
+
     def _drain(self) -> list[Any]:
         """Queued items as messages, in order; runs of hold (+id) / release (-id) marks
         become one AddHold / Release each."""
@@ -199,7 +205,11 @@ class Client:
 
     def store(self, value: Any, oid: int, what: str = "value") -> tuple[P.Payload, tuple[int, ...]]:
         """Serialise ``value`` as object ``oid``: inline when small, else a shm segment."""
-        s = serialization.serialize(value, what)
+        return self.store_serialized(serialization.serialize(value, what), oid)
+
+    def store_serialized(
+        self, s: serialization.Serialized, oid: int
+    ) -> tuple[P.Payload, tuple[int, ...]]:
         size = serialization.packed_size(s)
         if size <= INLINE_LIMIT:
             return P.Payload(P.INLINE, serialization.pack(s)), s.contained
@@ -216,13 +226,6 @@ class Client:
         with mm:
             serialization.pack_into(s, memoryview(mm))
         return P.Payload(P.SHM, segment=name, size=size), s.contained
-
-    def put(self, value: Any) -> int:
-        oid = self.new_id()
-        payload, contained = self.store(value, oid)
-        self.incref(oid, borrowed=False)
-        self.send(P.Put(oid, payload, contained))
-        return oid
 
     def fetch(self, oids: Iterable[int]) -> None:
         """Ask the head for these objects, once each."""

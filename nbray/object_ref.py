@@ -8,8 +8,6 @@ last local ObjectRef gone (__del__) ──decref──▶ Release ──▶ free
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
@@ -17,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from .runtime.serialization import note_contained_ref
 
 if TYPE_CHECKING:
+    import concurrent.futures
+
     from .engine import Engine
 
 __all__ = ["ObjectRef"]
@@ -68,6 +68,8 @@ class ObjectRef:
 
     def future(self) -> concurrent.futures.Future[Any]:
         """A ``concurrent.futures.Future`` resolved with the value (or its error)."""
+        import concurrent.futures
+
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
         def resolve() -> None:
@@ -80,6 +82,8 @@ class ObjectRef:
         return fut
 
     def __await__(self) -> Generator[Any, None, Any]:
+        import asyncio
+
         return asyncio.wrap_future(self.future()).__await__()
 
 

@@ -1,7 +1,8 @@
 """Start, find and stop a local cluster (one head process and its workers).
 
     nbray.init() / `nbray start` ──start_local_cluster()──▶ session dir (0700) + secret (0600)
-        + config.json ──▶ `python -m nbray.runtime.head DIR` ──"NBRAY_READY addr"──▶ LocalCluster
+        + config.json ──▶ `python -m nbray.runtime.head_process DIR`
+        ──"NBRAY_READY addr"──▶ LocalCluster
     nbray.init(address=...) ──resolve_address()──▶ (address, secret) of a running cluster
 
 An owned cluster (``owner_pid`` set) stops when its owner disconnects or dies; a headless one
@@ -15,6 +16,7 @@ import contextlib
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -69,24 +71,25 @@ def start_local_cluster(
     owner_pid: int = 0,
     tcp_host: str = "",
     tcp_port: int = 0,
+    wait: bool = True,
 ) -> LocalCluster:
-    """Start a head; returns once it accepts connections (or raises with its log)."""
-    from ..runtime.gpus import detect_gpus
-
+    """Start a head. Its listening sockets are bound here and handed to it, so clients may
+    connect at once: the kernel queues them until the head serves. With ``wait``, return
+    once the head said it is ready (or raise with its log); without, at once (``init``
+    connects meanwhile, overlapping its own imports with the head's start-up)."""
     sf.sweep_stale_sessions()
-    if num_gpus is None:
-        gpu_ids = [g.index for g in detect_gpus()]
-    else:
-        gpu_ids = list(range(int(num_gpus)))
+    # None: the head finds the GPUs through NVML itself, while its fork server starts
+    gpu_ids = None if num_gpus is None else list(range(int(num_gpus)))
     total: dict[str, float] = {"CPU": float(default_num_cpus() if num_cpus is None else num_cpus)}
     if gpu_ids:
-        total["GPU"] = float(len(gpu_ids))
+        total["GPU"] = float(len(gpu_ids))  # (detected GPUs are added by the head)
     for key, value in (resources or {}).items():
         if key in ("CPU", "GPU"):
             raise ValueError(f"use num_cpus/num_gpus instead of resources={{{key!r}: ...}}")
         total[key] = float(value)
     session_dir, token = sf.new_session_dir()
     secret = sf.write_secret(session_dir / "secret")
+    listeners, address = _listen(session_dir, tcp_host, tcp_port)
     config: dict[str, Any] = {
         "session": token,
         "node_id": token,
@@ -97,23 +100,51 @@ def start_local_cluster(
         "tcp_host": tcp_host,
         "tcp_port": tcp_port,
         "python": sys.executable,
+        "listen_fds": [s.fileno() for s in listeners],
     }
     sf.write_json_private(session_dir / "config.json", config)
     log = open(session_dir / "head.log", "ab")
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nbray.runtime.head", str(session_dir)],
+            [sys.executable, "-m", "nbray.runtime.head_process", str(session_dir)],
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.PIPE if wait else subprocess.DEVNULL,
             stderr=log,
             start_new_session=owner_pid == 0,
+            pass_fds=[s.fileno() for s in listeners],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     finally:
         log.close()
+        for s in listeners:  # the head has its copies
+            s.close()
     (session_dir / "head.pid").write_text(str(proc.pid))
-    address = _await_ready(proc, session_dir)
+    if wait:
+        _await_ready(proc, session_dir)
     return LocalCluster(proc, session_dir, address, secret)
+
+
+def _listen(session_dir: Path, tcp_host: str, tcp_port: int) -> tuple[list[socket.socket], str]:
+    """The cluster's listening sockets: a 0600 Unix socket, and TCP when asked for."""
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path = session_dir / "sock"
+    unix.bind(str(path))
+    os.chmod(path, 0o600)
+    unix.listen(128)
+    listeners = [unix]
+    address = f"unix:{path}"
+    if tcp_host or tcp_port:
+        tcp = socket.create_server((tcp_host or "127.0.0.1", tcp_port), backlog=128)
+        listeners.append(tcp)
+        host, port = tcp.getsockname()[:2]
+        address = f"{host}:{port}"
+        (session_dir / "tcp_address").write_text(address)
+    return listeners, address
+
+
+def start_failed(cluster: LocalCluster, why: str) -> NbrayConnectionError:
+    """The error for a head that could not be reached after it was started."""
+    return _start_failed(cluster.process, cluster.session_dir, why)
 
 
 def _await_ready(proc: subprocess.Popen[bytes], session_dir: Path) -> str:

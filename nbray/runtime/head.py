@@ -6,7 +6,7 @@
     fork server ──("spawned"|"exited", worker, pid, code)──▶ Head (worker start and death)
     timer (1 s) ──▶ metrics + owner liveness ──▶ event bus ──▶ subscribed connections
 
-Run as ``python -m nbray.runtime.head SESSION_DIR``; the cluster's settings are in
+Run as ``python -m nbray.runtime.head_process SESSION_DIR``; the cluster's settings are in
 ``SESSION_DIR/config.json`` and its secret in ``SESSION_DIR/secret`` (0600). It prints
 ``NBRAY_READY <address>`` once it accepts connections, and exits when told to shut down,
 when its owner (the process that started it with ``nbray.init()``) goes away, or on
@@ -15,7 +15,6 @@ SIGTERM/SIGINT — taking its fork server, workers and shared-memory segments wi
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -38,6 +37,7 @@ from . import scheduler as S
 from . import shm
 from .gpus import visible_devices_env
 from .objects import ObjectDirectory, lost_payload
+from .reactor import Reactor, Stream, Timer
 from .session_files import pid_alive, read_secret, remove_session_dir
 from .transport import FrameDecoder, ServerAuth, encode
 
@@ -45,7 +45,7 @@ log = logging.getLogger("nbray.head")
 EVENT_HISTORY = 10_000
 HANDSHAKE_TIMEOUT = 5.0
 DEAD_ACTOR_HISTORY = 1000
-PIPELINE_DEPTH = 16  # tasks a worker may hold when they are short (see Scheduler)
+PIPELINE_DEPTH = 64  # tasks a worker may hold when they are short (see Scheduler)
 SHORT_TASK = 0.001  # seconds: functions faster than this on average are pipelined
 
 
@@ -55,12 +55,13 @@ class HeadConfig:
     session: str
     node_id: str
     resources: dict[str, float]
-    gpu_ids: list[int]
+    gpu_ids: list[int] | None
     namespace: str = "default"
     owner_pid: int = 0
     tcp_host: str = ""
     tcp_port: int = 0
     python: str = sys.executable
+    listen_fds: list[int] = field(default_factory=list)
 
     @classmethod
     def load(cls, session_dir: str) -> HeadConfig:
@@ -90,12 +91,12 @@ class _ActorRecord:
     calls: set[int] = field(default_factory=set)
 
 
-class _Peer(asyncio.Protocol):
+class _Peer:
     """One connection: handshake, then frames dispatched to the head."""
 
-    def __init__(self, head: Head) -> None:
+    def __init__(self, head: Head, stream: Stream) -> None:
         self.head = head
-        self.transport: asyncio.Transport | None = None
+        self.stream = stream
         self.auth: ServerAuth | None = ServerAuth(head.secret)
         self.decoder = FrameDecoder()
         self.conn_id = 0
@@ -108,21 +109,20 @@ class _Peer(asyncio.Protocol):
         self.known_funcs: set[bytes] = set()
         self.job: P.Job | None = None  # a client's cwd and sys.path (from Hello)
         self.job_owner = 0  # workers: whose job they were last given
-        self.timeout: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        assert self.auth is not None
-        transport.write(self.auth.hello())
-        self.timeout = asyncio.get_running_loop().call_later(
+        stream.on_data = self.data_received
+        stream.on_close = self.connection_lost
+        stream.write(self.auth.hello())
+        self.timeout: Timer | None = head.reactor.call_later(
             HANDSHAKE_TIMEOUT, self._handshake_timeout
         )
 
+    def abort(self) -> None:
+        self.stream.abort()
+
     def _handshake_timeout(self) -> None:
-        if self.auth is not None and self.transport is not None:
+        if self.auth is not None:
             log.warning("closing a connection that did not authenticate in time")
-            self.transport.abort()
+            self.abort()
 
     def data_received(self, data: bytes) -> None:
         if self.auth is not None:
@@ -131,16 +131,14 @@ class _Peer(asyncio.Protocol):
                 return
             if verdict is False:
                 log.warning("rejected a connection that failed authentication")
-                assert self.transport is not None
-                self.transport.abort()
                 self.auth = None
                 self.role = "rejected"
+                self.abort()
                 return
             self.auth = None
             if self.timeout is not None:
                 self.timeout.cancel()
-            assert self.transport is not None
-            self.transport.write(reply)
+            self.stream.write(reply)
             if not data:
                 return
         if self.role == "rejected":
@@ -149,8 +147,7 @@ class _Peer(asyncio.Protocol):
             frames = self.decoder.feed(data)
         except Exception as exc:  # malformed frame from an authenticated peer
             log.warning("closing connection %s: bad frame (%s)", self.conn_id, exc)
-            assert self.transport is not None
-            self.transport.abort()
+            self.abort()
             return
         for msgs in frames:
             for msg in msgs:
@@ -162,11 +159,11 @@ class _Peer(asyncio.Protocol):
         self.outbox.append(msg)
 
     def flush(self) -> None:
-        if self.outbox and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(encode(self.outbox))
+        if self.outbox and not self.stream.closed:
+            self.stream.write(encode(self.outbox))
         self.outbox = []
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def connection_lost(self) -> None:
         if self.timeout is not None:
             self.timeout.cancel()
         if self.conn_id:
@@ -197,8 +194,7 @@ class Head:
         self._next_conn = 1
         self._dirty: list[_Peer] = []
         self._stopping = False
-        self.loop = asyncio.get_event_loop()
-        self.done = self.loop.create_future()
+        self.reactor = Reactor()
         self.forkserver: subprocess.Popen[bytes] | None = None
         self.fs_sock: socket.socket | None = None
         self.fs_decoder = FrameDecoder()
@@ -252,7 +248,7 @@ class Head:
 
     def flush_soon(self, peer: _Peer) -> None:
         if not self._dirty:
-            self.loop.call_soon(self._flush)
+            self.reactor.call_soon(self._flush)
         self._dirty.append(peer)
 
     def _flush(self) -> None:
@@ -267,8 +263,7 @@ class Head:
             return
         if not peer.conn_id and type(msg) is not P.Hello:
             log.warning("a connection sent %s before Hello: closed", type(msg).__name__)
-            if peer.transport is not None:
-                peer.transport.abort()
+            peer.abort()
             return
         handler(peer, msg)
 
@@ -340,7 +335,7 @@ class Head:
             # its death is handled when the fork server reports the exit code
             pid = self.worker_pids.get(peer.worker_id)
             if pid and not self._stopping:
-                self.loop.call_later(2.0, self._reap_silent_worker, peer.worker_id, pid)
+                self.reactor.call_later(2.0, self._reap_silent_worker, peer.worker_id, pid)
             return
         if self._stopping:
             return
@@ -759,8 +754,8 @@ class Head:
             self.worker_pids.pop(wid, None)
             self.worker_actor.pop(wid, None)
             peer = self.worker_peers.pop(wid, None)
-            if peer is not None and peer.transport is not None:
-                peer.transport.abort()
+            if peer is not None:
+                peer.abort()
             if not self._stopping:
                 self.publish(
                     {
@@ -788,7 +783,7 @@ class Head:
         except OSError:
             data = b""
         if not data:
-            self.loop.remove_reader(self.fs_sock.fileno())
+            self.reactor.unregister(self.fs_sock.fileno())
             if not self._stopping:
                 log.error("the fork server died: shutting down")
                 self.shutdown()
@@ -797,23 +792,12 @@ class Head:
             for msg in msgs:
                 self.on_forkserver(msg)
 
-    def start_forkserver(self) -> None:
-        parent, child = socket.socketpair()
-        self.forkserver = subprocess.Popen(
-            [
-                self.config.python,
-                "-m",
-                "nbray.runtime.forkserver",
-                self.config.session_dir,
-                str(child.fileno()),
-            ],
-            pass_fds=(child.fileno(),),
-            stdin=subprocess.DEVNULL,
-        )
-        child.close()
-        parent.setblocking(False)
-        self.fs_sock = parent
-        self.loop.add_reader(parent.fileno(), self._fs_readable)
+    def attach_forkserver(self, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
+        """Take over the fork server started by ``head_process`` (see start_forkserver)."""
+        self.forkserver = proc
+        sock.setblocking(False)
+        self.fs_sock = sock
+        self.reactor.add_reader(sock.fileno(), self._fs_readable)
 
     # --- requests, events, lifecycle -----------------------------------------------------
 
@@ -832,7 +816,7 @@ class Head:
             "address": self.config.session_dir,
             "total": dict(self.sched.total),
             "available": {k: max(0.0, v) for k, v in self.sched.available.items()},
-            "gpu_ids": list(self.config.gpu_ids),
+            "gpu_ids": list(self.config.gpu_ids or ()),
             "pid": os.getpid(),
             "object_store": {
                 "shm_bytes": self.objects.shm_bytes,
@@ -877,7 +861,7 @@ class Head:
         self.run(self.sched.trim())
         if self.subscribers:
             self.publish(self.metrics())
-        self.loop.call_later(1.0, self.tick)
+        self.reactor.call_later(1.0, self.tick)
 
     def metrics(self) -> dict[str, Any]:
         if self.sampler is None:
@@ -906,33 +890,29 @@ class Head:
         self._fs_send(("shutdown", 0))
         for peer in list(self.peers.values()):
             peer.flush()
-        if not self.done.done():
-            self.done.set_result(None)
+        self.reactor.stop()
 
-    async def serve(self) -> None:
+    def serve(self) -> None:
+        """Listen, spawn the initial workers, print the ready line, run until shut down."""
         cfg = self.config
-        sock_path = str(Path(cfg.session_dir) / "sock")
-        servers = [await self.loop.create_unix_server(lambda: _Peer(self), sock_path)]
-        os.chmod(sock_path, 0o600)
-        address = f"unix:{sock_path}"
-        if cfg.tcp_port or cfg.tcp_host:
-            tcp = await self.loop.create_server(
-                lambda: _Peer(self), cfg.tcp_host or "127.0.0.1", cfg.tcp_port
-            )
-            servers.append(tcp)
-            host, port = tcp.sockets[0].getsockname()[:2]
-            address = f"{host}:{port}"
-            (Path(cfg.session_dir) / "tcp_address").write_text(address)
-        self.start_forkserver()
+        # bound by the process that started us (cluster/local.py), so clients could
+        # connect before we got here
+        listeners = [socket.socket(fileno=fd) for fd in cfg.listen_fds]
+        address = f"unix:{Path(cfg.session_dir) / 'sock'}"
+        tcp_file = Path(cfg.session_dir) / "tcp_address"
+        if tcp_file.exists():
+            address = tcp_file.read_text()
+        for listener in listeners:
+            self.reactor.serve(listener, lambda stream: _Peer(self, stream))
         self.run(self.sched.start())
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self.loop.add_signal_handler(sig, self.shutdown)
+        self.reactor.on_signals((signal.SIGTERM, signal.SIGINT), self.shutdown)
         sys.stdout.write(f"NBRAY_READY {address}\n")
         sys.stdout.flush()
-        self.loop.call_later(1.0, self.tick)
-        await self.done
-        for server in servers:
-            server.close()
+        self.reactor.call_later(1.0, self.tick)
+        self.reactor.run()
+        for listener in listeners:
+            listener.close()
+        self._flush()
         self._stop_forkserver()
         self.objects.free_all()
         shm.sweep(cfg.session)
@@ -1007,20 +987,19 @@ def describe_exit(code: int | None) -> str:
     return f"exit code {code} (the process exited, e.g. os._exit or sys.exit in the task)"
 
 
-def main() -> None:
+def run_head(session_dir: str, forkserver: subprocess.Popen[bytes], fs_sock: socket.socket) -> None:
+    """Run the head of the cluster in ``session_dir`` (called by ``head_process``)."""
     logging.basicConfig(
         level=os.environ.get("NBRAY_LOG_LEVEL", "WARNING"),
         format="%(asctime)s nbray.head %(levelname)s %(message)s",
     )
-    config = HeadConfig.load(sys.argv[1])
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
+    config = HeadConfig.load(session_dir)
+    if config.gpu_ids is None:  # detect here, while the fork server starts
+        from .gpus import detect_gpus
+
+        config.gpu_ids = [g.index for g in detect_gpus()]
+        if config.gpu_ids:
+            config.resources["GPU"] = float(len(config.gpu_ids))
     head = Head(config)
-    try:
-        loop.run_until_complete(head.serve())
-    finally:
-        loop.close()
-
-
-if __name__ == "__main__":
-    main()
+    head.attach_forkserver(forkserver, fs_sock)
+    head.serve()

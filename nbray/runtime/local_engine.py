@@ -17,12 +17,21 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..actor import ActorHandle, actor_methods, is_async_class
+from ..client import INLINE_LIMIT
 from ..engine import Engine
 from ..errors import SerializationError
 from ..object_ref import ObjectRef
 from ..options import ActorOptions, TaskOptions
 from . import protocol as P
-from .serialization import SIMPLE_TYPES, dumps_function, pack, pack_plain, serialize
+from .serialization import (
+    SIMPLE_TYPES,
+    Serialized,
+    dumps_function,
+    pack,
+    pack_plain,
+    packed_size,
+    serialize,
+)
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -66,15 +75,34 @@ class LocalEngine(Engine):
 
     def _args(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], what: str
-    ) -> tuple[bytes, tuple[int, ...], tuple[int, ...]]:
+    ) -> tuple[bytes, tuple[int, ...], tuple[int, ...], list[ObjectRef]]:
+        """(packed arguments, ObjectRef arguments, refs nested in them, refs to keep alive
+        until the task is sent). Large arguments go to shared memory first, as in Ray, so
+        they are copied once and the task reads them without a copy."""
         if not kwargs and all(type(a) in SIMPLE_TYPES for a in args):
-            return pack_plain(args), (), ()  # the common case, without cloudpickle
-        deps = tuple(a.id for a in (*args, *kwargs.values()) if isinstance(a, ObjectRef))
+            return pack_plain(args), (), (), []  # the common case, without cloudpickle
         try:
             s = serialize((args, kwargs), f"the arguments of {what}")
         except SerializationError:
             raise _explain_bad_argument(args, kwargs, what) from None
-        return pack(s), deps, s.contained
+        keep: list[ObjectRef] = []
+        if packed_size(s) > INLINE_LIMIT:
+            args = tuple(self._by_ref(a, keep) for a in args)
+            kwargs = {k: self._by_ref(v, keep) for k, v in kwargs.items()}
+            s = serialize((args, kwargs), f"the arguments of {what}")
+        deps = tuple(a.id for a in (*args, *kwargs.values()) if isinstance(a, ObjectRef))
+        return pack(s), deps, s.contained, keep
+
+    def _by_ref(self, value: Any, keep: list[ObjectRef]) -> Any:
+        """``value`` itself, or an ObjectRef to it in the store when it is large."""
+        if isinstance(value, ObjectRef) or type(value) in SIMPLE_TYPES:
+            return value
+        s = serialize(value)
+        if packed_size(s) <= INLINE_LIMIT:
+            return value
+        ref = self._put_serialized(s)
+        keep.append(ref)
+        return ref
 
     # --- tasks ---------------------------------------------------------------------------
 
@@ -90,7 +118,7 @@ class LocalEngine(Engine):
         client = self.client
         # arguments first: if they cannot be pickled nothing is sent, and the function must
         # not be marked as known to the head (the next call would then ship it without code)
-        args_blob, deps, contained = self._args(args, kwargs, name)
+        args_blob, deps, contained, _keep = self._args(args, kwargs, name)
         func_id, blob = self._export(func, fingerprint, f"remote function {name}")
         retry: bool | bytes = options.retry_exceptions  # type: ignore[assignment]
         if not isinstance(retry, bool):
@@ -127,7 +155,7 @@ class LocalEngine(Engine):
             except ValueError:
                 pass
         blob = dumps_function(cls, f"actor class {cls.__name__}")
-        args_blob, deps, contained = self._args(args, kwargs, f"{cls.__name__}.__init__")
+        args_blob, deps, contained, _keep = self._args(args, kwargs, f"{cls.__name__}.__init__")
         is_async = is_async_class(cls)
         concurrency = options.max_concurrency or (1000 if is_async else 1)
         methods = actor_methods(cls)
@@ -173,7 +201,7 @@ class LocalEngine(Engine):
     ) -> list[ObjectRef]:
         client = self.client
         what = f"{handle._class_name}.{method}"
-        args_blob, deps, contained = self._args(args, kwargs, what)
+        args_blob, deps, contained, _keep = self._args(args, kwargs, what)
         task_id = client.new_id()
         return_ids = tuple(client.new_id() for _ in range(max(num_returns, 1)))
         spec = P.TaskSpec(
@@ -213,9 +241,12 @@ class LocalEngine(Engine):
     # --- objects -------------------------------------------------------------------------
 
     def put(self, value: Any) -> ObjectRef:
+        return self._put_serialized(serialize(value))
+
+    def _put_serialized(self, s: Serialized) -> ObjectRef:
         client = self.client
         oid = client.new_id()
-        payload, contained = client.store(value, oid)
+        payload, contained = client.store_serialized(s, oid)
         ref = ObjectRef(oid, self)
         client.post(P.Put(oid, payload, contained))
         return ref

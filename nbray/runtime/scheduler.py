@@ -134,6 +134,7 @@ class _Worker:
     task_id: int = 0
     actor_id: int = 0
     lent_cpus: float = 0.0
+    blocked: bool = False  # its task waits in get/wait: queue nothing behind it
     killed: bool = False
     queued: deque[int] = field(default_factory=deque)  # pipelined behind task_id
 
@@ -267,7 +268,9 @@ class Scheduler:
             self._startup_failures += 1
         if w.actor_id:
             self._actor_worker_died(w, exit_code, out)
-        elif w.task_id:
+        elif w.task_id or w.queued:
+            # queued tasks stay even when the current one ended first (a killed worker
+            # takes no more work, so none took over)
             self._requeue(w, list(w.queued), out)
             t = self.tasks.get(w.task_id)
             if t is not None and t.state == RUNNING:
@@ -299,13 +302,41 @@ class Scheduler:
             self._ready_push(t, left=True)
 
     def unqueued(self, worker_id: int, task_ids: tuple[int, ...]) -> list[Instruction]:
-        """The worker gave back these pipelined tasks (after an Unqueue): run them elsewhere."""
+        """The worker gave back these pipelined tasks (after an Unqueue): run them elsewhere.
+        None of them started, not even one that already took over as the current task here
+        (the result of the task before it can arrive before this answer)."""
         w = self.workers.get(worker_id)
         out: list[Instruction] = []
-        if w is not None:
+        if w is None:
+            return out
+        current = self.tasks.get(w.task_id)
+        if current is not None and w.task_id in task_ids:
+            w.queued.appendleft(w.task_id)  # it was only queued: the worker is past it
             self._requeue(w, [t for t in task_ids if t in w.queued], out)
-            self._schedule(out)
+            self._current_ended(w, current)
+        else:
+            self._requeue(w, [t for t in task_ids if t in w.queued], out)
+        for tid in task_ids:
+            t = self.tasks.get(tid)
+            if t is not None and t.state == READY:
+                # not pipelined again: behind another task that blocks it would be given back
+                # again, and again (a livelock); it waits for a worker of its own
+                t.short = False
+        self._schedule(out)
         return out
+
+    def _current_ended(self, w: _Worker, t: _Task) -> None:
+        """``t``, the current task of ``w``, is over: the next pipelined task takes over its
+        resources, or they are released and the worker is idle."""
+        self._give_back_lent(w)
+        if w.queued and not w.killed:
+            w.task_id = w.queued.popleft()
+            return
+        self._release(t.resources, t.gpu_ids)
+        w.task_id = 0
+        if w.state == BUSY and not w.killed:  # a killed worker takes no more work
+            w.state = IDLE
+            self.idle.append(w.worker_id)
 
     def _refill_pool(self, out: list[Instruction]) -> None:
         alive = sum(1 for w in self.workers.values() if not w.actor_id and w.state != DEAD)
@@ -313,6 +344,8 @@ class Scheduler:
             out.append(self._spawn())
 
     def _give_back_lent(self, w: _Worker) -> None:
+        """The worker's task no longer waits (it woke up, ended or died)."""
+        w.blocked = False
         if w.lent_cpus:
             self.available["CPU"] = self.available.get("CPU", 0.0) - w.lent_cpus
             w.lent_cpus = 0.0
@@ -374,7 +407,10 @@ class Scheduler:
         else:
             t.state = READY
             self._ready_push(t)
-            self._schedule(out)
+            if self.idle or self._fits_now(t.shape):
+                self._schedule(out)
+            else:  # nothing changed for the tasks already waiting: only this one is new
+                self._pipeline(out)
         return out
 
     def object_ready(self, object_id: int, ok: bool = True) -> list[Instruction]:
@@ -408,18 +444,10 @@ class Scheduler:
         w = self.workers.get(t.worker_id)
         if w is not None and task_id in w.queued:  # dropped before it started (cancelled)
             w.queued.remove(task_id)
-        elif w is not None and w.queued and not w.killed:
-            # the next pipelined task starts: it takes over the same resources
-            self._give_back_lent(w)
-            w.task_id = w.queued.popleft()
+        elif w is not None:
+            self._current_ended(w, t)
         else:
             self._release(t.resources, t.gpu_ids)
-            if w is not None:
-                self._give_back_lent(w)
-                w.task_id = 0
-                if w.state == BUSY and not w.killed:  # a killed worker takes no more work
-                    w.state = IDLE
-                    self.idle.append(w.worker_id)
         if (
             not ok
             and retriable
@@ -439,8 +467,9 @@ class Scheduler:
         """A worker waits in ``get``/``wait``: lend its CPUs to other tasks."""
         w = self.workers.get(worker_id)
         out: list[Instruction] = []
-        if w is None or w.lent_cpus or w.state != BUSY:
+        if w is None or w.blocked or w.state != BUSY:
             return out
+        w.blocked = True
         t = self.tasks.get(w.task_id)
         cpus = t.resources.get("CPU", 0.0) if t else 0.0
         if cpus:
@@ -582,7 +611,7 @@ class Scheduler:
                 if (
                     w.state == BUSY
                     and not w.killed
-                    and not w.lent_cpus
+                    and not w.blocked
                     and len(w.queued) < self.pipeline_depth - 1
                     and (best is None or len(w.queued) < len(best.queued))
                 ):
@@ -600,6 +629,11 @@ class Scheduler:
 
     def _maybe_spawn(self, out: list[Instruction]) -> None:
         """No idle worker: start one if ready tasks fit in the free resources."""
+        avail = self.available
+        if not any(
+            all(avail.get(k, 0.0) + _EPS >= v for k, v in shape) for shape in self.ready_shapes
+        ):
+            return  # the usual case under load: every CPU is taken
         starting = sum(1 for w in self.workers.values() if w.state == STARTING and not w.actor_id)
         if starting < self._count_fitting(starting + 1):
             alive = sum(1 for w in self.workers.values() if w.state != DEAD)
@@ -637,6 +671,11 @@ class Scheduler:
                     f"less, or start the cluster with more (nbray.init(resources=...))"
                 )
         return ""
+
+    def _fits_now(self, shape: tuple[tuple[str, float], ...]) -> bool:
+        """Whether the free resources (GPU ids aside) hold this shape: a quick test."""
+        avail = self.available
+        return all(avail.get(k, 0.0) + _EPS >= v for k, v in shape)
 
     def _fits(self, resources: dict[str, float]) -> bool:
         for key, amount in resources.items():

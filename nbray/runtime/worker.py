@@ -43,7 +43,7 @@ _current_task: contextvars.ContextVar[tuple[int, str]] = contextvars.ContextVar(
     "nbray_task", default=(0, "")
 )
 OUTPUT_CHUNK = 8192
-REPLY_BATCH = 32  # task results sent together while more tasks wait in the inbox
+REPLY_BATCH = 16  # task results sent together while more tasks wait in the inbox
 
 
 class TaskStream(io.TextIOBase):
@@ -99,8 +99,11 @@ class Worker:
         self.engine: LocalEngine
         self.inbox: deque[Any] = deque()
         self.inbox_cv = threading.Condition()
-        self.replies: list[Any] = []  # results of tasks, sent in batches (see serve)
+        self.unflushed = 0  # task results deferred in the client's queue (see serve)
         self.functions: dict[bytes, Any] = {}
+        # code that came with a task given back or dropped before it ran: the head counts
+        # it as sent, so the next task of that function comes without it
+        self.unloaded: dict[bytes, bytes] = {}
         self.running_task = 0
         self.cancel_requested = 0
         self.actor: Any = None
@@ -126,15 +129,15 @@ class Worker:
                     self.cancel_requested = msg.task_id
                     os.kill(os.getpid(), signal.SIGINT)
                     return
-                dropped = self._take_queued({msg.task_id})
-            for run in dropped:  # cancelled before it started: it never runs
-                exc = TaskCancelledError("the task was cancelled before it ran")
-                self.client.send(self._failure(run.spec, exc))
+                # answer before the next task can start (and, say, report Blocked)
+                for run in self._take_queued({msg.task_id}):  # cancelled: it never runs
+                    exc = TaskCancelledError("the task was cancelled before it ran")
+                    self.client.send(self._failure(run.spec, exc))
             return
         if kind is P.Unqueue:
             with self.inbox_cv:
                 taken = self._take_queued(set(msg.task_ids))
-            self.client.send(P.Unqueued(tuple(run.spec.task_id for run in taken)))
+                self.client.send(P.Unqueued(tuple(run.spec.task_id for run in taken)))
             return
         with self.inbox_cv:
             self.inbox.append(msg)
@@ -145,6 +148,8 @@ class Worker:
         taken = [m for m in self.inbox if type(m) is P.RunTask and m.spec.task_id in task_ids]
         for m in taken:
             self.inbox.remove(m)
+            if m.func:
+                self.unloaded[m.spec.func_id] = m.func
         return taken
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
@@ -159,7 +164,7 @@ class Worker:
         inbox, cv = self.inbox, self.inbox_cv
         while True:
             with cv:
-                if not inbox and self.replies:
+                if not inbox and self.unflushed:
                     cv.release()
                     try:
                         self.flush_replies()  # nothing else to do: report now
@@ -173,17 +178,16 @@ class Worker:
             if msg is None:  # the head went away
                 return
             self.handlers[type(msg)](msg)
-            if len(self.replies) >= REPLY_BATCH:
+            if self.unflushed >= REPLY_BATCH:
                 self.flush_replies()
 
     def flush_replies(self) -> None:
-        """Send the batched task results (before blocking, and whenever the inbox is empty)."""
-        replies, self.replies = self.replies, []
-        if not replies:
-            return
-        self.client.send(*replies)
-        for reply in replies:
-            self._release_contained(reply)
+        """Send the deferred task results now (whenever the inbox is empty, or a batch is
+        full). Every message sent goes after them anyway, and the client's flusher sends
+        them within 50 ms if the next task runs long."""
+        if self.unflushed:
+            self.unflushed = 0
+            self.client.send()
 
     def _resolve(self, args_blob: bytes, deps: dict[int, P.Payload]) -> tuple[Any, Any]:
         args, kwargs = unpack(args_blob)
@@ -285,7 +289,8 @@ class Worker:
         fn = self.functions.get(spec.func_id)
         if fn is None:
             try:
-                fn = self.functions[spec.func_id] = pickle.loads(msg.func)
+                code = msg.func or self.unloaded.pop(spec.func_id, b"")
+                fn = self.functions[spec.func_id] = pickle.loads(code)
             except Exception as exc:  # e.g. a module only the driver can import
                 fn = _unloadable(exc)  # the task fails, the worker lives
                 self.head_forgets_function(spec.func_id)
@@ -296,7 +301,11 @@ class Worker:
             reply = self._failure(spec, exc)
         finally:
             self.running_task = 0
-        self.replies.append(reply)
+        # deferred in the client's ordered queue, not held here: what the next task sends
+        # (a nested Submit, Blocked, output) must reach the head after this result
+        self.client.defer(reply)
+        self._release_contained(reply)  # queued after the reply, so released after it
+        self.unflushed += 1
 
     def head_forgets_function(self, func_id: bytes) -> None:
         """Loading failed (and was not cached): have the code sent again next time."""

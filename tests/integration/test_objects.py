@@ -158,6 +158,24 @@ def test_large_array_passed_to_a_task(cluster: nbray.ClusterContext) -> None:
     release(name)
 
 
+def test_large_argument_by_value_travels_through_shared_memory(
+    cluster: nbray.ClusterContext,
+) -> None:
+    # as in Ray: a large argument is put in the store first, then read without a copy
+    @nbray.remote
+    def inspect(a: np.ndarray, small: list[int]) -> tuple[float, list[int], list[str]]:
+        import os
+
+        return float(a.sum()), small, sorted(n for n in os.listdir("/dev/shm") if "nbray-" in n)
+
+    before = nbray_segments()
+    arr = big_array(3)
+    total, small, during = nbray.get(inspect.remote(arr, [1, 2]), timeout=GET_TIMEOUT)
+    assert total == float(arr.sum()) and small == [1, 2]
+    assert set(during) - before  # the argument's segment existed while the task ran
+    wait_until(lambda: nbray_segments() <= before, 10)  # and was freed after
+
+
 def test_large_task_result(cluster: nbray.ClusterContext) -> None:
     @nbray.remote
     def make(seed: int) -> np.ndarray:

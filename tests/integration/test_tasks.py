@@ -1029,4 +1029,4 @@ def test_tasks_import_modules_from_the_drivers_path(tmp_path: Path) -> None:
         cwd=str(work),
     )
     assert result.returncode == 0, result.stderr
-    assert "(42, \"from the driver's directory\")" in result.stdout
+    assert '(42, "from the driver\'s directory")' in result.stdout

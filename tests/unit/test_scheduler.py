@@ -29,6 +29,7 @@ from nbray.runtime.scheduler import (
     Scheduler,
     SpawnWorker,
     StartActor,
+    Unqueue,
 )
 
 CANCELLED_BEFORE = "the task was cancelled before it ran"
@@ -53,9 +54,12 @@ def boot(
     resources: dict[str, float] | None = None,
     gpu_ids: list[int] | None = None,
     max_workers: int = 256,
+    pipeline_depth: int = 1,
 ) -> Scheduler:
     """A scheduler whose pre-warmed pool has started and sits idle."""
-    s = Scheduler(resources if resources is not None else {"CPU": 1}, gpu_ids, max_workers)
+    s = Scheduler(
+        resources if resources is not None else {"CPU": 1}, gpu_ids, max_workers, pipeline_depth
+    )
     assert started(s, s.start()) == []
     return s
 
@@ -69,9 +73,10 @@ def submit(
     owner: int = 1,
     deps: Iterable[int] = (),
     parent: int = 0,
+    short: bool = False,
 ) -> list[Instruction]:
     res: dict[str, float] = resources if resources is not None else {"CPU": 1.0}
-    return s.submit(task_id, f"t{task_id}", res, retries, owner, set(deps), parent)
+    return s.submit(task_id, f"t{task_id}", res, retries, owner, set(deps), parent, short=short)
 
 
 def create(
@@ -914,6 +919,302 @@ def test_owner_gone_frees_a_pending_actor_so_tasks_can_run() -> None:
     ]
     assert submit(s, 2, owner=8) == []
     assert s.task_finished(1, ok=True) == [Dispatch(1, 2)]  # no actor took the CPU
+
+
+# --- pipelining -------------------------------------------------------------------------
+# Short tasks (``short=True``) may queue on a busy worker whose current task has the same
+# resource shape, up to ``pipeline_depth - 1`` per worker, when no worker is idle. They hold
+# no resources of their own: each takes over those of the task before it.
+
+
+def test_no_pipelining_with_the_default_depth_of_one() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1, short=True) == [Dispatch(1, 1)]
+    assert submit(s, 2, short=True) == []
+    assert s.task_finished(1, ok=True) == [Dispatch(1, 2)]
+
+
+def test_short_tasks_are_pipelined_only_when_no_worker_is_idle() -> None:
+    s = boot({"CPU": 2}, pipeline_depth=4)
+    assert submit(s, 1, short=True) == [Dispatch(2, 1)]  # idle workers come first
+    assert submit(s, 2, short=True) == [Dispatch(1, 2)]
+    assert submit(s, 3, short=True) == [Dispatch(1, 3)]  # none idle: queued behind task 2
+    assert submit(s, 4) == []  # not short: waits for a free CPU
+    assert submit(s, 5, short=True) == []  # behind a task that waits: the queue stays FIFO
+    assert s.counts() == {"WAITING": 0, "READY": 2, "RUNNING": 3}
+    assert s.available == {"CPU": 0.0}
+    assert s.task_finished(2, ok=True) == []  # 3 takes over on worker 1
+    assert s.task_finished(1, ok=True) == [Dispatch(2, 4)]
+    assert s.task_finished(3, ok=True) == [Dispatch(1, 5)]
+    assert s.counts() == {"WAITING": 0, "READY": 0, "RUNNING": 2}
+
+
+def test_pipelined_task_goes_to_the_least_loaded_busy_worker() -> None:
+    s = boot({"CPU": 3}, pipeline_depth=4)
+    assert [submit(s, tid, short=True) for tid in (1, 2, 3)] == [
+        [Dispatch(3, 1)],
+        [Dispatch(2, 2)],
+        [Dispatch(1, 3)],
+    ]
+    # equally loaded workers: the lowest id first
+    assert [submit(s, tid, short=True) for tid in (4, 5, 6, 7)] == [
+        [Dispatch(1, 4)],
+        [Dispatch(2, 5)],
+        [Dispatch(3, 6)],
+        [Dispatch(1, 7)],
+    ]
+    # worker 2's queue empties (5 takes over): it is now the least loaded
+    assert s.task_finished(2, ok=True) == []
+    assert submit(s, 8, short=True) == [Dispatch(2, 8)]
+    assert submit(s, 9, short=True) == [Dispatch(2, 9)]  # 2 and 3 hold one each, 1 two
+
+
+def test_pipeline_depth_bounds_the_tasks_queued_per_worker() -> None:
+    s = boot({"CPU": 1}, pipeline_depth=4)
+    assert submit(s, 1, short=True) == [Dispatch(1, 1)]
+    for tid in (2, 3, 4):
+        assert submit(s, tid, short=True) == [Dispatch(1, tid)]
+    assert submit(s, 5, short=True) == []  # 1 running and 3 queued: the depth is reached
+    assert submit(s, 6, short=True) == []
+    assert s.counts() == {"WAITING": 0, "READY": 2, "RUNNING": 4}
+    assert s.task_finished(1, ok=True) == [Dispatch(1, 5)]  # 2 takes over: a place frees
+    assert s.task_finished(2, ok=True) == [Dispatch(1, 6)]
+    assert s.counts() == {"WAITING": 0, "READY": 0, "RUNNING": 4}
+
+
+def test_tasks_of_another_shape_are_not_pipelined() -> None:
+    s = boot({"CPU": 2, "x": 1}, pipeline_depth=4)
+    assert submit(s, 1, {"CPU": 1, "x": 1}, short=True) == [Dispatch(2, 1)]
+    assert submit(s, 2, {"CPU": 1}, short=True) == [Dispatch(1, 2)]
+    # each queues behind the worker running its own shape, even the busier one
+    assert submit(s, 3, {"CPU": 1, "x": 1}, short=True) == [Dispatch(2, 3)]
+    assert submit(s, 4, {"CPU": 1, "x": 1}, short=True) == [Dispatch(2, 4)]
+    assert submit(s, 5, {"CPU": 1}, short=True) == [Dispatch(1, 5)]
+    # no busy worker runs this shape: it waits for resources
+    assert submit(s, 6, {"CPU": 0.5}, short=True) == []
+    assert s.counts() == {"WAITING": 0, "READY": 1, "RUNNING": 5}
+    assert s.task_finished(2, ok=True) == []  # 5 takes over {"CPU": 1}
+    assert s.task_finished(5, ok=True) == [Dispatch(1, 6)]
+
+
+def test_gpu_tasks_are_never_pipelined() -> None:
+    s = boot({"CPU": 2, "GPU": 1}, pipeline_depth=4)
+    shape = {"CPU": 1, "GPU": 0.5}
+    assert submit(s, 1, shape, short=True) == [Dispatch(2, 1, (0,))]
+    assert submit(s, 2, shape, short=True) == [Dispatch(1, 2, (0,))]
+    assert submit(s, 3, shape, short=True) == []  # same shape, both busy: it still waits
+    assert s.task_finished(1, ok=True) == [Dispatch(2, 3, (0,))]
+    s = boot({"GPU": 1}, pipeline_depth=4)
+    assert submit(s, 1, {"GPU": 1}, short=True) == [Dispatch(1, 1, (0,))]
+    assert submit(s, 2, {"GPU": 1}, short=True) == []
+    assert s.task_finished(1, ok=True) == [Dispatch(1, 2, (0,))]
+
+
+def test_next_pipelined_task_takes_over_the_resources_until_the_queue_empties() -> None:
+    s = boot({"CPU": 2, "x": 2}, pipeline_depth=4)
+    shape = {"CPU": 1, "x": 1}
+    assert submit(s, 1, shape, short=True) == [Dispatch(2, 1)]
+    assert submit(s, 2, shape, short=True) == [Dispatch(1, 2)]
+    assert submit(s, 3, shape, short=True) == [Dispatch(1, 3)]
+    assert submit(s, 4, shape, short=True) == [Dispatch(2, 4)]
+    held = {"CPU": 0.0, "x": 0.0}
+    assert s.available == held
+    assert s.task_finished(2, ok=True) == []  # 3 runs on worker 1 with 2's resources
+    assert s.available == held
+    assert s.task_finished(1, ok=False) == []  # a failure hands over the same way
+    assert s.available == held
+    assert s.worker_states() == {1: "BUSY", 2: "BUSY"}
+    assert s.task_finished(3, ok=True) == []  # nothing queued behind it: released
+    assert s.available == {"CPU": 1.0, "x": 1.0}
+    assert s.worker_states() == {1: "IDLE", 2: "BUSY"}
+    assert submit(s, 5, shape, short=True) == [Dispatch(1, 5)]  # to the idle worker
+    assert s.task_finished(4, ok=True) == []
+    assert s.task_finished(5, ok=True) == []
+    assert s.available == s.total
+    assert s.worker_states() == {1: "IDLE", 2: "IDLE"}
+    assert s.counts() == idle_counts()
+
+
+def test_blocked_worker_gives_back_its_queue_which_runs_first_elsewhere() -> None:
+    s = boot({"CPU": 1}, pipeline_depth=4)
+    assert submit(s, 1, short=True) == [Dispatch(1, 1)]
+    assert submit(s, 2, short=True, retries=1) == [Dispatch(1, 2)]
+    assert submit(s, 3, short=True) == [Dispatch(1, 3)]
+    assert submit(s, 4, short=True) == [Dispatch(1, 4)]
+    assert submit(s, 5, short=True) == []
+    # task 1 waits in get: what is queued behind it could wait forever, so it is taken back
+    assert s.worker_blocked(1) == [Unqueue(1, (2, 3, 4)), SpawnWorker(2)]
+    assert submit(s, 6, short=True) == []  # nothing more queues behind a blocked task
+    assert s.unqueued(1, (2, 3, 4)) == []
+    assert s.counts() == {"WAITING": 0, "READY": 5, "RUNNING": 1}
+    # back at the front of the queue, in order; each now waits for a worker of its own
+    # (queued behind another task that blocks, it could be given back again and again)
+    assert s.worker_started(2) == [Dispatch(2, 2)]
+    assert submit(s, 7, short=True) == []  # nothing is pipelined past them
+    # the dispatch to the blocked worker was not an attempt: task 2 has its one retry left
+    assert s.worker_died(2, -9) == [died(2, 2, -9), SpawnWorker(3)]
+    assert s.worker_started(3) == [Dispatch(3, 2)]
+    assert s.task_finished(2, ok=True) == [Dispatch(3, 3)]
+    assert s.task_finished(3, ok=True) == [Dispatch(3, 4)]
+
+
+def test_partial_unqueue_when_the_worker_started_one_already() -> None:
+    s = boot({"CPU": 1}, pipeline_depth=4)
+    for tid in (1, 2, 3, 4):
+        assert submit(s, tid, short=True) == [Dispatch(1, tid)]
+    assert s.worker_blocked(1) == [Unqueue(1, (2, 3, 4))]
+    # before the Unqueue reaches the worker, task 1 wakes up and ends; 2 starts, blocks too
+    assert s.worker_unblocked(1) == []
+    assert s.task_finished(1, ok=True) == []
+    assert s.worker_blocked(1) == [Unqueue(1, (3, 4))]
+    # the answer to the first Unqueue: 2 had started, only 3 and 4 come back
+    assert s.unqueued(1, (3, 4)) == [SpawnWorker(2)]
+    assert s.unqueued(1, ()) == []  # the answer to the second: nothing was left
+    assert s.worker_started(2) == [Dispatch(2, 3)]
+    assert s.worker_unblocked(1) == []
+    assert s.task_finished(2, ok=True) == []  # no CPU free: task 1 took its own back
+    assert s.worker_states() == {1: "IDLE", 2: "BUSY"}
+    assert s.task_finished(3, ok=True) == [Dispatch(2, 4)]
+    assert s.task_finished(4, ok=True) == []
+    assert s.available == s.total
+    assert s.counts() == idle_counts()
+
+
+def test_unqueued_task_that_had_already_taken_over_is_requeued() -> None:
+    # The worker gives back what it had not started, but the result of the task before can
+    # reach the head first: there the first given-back task already took over.
+    s = boot({"CPU": 1}, pipeline_depth=4)
+    for tid in (1, 2, 3):
+        assert submit(s, tid, short=True, retries=0) == [Dispatch(1, tid)]
+    assert s.worker_blocked(1) == [Unqueue(1, (2, 3))]
+    assert s.worker_unblocked(1) == []
+    assert submit(s, 4, short=True) == [Dispatch(1, 4)]  # queued after the Unqueue
+    assert s.task_finished(1, ok=True) == []  # 2 takes over here...
+    # ...but never started: 2 and 3 are requeued, 4, kept by the worker, takes over
+    assert s.unqueued(1, (2, 3)) == []
+    assert s.counts() == {"WAITING": 0, "READY": 2, "RUNNING": 1}
+    assert s.available == {"CPU": 0.0}
+    assert s.task_finished(4, ok=True) == [Dispatch(1, 2)]
+    assert s.task_finished(2, ok=True) == [Dispatch(1, 3)]
+    assert s.task_finished(3, ok=True) == []
+    assert s.available == s.total
+    assert s.counts() == idle_counts()
+    # with nothing kept, the worker is idle and the resources are free
+    for tid in (5, 6):
+        assert submit(s, tid, short=True, retries=0) == [Dispatch(1, tid)]
+    assert s.worker_blocked(1) == [Unqueue(1, (6,))]
+    assert s.worker_unblocked(1) == []
+    assert s.task_finished(5, ok=True) == []
+    assert s.cancel(6, force=False) == [Interrupt(1, 6)]  # the current one here
+    assert s.unqueued(1, (6,)) == [FailTask(6, "cancelled", CANCELLED_BEFORE)]
+    assert s.worker_states() == {1: "IDLE"}
+    assert s.available == s.total
+    assert s.counts() == idle_counts()
+
+
+def test_blocked_worker_gets_no_pipelined_task_even_when_it_lends_no_cpu() -> None:
+    s = boot({"CPU": 1}, pipeline_depth=4)
+    assert submit(s, 1, {}, short=True) == [Dispatch(1, 1)]
+    assert submit(s, 2, {}, short=True) == [Dispatch(1, 2)]
+    assert s.worker_blocked(1) == [Unqueue(1, (2,))]  # a zero-CPU task lends nothing
+    # queued behind the blocked task again, 2 would wait forever if 1 waits for it
+    assert s.unqueued(1, (2,)) == [SpawnWorker(2)]
+    assert s.worker_started(2) == [Dispatch(2, 2)]
+    assert s.task_finished(2, ok=True) == []
+    assert s.worker_unblocked(1) == []
+    assert s.task_finished(1, ok=True) == []
+    assert s.counts() == idle_counts()
+
+
+def test_worker_death_requeues_its_queue_uncounted_and_retries_the_running_task() -> None:
+    s = boot({"CPU": 1}, pipeline_depth=4)
+    assert submit(s, 1, short=True, retries=1) == [Dispatch(1, 1)]
+    for tid in (2, 3, 4):
+        assert submit(s, tid, short=True, retries=0) == [Dispatch(1, tid)]
+    assert submit(s, 5, short=True, retries=0) == []
+    assert s.worker_died(1, -9) == [died(1, 2, -9), SpawnWorker(2)]
+    assert s.counts() == {"WAITING": 0, "READY": 5, "RUNNING": 0}
+    assert s.available == s.total
+    assert s.worker_started(2) == [Dispatch(2, 1)]
+    # in the same order: the retried task, the queue it had, then what waited
+    assert submit(s, 6, short=True) == [Dispatch(2, 2), Dispatch(2, 3), Dispatch(2, 4)]
+    # a second death: task 1 is out of retries; the queued ones, with none, go back again
+    assert s.worker_died(2, -9) == [crashed(1, 2, -9), SpawnWorker(3)]
+    assert s.worker_started(3) == [Dispatch(3, 2)]
+    assert submit(s, 7, short=True) == [Dispatch(3, 3), Dispatch(3, 4), Dispatch(3, 5)]
+    assert s.task_finished(2, ok=True) == [Dispatch(3, 6)]
+    assert s.task_finished(3, ok=True) == [Dispatch(3, 7)]
+    for tid in (4, 5, 6, 7):
+        assert s.task_finished(tid, ok=True) == []
+    assert s.available == s.total
+    assert s.counts() == idle_counts()
+
+
+def test_killed_worker_that_reported_its_task_still_requeues_its_queue() -> None:
+    # the result of a force-cancelled task can arrive before its worker's death
+    s = boot({"CPU": 1}, pipeline_depth=4)
+    assert submit(s, 1, short=True) == [Dispatch(1, 1)]
+    assert submit(s, 2, short=True, retries=0) == [Dispatch(1, 2)]
+    assert s.cancel(1, force=True) == [KillWorker(1)]
+    assert s.task_finished(1, ok=True) == []  # no takeover: the worker is being killed
+    assert s.available == s.total
+    assert s.worker_died(1, -9) == [SpawnWorker(2)]
+    assert s.worker_started(2) == [Dispatch(2, 2)]
+    assert s.task_finished(2, ok=True) == []
+    assert s.counts() == idle_counts()
+
+
+def test_force_cancel_of_a_queued_task_interrupts_and_spares_the_worker() -> None:
+    s = boot({"CPU": 1}, pipeline_depth=4)
+    for tid in (1, 2, 3, 4):
+        assert submit(s, tid, short=True) == [Dispatch(1, tid)]
+    assert s.cancel(2, force=True) == [Interrupt(1, 2)]  # not started: the worker drops it
+    assert s.task_finished(2, ok=False) == []  # reported cancelled; task 1 runs on
+    assert s.worker_states() == {1: "BUSY"}
+    assert s.available == {"CPU": 0.0}
+    assert s.cancel(3, force=True) == [Interrupt(1, 3)]
+    assert s.cancel(1, force=True) == [KillWorker(1)]  # only the running task is killed
+    # the worker dies before it dropped 3: cancelled all the same; 4 goes elsewhere
+    assert s.worker_died(1, -9) == [
+        FailTask(3, "cancelled", CANCELLED_BEFORE),
+        FailTask(1, "cancelled", CANCELLED_RUNNING),
+        SpawnWorker(2),
+    ]
+    assert s.worker_started(2) == [Dispatch(2, 4)]
+    assert s.task_finished(4, ok=True) == []
+    assert s.available == s.total
+    assert s.counts() == idle_counts()
+
+
+def test_owner_gone_interrupts_its_queued_tasks_and_spares_another_owners_running_task() -> None:
+    s = boot({"CPU": 1}, pipeline_depth=4)
+    assert submit(s, 1, owner=8, short=True) == [Dispatch(1, 1)]
+    assert submit(s, 2, owner=7, short=True) == [Dispatch(1, 2)]
+    assert submit(s, 3, owner=8, short=True) == [Dispatch(1, 3)]
+    assert submit(s, 4, owner=7, short=True) == [Dispatch(1, 4)]
+    assert submit(s, 5, owner=7, short=True) == []
+    assert s.owner_gone(7) == [
+        Interrupt(1, 2),
+        Interrupt(1, 4),
+        FailTask(5, "cancelled", CANCELLED_BEFORE),
+    ]
+    assert s.task_finished(2, ok=False) == []
+    assert s.task_finished(4, ok=False) == []
+    assert s.task_finished(1, ok=True) == []  # 3 takes over
+    assert s.task_finished(3, ok=True) == []
+    assert s.available == s.total
+    assert s.counts() == idle_counts()
+
+
+def test_owner_gone_kills_its_running_task_and_requeues_another_owners_queued_one() -> None:
+    s = boot({"CPU": 1}, pipeline_depth=4)
+    assert submit(s, 1, owner=7, short=True) == [Dispatch(1, 1)]
+    assert submit(s, 2, owner=8, short=True, retries=0) == [Dispatch(1, 2)]
+    assert s.owner_gone(7) == [KillWorker(1)]
+    assert s.worker_died(1, -9) == [FailTask(1, "cancelled", CANCELLED_RUNNING), SpawnWorker(2)]
+    assert s.worker_started(2) == [Dispatch(2, 2)]
+    assert s.task_finished(2, ok=True) == []
+    assert s.counts() == idle_counts()
 
 
 # --- actors -----------------------------------------------------------------------------
