@@ -28,20 +28,20 @@ _EXPORTS = {
     "ActorClass": "actor",
     "ActorHandle": "actor",
     "method": "actor",
-    "ClusterContext": "api",
+    "ClusterContext": "lifecycle",
     "available_resources": "api",
     "cancel": "api",
     "cluster_resources": "api",
     "get": "api",
     "get_actor": "api",
     "get_gpu_ids": "api",
-    "init": "api",
-    "is_initialized": "api",
+    "init": "lifecycle",
+    "is_initialized": "lifecycle",
     "kill": "api",
     "nodes": "api",
     "put": "api",
     "remote": "api",
-    "shutdown": "api",
+    "shutdown": "lifecycle",
     "wait": "api",
     "ObjectRef": "object_ref",
     "RemoteFunction": "remote_function",
@@ -95,22 +95,19 @@ if TYPE_CHECKING:
     from . import errors as exceptions
     from .actor import ActorClass, ActorHandle, method
     from .api import (
-        ClusterContext,
         available_resources,
         cancel,
         cluster_resources,
         get,
         get_actor,
         get_gpu_ids,
-        init,
-        is_initialized,
         kill,
         nodes,
         put,
         remote,
-        shutdown,
         wait,
     )
+    from .lifecycle import ClusterContext, init, is_initialized, shutdown
     from .object_ref import ObjectRef
     from .remote_function import RemoteFunction
 

@@ -8,16 +8,14 @@ runs the work.
 
 from __future__ import annotations
 
-import atexit
 import os
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from . import session
 from .actor import ActorClass, ActorHandle
 from .engine import Engine
+from .lifecycle import ClusterContext, init, is_initialized, shutdown
 from .object_ref import ObjectRef
 from .options import ActorOptions, TaskOptions, make_options
 from .remote_function import RemoteFunction
@@ -41,190 +39,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-# Ray's init() arguments we accept so Ray code runs unchanged; they change nothing here.
-_RAY_INIT_IGNORED = {
-    "include_dashboard",
-    "dashboard_host",
-    "dashboard_port",
-    "log_to_driver",
-    "logging_level",
-    "logging_format",
-    "configure_logging",
-    "runtime_env",
-    "local_mode",
-    "_temp_dir",
-    "object_store_memory",
-    "_system_config",
-    "job_config",
-    "_node_ip_address",
-}
-_init_lock = threading.Lock()
-_context: ClusterContext | None = None
-
-
-@dataclass
-class ClusterContext:
-    """What ``init`` returns (Ray: ``RayContext``): where the cluster is and what it has."""
-
-    address: str
-    engine: str
-    node_id: str
-    namespace: str
-    owned: bool
-    session_dir: str = ""
-    resources: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def address_info(self) -> dict[str, Any]:
-        return {"address": self.address, "node_id": self.node_id, "session_dir": self.session_dir}
-
-    def __getitem__(self, key: str) -> Any:
-        return self.address_info[key]
-
-    def __enter__(self) -> ClusterContext:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        shutdown()
-
-
-def init(
-    address: str | None = None,
-    *,
-    num_cpus: float | None = None,
-    num_gpus: int | None = None,
-    resources: dict[str, float] | None = None,
-    namespace: str | None = None,
-    ignore_reinit_error: bool = False,
-    engine: str = "local",
-    port: int | None = None,
-    host: str | None = None,
-    **ray_kwargs: Any,
-) -> ClusterContext:
-    """Start a local cluster owned by this process, or connect to a running one.
-
-    With no ``address`` (and no ``NBRAY_ADDRESS`` set) a private cluster starts, with one
-    worker per CPU, and stops with this process. ``address="auto"`` connects to the cluster
-    `nbray start` runs; a socket path, session directory or ``host:port`` to that cluster.
-    ``port``/``host`` also open an authenticated TCP endpoint (loopback unless ``host``
-    says otherwise).
-
-    Example::
-
-        import nbray
-        nbray.init(num_cpus=2)
-        print(nbray.cluster_resources())   # {'CPU': 2.0}
-        nbray.shutdown()
-    """
-    global _context
-    unknown = set(ray_kwargs) - _RAY_INIT_IGNORED
-    if unknown:
-        raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-    if engine != "local":
-        raise ValueError(
-            f"unknown engine {engine!r}: this version runs the 'local' engine (the Ray engine "
-            "comes with scale-out support)"
-        )
-    with _init_lock:
-        if session.in_worker:
-            assert _context is not None or session.get_engine() is not None
-            return _context or _worker_context()
-        if session.get_engine() is not None:
-            if ignore_reinit_error:
-                assert _context is not None
-                return _context
-            raise RuntimeError(
-                "nbray.init() was already called in this process. Call nbray.shutdown() "
-                "first, or pass ignore_reinit_error=True to keep the running cluster."
-            )
-        from .cluster.local import START_TIMEOUT, resolve_address, start_failed, start_local_cluster
-
-        address = address or os.environ.get("NBRAY_ADDRESS") or None
-        cluster = None
-        if address in (None, "local"):
-            # the head starts first; this process's imports below overlap its start-up
-            cluster = start_local_cluster(
-                num_cpus=num_cpus,
-                num_gpus=num_gpus,
-                resources=resources,
-                namespace=namespace or "default",
-                owner_pid=os.getpid(),
-                tcp_host=host or ("127.0.0.1" if port is not None else ""),
-                tcp_port=port or 0,
-                wait=False,
-            )
-            sock, secret, role = f"unix:{cluster.session_dir / 'sock'}", cluster.secret, "owner"
-        else:
-            if num_cpus is not None or num_gpus is not None or resources:
-                raise ValueError(
-                    "num_cpus, num_gpus and resources describe a new cluster: they cannot be "
-                    f"given when connecting to the running cluster at {address!r}"
-                )
-            sock, secret = resolve_address(address)
-            role = "client"
-        from .client import Client
-        from .errors import NbrayConnectionError
-        from .runtime.local_engine import LocalEngine
-
-        try:
-            client = Client(sock, secret, role=role, timeout=START_TIMEOUT)
-        except BaseException as exc:
-            if cluster is None:
-                raise
-            error = start_failed(cluster, f"connecting failed: {exc}")
-            cluster.stop()
-            if isinstance(exc, NbrayConnectionError):
-                raise error from exc
-            raise
-        if namespace:
-            client.namespace = namespace
-        eng = LocalEngine(client, cluster)
-        session.set_engine(eng)
-        info = eng.cluster_info()
-        _context = ClusterContext(
-            address=cluster.address if cluster else address or sock,
-            engine="local",
-            node_id=client.node_id,
-            namespace=client.namespace,
-            owned=cluster is not None,
-            session_dir=str(cluster.session_dir) if cluster else "",
-            resources=info["total"],
-        )
-        return _context
-
-
-def _worker_context() -> ClusterContext:
-    eng = session.get_engine()
-    client = getattr(eng, "client", None)
-    return ClusterContext(
-        address=getattr(client, "address", ""),
-        engine="local",
-        node_id=getattr(client, "node_id", ""),
-        namespace=getattr(client, "namespace", ""),
-        owned=False,
-    )
-
-
-def shutdown() -> None:
-    """Disconnect; stop the cluster if this process started it. Safe to call twice."""
-    global _context
-    with _init_lock:
-        if session.in_worker:
-            return
-        eng = session.get_engine()
-        session.set_engine(None)
-        _context = None
-        if eng is not None:
-            eng.shutdown()
-
-
-atexit.register(shutdown)
-
-
-def is_initialized() -> bool:
-    """Whether ``init`` was called (or a cluster was started on first use)."""
-    return session.get_engine() is not None
 
 
 @overload

@@ -23,7 +23,7 @@ def current_engine() -> Engine:
         return engine
     with _lock:
         if _engine is None:
-            from .api import init
+            from .lifecycle import init
 
             init()
         assert _engine is not None

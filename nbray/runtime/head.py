@@ -27,7 +27,6 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,19 +48,34 @@ PIPELINE_DEPTH = 64  # tasks a worker may hold when they are short (see Schedule
 SHORT_TASK = 0.001  # seconds: functions faster than this on average are pipelined
 
 
-@dataclass
 class HeadConfig:
-    session_dir: str
-    session: str
-    node_id: str
-    resources: dict[str, float]
-    gpu_ids: list[int] | None
-    namespace: str = "default"
-    owner_pid: int = 0
-    tcp_host: str = ""
-    tcp_port: int = 0
-    python: str = sys.executable
-    listen_fds: list[int] = field(default_factory=list)
+    """The cluster's settings, from ``SESSION_DIR/config.json`` (cluster/local.py writes it)."""
+
+    def __init__(
+        self,
+        session_dir: str,
+        session: str,
+        node_id: str,
+        resources: dict[str, float],
+        gpu_ids: list[int] | None,
+        namespace: str = "default",
+        owner_pid: int = 0,
+        tcp_host: str = "",
+        tcp_port: int = 0,
+        python: str = sys.executable,
+        listen_fds: list[int] | None = None,
+    ) -> None:
+        self.session_dir = session_dir
+        self.session = session
+        self.node_id = node_id
+        self.resources = resources
+        self.gpu_ids = gpu_ids
+        self.namespace = namespace
+        self.owner_pid = owner_pid
+        self.tcp_host = tcp_host
+        self.tcp_port = tcp_port
+        self.python = python
+        self.listen_fds = listen_fds or []
 
     @classmethod
     def load(cls, session_dir: str) -> HeadConfig:
@@ -69,26 +83,30 @@ class HeadConfig:
         return cls(session_dir=session_dir, **data)
 
 
-@dataclass
 class _TaskRecord:
-    spec: P.TaskSpec
-    owner: int  # the client (kernel) the work belongs to
-    submitter: int  # the connection that submitted it
-    parent: int = 0
-    state: str = "PENDING"
-    worker_id: int = 0
-    submitted: float = 0.0
+    __slots__ = ("owner", "parent", "spec", "state", "submitted", "submitter", "worker_id")
+
+    def __init__(
+        self, spec: P.TaskSpec, owner: int, submitter: int, parent: int, submitted: float
+    ) -> None:
+        self.spec = spec
+        self.owner = owner  # the client (kernel) the work belongs to
+        self.submitter = submitter  # the connection that submitted it
+        self.parent = parent
+        self.state = "PENDING"
+        self.worker_id = 0
+        self.submitted = submitted
 
 
-@dataclass
 class _ActorRecord:
-    spec: P.ActorSpec
-    cls: bytes
-    owner: int
-    state: str = "PENDING"
-    worker_id: int = 0
-    death_cause: str = ""
-    calls: set[int] = field(default_factory=set)
+    def __init__(self, spec: P.ActorSpec, cls: bytes, owner: int) -> None:
+        self.spec = spec
+        self.cls = cls
+        self.owner = owner
+        self.state = "PENDING"
+        self.worker_id = 0
+        self.death_cause = ""
+        self.calls: set[int] = set()
 
 
 class _Peer:
@@ -366,7 +384,7 @@ class Head:
 
     def _register_task(self, peer: _Peer, spec: P.TaskSpec) -> _TaskRecord:
         owner, parent = self._owner_and_parent(peer)
-        rec = _TaskRecord(spec, owner, peer.conn_id, parent, submitted=time.time())
+        rec = _TaskRecord(spec, owner, peer.conn_id, parent, time.time())
         self.tasks[spec.task_id] = rec
         for oid in spec.return_ids:
             self.objects.create(oid, peer.conn_id)

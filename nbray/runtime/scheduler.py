@@ -22,45 +22,39 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # --- instructions -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SpawnWorker:
+class SpawnWorker(NamedTuple):
     worker_id: int
     actor_id: int = 0
 
 
-@dataclass(frozen=True)
-class KillWorker:
+class KillWorker(NamedTuple):
     worker_id: int
 
 
-@dataclass(frozen=True)
-class Dispatch:
+class Dispatch(NamedTuple):
     worker_id: int
     task_id: int
     gpu_ids: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
-class Unqueue:
+class Unqueue(NamedTuple):
     """Take back tasks queued behind a worker's current one (it blocked in ``get``)."""
 
     worker_id: int
     task_ids: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class Interrupt:
+class Interrupt(NamedTuple):
     worker_id: int
     task_id: int
 
 
-@dataclass(frozen=True)
-class FailTask:
+class FailTask(NamedTuple):
     task_id: int
     kind: str  # "cancelled" | "worker_crashed" | "dependency" | "unschedulable" | ...
     message: str = ""
@@ -68,37 +62,32 @@ class FailTask:
     dependency: int = 0  # the failed ObjectRef argument, for kind == "dependency"
 
 
-@dataclass(frozen=True)
-class Retry:
+class Retry(NamedTuple):
     task_id: int
     attempt: int
     reason: str
 
 
-@dataclass(frozen=True)
-class StartActor:
+class StartActor(NamedTuple):
     worker_id: int
     actor_id: int
     gpu_ids: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
-class DispatchCall:
+class DispatchCall(NamedTuple):
     worker_id: int
     actor_id: int
     call_id: int
 
 
-@dataclass(frozen=True)
-class FailCall:
+class FailCall(NamedTuple):
     call_id: int
     actor_id: int
     kind: str
     message: str
 
 
-@dataclass(frozen=True)
-class ActorStateChanged:
+class ActorStateChanged(NamedTuple):
     actor_id: int
     state: str  # "PENDING" | "ALIVE" | "RESTARTING" | "DEAD"
     reason: str = ""
@@ -118,6 +107,37 @@ Instruction = (
     | ActorStateChanged
 )
 
+
+def _typed_eq(self: tuple[object, ...], other: object) -> bool:
+    return type(self) is type(other) and tuple.__eq__(self, other)
+
+
+def _typed_ne(self: tuple[object, ...], other: object) -> bool:
+    return not _typed_eq(self, other)
+
+
+def _typed_hash(self: tuple[object, ...]) -> int:
+    return hash((type(self).__name__, tuple(self)))
+
+
+# instructions are records, not tuples: Dispatch(1, 2) never equals another record's (1, 2)
+for _cls in (
+    SpawnWorker,
+    KillWorker,
+    Dispatch,
+    Unqueue,
+    Interrupt,
+    FailTask,
+    Retry,
+    StartActor,
+    DispatchCall,
+    FailCall,
+    ActorStateChanged,
+):
+    _cls.__eq__ = _typed_eq  # type: ignore[method-assign]
+    _cls.__ne__ = _typed_ne  # type: ignore[assignment,method-assign]
+    _cls.__hash__ = _typed_hash  # type: ignore[method-assign]
+
 # --- state ------------------------------------------------------------------------------
 
 STARTING, IDLE, BUSY, ACTOR, DEAD = "STARTING", "IDLE", "BUSY", "ACTOR", "DEAD"
@@ -127,55 +147,101 @@ MAX_STARTUP_FAILURES = 5
 SCAN_LIMIT = 64  # tasks looked past per pass when the head of the queue does not fit
 
 
-@dataclass
 class _Worker:
-    worker_id: int
-    state: str = STARTING
-    task_id: int = 0
-    actor_id: int = 0
-    lent_cpus: float = 0.0
-    blocked: bool = False  # its task waits in get/wait: queue nothing behind it
-    killed: bool = False
-    queued: deque[int] = field(default_factory=deque)  # pipelined behind task_id
+    __slots__ = (
+        "actor_id",
+        "blocked",
+        "killed",
+        "lent_cpus",
+        "queued",
+        "state",
+        "task_id",
+        "worker_id",
+    )
+
+    def __init__(self, worker_id: int, actor_id: int = 0) -> None:
+        self.worker_id = worker_id
+        self.state = STARTING
+        self.task_id = 0
+        self.actor_id = actor_id
+        self.lent_cpus = 0.0
+        self.blocked = False  # its task waits in get/wait: queue nothing behind it
+        self.killed = False
+        self.queued: deque[int] = deque()  # pipelined behind task_id
 
 
-@dataclass
 class _Task:
-    task_id: int
-    name: str
-    resources: dict[str, float]
-    max_retries: int
-    owner: int
-    parent: int
-    deps: set[int]
-    state: str = WAITING
-    worker_id: int = 0
-    attempts: int = 0
-    cancelled: bool = False
-    gpu_ids: tuple[int, ...] = ()
-    shape: tuple[tuple[str, float], ...] = ()  # resources as a hashable key
-    short: bool = False  # its function is known to run in well under a millisecond
+    __slots__ = (
+        "attempts",
+        "cancelled",
+        "deps",
+        "gpu_ids",
+        "max_retries",
+        "name",
+        "owner",
+        "parent",
+        "resources",
+        "shape",
+        "short",
+        "state",
+        "task_id",
+        "worker_id",
+    )
+
+    def __init__(
+        self,
+        task_id: int,
+        name: str,
+        resources: dict[str, float],
+        max_retries: int,
+        owner: int,
+        parent: int,
+        deps: set[int],
+    ) -> None:
+        self.task_id = task_id
+        self.name = name
+        self.resources = resources
+        self.max_retries = max_retries
+        self.owner = owner
+        self.parent = parent
+        self.deps = deps
+        self.state = WAITING
+        self.worker_id = 0
+        self.attempts = 0
+        self.cancelled = False
+        self.gpu_ids: tuple[int, ...] = ()
+        self.shape: tuple[tuple[str, float], ...] = ()  # resources as a hashable key
+        self.short = False  # its function is known to run in well under a millisecond
 
 
-@dataclass
 class _Actor:
-    actor_id: int
-    name: str
-    resources: dict[str, float]
-    max_restarts: int
-    max_task_retries: int
-    owner: int
-    detached: bool
-    state: str = "PENDING"
-    worker_id: int = 0
-    restarts: int = 0
-    no_restart: bool = False
-    death_reason: str = ""
-    exit_when_idle: bool = False  # its handles are gone: stop once its calls are done
-    gpu_ids: tuple[int, ...] = ()
-    queue: deque[int] = field(default_factory=deque)
-    inflight: dict[int, int] = field(default_factory=dict)  # call id -> attempts (ordered)
-    call_attempts: dict[int, int] = field(default_factory=dict)
+    def __init__(
+        self,
+        actor_id: int,
+        name: str,
+        resources: dict[str, float],
+        max_restarts: int,
+        max_task_retries: int,
+        owner: int,
+        detached: bool,
+    ) -> None:
+        self.actor_id = actor_id
+        self.name = name
+        self.resources = resources
+        self.max_restarts = max_restarts
+        self.max_task_retries = max_task_retries
+        self.owner = owner
+        self.detached = detached
+        self.state = "PENDING"
+        self.worker_id = 0
+        self.restarts = 0
+        self.no_restart = False
+        self.death_reason = ""
+        self.exit_when_idle = False  # its handles are gone: stop once its calls are done
+        self.gpu_ids: tuple[int, ...] = ()
+        self.queue: deque[int] = deque()
+        self.inflight: dict[int, int] = {}  # call id -> attempts (ordered)
+        self.call_attempts: dict[int, int] = {}
 
 
 class Scheduler:
