@@ -741,7 +741,10 @@ class Scheduler:
     def _fits_now(self, shape: tuple[tuple[str, float], ...]) -> bool:
         """Whether the free resources (GPU ids aside) hold this shape: a quick test."""
         avail = self.available
-        return all(avail.get(k, 0.0) + _EPS >= v for k, v in shape)
+        for k, v in shape:  # a loop, not all(genexpr): this runs for every submitted task
+            if avail.get(k, 0.0) + _EPS < v:
+                return False
+        return True
 
     def _fits(self, resources: dict[str, float]) -> bool:
         for key, amount in resources.items():
