@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nbray_testing import SHUTDOWN_LIMIT, assert_no_children, nbray_segments, wait_until
+from nbray_testing import SHUTDOWN_LIMIT, assert_no_children, session_segments, wait_until
 
 import nbray
 
@@ -17,7 +17,6 @@ import nbray
 def cluster_factory() -> Iterator[Callable[..., nbray.ClusterContext]]:
     """Start clusters with ``nbray.init(**kwargs)``; on teardown shut down within a bounded
     time and assert no child process, segment or session directory remains."""
-    before = nbray_segments()
     contexts: list[nbray.ClusterContext] = []
 
     def start(**kwargs: Any) -> nbray.ClusterContext:
@@ -31,9 +30,11 @@ def cluster_factory() -> Iterator[Callable[..., nbray.ClusterContext]]:
     elapsed = time.monotonic() - started
     assert elapsed < SHUTDOWN_LIMIT, f"shutdown took {elapsed:.1f} s"
     assert_no_children()
-    wait_until(lambda: nbray_segments() <= before, 5.0)
     for ctx in contexts:
         if ctx.session_dir:
+            # this cluster's own segments only: other processes on the machine may have theirs
+            token = Path(ctx.session_dir).name.rsplit("-", 1)[-1]
+            wait_until(lambda t=token: not session_segments(t), 5.0)
             wait_until(lambda d=ctx.session_dir: not Path(d).exists(), 5.0)
 
 

@@ -21,6 +21,11 @@ def nbray_segments() -> set[str]:
     return {p.name for p in SHM.glob("nbray-*")}
 
 
+def session_segments(token: str) -> set[str]:
+    """The shared-memory segments of the cluster whose session token is ``token``."""
+    return {p.name for p in SHM.glob(f"nbray-{token}-*")}
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
     """Poll ``predicate`` until it returns a truthy value; fail with a clear message."""
     deadline = time.monotonic() + timeout

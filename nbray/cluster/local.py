@@ -110,7 +110,9 @@ def start_local_cluster(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if wait else subprocess.DEVNULL,
             stderr=log,
-            start_new_session=owner_pid == 0,
+            # its own session: a signal to the owner's process group (a kernel manager
+            # killing the kernel) must not kill the head before it can clean up
+            start_new_session=True,
             pass_fds=[s.fileno() for s in listeners],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

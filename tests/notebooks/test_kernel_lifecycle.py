@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 from jupyter_client.manager import KernelManager
-from nbray_testing import nbray_segments, wait_until
+from nbray_testing import session_segments, wait_until
 
 SETUP = """
 import json, os, psutil, nbray
@@ -80,7 +80,7 @@ def _cluster_of(km: KernelManager) -> dict[str, object]:
     return info
 
 
-def _assert_gone(info: dict[str, object], segments_before: set[str]) -> None:
+def _assert_gone(info: dict[str, object]) -> None:
     pids = [info["head"], *info["tree"]]  # type: ignore[list-item]
     assert len(pids) >= 4  # head, fork server and two workers were alive
 
@@ -90,25 +90,24 @@ def _assert_gone(info: dict[str, object], segments_before: set[str]) -> None:
         )
 
     wait_until(all_gone, 15)
-    wait_until(lambda: nbray_segments() <= segments_before, 10)
+    token = Path(str(info["session_dir"])).name.rsplit("-", 1)[-1]
+    wait_until(lambda: not session_segments(token), 10)
     wait_until(lambda: not Path(str(info["session_dir"])).exists(), 10)
 
 
 @pytest.mark.timeout(120)
 def test_killed_kernel_leaves_nothing_behind(kernel: KernelManager) -> None:
-    before = nbray_segments()
     info = _cluster_of(kernel)
     os.kill(int(info["kernel"]), signal.SIGKILL)  # type: ignore[call-overload]  # no atexit
-    _assert_gone(info, before)
+    _assert_gone(info)
 
 
 @pytest.mark.timeout(120)
 def test_restarted_kernel_leaves_nothing_behind_and_starts_afresh(kernel: KernelManager) -> None:
-    before = nbray_segments()
     info = _cluster_of(kernel)
     kernel.restart_kernel(now=True)
-    _assert_gone(info, before)
+    _assert_gone(info)
     again = _cluster_of(kernel)  # the new kernel gets a new cluster of its own
     assert again["head"] != info["head"]
     kernel.shutdown_kernel(now=True)
-    _assert_gone(again, before)
+    _assert_gone(again)
