@@ -74,7 +74,7 @@ class HeadConfig:
         self.owner_pid = owner_pid
         self.tcp_host = tcp_host
         self.tcp_port = tcp_port
-        self.python = python
+        self.python = python  # the interpreter that started the cluster (informational)
         self.listen_fds = listen_fds or []
 
     @classmethod
@@ -122,7 +122,6 @@ class _Peer:
         self.pid = 0
         self.worker_id = 0
         self.holds: set[int] = set()
-        self.subscribed = False
         self.outbox: list[Any] = []
         self.known_funcs: set[bytes] = set()
         self.job: P.Job | None = None  # a client's cwd and sys.path (from Hello)
