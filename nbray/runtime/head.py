@@ -167,8 +167,19 @@ class _Peer:
             self.abort()
             return
         for msgs in frames:
+            if type(msgs) is not list:
+                log.warning(
+                    "closing connection %s: a frame that is not a message list", self.conn_id
+                )
+                self.abort()
+                return
             for msg in msgs:
-                self.head.dispatch(self, msg)
+                try:
+                    self.head.dispatch(self, msg)
+                except Exception:  # a malformed record: drop this peer, keep the cluster
+                    log.exception("closing connection %s: bad %s", self.conn_id, type(msg))
+                    self.abort()
+                    return
 
     def send(self, msg: Any) -> None:
         if not self.outbox:

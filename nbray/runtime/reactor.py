@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import logging
 import os
 import selectors
 import signal
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 READ_SIZE = 1 << 20
+log = logging.getLogger("nbray.head")
 
 
 class Timer:
@@ -192,10 +194,13 @@ class Reactor:
                 timeout = max(0.0, timers[0][0] - time.monotonic())
             for key, events in sel.select(timeout):
                 target = key.data
-                if isinstance(target, Stream):
-                    target.handle(events)
-                else:
-                    target()
+                try:
+                    if isinstance(target, Stream):
+                        target.handle(events)
+                    else:
+                        target()
+                except Exception:  # one bad callback must not stop the loop
+                    log.exception("nbray head: a callback failed")
             now = time.monotonic()
             while timers and timers[0][0] <= now:
                 timer = heapq.heappop(timers)[2]
@@ -203,4 +208,7 @@ class Reactor:
                     soon.append((timer.callback, timer.args))
             for _ in range(len(soon)):
                 callback, args = soon.popleft()
-                callback(*args)
+                try:
+                    callback(*args)
+                except Exception:
+                    log.exception("nbray head: a callback failed")

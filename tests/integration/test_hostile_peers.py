@@ -1,0 +1,89 @@
+"""Malformed input from authenticated peers closes that connection, never the cluster."""
+
+from __future__ import annotations
+
+import pickle
+import random
+import struct
+from pathlib import Path
+
+import pytest
+
+import nbray
+from nbray.runtime import protocol as P
+from nbray.runtime.transport import Connection, encode
+
+
+def _connect(ctx: nbray.ClusterContext) -> Connection:
+    secret = (Path(ctx.session_dir) / "secret").read_bytes()
+    return Connection(f"unix:{Path(ctx.session_dir) / 'sock'}", secret, timeout=5)
+
+
+def _closed_by_head(conn: Connection, timeout: float = 10.0) -> bool:
+    conn.sock.settimeout(timeout)
+    try:
+        while True:
+            data = conn.sock.recv(65536)
+            if not data:
+                return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        conn.close()
+
+
+def _frame(body: bytes) -> bytes:
+    return struct.pack("<I", len(body)) + body
+
+
+def _still_serves() -> None:
+    @nbray.remote
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    assert nbray.get(add.remote(2, 3), timeout=30) == 5
+
+
+MALFORMED = {
+    "not a pickle": _frame(b"\x00garbage that is not a pickle"),
+    "not a list": _frame(pickle.dumps({"op": "submit"})),
+    "unknown record": _frame(pickle.dumps([("no", "such", "message")])),
+    "record before hello": encode([P.Fetch((1, 2, 3))]),
+    "hello then wrong fields": encode([P.Hello("client", 1), P.Fetch(None)]),  # type: ignore[arg-type]
+    "oversized frame": struct.pack("<I", 2**31) + b"x" * 16,
+    "truncated then closed": _frame(pickle.dumps([P.Hello("client", 1)]))[:7],
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_input_drops_only_that_peer(cluster: nbray.ClusterContext, case: str) -> None:
+    conn = _connect(cluster)
+    conn.sock.sendall(MALFORMED[case])
+    if case == "truncated then closed":
+        conn.close()
+    elif case == "unknown record":
+        # an unknown record is logged and ignored: the peer stays connected and usable
+        conn.send([P.Hello("client", 1), P.Request(7, "status")])
+        conn.sock.settimeout(10)
+        replies: list[P.Reply] = []
+        while not replies:
+            frame = conn.recv()
+            assert frame is not None, "the head closed a peer that sent an unknown record"
+            replies = [m for m in frame if isinstance(m, P.Reply)]
+        assert replies[0].req_id == 7 and replies[0].ok
+        conn.close()
+    else:
+        assert _closed_by_head(conn), case
+    _still_serves()
+
+
+def test_random_bytes_after_authentication(cluster: nbray.ClusterContext) -> None:
+    rng = random.Random(20261126)
+    for _ in range(30):
+        conn = _connect(cluster)
+        payload = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 4096)))
+        conn.sock.sendall(_frame(payload) if rng.random() < 0.5 else payload)
+        conn.close()
+    _still_serves()
