@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..actor import ActorHandle, actor_methods, is_async_class
 from ..client import INLINE_LIMIT
 from ..engine import Engine
-from ..errors import SerializationError
+from ..errors import NbrayError, SerializationError
 from ..object_ref import ObjectRef
 from ..options import ActorOptions, TaskOptions
 from . import protocol as P
@@ -46,6 +46,10 @@ class LocalEngine(Engine):
         self.cluster = cluster
         self._exports: dict[tuple[Any, ...], tuple[weakref.ref[Any] | None, bytes, bytes]] = {}
         self._subscribed = False
+        # in an actor's worker that runs one call at a time: its id, and the results of
+        # calls it made to itself (waiting on those would deadlock)
+        self.serial_actor_id = 0
+        self._self_calls: set[int] = set()
         self._sub_lock = threading.Lock()
         client.output_handler = print_task_output
 
@@ -220,6 +224,8 @@ class LocalEngine(Engine):
         )
         refs = [ObjectRef(oid, self) for oid in return_ids]
         client.post(P.CallActor(spec))
+        if handle._actor_id == self.serial_actor_id:  # this actor calling itself
+            self._self_calls.update(return_ids)
         return refs if num_returns else []
 
     def kill_actor(self, handle: ActorHandle, no_restart: bool) -> None:
@@ -252,11 +258,23 @@ class LocalEngine(Engine):
         return ref
 
     def get(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]:
+        self._check_self_wait(refs)
         return self.client.get_values([r.id for r in refs], timeout)
+
+    def _check_self_wait(self, refs: list[ObjectRef]) -> None:
+        """An actor that runs one call at a time waiting for its own call would wait forever."""
+        if self._self_calls and not self._self_calls.isdisjoint(r.id for r in refs):
+            raise NbrayError(
+                "an actor method waits for the result of another call to the same actor, "
+                "which runs one call at a time, so it can never finish. Call the method "
+                "directly (self.method(...)), or give the actor max_concurrency > 1 or "
+                "async methods."
+            )
 
     def wait(
         self, refs: list[ObjectRef], num_returns: int, timeout: float | None
     ) -> list[ObjectRef]:
+        self._check_self_wait(refs)
         done = set(self.client.wait_for([r.id for r in refs], num_returns, timeout))
         return [r for r in refs if r.id in done][:num_returns]
 

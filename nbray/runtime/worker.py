@@ -324,6 +324,8 @@ class Worker:
         try:
             cls = pickle.loads(msg.cls)
             args, kwargs = self._resolve(spec.args, msg.deps)
+            if not spec.is_async and spec.max_concurrency == 1:
+                self.engine.serial_actor_id = spec.actor_id
             self.actor = cls(*args, **kwargs)
         except BaseException as exc:
             cause = exc.error if isinstance(exc, _ArgumentFailed) else exc

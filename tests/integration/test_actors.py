@@ -673,3 +673,45 @@ class Splitter2:
     @nbray.method(num_returns=2)
     def split(self, x: int) -> tuple[int, int]:
         return x // 10, x % 10
+
+
+def test_actor_waiting_on_its_own_call_raises_instead_of_hanging(
+    cluster: nbray.ClusterContext,
+) -> None:
+    @nbray.remote
+    class Selfish:
+        def __init__(self) -> None:
+            self.me: Any = None
+
+        def remember(self, handle: Any) -> None:
+            self.me = handle
+
+        def value(self) -> int:
+            return 7
+
+        def ask_myself(self) -> int:
+            return int(nbray.get(self.me.value.remote()))
+
+    a = Selfish.remote()
+    nbray.get(a.remember.remote(a), timeout=GET_TIMEOUT)
+    with pytest.raises(NbrayError, match="can never finish"):
+        nbray.get(a.ask_myself.remote(), timeout=GET_TIMEOUT)
+    assert nbray.get(a.value.remote(), timeout=GET_TIMEOUT) == 7  # and it lives on
+
+    @nbray.remote(max_concurrency=2)
+    class Helpful:
+        def __init__(self) -> None:
+            self.me: Any = None
+
+        def remember(self, handle: Any) -> None:
+            self.me = handle
+
+        def value(self) -> int:
+            return 8
+
+        def ask_myself(self) -> int:
+            return int(nbray.get(self.me.value.remote()))
+
+    h = Helpful.remote()
+    nbray.get(h.remember.remote(h), timeout=GET_TIMEOUT)
+    assert nbray.get(h.ask_myself.remote(), timeout=GET_TIMEOUT) == 8  # threads: fine
