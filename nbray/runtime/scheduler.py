@@ -13,7 +13,9 @@ Rules, following Ray:
   pool worker is idle; pool workers are spawned on demand, resources bound their number;
 - a worker that dies mid-task: the task is retried while ``attempts <= max_retries``
   (``-1``: forever), else it fails with ``worker_crashed``; cancelled tasks never retry;
-- a worker blocked in ``get`` lends its CPUs back, so nested tasks cannot deadlock;
+- a worker blocked in ``get`` lends its CPUs back, so nested tasks cannot deadlock; tasks
+  submitted by tasks go to the front of the queue (depth-first), so deep fan-out finishes
+  started work instead of blocking a new worker per level and branch;
 - an actor owns a dedicated worker; it is restarted up to ``max_restarts`` times, and
   calls in flight when it died are retried up to ``max_task_retries`` times, in order.
 """
@@ -472,7 +474,9 @@ class Scheduler:
                 self.waiting_on.setdefault(dep, set()).add(task_id)
         else:
             t.state = READY
-            self._ready_push(t)
+            # a task's children go first (depth-first), so nested fan-out finishes the work
+            # already started instead of blocking ever more workers breadth-first
+            self._ready_push(t, left=bool(parent))
             if self.idle or self._fits_now(t.shape):
                 self._schedule(out)
             else:  # nothing changed for the tasks already waiting: only this one is new

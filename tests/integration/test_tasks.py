@@ -369,6 +369,18 @@ def test_nested_fan_out_on_one_cpu_does_not_deadlock(
     all_resources_free()
 
 
+def test_nested_fan_out_ten_levels_deep_on_one_cpu(
+    cluster_factory: Callable[..., Any],
+) -> None:
+    ctx = cluster_factory(num_cpus=1)
+    # 2,047 tasks, 1,023 of them blocking: breadth-first this needs a worker per blocked
+    # task (more than the 256-worker cap: a deadlock); depth-first it needs a handful
+    assert nbray.get(tree.remote(10), timeout=120) == 1024
+    all_resources_free()
+    head = psutil.Process(int(Path(ctx.session_dir, "head.pid").read_text()))
+    assert len(head.children(recursive=True)) < 64
+
+
 # --- errors ----------------------------------------------------------------------------------
 
 

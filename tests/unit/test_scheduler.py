@@ -813,8 +813,9 @@ def test_fan_out_of_many_children() -> None:
         assert submit(s, tid, parent=1) == []
     assert s.worker_blocked(2) == [SpawnWorker(3)]
     assert s.worker_blocked(1) == [SpawnWorker(4)]
-    assert s.worker_started(3) == [Dispatch(3, 10)]
-    assert s.worker_started(4) == [Dispatch(4, 11)]
+    # children go to the front of the queue, newest first (depth-first)
+    assert s.worker_started(3) == [Dispatch(3, 11)]
+    assert s.worker_started(4) == [Dispatch(4, 10)]
 
 
 def test_block_is_counted_once_and_only_for_busy_workers() -> None:
