@@ -1,6 +1,6 @@
 """The head process: connections, object directory, scheduler, event bus, worker supervision.
 
-    clients/workers ──authenticated frames──▶ _Peer.data_received ──▶ Head.on_<Message>
+    clients/workers ──authenticated frames──▶ Peer.data_received ──▶ Head.on_<Message>
         ──▶ ObjectDirectory (objects) + Scheduler (decisions) ──▶ Head.do_<Instruction>
         ──▶ frames to workers / clients, commands to the fork server
     fork server ──("spawned"|"exited", worker, pid, code)──▶ Head (worker start and death)
@@ -16,7 +16,6 @@ SIGTERM/SIGINT — taking its fork server, workers and shared-memory segments wi
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import pickle
@@ -34,168 +33,19 @@ from ..errors import RemoteError
 from . import protocol as P
 from . import scheduler as S
 from . import shm
+from .failures import actor_died_payload, error_text, failure_message
 from .gpus import visible_devices_env
+from .head_records import ActorRecord, HeadConfig, Peer, TaskRecord
 from .objects import ObjectDirectory, lost_payload
-from .reactor import Reactor, Stream, Timer
+from .reactor import Reactor
 from .session_files import pid_alive, read_secret, remove_session_dir
-from .transport import FrameDecoder, ServerAuth, encode
+from .transport import FrameDecoder, encode
 
 log = logging.getLogger("nbray.head")
 EVENT_HISTORY = 10_000
-HANDSHAKE_TIMEOUT = 5.0
 DEAD_ACTOR_HISTORY = 1000
 PIPELINE_DEPTH = 64  # tasks a worker may hold when they are short (see Scheduler)
 SHORT_TASK = 0.001  # seconds: functions faster than this on average are pipelined
-
-
-class HeadConfig:
-    """The cluster's settings, from ``SESSION_DIR/config.json`` (cluster/local.py writes it)."""
-
-    def __init__(
-        self,
-        session_dir: str,
-        session: str,
-        node_id: str,
-        resources: dict[str, float],
-        gpu_ids: list[int] | None,
-        namespace: str = "default",
-        owner_pid: int = 0,
-        tcp_host: str = "",
-        tcp_port: int = 0,
-        python: str = sys.executable,
-        listen_fds: list[int] | None = None,
-    ) -> None:
-        self.session_dir = session_dir
-        self.session = session
-        self.node_id = node_id
-        self.resources = resources
-        self.gpu_ids = gpu_ids
-        self.namespace = namespace
-        self.owner_pid = owner_pid
-        self.tcp_host = tcp_host
-        self.tcp_port = tcp_port
-        self.python = python  # the interpreter that started the cluster (informational)
-        self.listen_fds = listen_fds or []
-
-    @classmethod
-    def load(cls, session_dir: str) -> HeadConfig:
-        data = json.loads((Path(session_dir) / "config.json").read_text())
-        return cls(session_dir=session_dir, **data)
-
-
-class _TaskRecord:
-    __slots__ = ("owner", "parent", "spec", "state", "submitted", "submitter", "worker_id")
-
-    def __init__(
-        self, spec: P.TaskSpec, owner: int, submitter: int, parent: int, submitted: float
-    ) -> None:
-        self.spec = spec
-        self.owner = owner  # the client (kernel) the work belongs to
-        self.submitter = submitter  # the connection that submitted it
-        self.parent = parent
-        self.state = "PENDING"
-        self.worker_id = 0
-        self.submitted = submitted
-
-
-class _ActorRecord:
-    def __init__(self, spec: P.ActorSpec, cls: bytes, owner: int) -> None:
-        self.spec = spec
-        self.cls = cls
-        self.owner = owner
-        self.state = "PENDING"
-        self.worker_id = 0
-        self.death_cause = ""
-        self.calls: set[int] = set()
-
-
-class _Peer:
-    """One connection: handshake, then frames dispatched to the head."""
-
-    def __init__(self, head: Head, stream: Stream) -> None:
-        self.head = head
-        self.stream = stream
-        self.auth: ServerAuth | None = ServerAuth(head.secret)
-        self.decoder = FrameDecoder()
-        self.conn_id = 0
-        self.role = ""
-        self.pid = 0
-        self.worker_id = 0
-        self.holds: set[int] = set()
-        self.outbox: list[Any] = []
-        self.known_funcs: set[bytes] = set()
-        self.job: P.Job | None = None  # a client's cwd and sys.path (from Hello)
-        self.job_owner = 0  # workers: whose job they were last given
-        stream.on_data = self.data_received
-        stream.on_close = self.connection_lost
-        stream.write(self.auth.hello())
-        self.timeout: Timer | None = head.reactor.call_later(
-            HANDSHAKE_TIMEOUT, self._handshake_timeout
-        )
-
-    def abort(self) -> None:
-        self.stream.abort()
-
-    def _handshake_timeout(self) -> None:
-        if self.auth is not None:
-            log.warning("closing a connection that did not authenticate in time")
-            self.abort()
-
-    def data_received(self, data: bytes) -> None:
-        if self.auth is not None:
-            verdict, reply, data = self.auth.feed(data)
-            if verdict is None:
-                return
-            if verdict is False:
-                log.warning("rejected a connection that failed authentication")
-                self.auth = None
-                self.role = "rejected"
-                self.abort()
-                return
-            self.auth = None
-            if self.timeout is not None:
-                self.timeout.cancel()
-            self.stream.write(reply)
-            if not data:
-                return
-        if self.role == "rejected":
-            return
-        try:
-            frames = self.decoder.feed(data)
-        except Exception as exc:  # malformed frame from an authenticated peer
-            log.warning("closing connection %s: bad frame (%s)", self.conn_id, exc)
-            self.abort()
-            return
-        for msgs in frames:
-            if type(msgs) is not list:
-                log.warning(
-                    "closing connection %s: a frame that is not a message list", self.conn_id
-                )
-                self.abort()
-                return
-            for msg in msgs:
-                try:
-                    self.head.dispatch(self, msg)
-                except Exception:  # a malformed record: drop this peer, keep the cluster
-                    log.exception("closing connection %s: bad %s", self.conn_id, type(msg))
-                    self.abort()
-                    return
-
-    def send(self, msg: Any) -> None:
-        if not self.outbox:
-            self.head.flush_soon(self)
-        self.outbox.append(msg)
-
-    def flush(self) -> None:
-        if self.outbox and not self.stream.closed:
-            self.stream.write(encode(self.outbox))
-        self.outbox = []
-
-    def connection_lost(self) -> None:
-        if self.timeout is not None:
-            self.timeout.cancel()
-        if self.conn_id:
-            self.head.peer_lost(self)
 
 
 class Head:
@@ -205,29 +55,29 @@ class Head:
         self.objects = ObjectDirectory()
         self.sched = S.Scheduler(config.resources, config.gpu_ids, pipeline_depth=PIPELINE_DEPTH)
         self.func_time: dict[bytes, float] = {}  # moving average of each function's run time
-        self.peers: dict[int, _Peer] = {}
-        self.worker_peers: dict[int, _Peer] = {}
+        self.peers: dict[int, Peer] = {}
+        self.worker_peers: dict[int, Peer] = {}
         self.worker_pids: dict[int, int] = {}
         self.worker_actor: dict[int, int] = {}
         self.kill_on_spawn: set[int] = set()
-        self.tasks: dict[int, _TaskRecord] = {}
+        self.tasks: dict[int, TaskRecord] = {}
         self.producer: dict[int, int] = {}  # return object id -> task id
         self.functions: dict[bytes, bytes] = {}
-        self.actors: dict[int, _ActorRecord] = {}
+        self.actors: dict[int, ActorRecord] = {}
         self.actor_names: dict[tuple[str, str], int] = {}
         self.dead_actors: dict[int, str] = {}  # why recent actors died, for late calls
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_HISTORY)
         self.subscribers: set[int] = set()
         self.finished_count: dict[str, int] = {"FINISHED": 0, "FAILED": 0, "CANCELLED": 0}
         self._next_conn = 1
-        self._dirty: list[_Peer] = []
+        self._dirty: list[Peer] = []
         self._stopping = False
         self.reactor = Reactor()
         self.forkserver: subprocess.Popen[bytes] | None = None
         self.fs_sock: socket.socket | None = None
         self.fs_decoder = FrameDecoder()
         self.sampler: Any = None
-        self.handlers: dict[type, Callable[[_Peer, Any], None]] = {
+        self.handlers: dict[type, Callable[[Peer, Any], None]] = {
             P.Hello: self.on_hello,
             P.Submit: self.on_submit,
             P.CallActor: self.on_call_actor,
@@ -274,7 +124,7 @@ class Head:
 
     # --- plumbing ------------------------------------------------------------------------
 
-    def flush_soon(self, peer: _Peer) -> None:
+    def flush_soon(self, peer: Peer) -> None:
         if not self._dirty:
             self.reactor.call_soon(self._flush)
         self._dirty.append(peer)
@@ -284,7 +134,7 @@ class Head:
         for peer in dirty:
             peer.flush()
 
-    def dispatch(self, peer: _Peer, msg: Any) -> None:
+    def dispatch(self, peer: Peer, msg: Any) -> None:
         handler = self.handlers.get(type(msg))
         if handler is None:
             log.warning("connection %s sent an unknown message %s", peer.conn_id, type(msg))
@@ -308,7 +158,7 @@ class Head:
                 if peer is not None:
                     peer.send(ev)
 
-    def task_event(self, rec: _TaskRecord, state: str, **extra: Any) -> None:
+    def task_event(self, rec: TaskRecord, state: str, **extra: Any) -> None:
         rec.state = state
         if not self.subscribers:  # nobody listens: keep the hot path free of event dicts
             return
@@ -332,7 +182,7 @@ class Head:
 
     # --- connections ---------------------------------------------------------------------
 
-    def on_hello(self, peer: _Peer, msg: P.Hello) -> None:
+    def on_hello(self, peer: Peer, msg: P.Hello) -> None:
         if peer.conn_id:
             return
         peer.conn_id = self._next_conn
@@ -351,7 +201,7 @@ class Head:
         if msg.role == "worker":
             self.run(self.sched.worker_started(msg.worker_id))
 
-    def peer_lost(self, peer: _Peer) -> None:
+    def peer_lost(self, peer: Peer) -> None:
         self.peers.pop(peer.conn_id, None)
         self.subscribers.discard(peer.conn_id)
         for oid in peer.holds:
@@ -380,7 +230,7 @@ class Head:
 
     # --- tasks ---------------------------------------------------------------------------
 
-    def _owner_and_parent(self, peer: _Peer) -> tuple[int, int]:
+    def _owner_and_parent(self, peer: Peer) -> tuple[int, int]:
         if peer.role != "worker":
             return peer.conn_id, 0
         w = self.sched.workers.get(peer.worker_id)
@@ -392,9 +242,9 @@ class Head:
             return self.actors[aid].owner, 0
         return peer.conn_id, 0
 
-    def _register_task(self, peer: _Peer, spec: P.TaskSpec) -> _TaskRecord:
+    def _register_task(self, peer: Peer, spec: P.TaskSpec) -> TaskRecord:
         owner, parent = self._owner_and_parent(peer)
-        rec = _TaskRecord(spec, owner, peer.conn_id, parent, time.time())
+        rec = TaskRecord(spec, owner, peer.conn_id, parent, time.time())
         self.tasks[spec.task_id] = rec
         for oid in spec.return_ids:
             self.objects.create(oid, peer.conn_id)
@@ -405,7 +255,7 @@ class Head:
         self.task_event(rec, "SUBMITTED")
         return rec
 
-    def on_submit(self, peer: _Peer, msg: P.Submit) -> None:
+    def on_submit(self, peer: Peer, msg: P.Submit) -> None:
         spec = msg.spec
         if msg.func:
             self.functions[spec.func_id] = msg.func
@@ -460,7 +310,7 @@ class Head:
             rec, "RUNNING", worker_id=ins.worker_id, pid=peer.pid, gpu_ids=list(ins.gpu_ids)
         )
 
-    def _job_for(self, worker: _Peer, owner: int) -> P.Job | None:
+    def _job_for(self, worker: Peer, owner: int) -> P.Job | None:
         """The owner's cwd and sys.path, when this worker last ran someone else's work."""
         if worker.job_owner == owner:
             return None
@@ -470,7 +320,7 @@ class Head:
         worker.job_owner = owner
         return owner_peer.job
 
-    def on_task_done(self, peer: _Peer, msg: P.TaskDone) -> None:
+    def on_task_done(self, peer: Peer, msg: P.TaskDone) -> None:
         rec = self.tasks.get(msg.task_id)
         if rec is None:
             for oid, payload, _contained in msg.results:
@@ -485,7 +335,7 @@ class Head:
         else:
             self.run(self.sched.task_finished(rec.spec.task_id, True))
 
-    def on_task_failed(self, peer: _Peer, msg: P.TaskFailed) -> None:
+    def on_task_failed(self, peer: Peer, msg: P.TaskFailed) -> None:
         rec = self.tasks.get(msg.task_id)
         if rec is None:
             return
@@ -508,7 +358,7 @@ class Head:
         if self.objects.known(oid):
             self.run(self.sched.object_ready(oid, payload.kind != P.ERROR))
 
-    def _store_error(self, rec: _TaskRecord, payload: P.Payload) -> None:
+    def _store_error(self, rec: TaskRecord, payload: P.Payload) -> None:
         for oid in rec.spec.return_ids:
             self._store(oid, payload, ())
         state = "FAILED"
@@ -516,9 +366,9 @@ class Head:
             err = pickle.loads(payload.data)
             if err.kind == "cancelled":
                 state = "CANCELLED"
-        self._end_task(rec, state, error=_error_text(payload))
+        self._end_task(rec, state, error=error_text(payload))
 
-    def _end_task(self, rec: _TaskRecord, state: str, **extra: Any) -> None:
+    def _end_task(self, rec: TaskRecord, state: str, **extra: Any) -> None:
         if self.tasks.pop(rec.spec.task_id, None) is None:
             return
         for oid in rec.spec.return_ids:
@@ -542,7 +392,7 @@ class Head:
             payload = self.objects.ready(ins.dependency) or lost_payload(ins.dependency)
             self._store_error(rec, payload)
             return
-        message = _failure_message(rec.spec.name, ins)
+        message = failure_message(rec.spec.name, ins)
         err = RemoteError(
             kind=ins.kind,
             message=message,
@@ -562,7 +412,7 @@ class Head:
         if peer is not None:
             peer.send(P.CancelTask(ins.task_id))
 
-    def on_cancel(self, peer: _Peer, msg: P.Cancel) -> None:
+    def on_cancel(self, peer: Peer, msg: P.Cancel) -> None:
         tid = self.producer.get(msg.object_id)
         if tid is None:
             return
@@ -571,7 +421,7 @@ class Head:
             return  # actor calls are not cancelled (as in Ray, for running calls)
         self.run(self.sched.cancel(tid, msg.force, msg.recursive))
 
-    def on_forget_function(self, peer: _Peer, msg: P.ForgetFunction) -> None:
+    def on_forget_function(self, peer: Peer, msg: P.ForgetFunction) -> None:
         peer.known_funcs.discard(msg.func_id)
 
     def do_unqueue(self, ins: S.Unqueue) -> None:
@@ -579,7 +429,7 @@ class Head:
         if peer is not None:
             peer.send(P.Unqueue(ins.task_ids))
 
-    def on_unqueued(self, peer: _Peer, msg: P.Unqueued) -> None:
+    def on_unqueued(self, peer: Peer, msg: P.Unqueued) -> None:
         self.run(self.sched.unqueued(peer.worker_id, msg.task_ids))
 
     def _timed(self, func_id: bytes, duration: float) -> None:
@@ -587,13 +437,13 @@ class Head:
             old = self.func_time.get(func_id)
             self.func_time[func_id] = duration if old is None else 0.8 * old + 0.2 * duration
 
-    def on_blocked(self, peer: _Peer, msg: P.Blocked) -> None:
+    def on_blocked(self, peer: Peer, msg: P.Blocked) -> None:
         self.run(self.sched.worker_blocked(peer.worker_id))
 
-    def on_unblocked(self, peer: _Peer, msg: P.Unblocked) -> None:
+    def on_unblocked(self, peer: Peer, msg: P.Unblocked) -> None:
         self.run(self.sched.worker_unblocked(peer.worker_id))
 
-    def on_output(self, peer: _Peer, msg: P.Output) -> None:
+    def on_output(self, peer: Peer, msg: P.Output) -> None:
         rec = self.tasks.get(msg.task_id)
         if rec is not None:
             owner = rec.owner
@@ -609,34 +459,34 @@ class Head:
 
     # --- objects -------------------------------------------------------------------------
 
-    def on_put(self, peer: _Peer, msg: P.Put) -> None:
+    def on_put(self, peer: Peer, msg: P.Put) -> None:
         peer.holds.add(msg.object_id)
         self.objects.set(msg.object_id, msg.payload, msg.contained, holder=peer.conn_id)
 
-    def on_fetch(self, peer: _Peer, msg: P.Fetch) -> None:
+    def on_fetch(self, peer: Peer, msg: P.Fetch) -> None:
         for oid in msg.object_ids:
             payload = self.objects.wait(oid, peer.conn_id)
             if payload is not None:
                 peer.send(P.ObjectReady(oid, payload))
 
-    def on_add_hold(self, peer: _Peer, msg: P.AddHold) -> None:
+    def on_add_hold(self, peer: Peer, msg: P.AddHold) -> None:
         for oid in msg.object_ids:
             if self.objects.add_hold(oid, peer.conn_id):
                 peer.holds.add(oid)
 
-    def on_release(self, peer: _Peer, msg: P.Release) -> None:
+    def on_release(self, peer: Peer, msg: P.Release) -> None:
         for oid in msg.object_ids:
             peer.holds.discard(oid)
             self.objects.release(oid, peer.conn_id)
 
     # --- actors --------------------------------------------------------------------------
 
-    def on_create_actor(self, peer: _Peer, msg: P.CreateActor) -> None:
+    def on_create_actor(self, peer: Peer, msg: P.CreateActor) -> None:
         self._create_actor(peer, msg.spec, msg.cls)
 
-    def _create_actor(self, peer: _Peer, spec: P.ActorSpec, cls: bytes) -> None:
+    def _create_actor(self, peer: Peer, spec: P.ActorSpec, cls: bytes) -> None:
         owner, _ = self._owner_and_parent(peer)
-        rec = _ActorRecord(spec, cls, owner)
+        rec = ActorRecord(spec, cls, owner)
         self.actors[spec.actor_id] = rec
         if spec.name:
             self.actor_names[(spec.namespace, spec.name)] = spec.actor_id
@@ -654,7 +504,7 @@ class Head:
             )
         )
 
-    def req_create_actor(self, peer: _Peer, spec: P.ActorSpec, cls: bytes) -> None:
+    def req_create_actor(self, peer: Peer, spec: P.ActorSpec, cls: bytes) -> None:
         key = (spec.namespace, spec.name)
         existing = self.actor_names.get(key)
         if existing is not None and existing in self.actors:
@@ -664,13 +514,13 @@ class Head:
             )
         self._create_actor(peer, spec, cls)
 
-    def on_call_actor(self, peer: _Peer, msg: P.CallActor) -> None:
+    def on_call_actor(self, peer: Peer, msg: P.CallActor) -> None:
         spec = msg.spec
         rec = self._register_task(peer, spec)
         actor = self.actors.get(spec.actor_id)
         if actor is None:
             cause = self.dead_actors.get(spec.actor_id, "the actor is dead")
-            self._store_error(rec, _actor_died_payload(spec, cause))
+            self._store_error(rec, actor_died_payload(spec, cause))
             return
         actor.calls.add(spec.task_id)
         self.run(self.sched.actor_call(spec.task_id, spec.actor_id))
@@ -700,7 +550,7 @@ class Head:
     def do_fail_call(self, ins: S.FailCall) -> None:
         rec = self.tasks.get(ins.call_id)
         if rec is not None:
-            self._store_error(rec, _actor_died_payload(rec.spec, ins.message))
+            self._store_error(rec, actor_died_payload(rec.spec, ins.message))
 
     def do_actor_state(self, ins: S.ActorStateChanged) -> None:
         actor = self.actors.get(ins.actor_id)
@@ -727,7 +577,7 @@ class Head:
             for cid in list(actor.calls):
                 rec = self.tasks.get(cid)
                 if rec is not None:
-                    self._store_error(rec, _actor_died_payload(rec.spec, ins.reason))
+                    self._store_error(rec, actor_died_payload(rec.spec, ins.reason))
             self.actors.pop(ins.actor_id, None)
             key = (actor.spec.namespace, actor.spec.name)
             if self.actor_names.get(key) == ins.actor_id:
@@ -735,13 +585,13 @@ class Head:
             self.objects.unpin(actor.spec.deps)
             self.objects.unpin(actor.spec.contained)
 
-    def on_actor_start_failed(self, peer: _Peer, msg: P.ActorStartFailed) -> None:
+    def on_actor_start_failed(self, peer: Peer, msg: P.ActorStartFailed) -> None:
         self.run(self.sched.kill_actor(msg.actor_id, no_restart=True, reason=msg.reason))
 
-    def on_kill_actor(self, peer: _Peer, msg: P.KillActor) -> None:
+    def on_kill_actor(self, peer: Peer, msg: P.KillActor) -> None:
         self.run(self.sched.kill_actor(msg.actor_id, msg.no_restart, msg.when_idle))
 
-    def req_get_actor(self, peer: _Peer, name: str, namespace: str) -> tuple[Any, ...]:
+    def req_get_actor(self, peer: Peer, name: str, namespace: str) -> tuple[Any, ...]:
         aid = self.actor_names.get((namespace, name))
         actor = self.actors.get(aid) if aid else None
         if actor is None:
@@ -829,7 +679,7 @@ class Head:
 
     # --- requests, events, lifecycle -----------------------------------------------------
 
-    def on_request(self, peer: _Peer, msg: P.Request) -> None:
+    def on_request(self, peer: Peer, msg: P.Request) -> None:
         handler = self.requests.get(msg.what)
         try:
             if handler is None:
@@ -838,7 +688,7 @@ class Head:
         except Exception as exc:
             peer.send(P.Reply(msg.req_id, False, exc))
 
-    def req_cluster_info(self, peer: _Peer) -> dict[str, Any]:
+    def req_cluster_info(self, peer: Peer) -> dict[str, Any]:
         return {
             "node_id": self.config.node_id,
             "address": self.config.session_dir,
@@ -853,7 +703,7 @@ class Head:
             },
         }
 
-    def req_status(self, peer: _Peer) -> dict[str, Any]:
+    def req_status(self, peer: Peer) -> dict[str, Any]:
         return {
             "tasks": {**self.sched.counts(), **self.finished_count},
             "workers": {str(k): v for k, v in self.sched.worker_states().items()},
@@ -863,19 +713,19 @@ class Head:
             "objects": len(self.objects),
         }
 
-    def req_events(self, peer: _Peer, limit: int = 1000) -> list[dict[str, Any]]:
+    def req_events(self, peer: Peer, limit: int = 1000) -> list[dict[str, Any]]:
         return list(self.events)[-limit:]
 
-    def on_subscribe(self, peer: _Peer, msg: P.Subscribe) -> None:
+    def on_subscribe(self, peer: Peer, msg: P.Subscribe) -> None:
         if msg.replay:
             for data in self.events:
                 peer.send(P.Event(data))
         self.subscribers.add(peer.conn_id)
 
-    def on_unsubscribe(self, peer: _Peer, msg: P.Unsubscribe) -> None:
+    def on_unsubscribe(self, peer: Peer, msg: P.Unsubscribe) -> None:
         self.subscribers.discard(peer.conn_id)
 
-    def on_shutdown(self, peer: _Peer, msg: P.Shutdown) -> None:
+    def on_shutdown(self, peer: Peer, msg: P.Shutdown) -> None:
         self.shutdown()
 
     def tick(self) -> None:
@@ -931,7 +781,7 @@ class Head:
         if tcp_file.exists():
             address = tcp_file.read_text()
         for listener in listeners:
-            self.reactor.serve(listener, lambda stream: _Peer(self, stream))
+            self.reactor.serve(listener, lambda stream: Peer(self, stream))
         self.run(self.sched.start())
         self.reactor.on_signals((signal.SIGTERM, signal.SIGINT), self.shutdown)
         sys.stdout.write(f"NBRAY_READY {address}\n")
@@ -957,62 +807,6 @@ class Head:
         except subprocess.TimeoutExpired:
             fs.kill()
             fs.wait(timeout=5)
-
-
-def _error_text(payload: P.Payload) -> str:
-    try:
-        return str(pickle.loads(payload.data).message)[:500]
-    except Exception:
-        return "error"
-
-
-def _actor_died_payload(spec: P.TaskSpec, cause: str) -> P.Payload:
-    hint = ""
-    if "exited with code" in cause or "was killed" in cause:
-        hint = (
-            ". Set max_restarts (and max_task_retries) on the actor to restart it and retry "
-            "its calls"
-        )
-    err = RemoteError(
-        kind="actor_died",
-        message=f"the actor died before {spec.name} ({spec.task_id:016x}) completed: {cause}{hint}",
-        function_name=spec.name,
-        task_id=f"{spec.task_id:016x}",
-    )
-    return P.Payload(P.ERROR, pickle.dumps(err))
-
-
-def _failure_message(name: str, ins: S.FailTask) -> str:
-    tid = f"{ins.task_id:016x}"
-    if ins.kind == "worker_crashed":
-        return (
-            f"the worker running task {name} ({tid}) died {ins.message}: "
-            f"{describe_exit(ins.exit_code)}. Raise max_retries to retry more, and check "
-            "the task for crashes in native code or excessive memory use."
-        )
-    if ins.kind == "cancelled":
-        return f"task {name} ({tid}) was cancelled: {ins.message}"
-    return ins.message or f"task {name} ({tid}) failed ({ins.kind})"
-
-
-def describe_exit(code: int | None) -> str:
-    """Exit code → a likely cause, like loky's TerminatedWorkerError."""
-    if code is None:
-        return "its exit code is unknown"
-    if code < 0:
-        try:
-            sig = signal.Signals(-code).name
-        except ValueError:
-            sig = f"signal {-code}"
-        causes = {
-            "SIGKILL": "killed by SIGKILL (the OOM killer, or a kill -9)",
-            "SIGSEGV": "a segmentation fault",
-            "SIGABRT": "an abort in native code",
-            "SIGBUS": "a bus error (often a full /dev/shm)",
-            "SIGTERM": "terminated by SIGTERM",
-        }
-        return f"exit code {code}: {causes.get(sig, sig)}"
-    return f"exit code {code} (the process exited, e.g. os._exit or sys.exit in the task)"
 
 
 def run_head(session_dir: str, forkserver: subprocess.Popen[bytes], fs_sock: socket.socket) -> None:
