@@ -24,121 +24,37 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from typing import NamedTuple
 
-# --- instructions -----------------------------------------------------------------------
-
-
-class SpawnWorker(NamedTuple):
-    worker_id: int
-    actor_id: int = 0
-
-
-class KillWorker(NamedTuple):
-    worker_id: int
-
-
-class Dispatch(NamedTuple):
-    worker_id: int
-    task_id: int
-    gpu_ids: tuple[int, ...] = ()
-
-
-class Unqueue(NamedTuple):
-    """Take back tasks queued behind a worker's current one (it blocked in ``get``)."""
-
-    worker_id: int
-    task_ids: tuple[int, ...]
-
-
-class Interrupt(NamedTuple):
-    worker_id: int
-    task_id: int
-
-
-class FailTask(NamedTuple):
-    task_id: int
-    kind: str  # "cancelled" | "worker_crashed" | "dependency" | "unschedulable" | ...
-    message: str = ""
-    exit_code: int | None = None
-    dependency: int = 0  # the failed ObjectRef argument, for kind == "dependency"
-
-
-class Retry(NamedTuple):
-    task_id: int
-    attempt: int
-    reason: str
-
-
-class StartActor(NamedTuple):
-    worker_id: int
-    actor_id: int
-    gpu_ids: tuple[int, ...] = ()
-
-
-class DispatchCall(NamedTuple):
-    worker_id: int
-    actor_id: int
-    call_id: int
-
-
-class FailCall(NamedTuple):
-    call_id: int
-    actor_id: int
-    kind: str
-    message: str
-
-
-class ActorStateChanged(NamedTuple):
-    actor_id: int
-    state: str  # "PENDING" | "ALIVE" | "RESTARTING" | "DEAD"
-    reason: str = ""
-
-
-Instruction = (
-    SpawnWorker
-    | KillWorker
-    | Dispatch
-    | Interrupt
-    | Unqueue
-    | FailTask
-    | Retry
-    | StartActor
-    | DispatchCall
-    | FailCall
-    | ActorStateChanged
-)
-
-
-def _typed_eq(self: tuple[object, ...], other: object) -> bool:
-    return type(self) is type(other) and tuple.__eq__(self, other)
-
-
-def _typed_ne(self: tuple[object, ...], other: object) -> bool:
-    return not _typed_eq(self, other)
-
-
-def _typed_hash(self: tuple[object, ...]) -> int:
-    return hash((type(self).__name__, tuple(self)))
-
-
-# instructions are records, not tuples: Dispatch(1, 2) never equals another record's (1, 2)
-for _cls in (
-    SpawnWorker,
-    KillWorker,
+from .instructions import (
+    ActorStateChanged,
     Dispatch,
-    Unqueue,
-    Interrupt,
-    FailTask,
-    Retry,
-    StartActor,
     DispatchCall,
     FailCall,
-    ActorStateChanged,
-):
-    _cls.__eq__ = _typed_eq  # type: ignore[method-assign]
-    _cls.__ne__ = _typed_ne  # type: ignore[assignment,method-assign]
-    _cls.__hash__ = _typed_hash  # type: ignore[method-assign]
+    FailTask,
+    Instruction,
+    Interrupt,
+    KillWorker,
+    Retry,
+    SpawnWorker,
+    StartActor,
+    Unqueue,
+)
+
+__all__ = [
+    "ActorStateChanged",
+    "Dispatch",
+    "DispatchCall",
+    "FailCall",
+    "FailTask",
+    "Instruction",
+    "Interrupt",
+    "KillWorker",
+    "Retry",
+    "Scheduler",
+    "SpawnWorker",
+    "StartActor",
+    "Unqueue",
+]
 
 # --- state ------------------------------------------------------------------------------
 
