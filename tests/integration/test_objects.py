@@ -20,7 +20,7 @@ from typing import Any
 import cloudpickle
 import numpy as np
 import pytest
-from nbray_testing import nbray_segments, wait_until
+from nbray_testing import session_segments, wait_until
 
 import nbray
 from nbray import session
@@ -45,10 +45,15 @@ def big_array(seed: int = 0) -> np.ndarray:
     return np.arange(BIG // 8, dtype=np.float64) + seed
 
 
+def own_segments() -> set[str]:
+    """This test's cluster's segments (other clusters on the machine may have theirs)."""
+    return session_segments(session.get_engine().client.session)  # type: ignore[union-attr]
+
+
 def segment_of(ref: nbray.ObjectRef) -> str:
     """The /dev/shm segment holding ``ref``'s value (it must exist)."""
-    matches = [s for s in nbray_segments() if s.endswith(f"-{ref.hex()}")]
-    assert len(matches) == 1, (ref, sorted(nbray_segments()))
+    matches = [s for s in own_segments() if s.endswith(f"-{ref.hex()}")]
+    assert len(matches) == 1, (ref, sorted(own_segments()))
     return matches[0]
 
 
@@ -108,13 +113,13 @@ def test_numpy_and_nested_values_round_trip(cluster: nbray.ClusterContext) -> No
 
 
 def test_small_objects_inline_large_ones_in_shared_memory(cluster: nbray.ClusterContext) -> None:
-    before = nbray_segments()
+    before = own_segments()
     small = nbray.put(b"s" * (50 * 1024))
     assert nbray.get(small) == b"s" * (50 * 1024)
-    assert nbray_segments() == before  # inline: no segment
+    assert own_segments() == before  # inline: no segment
     large = nbray.put(b"l" * (200 * 1024))
     name = segment_of(large)
-    assert nbray_segments() == before | {name}
+    assert own_segments() == before | {name}
     assert (Path("/dev/shm") / name).stat().st_mode & 0o777 == 0o600
     assert nbray.get(large) == b"l" * (200 * 1024)
     del large
@@ -168,12 +173,12 @@ def test_large_argument_by_value_travels_through_shared_memory(
 
         return float(a.sum()), small, sorted(n for n in os.listdir("/dev/shm") if "nbray-" in n)
 
-    before = nbray_segments()
+    before = own_segments()
     arr = big_array(3)
     total, small, during = nbray.get(inspect.remote(arr, [1, 2]), timeout=GET_TIMEOUT)
     assert total == float(arr.sum()) and small == [1, 2]
     assert set(during) - before  # the argument's segment existed while the task ran
-    wait_until(lambda: nbray_segments() <= before, 10)  # and was freed after
+    wait_until(lambda: own_segments() <= before, 10)  # and was freed after
 
 
 def test_large_task_result(cluster: nbray.ClusterContext) -> None:
@@ -205,7 +210,7 @@ def test_result_dropped_before_the_task_ends_is_freed(
     unsubscribe = engine.subscribe(
         lambda e: finished.append(e["task_id"]) if e.get("state") == "FINISHED" else None
     )
-    before = nbray_segments()
+    before = own_segments()
 
     @nbray.remote
     def make(path: str) -> np.ndarray:
@@ -223,8 +228,8 @@ def test_result_dropped_before_the_task_ends_is_freed(
     try:
         wait_until(lambda: len(finished) == 1)
         # nobody holds the result: its segment is unlinked as soon as it arrives
-        wait_until(lambda: nbray_segments() == before)
-        assert not any(s.endswith(oid) for s in nbray_segments())
+        wait_until(lambda: own_segments() == before)
+        assert not any(s.endswith(oid) for s in own_segments())
     finally:
         unsubscribe()
 
