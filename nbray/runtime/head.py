@@ -244,7 +244,7 @@ class Head:
 
     def _register_task(self, peer: Peer, spec: P.TaskSpec) -> TaskRecord:
         owner, parent = self._owner_and_parent(peer)
-        rec = TaskRecord(spec, owner, peer.conn_id, parent, time.time())
+        rec = TaskRecord(spec, owner, parent, time.time())
         self.tasks[spec.task_id] = rec
         for oid in spec.return_ids:
             self.objects.create(oid, peer.conn_id)
@@ -530,7 +530,6 @@ class Head:
         peer = self.worker_peers.get(ins.worker_id)
         if actor is None or peer is None:
             return
-        actor.worker_id = ins.worker_id
         self.worker_actor[ins.worker_id] = ins.actor_id
         env = visible_devices_env(list(ins.gpu_ids)) if self.config.gpu_ids else {}
         job = self._job_for(peer, actor.owner)
@@ -557,8 +556,6 @@ class Head:
         if actor is None:
             return
         actor.state = ins.state
-        if ins.reason:
-            actor.death_cause = ins.reason
         self.publish(
             {
                 "type": "actor",

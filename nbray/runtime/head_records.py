@@ -61,14 +61,11 @@ class HeadConfig:
 
 
 class TaskRecord:
-    __slots__ = ("owner", "parent", "spec", "state", "submitted", "submitter", "worker_id")
+    __slots__ = ("owner", "parent", "spec", "state", "submitted", "worker_id")
 
-    def __init__(
-        self, spec: P.TaskSpec, owner: int, submitter: int, parent: int, submitted: float
-    ) -> None:
+    def __init__(self, spec: P.TaskSpec, owner: int, parent: int, submitted: float) -> None:
         self.spec = spec
         self.owner = owner  # the client (kernel) the work belongs to
-        self.submitter = submitter  # the connection that submitted it
         self.parent = parent
         self.state = "PENDING"
         self.worker_id = 0
@@ -81,8 +78,6 @@ class ActorRecord:
         self.cls = cls
         self.owner = owner
         self.state = "PENDING"
-        self.worker_id = 0
-        self.death_cause = ""
         self.calls: set[int] = set()
 
 
