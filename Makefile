@@ -32,7 +32,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install $(VENV) test lint demo bench bench-quick clean distclean
+.PHONY: help install $(VENV) system-deps test lint demo bench bench-quick clean distclean
 
 help:
 	@echo "make demo       create $(VENV), install nbray, open JupyterLab on $(DEMO_DIR)/"
@@ -55,7 +55,11 @@ install: $(STAMP)
 
 $(VENV): $(STAMP)
 
-test: install
+# Debian's chromium and openssh-server, which the browser and SSH tests drive for real.
+system-deps:
+	scripts/system-deps.sh
+
+test: install system-deps
 	$(VENV_PY) -m pytest tests $(PYTEST_ARGS)
 
 lint: install

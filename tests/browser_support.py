@@ -1,0 +1,150 @@
+"""Browser-test support: a JupyterLab subprocess and Debian's Chromium through playwright.
+
+    test ─▶ playwright (Python) ─▶ Debian's /usr/bin/chromium (headless)
+                                        │ http://127.0.0.1:PORT/lab?token=…
+    start_lab() ─▶ `jupyter lab` subprocess (this venv, own process group)
+
+`playwright install` cannot download browsers here, so the tests use the system Chromium
+that `make system-deps` installs. Without it the tests skip locally; with CI=true they fail.
+Screenshots go to test-artifacts/browser/. Fixtures live in tests/browser/conftest.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS_DIR = REPO_ROOT / "test-artifacts" / "browser"
+CHROMIUM = "/usr/bin/chromium"
+# Flags verified here: without the networking ones Chromium keeps dialling Google's hosts,
+# which this machine's closed network refuses.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LAB_START_TIMEOUT = 60.0
+
+
+def require(what: str, ok: bool) -> None:
+    if ok:
+        return
+    message = f"{what} is missing: run `make system-deps` (installs Debian's chromium)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def artifact(name: str) -> Path:
+    """Where a browser test keeps a file it produced (screenshots)."""
+    ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS_DIR / name
+
+
+@dataclass
+class Lab:
+    """A running JupyterLab: ``url("lab/tree/x.ipynb")`` gives an authenticated URL."""
+
+    base: str
+    token: str
+    root_dir: Path
+    process: subprocess.Popen[bytes]
+
+    def url(self, path: str = "lab") -> str:
+        sep = "&" if "?" in path else "?"
+        return f"{self.base}{path}{sep}token={self.token}"
+
+    def api(self, path: str, method: str = "GET", body: bytes | None = None) -> Any:
+        req = urllib.request.Request(
+            f"{self.base}{path}",
+            data=body,
+            method=method,
+            headers={"Authorization": f"token {self.token}"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.read()
+
+
+def start_lab(root_dir: Path, log_path: Path, extra_args: list[str] | None = None) -> Lab:
+    """Start ``jupyter lab`` on a free loopback port, in its own process group, and wait
+    until its API answers."""
+    port = free_port()
+    token = secrets.token_hex(24)
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.root_dir={root_dir}",
+        f"--IdentityProvider.token={token}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        *(extra_args or []),
+    ]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    env = {k: v for k, v in os.environ.items() if k != "NBRAY_ADDRESS"}
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    lab = Lab(f"http://127.0.0.1:{port}/", token, root_dir, proc)
+    deadline = time.monotonic() + LAB_START_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"jupyter lab exited ({proc.returncode}); see {log_path}")
+        try:
+            lab.api("api/status")
+            return lab
+        except OSError:
+            if time.monotonic() > deadline:
+                stop_lab(lab)
+                raise AssertionError(f"jupyter lab did not answer; see {log_path}") from None
+            time.sleep(0.2)
+
+
+def stop_lab(lab: Lab, timeout: float = 20.0) -> None:
+    """SIGTERM the server (it shuts its kernels and extensions down), then SIGKILL its
+    process group if it lingers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(lab.process.pid, signal.SIGTERM)
+    try:
+        lab.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(lab.process.pid, signal.SIGKILL)
+        lab.process.wait(5)
+        raise AssertionError("jupyter lab did not stop on SIGTERM") from None
+
+
+def open_lab(page: Any, lab: Lab, path: str = "lab") -> None:
+    """Open JupyterLab at ``path`` and wait until its shell is drawn."""
+    page.goto(lab.url(path))
+    page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
