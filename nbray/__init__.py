@@ -45,8 +45,11 @@ _EXPORTS = {
     "wait": "api",
     "ObjectRef": "object_ref",
     "RemoteFunction": "remote_function",
+    "monitor": "widgets",
+    "task_graph": "widgets",
+    "timeline": "widgets",
 }
-_MODULES = {"errors": "errors", "exceptions": "errors"}
+_MODULES = {"errors": "errors", "exceptions": "errors", "widgets": "widgets"}
 
 __all__ = [
     "ActorClass",
@@ -67,11 +70,15 @@ __all__ = [
     "is_initialized",
     "kill",
     "method",
+    "monitor",
     "nodes",
     "put",
     "remote",
     "shutdown",
+    "task_graph",
+    "timeline",
     "wait",
+    "widgets",
 ]
 
 
@@ -110,5 +117,7 @@ if TYPE_CHECKING:
     from .lifecycle import ClusterContext, init, is_initialized, shutdown
     from .object_ref import ObjectRef
     from .remote_function import RemoteFunction
+    from . import widgets
+    from .widgets import monitor, task_graph, timeline
 
 del TYPE_CHECKING
