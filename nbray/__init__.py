@@ -98,7 +98,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from . import errors
+    from . import errors, widgets
     from . import errors as exceptions
     from .actor import ActorClass, ActorHandle, method
     from .api import (
@@ -117,7 +117,6 @@ if TYPE_CHECKING:
     from .lifecycle import ClusterContext, init, is_initialized, shutdown
     from .object_ref import ObjectRef
     from .remote_function import RemoteFunction
-    from . import widgets
     from .widgets import monitor, task_graph, timeline
 
 del TYPE_CHECKING

@@ -91,9 +91,7 @@ def _check_refs(refs: Sequence[Any], what: str) -> None:
 
 
 @overload
-def get(
-    object_refs: ObjectRef, *, timeout: float | None = None, progress: bool = False
-) -> Any: ...
+def get(object_refs: ObjectRef, *, timeout: float | None = None, progress: bool = False) -> Any: ...
 @overload
 def get(
     object_refs: Sequence[ObjectRef], *, timeout: float | None = None, progress: bool = False

@@ -47,7 +47,7 @@ __all__ = [
     "TaskGraph",
     "TimeComparison",
     "Timeline",
-    "cluster_monitor",
+    "monitor",
     "task_graph",
     "timeline",
     "write_chrome_trace",
@@ -67,13 +67,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from .cluster_monitor import ClusterMonitor
     from .comparison import TimeComparison
+    from .gantt import Timeline, write_chrome_trace
     from .graph import TaskGraph
     from .hub import EventHub
-    from .cluster_monitor import ClusterMonitor
     from .progress import Progress
     from .shortcuts import monitor, task_graph, timeline
     from .state import EventAggregator
-    from .gantt import Timeline, write_chrome_trace
 
 del TYPE_CHECKING

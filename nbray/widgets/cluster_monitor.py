@@ -110,7 +110,7 @@ class ClusterMonitor(LiveWidget):
                 for line in lines:
                     self._history.add_trace(line)
             else:
-                for trace, line in zip(self._history.data, lines):
+                for trace, line in zip(self._history.data, lines, strict=True):
                     trace.x, trace.y = line.x, line.y
         rows = state.worker_rows()
         self._workers_html.value = (

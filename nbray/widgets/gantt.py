@@ -26,7 +26,14 @@ from .state import EventAggregator, Segment
 __all__ = ["Timeline", "write_chrome_trace"]
 
 _PALETTE = (
-    "#3b82f6", "#22c55e", "#f59e0b", "#8b5cf6", "#14b8a6", "#ec4899", "#84cc16", "#0ea5e9",
+    "#3b82f6",
+    "#22c55e",
+    "#f59e0b",
+    "#8b5cf6",
+    "#14b8a6",
+    "#ec4899",
+    "#84cc16",
+    "#0ea5e9",
 )
 _TOP = len(_PALETTE)
 
@@ -55,8 +62,17 @@ class Timeline(LiveWidget):
 
     def _build(self) -> list[ipywidgets.Widget]:
         traces = [
-            go.Bar(x=[], y=[], base=[], orientation="h", name="", hovertext=[], hoverinfo="text",
-                   marker={"color": color}, showlegend=True)
+            go.Bar(
+                x=[],
+                y=[],
+                base=[],
+                orientation="h",
+                name="",
+                hovertext=[],
+                hoverinfo="text",
+                marker={"color": color},
+                showlegend=True,
+            )
             for color in (*_PALETTE, "#9ca3af")
         ]
         self._fig = go.FigureWidget(
@@ -88,7 +104,7 @@ class Timeline(LiveWidget):
         with self._fig.batch_update():
             self._fig.layout.yaxis.categoryarray = self.workers
             self._fig.layout.yaxis.categoryorder = "array"
-            for i, (trace, group) in enumerate(zip(self._fig.data, groups)):
+            for i, (trace, group) in enumerate(zip(self._fig.data, groups, strict=True)):
                 trace.name = names[i] if i < len(names) else "other"
                 trace.showlegend = bool(group)
                 trace.y = [s.worker for s in group]
@@ -106,9 +122,7 @@ class Timeline(LiveWidget):
             mine = [s for s in self.segments if s.worker == w]
             busy = sum(s.end - s.start for s in mine)
             span = max(s.end for s in mine) - min(s.start for s in mine)
-            lines.append(
-                f"  worker {w}: {len(mine)} tasks, busy {busy:.2f} s of {span:.2f} s"
-            )
+            lines.append(f"  worker {w}: {len(mine)} tasks, busy {busy:.2f} s of {span:.2f} s")
         return "\n".join(lines)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -121,9 +135,7 @@ def _worker_order(key: str) -> tuple[str, int, str]:
     return (node, int(wid), "") if wid.isdigit() else (node, -1, wid)
 
 
-def write_chrome_trace(
-    path: str | os.PathLike[str], state: EventAggregator | None = None
-) -> Path:
+def write_chrome_trace(path: str | os.PathLike[str], state: EventAggregator | None = None) -> Path:
     """Write the task attempts recorded for the current session as a Chrome trace file
     (open it in ``chrome://tracing`` or https://ui.perfetto.dev), like ``ray.timeline``.
 

@@ -23,7 +23,7 @@ from .state import STATE_COLORS, STATES, EventAggregator, GraphNode, GraphView
 
 __all__ = ["TaskGraph"]
 
-Scope = str | int | Sequence[ObjectRef]
+Scope = str | int | ObjectRef | Sequence[ObjectRef]
 
 
 class TaskGraph(LiveWidget):
@@ -68,14 +68,26 @@ class TaskGraph(LiveWidget):
     def _build(self) -> list[ipywidgets.Widget]:
         traces: list[Any] = [
             go.Scatter(
-                x=[], y=[], mode="lines", line={"color": "#9ca3af", "width": 1},
-                hoverinfo="skip", showlegend=False,
+                x=[],
+                y=[],
+                mode="lines",
+                line={"color": "#9ca3af", "width": 1},
+                hoverinfo="skip",
+                showlegend=False,
             )
         ]
         for s in STATES:
             traces.append(
                 go.Scatter(
-                    x=[], y=[], mode="markers", name=s, hovertext=[], hoverinfo="text",
+                    x=[],
+                    y=[],
+                    mode="markers+text",
+                    name=s,
+                    hovertext=[],
+                    hoverinfo="text",
+                    text=[],
+                    textposition="top center",
+                    textfont={"size": 10},
                     marker={"color": STATE_COLORS[s], "size": [], "line": {"width": 1}},
                 )
             )
@@ -109,7 +121,7 @@ class TaskGraph(LiveWidget):
         biggest = max((n.count for n in view.nodes), default=1)
         with self._fig.batch_update():
             self._fig.data[0].x, self._fig.data[0].y = ex, ey
-            for trace, s in zip(self._fig.data[1:], STATES):
+            for trace, s in zip(self._fig.data[1:], STATES, strict=True):
                 idx = [i for i, n in enumerate(view.nodes) if n.state == s]
                 trace.x = [pos[i][0] for i in idx]
                 trace.y = [pos[i][1] for i in idx]
@@ -118,6 +130,15 @@ class TaskGraph(LiveWidget):
                     10 + 20 * (view.nodes[i].count / biggest) ** 0.5 if view.grouped else 12
                     for i in idx
                 ]
+                # failures inside a group show as a thick red outline
+                trace.marker.line.color = [
+                    STATE_COLORS["failed"] if view.nodes[i].states.get("failed") else "#374151"
+                    for i in idx
+                ]
+                trace.marker.line.width = [
+                    3 if view.nodes[i].states.get("failed") else 1 for i in idx
+                ]
+                trace.text = [label(view.nodes[i], view.grouped, len(view.nodes)) for i in idx]
         self._summary.value = f"<small>{self._headline(state)}</small>"
 
     def _headline(self, state: EventAggregator) -> str:
@@ -128,7 +149,9 @@ class TaskGraph(LiveWidget):
                 counts[s] = counts.get(s, 0) + c
         parts = ", ".join(f"{c} {s}" for s, c in counts.items() if c)
         grouped = f", grouped into {len(v.nodes)} nodes by function and stage" if v.grouped else ""
-        return f"{v.total_tasks} tasks ({parts or 'none yet'}){grouped}; scope: {self._scope_name()}"
+        return (
+            f"{v.total_tasks} tasks ({parts or 'none yet'}){grouped}; scope: {self._scope_name()}"
+        )
 
     def _scope_name(self) -> str:
         if isinstance(self.scope, int):
@@ -178,6 +201,14 @@ def layout(nodes: list[GraphNode]) -> list[tuple[float, float]]:
         for j, i in enumerate(idx):
             pos[i] = (float(stage), (j - (k - 1) / 2) / max(k, 1))
     return pos
+
+
+def label(n: GraphNode, grouped: bool, total: int) -> str:
+    """Text next to a node: the function (and count) when the graph is small or grouped."""
+    if grouped:
+        failed = n.states.get("failed", 0)
+        return f"{n.name} x{n.count}" + (f" ({failed} failed)" if failed else "")
+    return n.name if total <= 40 else ""
 
 
 def hover(n: GraphNode) -> str:

@@ -57,7 +57,10 @@ class Progress:
             from IPython.display import display
 
             self._bar = ipywidgets.IntProgress(
-                value=0, min=0, max=max(total, 1), bar_style="info",
+                value=0,
+                min=0,
+                max=max(total, 1),
+                bar_style="info",
                 layout=ipywidgets.Layout(width="320px"),
             )
             self._label = ipywidgets.HTML(self.summary())
@@ -110,9 +113,7 @@ class Progress:
             return
 
 
-def get_with_progress(
-    engine: Engine, refs: list[ObjectRef], timeout: float | None
-) -> list[Any]:
+def get_with_progress(engine: Engine, refs: list[ObjectRef], timeout: float | None) -> list[Any]:
     """``engine.get(refs, timeout)`` with a progress bar; raises the first failed ref's
     error (in the order of ``refs``) once all are done."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -150,7 +151,7 @@ def _fetch(
     if not ready:
         return
     try:
-        for r, v in zip(ready, engine.get(ready, None)):
+        for r, v in zip(ready, engine.get(ready, None), strict=True):
             values[r.id] = v
     except Exception:  # some failed: sort them out one by one
         for r in ready:
@@ -172,9 +173,7 @@ def wait_with_progress(
             step = POLL if deadline is None else max(0.0, min(POLL, deadline - time.monotonic()))
             ready = engine.wait(refs, num_returns, step)
             bar.update(min(len(ready), num_returns))
-            if len(ready) >= num_returns or (
-                deadline is not None and time.monotonic() >= deadline
-            ):
+            if len(ready) >= num_returns or (deadline is not None and time.monotonic() >= deadline):
                 return ready
     finally:
         bar.finish()

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..object_ref import ObjectRef
-from .graph import TaskGraph
 from .cluster_monitor import ClusterMonitor
 from .gantt import Timeline, write_chrome_trace
+from .graph import TaskGraph
 
 __all__ = ["monitor", "task_graph", "timeline"]
 

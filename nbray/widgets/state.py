@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "STATE_COLORS",
     "STATES",
+    "STATE_COLORS",
     "EventAggregator",
     "GraphNode",
     "GraphView",
@@ -128,9 +128,7 @@ class _Node:
     def __init__(self, history: int) -> None:
         self.sample: dict[str, Any] = {}
         # (time, cpu %, memory %, object store bytes, mean GPU utilisation or None)
-        self.history: deque[tuple[float, float, float, int, float | None]] = deque(
-            maxlen=history
-        )
+        self.history: deque[tuple[float, float, float, int, float | None]] = deque(maxlen=history)
 
 
 def worker_key(node_id: str, worker_id: Any) -> str:
@@ -138,11 +136,12 @@ def worker_key(node_id: str, worker_id: Any) -> str:
 
 
 def _dominant(states: Counter[str]) -> str:
-    """The state a group shows: trouble first, then activity, then completion."""
-    for s in ("failed", "running", "retried", "waiting", "cancelled", "finished"):
+    """The state a group shows: activity first (running, retried, waiting), then the most
+    common end state (a group's failures also show as a red outline)."""
+    for s in ("running", "retried", "waiting"):
         if states.get(s):
             return s
-    return "waiting"
+    return states.most_common(1)[0][0] if states else "waiting"
 
 
 class EventAggregator:
@@ -329,16 +328,14 @@ class EventAggregator:
         """One dict per worker: state, pid, cpu %, rss, and the task it runs (by name)."""
         with self._lock:
             rows = []
-            for key, w in self.workers.items():
+            for w in self.workers.values():
                 row = dict(w)
                 running = self.tasks.get(w.get("task_id") or "")
                 row["task"] = running.name if running is not None else ""
                 rows.append(row)
             return rows
 
-    def task_ids(
-        self, scope: str | int | Iterable[str] = "session"
-    ) -> list[str]:
+    def task_ids(self, scope: str | int | Iterable[str] = "session") -> list[str]:
         """Task ids in a scope: ``"session"`` (all), a cell number (tasks submitted from
         that cell), or object ids (hex) of refs: the tasks making them and their ancestors."""
         with self._lock:
@@ -347,9 +344,7 @@ class EventAggregator:
             if isinstance(scope, int):
                 return [t for t, i in self.tasks.items() if i.cell == scope]
             if isinstance(scope, str):
-                raise ValueError(
-                    f"scope must be 'session', a cell number or refs, got {scope!r}"
-                )
+                raise ValueError(f"scope must be 'session', a cell number or refs, got {scope!r}")
             todo = [self._producer[o] for o in scope if o in self._producer]
             out: dict[str, None] = {}
             while todo:
@@ -390,7 +385,9 @@ class EventAggregator:
                     index[key] = len(members)
                     members.append([])
                 members[index[key]].append(info)
-            nodes = [self._graph_node(key, group) for key, group in zip(index, members)]
+            nodes = [
+                self._graph_node(key, group) for key, group in zip(index, members, strict=True)
+            ]
             edges: set[tuple[int, int]] = set()
             for tid in ids:
                 dst = index[key_of[tid]]

@@ -31,8 +31,9 @@ def oid(n: int) -> str:
 
 
 def submitted(tid: int, t: float, deps: list[int] = (), returns: tuple[int, ...] = (), **kw: Any):
-    return task(tid, "SUBMITTED", t, deps=[oid(d) for d in deps], returns=[oid(r) for r in returns],
-                **kw)
+    return task(
+        tid, "SUBMITTED", t, deps=[oid(d) for d in deps], returns=[oid(r) for r in returns], **kw
+    )
 
 
 def run_and_finish(agg: EventAggregator, tid: int, worker: int, start: float, end: float) -> None:
@@ -68,12 +69,17 @@ def test_states_move_through_running_finished_failed_retried_cancelled() -> None
     agg.apply(task(3, "RETRYING", 2.5, attempt=1, reason="worker died"))
     agg.apply(task(4, "CANCELLED", 2.6, worker_id=0, error="cancelled"))
     assert agg.counts() == {
-        "waiting": 0, "running": 1, "retried": 1, "finished": 1, "failed": 0, "cancelled": 1
+        "waiting": 0,
+        "running": 1,
+        "retried": 1,
+        "finished": 1,
+        "failed": 0,
+        "cancelled": 1,
     }
     agg.apply(task(3, "RUNNING", 3.0, worker_id=1))
     agg.apply(task(3, "FAILED", 3.5, worker_id=1, error="Traceback...\nValueError: boom"))
     node = agg.graph().nodes[2]
-    assert node.state == "failed"
+    assert node.state == "failed"  # a single task
     assert node.error.endswith("ValueError: boom")
     assert node.workers == ["n1:1"]
     assert agg.tasks[oid(3)].attempts == 2
@@ -111,7 +117,9 @@ def test_big_graph_is_grouped_by_function_and_stage() -> None:
     g = agg.graph()
     assert g.grouped and g.total_tasks == 2001
     assert [(n.name, n.stage, n.count) for n in g.nodes] == [
-        ("load", 0, 1000), ("clean", 1, 1000), ("reduce", 2, 1)
+        ("load", 0, 1000),
+        ("clean", 1, 1000),
+        ("reduce", 2, 1),
     ]
     assert g.nodes[0].states == {"finished": 10, "waiting": 990}
     assert g.edges == [(0, 1), (1, 2)]
@@ -137,8 +145,17 @@ def test_state_stays_bounded() -> None:
         agg.apply(submitted(i + 1, float(i), returns=(100_000 + i,)))
         run_and_finish(agg, i + 1, i % 4, float(i), i + 0.5)
     for i in range(30):
-        agg.apply({"type": "metrics", "node_id": "n1", "time": float(i), "cpu_percent": 5.0,
-                   "memory_percent": 1.0, "num_cpus": 2, "workers": {}})
+        agg.apply(
+            {
+                "type": "metrics",
+                "node_id": "n1",
+                "time": float(i),
+                "cpu_percent": 5.0,
+                "memory_percent": 1.0,
+                "num_cpus": 2,
+                "workers": {},
+            }
+        )
     assert len(agg.tasks) == 100 and agg.dropped_tasks == 900
     assert len(agg._producer) == 100
     assert len(agg.segments) == 50
@@ -150,17 +167,48 @@ def test_metrics_and_worker_events_make_worker_rows() -> None:
     agg = EventAggregator()
     agg.apply(submitted(7, 0.0, returns=(70,), name="train"))
     agg.apply(task(7, "RUNNING", 1.0, worker_id=3))
-    agg.apply({
-        "type": "metrics", "node_id": "n1", "time": 1.0, "num_cpus": 4, "cpu_percent": 50.0,
-        "cpu_percent_per_core": [10.0, 20.0, 30.0, 40.0], "memory_percent": 20.0, "gpus": [],
-        "workers": {"3": {"pid": 33, "cpu_percent": 99.0, "rss": 1, "state": "BUSY",
-                          "task_id": oid(7), "actor_id": ""},
-                    "4": {"pid": 44, "cpu_percent": 0.0, "rss": 1, "state": "IDLE",
-                          "task_id": "", "actor_id": ""}},
-        "object_store_bytes": 10,
-    })
-    agg.apply({"type": "worker", "node_id": "n1", "worker_id": 4, "pid": 44, "state": "DEAD",
-               "exit_code": -9, "time": 2.0})
+    agg.apply(
+        {
+            "type": "metrics",
+            "node_id": "n1",
+            "time": 1.0,
+            "num_cpus": 4,
+            "cpu_percent": 50.0,
+            "cpu_percent_per_core": [10.0, 20.0, 30.0, 40.0],
+            "memory_percent": 20.0,
+            "gpus": [],
+            "workers": {
+                "3": {
+                    "pid": 33,
+                    "cpu_percent": 99.0,
+                    "rss": 1,
+                    "state": "BUSY",
+                    "task_id": oid(7),
+                    "actor_id": "",
+                },
+                "4": {
+                    "pid": 44,
+                    "cpu_percent": 0.0,
+                    "rss": 1,
+                    "state": "IDLE",
+                    "task_id": "",
+                    "actor_id": "",
+                },
+            },
+            "object_store_bytes": 10,
+        }
+    )
+    agg.apply(
+        {
+            "type": "worker",
+            "node_id": "n1",
+            "worker_id": 4,
+            "pid": 44,
+            "state": "DEAD",
+            "exit_code": -9,
+            "time": 2.0,
+        }
+    )
     rows = {r["worker"]: r for r in agg.worker_rows()}
     assert rows["n1:3"]["task"] == "train" and rows["n1:3"]["state"] == "BUSY"
     assert rows["n1:4"]["state"] == "DEAD" and rows["n1:4"]["exit_code"] == -9
