@@ -113,6 +113,8 @@ def get(object_refs: Any, *, timeout: float | None = None, progress: bool = Fals
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be >= 0 or None, got {timeout}")
     if isinstance(object_refs, ObjectRef):
+        if progress:
+            return get([object_refs], timeout=timeout, progress=True)[0]
         return _engine().get([object_refs], timeout)[0]
     if not isinstance(object_refs, list | tuple):
         raise TypeError(

@@ -119,7 +119,9 @@ class TaskGraph(LiveWidget):
             ex += [pos[a][0], pos[b][0], None]
             ey += [pos[a][1], pos[b][1], None]
         biggest = max((n.count for n in view.nodes), default=1)
+        last_stage = max((n.stage for n in view.nodes), default=0)
         with self._fig.batch_update():
+            self._fig.layout.xaxis.range = [-0.6, last_stage + 0.6]  # room for the labels
             self._fig.data[0].x, self._fig.data[0].y = ex, ey
             for trace, s in zip(self._fig.data[1:], STATES, strict=True):
                 idx = [i for i, n in enumerate(view.nodes) if n.state == s]

@@ -43,8 +43,12 @@ class Progress:
         *,
         frontend: bool | None = None,
         stream: TextIO | None = None,
+        verb: str = "done",
+        failures: bool = True,
     ) -> None:
         self.total = total
+        self.verb = verb
+        self.failures = failures
         self.label = label
         self.done = 0
         self.failed = 0
@@ -72,15 +76,13 @@ class Progress:
         return 1.0 if not self.total else self.done / self.total
 
     def summary(self) -> str:
-        """E.g. ``'40/100 done, 1 failed, 12.5/s, ETA 4.8 s'``."""
+        """E.g. ``'get: 40/100 done, 1 failed, 12.5/s, ETA 4.8 s'``."""
         elapsed = max(time.monotonic() - self.started, 1e-9)
         rate = self.done / elapsed
         left = self.total - self.done
         eta = f"ETA {left / rate:.1f} s" if rate > 0 and left else f"{elapsed:.1f} s"
-        return (
-            f"{self.label}: {self.done}/{self.total} done, {self.failed} failed, "
-            f"{rate:.1f}/s, {eta}"
-        )
+        failed = f"{self.failed} failed, " if self.failures else ""
+        return f"{self.label}: {self.done}/{self.total} {self.verb}, {failed}{rate:.1f}/s, {eta}"
 
     def update(self, done: int, failed: int = 0) -> None:
         self.done, self.failed = done, failed
@@ -166,7 +168,8 @@ def wait_with_progress(
 ) -> list[ObjectRef]:
     """``engine.wait`` with a progress bar towards ``num_returns`` ready refs."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    bar = Progress(num_returns, "wait")
+    # wait does not fetch values, so it cannot tell failed objects from good ones
+    bar = Progress(num_returns, "wait", verb="ready", failures=False)
     ready: list[ObjectRef] = []
     try:
         while True:

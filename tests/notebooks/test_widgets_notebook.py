@@ -136,6 +136,7 @@ def test_progress_bars_reach_100_percent_in_the_frontend_state(
     assert (1000, 1000, "success") in done  # nbray.wait(many, ..., progress=True)
     labels = [m["value"] for m in widget_models(executed, "HTMLModel")]
     assert any("get: 8/8 done, 0 failed" in v for v in labels)
+    assert any("wait: 1000/1000 ready" in v for v in labels)
 
 
 def test_widgets_say_the_cluster_is_gone_and_let_go(executed: nbformat.NotebookNode) -> None:
