@@ -51,26 +51,14 @@ class ClusterMonitor(LiveWidget):
 
     def _build(self) -> list[ipywidgets.Widget]:
         self._nodes_html = ipywidgets.HTML()
-        self._cores = go.FigureWidget(
-            data=[go.Bar(x=[], y=[], marker_color="#3b82f6", name="CPU %")],
-            layout=go.Layout(
-                title={"text": "CPU per core", "font": {"size": 13}},
-                height=220,
-                width=420,
-                margin={"l": 40, "r": 10, "t": 35, "b": 30},
-                yaxis={"range": [0, 100], "title": "%"},
-            ),
+        self._cores = _percent_figure(
+            "CPU per core", 420, data=[go.Bar(x=[], y=[], marker_color="#3b82f6", name="CPU %")]
         )
-        self._history = go.FigureWidget(
-            layout=go.Layout(
-                title={"text": "Last minutes", "font": {"size": 13}},
-                height=220,
-                width=520,
-                margin={"l": 40, "r": 10, "t": 35, "b": 30},
-                yaxis={"range": [0, 100], "title": "%"},
-                xaxis={"title": "seconds ago", "autorange": "reversed"},
-                legend={"orientation": "h", "y": -0.25},
-            )
+        self._history = _percent_figure(
+            "Last minutes",
+            520,
+            xaxis={"title": "seconds ago", "autorange": "reversed"},
+            legend={"orientation": "h", "y": -0.25},
         )
         self._workers_html = ipywidgets.HTML()
         return [
@@ -183,3 +171,18 @@ class ClusterMonitor(LiveWidget):
         if states:
             lines.append("  workers: " + ", ".join(f"{v} {k}" for k, v in sorted(states.items())))
         return "\n".join(lines)
+
+
+def _percent_figure(title: str, width: int, data: Any = None, **layout: Any) -> go.FigureWidget:
+    """A small live chart with a 0-100 % y axis."""
+    return go.FigureWidget(
+        data=data,
+        layout=go.Layout(
+            title={"text": title, "font": {"size": 13}},
+            height=220,
+            width=width,
+            margin={"l": 40, "r": 10, "t": 35, "b": 30},
+            yaxis={"range": [0, 100], "title": "%"},
+            **layout,
+        ),
+    )

@@ -15,8 +15,7 @@ from typing import Any
 import nbformat
 import psutil
 import pytest
-from conftest import ARTIFACTS_DIR, _kernel_env
-from nbclient import NotebookClient
+from conftest import execute_notebook
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "demo_notebooks" / "widgets.ipynb"
 TAG = "NBRAY_WIDGETS "
@@ -48,24 +47,6 @@ print({TAG!r} + _j.dumps({{
 pytestmark = pytest.mark.timeout(240)
 
 
-def run(path: Path) -> nbformat.NotebookNode:
-    nb = nbformat.read(path, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(RESULTS_CELL))
-    client = NotebookClient(
-        nb,
-        timeout=120,
-        startup_timeout=60,
-        kernel_name="python3",
-        store_widget_state=True,
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    try:
-        return client.execute(env=_kernel_env())
-    finally:
-        ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, ARTIFACTS_DIR / path.name)
-
-
 def results(nb: nbformat.NotebookNode) -> dict[str, Any]:
     for out in nb.cells[-1].outputs:
         for line in out.get("text", "").splitlines():
@@ -81,7 +62,7 @@ def widget_models(nb: nbformat.NotebookNode, name: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def executed() -> nbformat.NotebookNode:
-    return run(NOTEBOOK)
+    return execute_notebook(NOTEBOOK, extra_cells=[RESULTS_CELL], store_widget_state=True)
 
 
 def test_monitor_shows_the_real_cpu_count(executed: nbformat.NotebookNode) -> None:
