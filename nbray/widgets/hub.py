@@ -55,7 +55,7 @@ class EventHub:
         self.engine = engine
         self.interval = interval
         self.stale_after = stale_after
-        self.state = EventAggregator(cell_of=_current_cell)
+        self.state = EventAggregator(cell_of=_current_cell, deferred=True)
         self._views: dict[int, Refresh] = {}
         self._next = 0
         self._lock = threading.Lock()
@@ -141,8 +141,9 @@ class EventHub:
 
     def _loop(self) -> None:
         seen = -1
+        pause = self.interval
         while True:
-            self._wake.wait(self.interval)
+            self._wake.wait(pause)
             self._wake.clear()
             with self._lock:
                 if self._thread is not threading.current_thread():
@@ -154,11 +155,14 @@ class EventHub:
                 continue
             seen = version
             self.redraws += 1
+            started = time.monotonic()
             for refresh in views:
                 try:
                     refresh(self.state, gone)
                 except Exception:
                     log.exception("an nbray widget failed to redraw")
+            # big redraws come less often: drawing takes at most a fifth of the time
+            pause = max(self.interval, 4 * (time.monotonic() - started))
             if gone:
                 self.gone = gone
                 self.close()

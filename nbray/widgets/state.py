@@ -21,7 +21,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,8 +164,15 @@ class EventAggregator:
         max_segments: int = 20_000,
         history: int = 300,
         cell_of: Callable[[], int | None] | None = None,
+        deferred: bool = False,
+        max_pending: int = 50_000,
     ) -> None:
         self.max_tasks = max_tasks
+        self.max_pending = max_pending
+        self._pending: deque[tuple[dict[str, Any], int | None]] | None = (
+            deque() if deferred else None
+        )
+        self._cell_now: int | None = None  # the cell of the queued event being taken in
         self.history = history
         self._cell_of = cell_of
         self._lock = threading.RLock()
@@ -188,14 +196,41 @@ class EventAggregator:
     # --- input -----------------------------------------------------------------------------
 
     def apply(self, event: dict[str, Any]) -> None:
-        """Take one event dict (unknown types are ignored)."""
-        handler = self._handlers.get(event.get("type", ""))
-        if handler is None:
+        """Take one event dict (unknown types are ignored). With ``deferred=True`` it is
+        only queued (an O(1) append, so the thread delivering events never waits for a
+        reader), and taken in by the next read or ``drain``."""
+        if event.get("type") not in self._handlers:
+            return
+        self.last_event = time.monotonic()
+        if self._pending is None:
+            with self._lock:
+                self._handlers[event["type"]](event)
+                self.version += 1
+            return
+        # the cell is read now: by the time the queue is drained another may be running
+        cell = self._cell_of() if self._cell_of and event.get("state") == "SUBMITTED" else None
+        self._pending.append((event, cell))
+        self.version += 1
+        if len(self._pending) > self.max_pending:
+            self.drain()
+
+    def drain(self) -> None:
+        """Take in the queued events (deferred mode)."""
+        pending = self._pending
+        if not pending:
             return
         with self._lock:
-            handler(event)
-            self.version += 1
-            self.last_event = time.monotonic()
+            while pending:
+                event, cell = pending.popleft()
+                self._cell_now = cell
+                self._handlers[event["type"]](event)
+            self._cell_now = None
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        with self._lock:
+            self.drain()
+            yield
 
     def apply_all(self, events: Iterable[dict[str, Any]]) -> None:
         for event in events:
@@ -239,7 +274,9 @@ class EventAggregator:
             )
             for oid in info.returns:
                 self._producer[oid] = info.task_id
-            if self._cell_of is not None:
+            if self._pending is not None:
+                info.cell = self._cell_now
+            elif self._cell_of is not None:
                 info.cell = self._cell_of()
             return
         state = _STATE_OF.get(kind)
@@ -313,12 +350,12 @@ class EventAggregator:
 
     def counts(self) -> dict[str, int]:
         """Number of known tasks in each state (every state listed)."""
-        with self._lock:
+        with self._reading():
             return {s: self._counts.get(s, 0) for s in STATES}
 
     def nodes(self) -> list[dict[str, Any]]:
         """Per node: its latest metrics sample and its history (oldest first)."""
-        with self._lock:
+        with self._reading():
             return [
                 {"node_id": nid, "sample": dict(n.sample), "history": list(n.history)}
                 for nid, n in self._nodes.items()
@@ -326,7 +363,7 @@ class EventAggregator:
 
     def worker_rows(self) -> list[dict[str, Any]]:
         """One dict per worker: state, pid, cpu %, rss, and the task it runs (by name)."""
-        with self._lock:
+        with self._reading():
             rows = []
             for w in self.workers.values():
                 row = dict(w)
@@ -338,7 +375,7 @@ class EventAggregator:
     def task_ids(self, scope: str | int | Iterable[str] = "session") -> list[str]:
         """Task ids in a scope: ``"session"`` (all), a cell number (tasks submitted from
         that cell), or object ids (hex) of refs: the tasks making them and their ancestors."""
-        with self._lock:
+        with self._reading():
             if scope == "session":
                 return list(self.tasks)
             if isinstance(scope, int):
@@ -358,7 +395,7 @@ class EventAggregator:
     def producer_states(self, object_ids: Iterable[str]) -> Counter[str]:
         """States of the tasks making the given objects (objects with no known task are
         left out)."""
-        with self._lock:
+        with self._reading():
             found: Counter[str] = Counter()
             for oid in object_ids:
                 tid = self._producer.get(oid)
@@ -367,19 +404,27 @@ class EventAggregator:
             return found
 
     def graph(
-        self, scope: str | int | Iterable[str] = "session", *, group_above: int = 150
+        self,
+        scope: str | int | Iterable[str] = "session",
+        *,
+        group_above: int = 150,
+        max_columns: int = 60,
     ) -> GraphView:
         """The task DAG of ``scope``; once it has more than ``group_above`` tasks, tasks of
-        the same function and stage are merged into one node."""
-        with self._lock:
+        the same function and stage are merged into one node. A deep graph (more than
+        ``max_columns`` stages) also merges neighbouring stages, so the number of nodes
+        stays bounded by functions x ``max_columns`` whatever the graph."""
+        with self._reading():
             ids = self.task_ids(scope)
             grouped = len(ids) > group_above
+            deepest = max((self.tasks[t].stage for t in ids), default=0)
+            span = -(-(deepest + 1) // max_columns)  # stages per column, rounded up
             index: dict[str, int] = {}
             members: list[list[TaskInfo]] = []
             key_of: dict[str, str] = {}
             for tid in ids:
                 info = self.tasks[tid]
-                key = f"{info.name}@{info.stage}" if grouped else tid
+                key = f"{info.name}@{info.stage // span}" if grouped else tid
                 key_of[tid] = key
                 if key not in index:
                     index[key] = len(members)
@@ -418,7 +463,7 @@ class EventAggregator:
         """The latest ``limit`` attempts, finished ones and those still running (which end
         at ``now``), oldest first."""
         now = time.time() if now is None else now
-        with self._lock:
+        with self._reading():
             done = list(self.segments)[-limit:]
             running = [
                 Segment(t.worker, t.task_id, t.name, t.started, now, "running")

@@ -125,6 +125,17 @@ def test_big_graph_is_grouped_by_function_and_stage() -> None:
     assert g.edges == [(0, 1), (1, 2)]
 
 
+def test_a_deep_chain_stays_a_bounded_number_of_nodes() -> None:
+    agg = EventAggregator()
+    agg.apply(submitted(1, 0.0, returns=(1,), name="step"))
+    for i in range(2, 10_001):
+        agg.apply(submitted(i, 0.0, deps=[i - 1], returns=(i,), name="step"))
+    g = agg.graph(max_columns=60)
+    assert g.grouped and g.total_tasks == 10_000
+    assert len(g.nodes) <= 60 and sum(n.count for n in g.nodes) == 10_000
+    assert g.edges == [(i, i + 1) for i in range(len(g.nodes) - 1)]
+
+
 def test_scopes_refs_with_ancestors_and_cells() -> None:
     cell = [1]
     agg = EventAggregator(cell_of=lambda: cell[0])
@@ -214,6 +225,19 @@ def test_metrics_and_worker_events_make_worker_rows() -> None:
     assert rows["n1:4"]["state"] == "DEAD" and rows["n1:4"]["exit_code"] == -9
     node = agg.nodes()[0]
     assert node["sample"]["num_cpus"] == 4 and node["history"][0][1] == 50.0
+
+
+def test_deferred_mode_queues_events_until_read_and_stamps_cells_at_arrival() -> None:
+    cell = [5]
+    agg = EventAggregator(deferred=True, cell_of=lambda: cell[0], max_pending=10)
+    agg.apply(submitted(1, 0.0, returns=(101,), name="a"))
+    cell[0] = 6
+    assert agg.version == 1 and not agg.tasks  # queued, not taken in yet
+    assert agg.counts()["waiting"] == 1  # a read takes the queue in
+    assert agg.tasks[oid(1)].cell == 5
+    for i in range(2, 14):
+        agg.apply(submitted(i, 0.0))
+    assert len(agg.tasks) >= 11  # past max_pending the queue is taken in at once
 
 
 def test_unknown_events_are_ignored() -> None:
