@@ -55,6 +55,46 @@ def test_text_fallback_and_release_on_close(cluster: Any) -> None:
     assert not engine._subscribed
 
 
+@nbray.remote
+class Acc:
+    def __init__(self) -> None:
+        self.total = 0
+
+    def add(self, x: int) -> int:
+        self.total += x
+        return self.total
+
+
+def test_actor_calls_are_graph_nodes_with_edges_from_their_arguments(cluster: Any) -> None:
+    graph = TaskGraph("session")
+    acc = Acc.remote()
+    out = acc.add.remote(inc.remote(1))
+    assert nbray.get(out) == 2
+    graph.sync()
+    assert [(n.name, n.state) for n in graph.nodes] == [
+        ("inc", "finished"),
+        ("Acc.add", "finished"),
+    ]
+    assert graph.edges == [(0, 1)]
+    graph.close()
+
+
+def test_a_new_widget_gets_the_recorded_history_and_a_closed_one_stops(cluster: Any) -> None:
+    first = TaskGraph("session")
+    assert nbray.get([inc.remote(i) for i in range(5)]) == [1, 2, 3, 4, 5]
+    first.sync()
+    draws = first.draws
+    first.close()  # the last view: unsubscribed, state dropped
+    assert nbray.get(inc.remote(10)) == 11  # not recorded: nobody listens
+    second = TaskGraph("session")  # subscribes again; the head replays its history
+    assert second.view.total_tasks == 5
+    assert [n.name for n in second.nodes] == ["inc"] * 5
+    nbray.get(inc.remote(20))
+    wait_until(lambda: second.view.total_tasks == 6, 10)
+    assert first.draws == draws and first.view.total_tasks == 5  # closed: no more updates
+    second.close()
+
+
 def test_widgets_say_cluster_gone_after_shutdown(cluster_factory: Any) -> None:
     cluster_factory(num_cpus=1)
     tl = Timeline()
@@ -68,6 +108,17 @@ def test_widgets_say_cluster_gone_after_shutdown(cluster_factory: Any) -> None:
     assert hub.views == 0
     with pytest.raises(RuntimeError, match="cluster is gone"):
         hub.attach(lambda *_: None)
+
+
+def test_widgets_say_cluster_gone_when_the_head_dies(cluster_factory: Any) -> None:
+    cluster_factory(num_cpus=1)
+    engine = session.current_engine()
+    mon = nbray.monitor()
+    wait_until(lambda: mon.num_cpus > 0, 10)
+    engine.cluster.process.kill()  # SIGKILL: the head vanishes without a word
+    wait_until(lambda: mon.gone, 10)
+    assert "connection to the cluster is lost" in mon.gone
+    assert repr(mon).endswith(f"[{mon.gone}]")
 
 
 def test_ten_thousand_tasks_redraw_a_few_times_a_second(cluster: Any) -> None:
