@@ -16,6 +16,7 @@ SIGTERM/SIGINT — taking its fork server, workers and shared-memory segments wi
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import pickle
@@ -40,6 +41,7 @@ from .objects import ObjectDirectory, lost_payload
 from .reactor import Reactor
 from .session_files import pid_alive, read_secret, remove_session_dir
 from .transport import FrameDecoder, encode
+from .watchdog import Watchdog, WatchdogSettings
 
 log = logging.getLogger("nbray.head")
 EVENT_HISTORY = 10_000
@@ -60,6 +62,10 @@ class Head:
         self.worker_pids: dict[int, int] = {}
         self.worker_actor: dict[int, int] = {}
         self.kill_on_spawn: set[int] = set()
+        self.watchdog = Watchdog(WatchdogSettings.from_env())
+        self.kill_causes: dict[int, S.DeathCause] = {}  # workers the watchdog killed, and why
+        self.last_dispatch: dict[int, int] = {}  # worker id -> when it was last given work
+        self._dispatches = itertools.count(1)
         self.tasks: dict[int, TaskRecord] = {}
         self.producer: dict[int, int] = {}  # return object id -> task id
         self.functions: dict[bytes, bytes] = {}
@@ -304,6 +310,7 @@ class Head:
             peer.known_funcs.add(spec.func_id)
         env = visible_devices_env(list(ins.gpu_ids)) if self.config.gpu_ids else {}
         rec.worker_id = ins.worker_id
+        self.last_dispatch[ins.worker_id] = next(self._dispatches)
         job = self._job_for(peer, rec.owner)
         peer.send(P.RunTask(spec, func, self._dep_payloads(spec.deps), env, job))
         self.task_event(
@@ -531,6 +538,7 @@ class Head:
         if actor is None or peer is None:
             return
         self.worker_actor[ins.worker_id] = ins.actor_id
+        self.last_dispatch[ins.worker_id] = next(self._dispatches)
         env = visible_devices_env(list(ins.gpu_ids)) if self.config.gpu_ids else {}
         job = self._job_for(peer, actor.owner)
         peer.send(
@@ -543,6 +551,7 @@ class Head:
         if rec is None or peer is None:
             return
         rec.worker_id = ins.worker_id
+        self.last_dispatch[ins.worker_id] = next(self._dispatches)
         peer.send(P.RunActorCall(rec.spec, self._dep_payloads(rec.spec.deps)))
         self.task_event(rec, "RUNNING", worker_id=ins.worker_id, pid=peer.pid)
 
@@ -628,6 +637,8 @@ class Head:
             code = msg[3]
             self.worker_pids.pop(wid, None)
             self.worker_actor.pop(wid, None)
+            self.last_dispatch.pop(wid, None)
+            cause = self.kill_causes.pop(wid, None)
             peer = self.worker_peers.pop(wid, None)
             if peer is not None:
                 peer.abort()
@@ -642,7 +653,7 @@ class Head:
                         "time": time.time(),
                     }
                 )
-                self.run(self.sched.worker_died(wid, code))
+                self.run(self.sched.worker_died(wid, code, cause))
 
     def _fs_send(self, msg: tuple[Any, ...]) -> None:
         if self.fs_sock is not None:
@@ -738,6 +749,20 @@ class Head:
             self.publish(self.metrics())
         self.reactor.call_later(1.0, self.tick)
 
+    def watch(self) -> None:
+        """The watchdog's turn (see watchdog.py): kill workers that would take the node's
+        memory, or that hang stopped."""
+        if self._stopping:
+            return
+        kills = self.watchdog.check(self.sched.busy_workers(), self.worker_pids, self.last_dispatch)
+        for wid, cause in kills:
+            pid = self.worker_pids.get(wid)
+            if pid is not None:
+                self.kill_causes[wid] = cause
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self.reactor.call_later(self.watchdog.interval, self.watch)
+
     def metrics(self) -> dict[str, Any]:
         if self.sampler is None:
             from .metrics import MetricsSampler
@@ -784,6 +809,7 @@ class Head:
         sys.stdout.write(f"NBRAY_READY {address}\n")
         sys.stdout.flush()
         self.reactor.call_later(1.0, self.tick)
+        self.reactor.call_later(self.watchdog.interval, self.watch)
         self.reactor.run()
         for listener in listeners:
             listener.close()
