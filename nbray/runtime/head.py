@@ -54,7 +54,8 @@ class Head:
     def __init__(self, config: HeadConfig) -> None:
         self.config = config
         self.secret = read_secret(Path(config.session_dir) / "secret")
-        self.objects = ObjectDirectory()
+        Path(config.spill_dir).mkdir(mode=0o700, exist_ok=True)
+        self.objects = ObjectDirectory(config.object_store_memory, config.spill_dir)
         self.sched = S.Scheduler(config.resources, config.gpu_ids, pipeline_depth=PIPELINE_DEPTH)
         self.func_time: dict[bytes, float] = {}  # moving average of each function's run time
         self.peers: dict[int, Peer] = {}
@@ -202,7 +203,13 @@ class Head:
             peer.worker_id = msg.worker_id
             self.worker_peers[msg.worker_id] = peer
         peer.send(
-            P.Welcome(peer.conn_id, self.config.session, self.config.node_id, self.config.namespace)
+            P.Welcome(
+                peer.conn_id,
+                self.config.session,
+                self.config.node_id,
+                self.config.namespace,
+                self.config.spill_dir,
+            )
         )
         if msg.role == "worker":
             self.run(self.sched.worker_started(msg.worker_id))
@@ -706,7 +713,10 @@ class Head:
             "pid": os.getpid(),
             "object_store": {
                 "shm_bytes": self.objects.shm_bytes,
+                "spilled_bytes": self.objects.spilled_bytes,
                 "inline_bytes": self.objects.inline_bytes,
+                "capacity_bytes": self.objects.capacity,
+                "spill_count": self.objects.spill_count,
                 "objects": len(self.objects),
             },
         }
@@ -779,6 +789,8 @@ class Head:
             info["actor_id"] = f"{w.actor_id:016x}" if w is not None and w.actor_id else ""
         sample["type"] = "metrics"
         sample["object_store_bytes"] = self.objects.shm_bytes + self.objects.inline_bytes
+        sample["object_store_spilled_bytes"] = self.objects.spilled_bytes
+        sample["object_store_capacity_bytes"] = self.objects.capacity
         sample["resources_total"] = dict(self.sched.total)
         sample["resources_available"] = {k: max(0.0, v) for k, v in self.sched.available.items()}
         return sample
