@@ -69,7 +69,7 @@ def execute_notebook(
         nbformat.write(nb, ARTIFACTS_DIR / path.name)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # stateless: module-scoped fixtures may use it too
 def run_notebook() -> RunNotebook:
     """``execute_notebook`` as a fixture: ``run_notebook(path, extra_cells=(...))``."""
     return execute_notebook

@@ -15,7 +15,6 @@ from typing import Any
 import nbformat
 import psutil
 import pytest
-from conftest import execute_notebook
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "demo_notebooks" / "widgets.ipynb"
 TAG = "NBRAY_WIDGETS "
@@ -61,8 +60,8 @@ def widget_models(nb: nbformat.NotebookNode, name: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def executed() -> nbformat.NotebookNode:
-    return execute_notebook(NOTEBOOK, extra_cells=[RESULTS_CELL], store_widget_state=True)
+def executed(run_notebook: Any) -> nbformat.NotebookNode:
+    return run_notebook(NOTEBOOK, extra_cells=[RESULTS_CELL], store_widget_state=True)
 
 
 def test_monitor_shows_the_real_cpu_count(executed: nbformat.NotebookNode) -> None:
