@@ -55,9 +55,7 @@ class Head:
         self.config = config
         self.secret = read_secret(Path(config.session_dir) / "secret")
         Path(config.spill_dir).mkdir(mode=0o700, exist_ok=True)
-        self.objects = ObjectDirectory(
-            config.object_store_memory, config.spill_dir, config.session
-        )
+        self.objects = ObjectDirectory(config.object_store_memory, config.spill_dir, config.session)
         self.sched = S.Scheduler(config.resources, config.gpu_ids, pipeline_depth=PIPELINE_DEPTH)
         self.func_time: dict[bytes, float] = {}  # moving average of each function's run time
         self.peers: dict[int, Peer] = {}

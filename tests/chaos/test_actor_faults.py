@@ -45,7 +45,7 @@ def lines(path: Path) -> list[int]:
 
 
 def test_actor_killed_twice_answers_every_call_in_order_and_a_third_kill_fails_fast(
-    cluster_factory: Callable[..., Any], tmp_path: Path
+    cluster_factory: Callable[..., Any], tmp_path: Path, figures: dict[str, Any]
 ) -> None:
     cluster_factory(num_cpus=2)
     pids, progress = tmp_path / "pids", tmp_path / "progress"
@@ -80,3 +80,6 @@ def test_actor_killed_twice_answers_every_call_in_order_and_a_third_kill_fails_f
         except ActorDiedError:
             failed += 1
     assert failed >= 1
+    figures.update(
+        calls=n, restarts=2, calls_run_twice=len(ran) - n, failed_after_third_kill=failed
+    )

@@ -45,7 +45,7 @@ def store_bytes() -> int:
 
 @pytest.mark.timeout(600)
 def test_clients_killed_mid_job_fifty_times(
-    cluster_factory: Callable[..., Any], tmp_path: Path
+    cluster_factory: Callable[..., Any], tmp_path: Path, figures: dict[str, Any]
 ) -> None:
     ctx = cluster_factory(num_cpus=2)
     token = Path(ctx.session_dir).name.rsplit("-", 1)[-1]
@@ -53,7 +53,9 @@ def test_clients_killed_mid_job_fifty_times(
     script.write_text(CLIENT)
     env = {**os.environ, "NBRAY_ADDRESS": ctx.session_dir}
     baseline_segments = session_segments(token)
-    for _ in range(size(50, 500)):
+    rounds = size(50, 500)
+    figures["clients_killed"] = rounds
+    for _ in range(rounds):
         proc = subprocess.Popen(
             [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env
         )
@@ -89,9 +91,10 @@ def worker_processes(session_dir: str) -> list[int]:
 
 
 @pytest.mark.timeout(900)
-def test_a_kernel_restarted_many_times_leaves_nothing_behind() -> None:
+def test_a_kernel_restarted_many_times_leaves_nothing_behind(figures: dict[str, Any]) -> None:
+    rounds = figures["kernel_restarts"] = size(5, 50)
     with running_kernel() as km:
-        for _ in range(size(5, 50)):
+        for _ in range(rounds):
             info = start_cluster_in_kernel(km)
             km.restart_kernel(now=True)
             assert_cluster_gone(info)

@@ -50,7 +50,7 @@ def all_cpus_free(total: float) -> bool:
 
 
 def test_random_sigkills_during_a_thousand_tasks(
-    cluster_factory: Callable[..., Any], tmp_path: Path
+    cluster_factory: Callable[..., Any], tmp_path: Path, figures: dict[str, Any]
 ) -> None:
     ctx = cluster_factory(num_cpus=2)
     log = tmp_path / "attempts"
@@ -86,6 +86,12 @@ def test_random_sigkills_during_a_thousand_tasks(
     assert set(counts) == set(range(n))
     assert max(counts.values()) <= 3 + 1
     wait_until(lambda: all_cpus_free(2.0), 10)
+    figures.update(
+        tasks=n,
+        workers_killed=len(kills),
+        tasks_retried=sum(1 for c in counts.values() if c > 1),
+        most_attempts=max(counts.values()),
+    )
 
 
 def segfault(log: str) -> None:
@@ -150,6 +156,7 @@ def test_every_get_returns_whatever_kills_the_worker(
     cluster_factory: Callable[..., Any],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    figures: dict[str, Any],
 ) -> None:
     monkeypatch.setenv("NBRAY_HUNG_WORKER_TIMEOUT_S", "1")
     if how == "memory":
@@ -167,5 +174,6 @@ def test_every_get_returns_whatever_kills_the_worker(
         with pytest.raises(error, match=text):
             nbray.get(dying.remote(how, str(log)))  # no timeout: bounded by itself
     assert attempts_by_task(log) == {0: rounds}
+    figures.update(fault=how, deaths=rounds)
     assert nbray.get(nbray.remote(lambda: "alive").remote()) == "alive"
     wait_until(lambda: all_cpus_free(2.0), 10)
