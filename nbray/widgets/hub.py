@@ -98,7 +98,7 @@ class EventHub:
     def views(self) -> int:
         return len(self._views)
 
-    def sync(self, timeout: float = 10.0) -> None:
+    def sync(self) -> None:
         """Wait until the events the engine sent before now (the replay included) are in
         the state: a request's reply comes after them on the connection."""
         if not self.gone:

@@ -262,3 +262,31 @@ def test_text_progress_bar() -> None:
     text = out.getvalue()
     assert "[" + "#" * 15 + "." * 15 + "] get: 2/4 done, 1 failed" in text
     assert text.endswith("\n")
+
+
+def test_monitor_rows_show_gpus_and_dead_workers() -> None:
+    from nbray.widgets.cluster_monitor import ClusterMonitor
+
+    sample = {
+        "num_cpus": 8,
+        "cpu_percent": 12.0,
+        "memory_percent": 50.0,
+        "memory_used": 2**30,
+        "memory_total": 2**31,
+        "object_store_bytes": 3 * 2**20,
+        "gpus": [
+            {
+                "index": 0,
+                "name": "H100",
+                "utilization": 75.0,
+                "memory_used": 2**30,
+                "memory_total": 80 * 2**30,
+            }
+        ],
+    }
+    row = ClusterMonitor._node_row({"node_id": "abcdef0123456789", "sample": sample})
+    assert row[0] == "abcdef012345" and row[1] == 8
+    assert "H100" in row[4] and "75%" in row[4] and "80.0 GiB" in row[4]
+    assert row[5] == "3.0 MiB"
+    dead = ClusterMonitor._worker_row({"worker": "n:3", "state": "DEAD", "exit_code": -9})
+    assert "dead (exit -9)" in dead[2]
