@@ -166,9 +166,11 @@ class EventAggregator:
         cell_of: Callable[[], int | None] | None = None,
         deferred: bool = False,
         max_pending: int = 50_000,
+        drain_above: int = 500,
     ) -> None:
         self.max_tasks = max_tasks
         self.max_pending = max_pending
+        self.drain_above = min(drain_above, max_pending)
         self._pending: deque[tuple[dict[str, Any], int | None]] | None = (
             deque() if deferred else None
         )
@@ -178,7 +180,12 @@ class EventAggregator:
         self._lock = threading.RLock()
         self.tasks: OrderedDict[str, TaskInfo] = OrderedDict()
         self._producer: dict[str, str] = {}  # object id -> task id
-        self.segments: deque[Segment] = deque(maxlen=max_segments)
+        # finished attempts as plain tuples (the fields of Segment): tuples of strings and
+        # floats are left alone by the cyclic GC, which otherwise walks every one of them
+        # at each full collection, in every thread of the kernel
+        self.segments: deque[tuple[str, str, str, float, float, str]] = deque(
+            maxlen=max_segments
+        )
         self.workers: dict[str, dict[str, Any]] = {}
         self.actors: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._nodes: dict[str, _Node] = {}
@@ -211,8 +218,15 @@ class EventAggregator:
         cell = self._cell_of() if self._cell_of and event.get("state") == "SUBMITTED" else None
         self._pending.append((event, cell))
         self.version += 1
-        if len(self._pending) > self.max_pending:
-            self.drain()
+        # take the queue in while its events are young (before the GC promotes them), but
+        # never wait for a reader that holds the lock, unless the queue is far too long
+        if len(self._pending) > self.drain_above:
+            blocking = len(self._pending) > self.max_pending
+            if self._lock.acquire(blocking=blocking):
+                try:
+                    self.drain()
+                finally:
+                    self._lock.release()
 
     def drain(self) -> None:
         """Take in the queued events (deferred mode)."""
@@ -289,9 +303,7 @@ class EventAggregator:
             info.worker = worker_key(info.node_id, ev.get("worker_id", ""))
         elif info.started and not info.ended and state != "waiting":
             info.ended = now  # the attempt ended (done, failed, cancelled or retried)
-            self.segments.append(
-                Segment(info.worker, info.task_id, info.name, info.started, now, state)
-            )
+            self.segments.append((info.worker, info.task_id, info.name, info.started, now, state))
         if state == "retried" and info.started:
             info.started = info.ended = 0.0  # the next attempt starts afresh
         if "error" in ev:
@@ -464,7 +476,7 @@ class EventAggregator:
         at ``now``), oldest first."""
         now = time.time() if now is None else now
         with self._reading():
-            done = list(self.segments)[-limit:]
+            done = [Segment(*seg) for seg in list(self.segments)[-limit:]]
             running = [
                 Segment(t.worker, t.task_id, t.name, t.started, now, "running")
                 for t in self.tasks.values()
