@@ -183,9 +183,7 @@ class EventAggregator:
         # finished attempts as plain tuples (the fields of Segment): tuples of strings and
         # floats are left alone by the cyclic GC, which otherwise walks every one of them
         # at each full collection, in every thread of the kernel
-        self.segments: deque[tuple[str, str, str, float, float, str]] = deque(
-            maxlen=max_segments
-        )
+        self.segments: deque[tuple[str, str, str, float, float, str]] = deque(maxlen=max_segments)
         self.workers: dict[str, dict[str, Any]] = {}
         self.actors: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._nodes: dict[str, _Node] = {}
