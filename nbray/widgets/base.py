@@ -42,6 +42,7 @@ class LiveWidget(ipywidgets.VBox):
         super().__init__()
         self._draw_lock = threading.Lock()
         self.gone = ""
+        self.stalled = 0.0  # seconds without news, as last drawn (0: news are flowing)
         self.draws = 0
         self._hub: EventHub = hub_for(engine)
         self.frontend = has_frontend() if frontend is None else frontend
@@ -94,14 +95,34 @@ class LiveWidget(ipywidgets.VBox):
         with self._draw_lock:
             if gone and not self.gone:
                 self.gone = gone
+                self._banner.value = _banner(
+                    "#fee2e2",
+                    "#991b1b",
+                    f"<b>cluster gone</b>: {html.escape(gone)}. This view no longer updates.",
+                )
+            elif not self.gone:
+                quiet = self._hub.stalled
+                self.stalled = quiet
                 self._banner.value = (
-                    '<div style="background:#fee2e2;color:#991b1b;padding:4px 8px;'
-                    f'border-radius:4px"><b>cluster gone</b>: {html.escape(gone)}. '
-                    "This view no longer updates.</div>"
+                    _banner(
+                        "#fef3c7",
+                        "#92400e",
+                        f"<b>no news from the cluster for {quiet:.0f} s</b> (busy or "
+                        "unreachable); still listening.",
+                    )
+                    if quiet
+                    else ""
                 )
             if self.frontend:
                 self._draw(state)
             self.draws += 1
+
+
+def _banner(background: str, color: str, body: str) -> str:
+    return (
+        f'<div style="background:{background};color:{color};padding:4px 8px;'
+        f'border-radius:4px">{body}</div>'
+    )
 
 
 def human_bytes(n: float) -> str:

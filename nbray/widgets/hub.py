@@ -5,8 +5,9 @@
 
 Views attach and detach; the first attach subscribes to the engine (the head then replays
 its recent history), the last detach unsubscribes and drops the state. A view is told the
-cluster is gone when the session that owned the engine ended, its connection closed, or no
-event (metrics come every second) arrived for ``stale_after`` seconds.
+cluster is gone when the session that owned the engine ended or its connection closed; when
+no event (metrics come every second) arrived for ``stale_after`` seconds, the hub is
+``stalled`` (views say so) but keeps listening, since a busy head comes back.
 """
 
 from __future__ import annotations
@@ -134,13 +135,18 @@ class EventHub:
         if getattr(client, "closed", False):
             reason = getattr(client, "disconnect_reason", "") or "closed"
             return f"the connection to the cluster is lost ({reason})"
-        last = max(self.state.last_event, self._subscribed_at)
-        if last and time.monotonic() - last > self.stale_after:
-            return f"no news from the cluster for {self.stale_after:.0f} s"
         return ""
+
+    @property
+    def stalled(self) -> float:
+        """Seconds without any event once that passed ``stale_after``, else 0."""
+        last = max(self.state.last_event, self._subscribed_at)
+        quiet = time.monotonic() - last if last else 0.0
+        return quiet if quiet > self.stale_after else 0.0
 
     def _loop(self) -> None:
         seen = -1
+        was_stalled = False
         pause = self.interval
         while True:
             self._wake.wait(pause)
@@ -151,9 +157,10 @@ class EventHub:
                 views = list(self._views.values())
             gone = self.check_gone()
             version = self.state.version
-            if version == seen and not gone:
+            stalled = bool(self.stalled)
+            if version == seen and not gone and stalled == was_stalled and not stalled:
                 continue
-            seen = version
+            seen, was_stalled = version, stalled
             self.redraws += 1
             started = time.monotonic()
             for refresh in views:

@@ -3,6 +3,7 @@ on close, "cluster gone" after shutdown, throttled redraws of a 10,000-task run,
 
 from __future__ import annotations
 
+import signal
 import time
 from typing import Any
 
@@ -119,6 +120,24 @@ def test_widgets_say_cluster_gone_when_the_head_dies(cluster_factory: Any) -> No
     wait_until(lambda: mon.gone, 10)
     assert "connection to the cluster is lost" in mon.gone
     assert repr(mon).endswith(f"[{mon.gone}]")
+
+
+def test_a_stalled_head_is_shown_and_then_forgotten(cluster_factory: Any) -> None:
+    cluster_factory(num_cpus=1)
+    head = session.current_engine().cluster.process
+    mon = nbray.monitor()
+    wait_until(lambda: mon.num_cpus > 0, 10)
+    mon._hub.stale_after = 1.5
+    head.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: mon.stalled, 10)
+        assert "no news from the cluster" in mon._banner.value
+    finally:
+        head.send_signal(signal.SIGCONT)
+    wait_until(lambda: not mon.stalled, 10)  # the head came back: still live, not gone
+    assert mon._banner.value == "" and not mon.gone
+    assert nbray.get(inc.remote(1)) == 2
+    mon.close()
 
 
 def test_ten_thousand_tasks_redraw_a_few_times_a_second(cluster: Any) -> None:
