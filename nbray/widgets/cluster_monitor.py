@@ -58,7 +58,7 @@ class ClusterMonitor(LiveWidget):
             "Last minutes",
             520,
             xaxis={"title": "seconds ago", "autorange": "reversed"},
-            legend={"orientation": "h", "y": -0.25},
+            legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.15},
         )
         self._workers_html = ipywidgets.HTML()
         return [
