@@ -290,3 +290,20 @@ def test_monitor_rows_show_gpus_and_dead_workers() -> None:
     assert row[5] == "3.0 MiB"
     dead = ClusterMonitor._worker_row({"worker": "n:3", "state": "DEAD", "exit_code": -9})
     assert "dead (exit -9)" in dead[2]
+
+
+def test_hover_and_labels_name_function_duration_worker_and_error() -> None:
+    from nbray.widgets.graph import hover, label, layout
+
+    agg = diamond()
+    run_and_finish(agg, 1, 1, 1.0, 3.5)
+    agg.apply(task(2, "RUNNING", 4.0, worker_id=2))
+    agg.apply(task(2, "FAILED", 4.5, worker_id=2, error="Traceback\nValueError: x < 0"))
+    nodes = agg.graph().nodes
+    text = hover(nodes[0])
+    assert "<b>a</b> (finished)" in text and "run time 2.500 s" in text
+    assert "worker n1:1" in text
+    assert "error: ValueError: x &lt; 0" in hover(nodes[1])  # escaped for plotly's HTML
+    assert label(nodes[0], grouped=False, total=4) == "a"
+    assert [p[0] for p in layout(nodes)] == [0.0, 1.0, 1.0, 2.0]
+    assert layout(nodes)[1][1] == -layout(nodes)[2][1]  # a stage's nodes centred
