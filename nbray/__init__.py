@@ -19,7 +19,8 @@ the runtime modules they need.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+import sys
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -88,6 +89,25 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbray``: the ``%%remote``, ``%%compare`` and ``%nbray`` magics, task
+    output in the submitting cell, interrupts that cancel a cell's work, remote
+    tracebacks (see ``nbray.magics``). ``import nbray`` in IPython does it too."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def _register_in_ipython() -> None:
+    get_ipython = getattr(sys.modules.get("IPython"), "get_ipython", None)
+    shell = get_ipython() if get_ipython is not None else None
+    if shell is not None:
+        load_ipython_extension(shell)
+
+
+_register_in_ipython()
 
 
 if TYPE_CHECKING:

@@ -59,6 +59,11 @@ class TaskError(NbrayError):
         what = f"{type(cause).__name__}: {cause}" if cause is not None else "an exception"
         return f"task {self.function_name} ({self.task_id}) raised {what}"
 
+    def _repr_html_(self) -> str:
+        from .reprs import error_html
+
+        return error_html(self)
+
 
 class WorkerCrashedError(NbrayError):
     """Raised by ``get`` when the worker running the task died and no retry was left.
