@@ -12,7 +12,14 @@ from __future__ import annotations
 import html
 from typing import Any
 
-__all__ = ["actor_html", "error_html", "object_ref_html", "session_html", "session_text"]
+__all__ = [
+    "actor_html",
+    "error_html",
+    "human_size",
+    "object_ref_html",
+    "session_html",
+    "session_text",
+]
 
 _STYLE = (
     "font-family:var(--jp-code-font-family,monospace);font-size:12px;"
@@ -50,14 +57,17 @@ def _state(state: str) -> str:
     return f"<span style='color:{colour};font-weight:bold'>{html.escape(state)}</span>"
 
 
-def _size(n: int | None) -> str:
+def human_size(n: float | None) -> str:
+    """``1234567`` -> ``"1.2 MB"`` (decimal units); ``""`` for None."""
     if n is None:
         return ""
     for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return ""
+        if n < 1000 or unit == "TB":
+            break
+        n /= 1000
+    else:
+        unit = "TB"
+    return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
 
 
 def _owner(object_or_actor_id: int, engine: Any) -> str:
@@ -79,7 +89,7 @@ def object_ref_html(ref: Any) -> str:
         {
             "state": _state(str(info.get("state", "UNKNOWN"))),
             "owner": _owner(ref.id, ref._engine),
-            "size": _size(info.get("size")),
+            "size": human_size(info.get("size")),
             "task": info.get("task", ""),
             "node": str(info.get("node_id", ""))[:12],
             "": info.get("error", ""),

@@ -164,6 +164,7 @@ def _nested_globals(table: symtable.SymbolTable) -> tuple[set[str], set[str]]:
                 reads.add(sym.get_name())
             if sym.is_declared_global() and sym.is_assigned():
                 writes.add(sym.get_name())
+                reads.add(sym.get_name())  # ``global n; n += 1`` reads it too
         r, w = _nested_globals(child)
         reads |= r
         writes |= w

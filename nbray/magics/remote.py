@@ -139,6 +139,7 @@ def check_shippable(name: str, value: Any) -> None:
     """Raise ``SerializationError`` naming the variable if it cannot be pickled, or is larger
     than ``MAX_SHIP_BYTES`` pickled."""
     from ..errors import SerializationError
+    from ..reprs import human_size
     from ..runtime.serialization import SIMPLE_TYPES, packed_size, serialize
 
     if type(value) in SIMPLE_TYPES and not isinstance(value, str | bytes):
@@ -149,8 +150,8 @@ def check_shippable(name: str, value: Any) -> None:
         raise SerializationError(f"%%remote cannot ship the variable {name!r}: {exc}") from None
     if size > MAX_SHIP_BYTES:
         raise SerializationError(
-            f"%%remote cannot ship the variable {name!r}: it is {size / 1e6:,.1f} MB pickled, "
-            f"over the {MAX_SHIP_BYTES / 1e6:,.1f} MB limit for one variable. Create or load it "
+            f"%%remote cannot ship the variable {name!r}: it is {human_size(size)} pickled, "
+            f"over the {human_size(MAX_SHIP_BYTES)} limit for one variable. Create or load it "
             "inside the cell, or store it once with nbray.put() and use the ObjectRef in the "
             "cell (refs are resolved on the worker); NBRAY_REMOTE_MAX_BYTES raises the limit."
         )
@@ -338,6 +339,8 @@ class AsyncRun:
         self.written: list[str] = []
         self.error: BaseException | None = None
         self._done = threading.Event()
+        kernel = getattr(shell, "kernel", None)
+        self._parent = kernel.get_parent() if hasattr(kernel, "get_parent") else None
         async_runs.append(self)
 
     def status_line(self) -> str:
@@ -378,6 +381,13 @@ class AsyncRun:
         from .. import api
         from ..errors import NbrayError
 
+        import sys
+
+        if self._parent is not None:  # this thread's displays and prints: the submitting cell
+            for target in (self.shell.display_pub, sys.stdout, sys.stderr):
+                setter = getattr(target, "set_thread_parent", None)
+                if setter is not None:
+                    setter(self._parent)
         deadline = None if self.opts.timeout is None else self.started + self.opts.timeout
         try:
             while True:
@@ -395,10 +405,7 @@ class AsyncRun:
             self.written = _write_back(self.shell, self.prepared, results)
             self.value = _value(self.prepared, results)
             self.state = "done"
-        except (NbrayError, TimeoutError, OSError) as exc:
-            self.error = exc
-            self.state = "failed"
-        except Exception as exc:  # anything else: still report it rather than die silently
+        except Exception as exc:  # a task error, a timeout, a lost cluster: shown in the line
             self.error = exc
             self.state = "failed"
         finally:
