@@ -147,7 +147,11 @@ def _fake_tb(frame: RemoteFrame) -> types.TracebackType | None:
     code = compile("\n" * (lineno - 1) + "raise __nbray_raise__", frame.filename, "exec")
     code = code.replace(co_name=frame.name, co_qualname=frame.name)
     local_ns = {name: _load(blob) for name, blob in frame.locals.items()}
-    global_ns = {"__name__": "__nbray_remote__", "__builtins__": builtins, "__nbray_raise__": _Raise}
+    global_ns = {
+        "__name__": "__nbray_remote__",
+        "__builtins__": builtins,
+        "__nbray_raise__": _Raise,
+    }
     try:
         exec(code, global_ns, local_ns)
     except _Raise:

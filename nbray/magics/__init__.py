@@ -50,7 +50,7 @@ def _make_magics_class() -> Any:
     from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
     @magics_class
-    class NbrayMagics(Magics):  # type: ignore[misc]
+    class NbrayMagics(Magics):
         @cell_magic
         def remote(self, line: str, cell: str) -> Any:
             """Run the cell as a task on the cluster (see ``nbray.magics.remote.USAGE``).

@@ -17,7 +17,7 @@ import importlib
 import linecache
 from typing import Any, NamedTuple
 
-__all__ = ["CellSpec", "run_cell"]
+__all__ = ["CellSpec", "compile_cell", "run_cell"]
 
 
 class CellSpec(NamedTuple):
@@ -31,13 +31,20 @@ class CellSpec(NamedTuple):
     has_value: bool
 
 
-def _split(source: str, filename: str, has_value: bool) -> tuple[Any, Any]:
+def compile_cell(source: str, filename: str, has_value: bool | None = None) -> tuple[Any, Any]:
+    """(code of the cell without its last expression, code of that expression or None).
+
+    ``has_value=None``: the last statement is the value when it is an expression and the
+    cell does not end with ``;``, as in a normal cell."""
     tree = ast.parse(source, filename)
+    if has_value is None:
+        has_value = not source.rstrip().endswith(";")
     last = None
-    if has_value and tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
-    body = compile(tree, filename, "exec")
-    return body, compile(last, filename, "eval") if last is not None else None
+    final = tree.body[-1] if tree.body else None
+    if has_value and isinstance(final, ast.Expr):
+        tree.body.pop()
+        last = compile(ast.Expression(final.value), filename, "eval")
+    return compile(tree, filename, "exec"), last
 
 
 def run_cell(spec: CellSpec, *values: Any) -> dict[str, Any]:
@@ -52,7 +59,7 @@ def run_cell(spec: CellSpec, *values: Any) -> dict[str, Any]:
     for name, module in spec.modules:
         ns[name] = importlib.import_module(module)
     ns.update(zip(spec.names, values, strict=True))
-    body, last = _split(spec.source, spec.filename, spec.has_value)
+    body, last = compile_cell(spec.source, spec.filename, spec.has_value)
     exec(body, ns)
     value = eval(last, ns) if last is not None else None
     names: dict[str, Any] = {}

@@ -11,12 +11,12 @@ the cells that showed it before) with every labelled run so far.
 
 from __future__ import annotations
 
-import ast
 import time
 from typing import Any
 
 from .. import session
 from ..widgets.comparison import ComparisonRun, TimeComparison
+from .cell_task import compile_cell
 from .inline import InlineEngine
 
 __all__ = ["equal_results", "run_compare", "shared_comparison"]
@@ -74,14 +74,6 @@ def equal_results(a: Any, b: Any) -> bool:
             return dumps(a) == dumps(b)
 
 
-def _compile(cell: str, filename: str) -> tuple[Any, Any]:
-    tree = ast.parse(cell, filename)
-    last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr) and not cell.rstrip().endswith(";"):
-        last = compile(ast.Expression(tree.body.pop().value), filename, "eval")
-    return compile(tree, filename, "exec"), last
-
-
 def _run(body: Any, last: Any, ns: dict[str, Any]) -> Any:
     exec(body, ns)
     return eval(last, ns) if last is not None else None
@@ -118,7 +110,7 @@ def run_compare(shell: Any, line: str, cell: str) -> Any:
     if not cell.strip():
         raise _usage_error("%%compare needs code in the cell below the %%compare line")
     filename = _cell_filename(shell, cell)
-    body, last = _compile(cell, filename)
+    body, last = compile_cell(cell, filename)
     cluster_engine = session.current_engine()  # started before timing, not during
     cpus = float(cluster_engine.cluster_info()["total"].get("CPU", 1.0))
 

@@ -89,7 +89,9 @@ class InlineEngine(Engine):
         a, k = self._resolve(args, kwargs)
         aid = next(self._ids)
         self._actors[aid] = cls(*a, **k)
-        handle = ActorHandle(self, aid, cls.__name__, actor_methods(cls), is_async=is_async_class(cls))
+        handle = ActorHandle(
+            self, aid, cls.__name__, actor_methods(cls), is_async=is_async_class(cls)
+        )
         if options.name:
             self._names[(options.namespace or "", options.name)] = handle
         return handle

@@ -1,11 +1,11 @@
 """``%%remote``: run a cell as a task on the cluster.
 
-    %%remote line ──parse_line──▶ RemoteOptions (UsageError with the usage on a mistake)
-    cell ──analyse_cell──▶ free names ──in the notebook namespace──▶ shipped values
-        (modules imported on the worker, ObjectRefs resolved there, each value checked:
-        picklable and under MAX_SHIP_BYTES, before anything runs)
-    ──▶ run_cell task(s) (one per item with --each) ──▶ get (or, with --async, a thread
-        that waits and shows progress) ──▶ assigned names written back; the value shown
+%%remote line ──parse_line──▶ RemoteOptions (UsageError with the usage on a mistake)
+cell ──analyse_cell──▶ free names ──in the notebook namespace──▶ shipped values
+    (modules imported on the worker, ObjectRefs resolved there, each value checked:
+    picklable and under MAX_SHIP_BYTES, before anything runs)
+──▶ run_cell task(s) (one per item with --each) ──▶ get (or, with --async, a thread
+    that waits and shows progress) ──▶ assigned names written back; the value shown
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _usage_error(message: str) -> Exception:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise _usage_error(f"%%remote: {message}")
 
 
@@ -89,7 +89,9 @@ def _resources(text: str) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep or not key.strip():
-            raise _usage_error(f"%%remote: --resources takes K=V pairs like gpu_mem=2, got {part!r}")
+            raise _usage_error(
+                f"%%remote: --resources takes K=V pairs like gpu_mem=2, got {part!r}"
+            )
     return out
 
 
@@ -218,9 +220,7 @@ def prepare(shell: Any, opts: RemoteOptions, cell: str) -> _Prepared:
     outputs = opts.outputs if opts.outputs is not None else names.assigned
     if opts.each_name:
         outputs = tuple(n for n in outputs if n != opts.each_name)
-    spec = CellSpec(
-        cell, filename, tuple(shipped), tuple(modules), tuple(outputs), names.has_value
-    )
+    spec = CellSpec(cell, filename, tuple(shipped), tuple(modules), tuple(outputs), names.has_value)
     return _Prepared(spec, values, items)
 
 
@@ -228,7 +228,9 @@ def _check_node(node: str) -> None:
     from .. import api
 
     nodes = api.nodes()
-    known = {str(n.get(k, "")) for n in nodes for k in ("NodeID", "NodeName", "NodeManagerHostname")}
+    known = {
+        str(n.get(k, "")) for n in nodes for k in ("NodeID", "NodeName", "NodeManagerHostname")
+    }
     if node not in known:
         ids = ", ".join(str(n.get("NodeID")) for n in nodes)
         raise _usage_error(f"%%remote: --node {node!r} is not a node of this cluster ({ids})")
@@ -339,8 +341,8 @@ class AsyncRun:
         self.written: list[str] = []
         self.error: BaseException | None = None
         self._done = threading.Event()
-        kernel = getattr(shell, "kernel", None)
-        self._parent = kernel.get_parent() if hasattr(kernel, "get_parent") else None
+        get_parent = getattr(getattr(shell, "kernel", None), "get_parent", None)
+        self._parent = get_parent() if get_parent is not None else None
         async_runs.append(self)
 
     def status_line(self) -> str:
@@ -378,10 +380,9 @@ class AsyncRun:
             return
 
     def _watch(self) -> None:
-        from .. import api
-        from ..errors import NbrayError
-
         import sys
+
+        from .. import api
 
         if self._parent is not None:  # this thread's displays and prints: the submitting cell
             for target in (self.shell.display_pub, sys.stdout, sys.stderr):

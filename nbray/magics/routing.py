@@ -170,7 +170,7 @@ class CellRouter:
     def _write(self, parent: Any, stream: str, text: str) -> None:
         import sys
 
-        out = sys.stderr if stream == "stderr" else sys.stdout
+        out: Any = sys.stderr if stream == "stderr" else sys.stdout
         setter = getattr(out, "set_thread_parent", None)
         if setter is None or parent is None:
             out.write(text)

@@ -161,10 +161,7 @@ def test_remote_error_traceback_names_the_users_cells_and_debug_sees_remote_loca
     kernel: KernelSession,
 ) -> None:
     defined = kernel.execute(
-        "@nbray.remote\n"
-        "def invert(a):\n"
-        "    shifted = a - 3\n"
-        "    return 1 / shifted\n"
+        "@nbray.remote\ndef invert(a):\n    shifted = a - 3\n    return 1 / shifted\n"
     ).ok()
     r = kernel.execute("nbray.get(invert.remote(3))")
     tb = plain(r.error()["traceback"])
