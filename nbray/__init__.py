@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -77,6 +77,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
+    if name == "load_ipython_extension":  # %load_ext nbray; not part of the API
+        from .magics import load_ipython_extension
+
+        return load_ipython_extension
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     elif name in _MODULES:
@@ -91,19 +95,14 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext nbray``: the ``%%remote``, ``%%compare`` and ``%nbray`` magics, task
-    output in the submitting cell, interrupts that cancel a cell's work, remote
-    tracebacks (see ``nbray.magics``). ``import nbray`` in IPython does it too."""
-    from .magics import load_ipython_extension as load
-
-    load(ipython)
-
-
 def _register_in_ipython() -> None:
+    """``import nbray`` in IPython registers the magics, as ``%load_ext nbray`` does (IPython
+    finds ``nbray.load_ipython_extension`` through ``__getattr__``: see ``nbray.magics``)."""
     get_ipython = getattr(sys.modules.get("IPython"), "get_ipython", None)
     shell = get_ipython() if get_ipython is not None else None
     if shell is not None:
+        from .magics import load_ipython_extension
+
         load_ipython_extension(shell)
 
 

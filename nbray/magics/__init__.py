@@ -46,6 +46,22 @@ def _show_task_error(shell: Any, etype: Any, value: Any, tb: Any, tb_offset: Any
     return stb
 
 
+def _wait_async(timeout: str | None) -> None:
+    from IPython.core.error import UsageError
+
+    from .remote import async_runs
+
+    try:
+        seconds = float(timeout) if timeout is not None else None
+    except ValueError:
+        raise UsageError(f"%nbray wait takes a number of seconds, got {timeout!r}") from None
+    for run in list(async_runs):
+        if not run.wait(seconds):
+            raise TimeoutError(f"{run.label} --async is still running after {seconds:g} s")
+        if run.error is not None:
+            print(run.status_line(), file=sys.stderr)  # noqa: T201
+
+
 def _make_magics_class() -> Any:
     from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
@@ -71,15 +87,22 @@ def _make_magics_class() -> Any:
 
         @line_magic
         def nbray(self, line: str) -> Any:
-            """Show the session: engine, address, nodes, resources, tasks by state."""
+            """``%nbray``: the session: engine, address, nodes, resources, tasks by state.
+            ``%nbray wait [SECONDS]``: wait for the ``%%remote --async`` runs to finish."""
             from IPython.core.error import UsageError
             from IPython.display import HTML, display
 
             from .. import lifecycle, session
             from ..reprs import session_html, session_text
 
-            if line.strip():
-                raise UsageError(f"%nbray takes no arguments, got {line.strip()!r}\nUsage: %nbray")
+            words = line.split()
+            if words and words[0] == "wait" and len(words) <= 2:
+                return _wait_async(words[1] if len(words) == 2 else None)
+            if words:
+                raise UsageError(
+                    f"%nbray: unexpected arguments {line.strip()!r}\n"
+                    "Usage: %nbray (the session) or %nbray wait [SECONDS] (--async runs)"
+                )
             context = lifecycle._context
             if context is None or session.get_engine() is None:
                 print("nbray: not connected; nbray.init() starts or joins a cluster")  # noqa: T201

@@ -5,7 +5,8 @@
          ──▶ run 2: the real namespace and engine: wall time, kernel + workers' CPU time
          ──▶ values compared ──▶ ComparisonRun ──▶ TimeComparison chart + summary line
 
-``-l LABEL`` adds the run to the kernel's shared comparison, shown again (and updated in
+The cell may use IPython syntax, so ``%%compare`` can time a ``%%remote --each`` cell (its
+serial run then runs each item inline). ``-l LABEL`` adds the run to the kernel's shared comparison, shown again (and updated in
 the cells that showed it before) with every labelled run so far.
 """
 
@@ -110,7 +111,8 @@ def run_compare(shell: Any, line: str, cell: str) -> Any:
     if not cell.strip():
         raise _usage_error("%%compare needs code in the cell below the %%compare line")
     filename = _cell_filename(shell, cell)
-    body, last = compile_cell(cell, filename)
+    # IPython syntax too: a %%compare cell can time a "%%remote --each ..." cell
+    body, last = compile_cell(shell.transform_cell(cell), filename)
     cluster_engine = session.current_engine()  # started before timing, not during
     cpus = float(cluster_engine.cluster_info()["total"].get("CPU", 1.0))
 
