@@ -6,8 +6,9 @@
          ──▶ values compared ──▶ ComparisonRun ──▶ TimeComparison chart + summary line
 
 The cell may use IPython syntax, so ``%%compare`` can time a ``%%remote --each`` cell (its
-serial run then runs each item inline). ``-l LABEL`` adds the run to the kernel's shared comparison, shown again (and updated in
-the cells that showed it before) with every labelled run so far.
+serial run then runs each item inline). ``-l LABEL`` adds the run to the kernel's shared
+comparison, shown again (and updated in the cells that showed it before) with every
+labelled run so far.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 import re
 import statistics
-from pprint import pformat
 from pathlib import Path
+from pprint import pformat
 
 import pytest
 from nbformat import NotebookNode
