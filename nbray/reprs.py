@@ -171,6 +171,16 @@ def session_text(context: Any) -> str:
     return "\n".join(lines)
 
 
+def _place(filename: str) -> str:
+    """``Cell In[4]`` for a notebook cell's file, else the file name."""
+    import sys
+
+    get_ipython = getattr(sys.modules.get("IPython"), "get_ipython", None)
+    shell = get_ipython() if get_ipython is not None else None
+    number = getattr(getattr(shell, "compile", None), "_filename_map", {}).get(filename)
+    return f"Cell In[{number}]" if number is not None else filename
+
+
 def error_html(err: Any) -> str:
     """A ``TaskError``: the original error, the task, and where it was raised."""
     cause = getattr(err, "cause", None)
@@ -179,7 +189,7 @@ def error_html(err: Any) -> str:
     where = ""
     if frames:
         f = frames[-1]
-        where = f"{f.filename}:{f.lineno} in {f.name}"
+        where = f"{_place(f.filename)}, line {f.lineno}, in {f.name}"
     return _row(
         f"TaskError in {getattr(err, 'function_name', '')}",
         {

@@ -263,3 +263,37 @@ def test_output_floods_are_rate_limited_with_a_note(kernel: KernelSession) -> No
     assert notes  # ...and the cell says how much
     shown = text.count("(chatty pid=")
     assert shown + sum(int(n.replace(",", "")) for n in notes) == 100_000
+
+
+def test_logging_and_actor_output_land_in_the_cell(kernel: KernelSession) -> None:
+    r = kernel.execute(
+        "@nbray.remote\n"
+        "def logs():\n"
+        "    import logging\n"
+        "    logging.getLogger('demo').warning('careful: %d', 3)\n"
+        "@nbray.remote\n"
+        "class Speaker:\n"
+        "    def say(self, word):\n"
+        "        print('actor says', word)\n"
+        "speaker = Speaker.remote()\n"
+        "nbray.get([logs.remote(), speaker.say.remote('hi')])"
+    ).ok()
+    assert re.search(r"^\(logs pid=\d+\) careful: 3$", r.stream("stderr"), re.M), r.stream()
+    assert re.search(r"^\(Speaker.say pid=\d+\) actor says hi$", r.stream("stdout"), re.M)
+
+
+def test_error_and_pending_ref_reprs(kernel: KernelSession) -> None:
+    r = kernel.execute(
+        "@nbray.remote\ndef halve(a):\n    return a / 0\n"
+        "try:\n    nbray.get(halve.remote(3))\nexcept ZeroDivisionError as exc:\n"
+        "    caught = exc\ncaught"
+    ).ok()
+    html = r.data("text/html")[0]
+    assert "TaskError in halve" in html and "ZeroDivisionError: division by zero" in html
+    assert f"Cell In[{count(r)}], line 3, in halve" in html, html
+    r = kernel.execute(
+        "@nbray.remote\ndef nap():\n    import time\n    time.sleep(30)\n"
+        "napping = nap.remote()\nimport time\ntime.sleep(0.5)\nnapping"
+    ).ok()
+    assert "RUNNING" in r.data("text/html")[0]
+    kernel.execute("nbray.cancel(napping)").ok()
