@@ -127,7 +127,8 @@ def capture_frames(exc: BaseException) -> list[RemoteFrame]:
             )
         )
     frames.reverse()
-    return frames
+    # a task that failed because a task it waited on failed: that task's frames follow
+    return frames + list(getattr(exc, "remote_frames", ()) or ())
 
 
 class _Raise(Exception):

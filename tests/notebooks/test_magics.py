@@ -171,12 +171,19 @@ def test_remote_error_traceback_names_the_users_cells_and_debug_sees_remote_loca
     assert "nbray/" not in tb  # no frame of the runtime's internals
     assert r.error()["ename"] == "TaskError(ZeroDivisionError)"
 
+    nested = kernel.execute(
+        "@nbray.remote\ndef outer(a):\n    return nbray.get(invert.remote(a))\n"
+        "nbray.get(outer.remote(3))"
+    )
+    tb = plain(nested.error()["traceback"])  # the waiting task's frame, then the failed one's
+    assert tb.index(f"Cell In[{count(nested)}], line 3, in outer()") < tb.index("in invert()")
+
     msg_id = kernel.submit("%debug", allow_stdin=True)
     for answer in ("p (a, shifted)", "q"):
         kernel.client.get_stdin_msg(timeout=20)
         kernel.client.input(answer)
     debug = kernel.finish(msg_id).ok()
-    assert "(3, 0)" in debug.stream()  # the remote frame's locals, shipped back
+    assert "(3, 0)" in debug.stream()  # the innermost frame: invert's  # the remote frame's locals, shipped back
 
 
 def test_remote_cell_error_points_at_the_cell_line(kernel: KernelSession) -> None:
