@@ -36,6 +36,8 @@ USAGE = """\
 
 #: The largest pickled size of one variable ``%%remote`` ships (``NBRAY_REMOTE_MAX_BYTES``).
 MAX_SHIP_BYTES = int(os.environ.get("NBRAY_REMOTE_MAX_BYTES", 1 << 30))
+#: With ``--each``, variables larger than this are stored once and shared by the tasks.
+SHARE_BYTES = 64 * 1024
 
 # names IPython keeps in the user namespace: never shipped
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "_oh", "_ih", "_dh"}
@@ -137,15 +139,15 @@ def _is_ipython_name(name: str) -> bool:
     return name in _IPYTHON_NAMES or bool(_HISTORY.match(name))
 
 
-def check_shippable(name: str, value: Any) -> None:
-    """Raise ``SerializationError`` naming the variable if it cannot be pickled, or is larger
-    than ``MAX_SHIP_BYTES`` pickled."""
+def check_shippable(name: str, value: Any) -> int:
+    """The pickled size of ``value``; raises ``SerializationError`` naming the variable if it
+    cannot be pickled, or is larger than ``MAX_SHIP_BYTES`` pickled."""
     from ..errors import SerializationError
     from ..reprs import human_size
     from ..runtime.serialization import SIMPLE_TYPES, packed_size, serialize
 
     if type(value) in SIMPLE_TYPES and not isinstance(value, str | bytes):
-        return
+        return 0
     try:
         size = packed_size(serialize(value, f"the variable {name!r}"))
     except SerializationError as exc:
@@ -157,6 +159,7 @@ def check_shippable(name: str, value: Any) -> None:
             "inside the cell, or store it once with nbray.put() and use the ObjectRef in the "
             "cell (refs are resolved on the worker); NBRAY_REMOTE_MAX_BYTES raises the limit."
         )
+    return size
 
 
 def cell_number(shell: Any) -> int:
@@ -193,6 +196,7 @@ def prepare(shell: Any, opts: RemoteOptions, cell: str) -> _Prepared:
     shipped: list[str] = []
     values: list[Any] = []
     modules: list[tuple[str, str]] = []
+    large: list[int] = []  # positions of values worth storing once for all --each tasks
     for name in names.free:
         if name == opts.each_name or name not in ns or _is_ipython_name(name):
             continue
@@ -201,8 +205,8 @@ def prepare(shell: Any, opts: RemoteOptions, cell: str) -> _Prepared:
             if value.__name__ != "__main__":
                 modules.append((name, value.__name__))
             continue
-        if not isinstance(value, ObjectRef):
-            check_shippable(name, value)
+        if not isinstance(value, ObjectRef) and check_shippable(name, value) > SHARE_BYTES:
+            large.append(len(values))
         shipped.append(name)
         values.append(value)
     items = None
@@ -221,6 +225,11 @@ def prepare(shell: Any, opts: RemoteOptions, cell: str) -> _Prepared:
     if opts.each_name:
         outputs = tuple(n for n in outputs if n != opts.each_name)
     spec = CellSpec(cell, filename, tuple(shipped), tuple(modules), tuple(outputs), names.has_value)
+    if items is not None and len(items) > 1:
+        from .. import api
+
+        for i in large:  # one copy in the object store instead of one per task
+            values[i] = api.put(values[i])
     return _Prepared(spec, values, items)
 
 

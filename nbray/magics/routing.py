@@ -18,6 +18,7 @@ still cancel.
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 import threading
 import time
@@ -34,6 +35,7 @@ OUTPUT_RATE_BYTES = int(os.environ.get("NBRAY_OUTPUT_RATE", 64_000))
 #: Output a cell's tasks may write at once before the rate applies.
 OUTPUT_BURST_BYTES = int(os.environ.get("NBRAY_OUTPUT_BURST", 256_000))
 _MAX_EPOCHS = 100_000
+log = logging.getLogger("nbray.magics")
 
 
 class _Budget:
@@ -141,7 +143,13 @@ class CellRouter:
     # --- output -------------------------------------------------------------------------
 
     def on_output_msg(self, msg: Any) -> None:
-        self.on_output(msg.task_id, msg.stream, msg.text, msg.name, msg.pid)
+        # runs on the client's reader thread: an error here must not end that thread
+        try:
+            self.on_output(msg.task_id, msg.stream, msg.text, msg.name, msg.pid)
+        except (ValueError, OSError):  # the kernel's streams are closed (shutting down)
+            return
+        except Exception:
+            log.exception("routing task output to its cell failed")
 
     def on_output(self, task_id: int, stream: str, text: str, name: str, pid: int) -> None:
         parent = self.parent_of(task_id) if task_id else None
@@ -200,7 +208,10 @@ class CellRouter:
             if not notes:
                 return
             for key, lines, nbytes in notes:
-                self._write(parents.get(key), "stderr", drop_note(lines, nbytes))
+                try:
+                    self._write(parents.get(key), "stderr", drop_note(lines, nbytes))
+                except (ValueError, OSError):  # the kernel's streams are closed
+                    return
 
 
 def _parent_id(parent: Any) -> str:

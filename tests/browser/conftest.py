@@ -22,9 +22,10 @@ from browser_support import (
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A headless Chromium browser (playwright ``Browser``) for the whole session."""
+    """A headless Chromium browser (playwright ``Browser``) for one test module: closed
+    before later tests run, whose leak checks would count its processes as left behind."""
     require(CHROMIUM, Path(CHROMIUM).exists())
     try:
         from playwright.sync_api import sync_playwright

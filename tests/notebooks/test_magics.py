@@ -83,6 +83,11 @@ def test_remote_each_runs_one_task_per_item_in_order(kernel: KernelSession) -> N
     assert r.data() == ["[109, 101, 104]"]
     check = kernel.execute("print(square, len(pid))").ok()
     assert check.stream() == "[9, 1, 4] 3\n"
+    # a large variable the tasks share is stored once and read by each
+    kernel.execute("import numpy as np\nshared = np.arange(300_000)").ok()
+    r = kernel.execute("%%remote --each k in range(3)\nint(shared[k * 1000] + shared.sum())").ok()
+    total = sum(range(300_000))
+    assert r.data() == [str([total, total + 1000, total + 2000])]
 
 
 def test_remote_async_returns_at_once_and_writes_back_later(kernel: KernelSession) -> None:

@@ -50,6 +50,7 @@ def test_magics_notebook(run_notebook) -> None:  # type: ignore[no-untyped-def]
     limit, tasks = 60_000, 8
     total = sum_primes_below(limit)
 
+    assert "nbray session" in cell_of(nb, "%load_ext nbray").outputs[0].data["text/html"]
     assert "nbray session" in cell_of(nb, "%nbray").outputs[0].data["text/html"]
 
     remote = text(cell_of(nb, "%%remote\nimport os"))
