@@ -188,7 +188,7 @@ def test_remote_error_traceback_names_the_users_cells_and_debug_sees_remote_loca
         kernel.client.get_stdin_msg(timeout=20)
         kernel.client.input(answer)
     debug = kernel.finish(msg_id).ok()
-    assert "(3, 0)" in debug.stream()  # the innermost frame: invert's  # the remote frame's locals, shipped back
+    assert "(3, 0)" in debug.stream()  # the innermost remote frame's locals, shipped back
 
 
 def test_remote_cell_error_points_at_the_cell_line(kernel: KernelSession) -> None:
