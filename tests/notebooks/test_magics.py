@@ -162,6 +162,27 @@ def test_interrupt_cancels_the_cells_remote_work(kernel: KernelSession) -> None:
     assert check.stream() == "cancelled\ncancelled\ncancelled\n{'CPU': 2.0}\n"
 
 
+def test_interrupting_a_remote_cell_cancels_its_tasks(kernel: KernelSession) -> None:
+    msg_id = kernel.submit("%%remote --each i in range(2)\nimport time\ntime.sleep(600)")
+    kernel.wait_for(
+        lambda: any(m["msg_type"] == "execute_input" for m in kernel.messages_of(msg_id))
+    )
+    time.sleep(1.0)
+    kernel.interrupt()
+    r = kernel.finish(msg_id, timeout=30)
+    assert r.reply["content"]["ename"] == "KeyboardInterrupt"
+    assert "cancelled the 2 task(s) this cell started" in r.stream()
+    check = kernel.execute(
+        "import time\n"
+        "for _ in range(200):\n"
+        "    if nbray.available_resources().get('CPU') == 2.0:\n"
+        "        break\n"
+        "    time.sleep(0.05)\n"
+        "print(nbray.available_resources())"
+    ).ok()
+    assert check.stream() == "{'CPU': 2.0}\n"
+
+
 def test_remote_error_traceback_names_the_users_cells_and_debug_sees_remote_locals(
     kernel: KernelSession,
 ) -> None:
