@@ -55,7 +55,7 @@ class Head:
         self.config = config
         self.secret = read_secret(Path(config.session_dir) / "secret")
         Path(config.spill_dir).mkdir(mode=0o700, exist_ok=True)
-        self.objects = ObjectDirectory(config.object_store_memory, config.spill_dir)
+        self.objects = ObjectDirectory(config.object_store_memory, config.spill_dir, config.session)
         self.sched = S.Scheduler(config.resources, config.gpu_ids, pipeline_depth=PIPELINE_DEPTH)
         self.func_time: dict[bytes, float] = {}  # moving average of each function's run time
         self.peers: dict[int, Peer] = {}
@@ -222,6 +222,8 @@ class Head:
         for oid in peer.holds:
             self.objects.release(oid, peer.conn_id)
         peer.holds.clear()
+        if not self._stopping and self.objects.sweep_creator(peer.conn_id):
+            log.info("removed segments connection %s wrote but never stored", peer.conn_id)
         if peer.role == "worker":
             if self.worker_peers.get(peer.worker_id) is peer:
                 del self.worker_peers[peer.worker_id]
@@ -375,6 +377,7 @@ class Head:
             self.run(self.sched.object_ready(oid, payload.kind != P.ERROR))
 
     def _store_error(self, rec: TaskRecord, payload: P.Payload) -> None:
+        self.objects.discard_partial(rec.spec.return_ids)
         for oid in rec.spec.return_ids:
             self._store(oid, payload, ())
         state = "FAILED"
@@ -421,6 +424,7 @@ class Head:
     def do_retry(self, ins: S.Retry) -> None:
         rec = self.tasks.get(ins.task_id)
         if rec is not None:
+            self.objects.discard_partial(rec.spec.return_ids)
             self.task_event(rec, "RETRYING", attempt=ins.attempt, reason=ins.reason)
 
     def do_interrupt(self, ins: S.Interrupt) -> None:

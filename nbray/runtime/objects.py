@@ -51,8 +51,9 @@ class ObjectDirectory:
     """``capacity``: bytes of /dev/shm objects may use before the least recently used are
     spilled to ``spill_dir`` (0: no limit)."""
 
-    def __init__(self, capacity: int = 0, spill_dir: str = "") -> None:
+    def __init__(self, capacity: int = 0, spill_dir: str = "", session: str = "") -> None:
         self.entries: dict[int, _Entry] = {}
+        self.session = session  # the segment-name prefix (shm.segment_name)
         self.capacity = capacity
         self.spill_dir = spill_dir
         self.shm_bytes = 0  # in /dev/shm
@@ -193,6 +194,33 @@ class ObjectDirectory:
     def _discard(payload: Payload) -> None:
         if payload.kind == SHM:
             shm.unlink(payload.segment)
+
+    def discard_partial(self, object_ids: tuple[int, ...]) -> None:
+        """Unlink segments that a process died while writing (results of a task whose
+        worker died), so a retry can write them afresh and none is left behind."""
+        for oid in object_ids:
+            e = self.entries.get(oid)
+            if e is None or e.payload is None:
+                self._unlink_unregistered(shm.segment_name(self.session, oid))
+
+    def sweep_creator(self, creator: int) -> int:
+        """Unlink the segments that connection ``creator`` created (object ids carry their
+        creator in the upper 32 bits) but never registered: it died between writing one and
+        sending the Put. Returns how many there were."""
+        prefix = shm.segment_name(self.session, creator << 32)[:-8]
+        count = 0
+        for name in shm.names_with_prefix(prefix, self.spill_dir):
+            oid = int(name[len(prefix) - 8 :], 16)
+            e = self.entries.get(oid)
+            if e is None or e.payload is None:
+                self._unlink_unregistered(name)
+                count += 1
+        return count
+
+    def _unlink_unregistered(self, name: str) -> None:
+        shm.unlink(name)
+        if self.spill_dir:
+            shm.unlink(f"{self.spill_dir}/{name}")
 
     def free_all(self) -> None:
         for e in self.entries.values():

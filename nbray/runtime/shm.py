@@ -44,7 +44,14 @@ def is_spilled(segment: str) -> bool:
 
 
 def _create_at(path: Path, size: int) -> mmap.mmap:
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    except FileExistsError:
+        # left by an attempt of the same task whose worker died while writing it. (Names
+        # carry the cluster's random token; /dev/shm is sticky, so another user's file
+        # could not be unlinked here and the create fails.)
+        os.unlink(path)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     try:
         try:
             os.posix_fallocate(fd, 0, max(size, 1))
@@ -119,6 +126,14 @@ def unlink(segment: str) -> None:
         os.unlink(path_of(segment))
     except FileNotFoundError:
         pass
+
+
+def names_with_prefix(prefix: str, spill_dir: str = "") -> set[str]:
+    """Names of the segments (in /dev/shm or ``spill_dir``) that start with ``prefix``."""
+    names = {p.name for p in SHM_DIR.glob(f"{prefix}*")}
+    if spill_dir:
+        names |= {p.name for p in Path(spill_dir).glob(f"{prefix}*") if p.suffix != ".partial"}
+    return names
 
 
 def sweep(session: str) -> int:

@@ -141,3 +141,28 @@ def test_create_falls_back_to_the_spill_dir_when_shm_has_no_room(tmp_path: Path)
     mm.close()
     assert where == shm.segment_name(TOKEN, 8)  # small enough for /dev/shm
     shm.unlink(where)
+
+
+def test_segments_a_dead_creator_never_stored_are_swept(tmp_path: Path) -> None:
+    d = ObjectDirectory(spill_dir=str(tmp_path), session=TOKEN)
+    stored = segment((5 << 32) | 1, b"kept")
+    d.set((5 << 32) | 1, stored, (), holder=9)  # stored, and held by another connection
+    orphan = segment((5 << 32) | 2, b"orphan")  # written, never stored
+    other = segment((6 << 32) | 1, b"another creator's")
+    assert d.sweep_creator(5) == 1
+    assert not shm.path_of(orphan.segment).exists()
+    assert shm.path_of(stored.segment).exists() and shm.path_of(other.segment).exists()
+    d.release((5 << 32) | 1, 9)
+    shm.unlink(other.segment)
+
+
+def test_partial_results_of_a_dead_worker_are_discarded_and_can_be_rewritten() -> None:
+    d = ObjectDirectory(session=TOKEN)
+    d.create(7, holder=1)
+    partial = segment(7, b"half")
+    d.discard_partial((7,))
+    assert not shm.path_of(partial.segment).exists()
+    again = segment(7, b"whole")  # the retry writes the same name afresh
+    segment(7, b"whole")  # and a stale one of the same name is replaced, not an error
+    d.set(7, again, (), holder=1)
+    d.release(7, 1)
