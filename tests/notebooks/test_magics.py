@@ -128,15 +128,19 @@ def test_output_lands_in_the_submitting_cell_while_a_later_cell_runs(
     assert all(busy < m["received"] < idle for m in late)
 
 
-def test_interrupt_cancels_the_cells_remote_work(kernel: KernelSession) -> None:
-    msg_id = kernel.submit(
-        "@nbray.remote\n"
-        "def forever():\n"
-        "    import time\n"
-        "    time.sleep(600)\n"
-        "stuck = [forever.remote() for _ in range(3)]   # two run, one waits for a CPU\n"
-        "nbray.get(stuck)"
-    )
+WAIT_FOR_FREE_CPUS = (
+    "import time\n"
+    "for _ in range(200):\n"
+    "    if nbray.available_resources().get('CPU') == 2.0:\n"
+    "        break\n"
+    "    time.sleep(0.05)\n"
+    "print(nbray.available_resources())"
+)
+
+
+def interrupt_while_running(kernel: KernelSession, code: str) -> Execution:
+    """Run ``code``, press the stop button once its tasks run, return the cell's result."""
+    msg_id = kernel.submit(code)
     kernel.wait_for(
         lambda: any(m["msg_type"] == "execute_input" for m in kernel.messages_of(msg_id))
     )
@@ -144,6 +148,19 @@ def test_interrupt_cancels_the_cells_remote_work(kernel: KernelSession) -> None:
     kernel.interrupt()
     r = kernel.finish(msg_id, timeout=30)
     assert r.reply["content"]["ename"] == "KeyboardInterrupt"
+    return r
+
+
+def test_interrupt_cancels_the_cells_remote_work(kernel: KernelSession) -> None:
+    r = interrupt_while_running(
+        kernel,
+        "@nbray.remote\n"
+        "def forever():\n"
+        "    import time\n"
+        "    time.sleep(600)\n"
+        "stuck = [forever.remote() for _ in range(3)]   # two run, one waits for a CPU\n"
+        "nbray.get(stuck)",
+    )
     assert "cancelled the 3 task(s) this cell started" in r.stream()
     check = kernel.execute(
         "from nbray.errors import TaskCancelledError\n"
@@ -151,36 +168,17 @@ def test_interrupt_cancels_the_cells_remote_work(kernel: KernelSession) -> None:
         "    try:\n"
         "        nbray.get(ref, timeout=20)\n"
         "    except TaskCancelledError:\n"
-        "        print('cancelled')\n"
-        "import time\n"
-        "for _ in range(100):\n"
-        "    if nbray.available_resources().get('CPU') == 2.0:\n"
-        "        break\n"
-        "    time.sleep(0.05)\n"
-        "print(nbray.available_resources())"
+        "        print('cancelled')\n" + WAIT_FOR_FREE_CPUS
     ).ok()
     assert check.stream() == "cancelled\ncancelled\ncancelled\n{'CPU': 2.0}\n"
 
 
 def test_interrupting_a_remote_cell_cancels_its_tasks(kernel: KernelSession) -> None:
-    msg_id = kernel.submit("%%remote --each i in range(2)\nimport time\ntime.sleep(600)")
-    kernel.wait_for(
-        lambda: any(m["msg_type"] == "execute_input" for m in kernel.messages_of(msg_id))
+    r = interrupt_while_running(
+        kernel, "%%remote --each i in range(2)\nimport time\ntime.sleep(600)"
     )
-    time.sleep(1.0)
-    kernel.interrupt()
-    r = kernel.finish(msg_id, timeout=30)
-    assert r.reply["content"]["ename"] == "KeyboardInterrupt"
     assert "cancelled the 2 task(s) this cell started" in r.stream()
-    check = kernel.execute(
-        "import time\n"
-        "for _ in range(200):\n"
-        "    if nbray.available_resources().get('CPU') == 2.0:\n"
-        "        break\n"
-        "    time.sleep(0.05)\n"
-        "print(nbray.available_resources())"
-    ).ok()
-    assert check.stream() == "{'CPU': 2.0}\n"
+    assert kernel.execute(WAIT_FOR_FREE_CPUS).ok().stream() == "{'CPU': 2.0}\n"
 
 
 def test_remote_error_traceback_names_the_users_cells_and_debug_sees_remote_locals(
