@@ -41,7 +41,7 @@ _STATE_COLOURS = {
 
 def _row(title: str, fields: dict[str, Any]) -> str:
     cells = "".join(
-        f"<td style='padding:1px 8px'><span style='color:#888'>{html.escape(k)}</span> "
+        f"<td style='padding:1px 8px;text-align:left'><span style='color:#888'>{html.escape(k)}</span> "
         f"{v if k == 'state' else html.escape(str(v))}</td>"
         for k, v in fields.items()
         if v not in (None, "")
@@ -151,15 +151,19 @@ def _session_facts(context: Any) -> tuple[dict[str, Any], dict[str, int]]:
 def session_html(context: Any) -> str:
     """The session (``ClusterContext``): engine, address, nodes, resources, tasks by state."""
     facts, tasks = _session_facts(context)
+    cell = "padding:1px 8px;text-align:left"
     rows = "".join(
-        f"<tr><td style='padding:1px 8px;color:#888'>{html.escape(k)}</td>"
-        f"<td style='padding:1px 8px'>{html.escape(str(v))}</td></tr>"
+        f"<tr><td style='{cell};color:#888'>{html.escape(k)}</td>"
+        f"<td style='{cell}'>{html.escape(str(v))}</td></tr>"
         for k, v in facts.items()
     )
     if tasks:
         counts = " ".join(f"{_state(k)} {n:,}" for k, n in sorted(tasks.items()))
-        rows += f"<tr><td style='padding:1px 8px;color:#888'>tasks</td><td>{counts}</td></tr>"
-    return f"<table style='{_STYLE}'><tr><th colspan=2>nbray session</th></tr>{rows}</table>"
+        rows += f"<tr><td style='{cell};color:#888'>tasks</td><td style='{cell}'>{counts}</td></tr>"
+    return (
+        f"<table style='{_STYLE}'><tr><th colspan=2 style='{cell}'>nbray session</th></tr>"
+        f"{rows}</table>"
+    )
 
 
 def session_text(context: Any) -> str:
