@@ -25,6 +25,7 @@ _STYLE = (
     "font-family:var(--jp-code-font-family,monospace);font-size:12px;"
     "border-collapse:collapse;margin:2px 0"
 )
+_CELL = "padding:1px 8px;text-align:left"
 _STATE_COLOURS = {
     "READY": "#2e7d32",
     "FINISHED": "#2e7d32",
@@ -41,7 +42,7 @@ _STATE_COLOURS = {
 
 def _row(title: str, fields: dict[str, Any]) -> str:
     cells = "".join(
-        f"<td style='padding:1px 8px;text-align:left'><span style='color:#888'>{html.escape(k)}</span> "
+        f"<td style='{_CELL}'><span style='color:#888'>{html.escape(k)}</span> "
         f"{v if k == 'state' else html.escape(str(v))}</td>"
         for k, v in fields.items()
         if v not in (None, "")
@@ -151,7 +152,7 @@ def _session_facts(context: Any) -> tuple[dict[str, Any], dict[str, int]]:
 def session_html(context: Any) -> str:
     """The session (``ClusterContext``): engine, address, nodes, resources, tasks by state."""
     facts, tasks = _session_facts(context)
-    cell = "padding:1px 8px;text-align:left"
+    cell = _CELL
     rows = "".join(
         f"<tr><td style='{cell};color:#888'>{html.escape(k)}</td>"
         f"<td style='{cell}'>{html.escape(str(v))}</td></tr>"
