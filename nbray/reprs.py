@@ -48,7 +48,7 @@ def _row(title: str, fields: dict[str, Any]) -> str:
         if v not in (None, "")
     )
     return (
-        f"<table style='{_STYLE}'><tr><td style='padding:1px 8px'><b>{html.escape(title)}</b>"
+        f"<table style='{_STYLE}'><tr><td style='{_CELL}'><b>{html.escape(title)}</b>"
         f"</td>{cells}</tr></table>"
     )
 
