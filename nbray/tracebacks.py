@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import os
 import pickle
+import reprlib
 import sys
 import types
 from typing import Any, NamedTuple
@@ -35,6 +36,7 @@ MAX_FRAMES = 30
 MAX_LOCALS = 60
 MAX_VALUE_BYTES = 1 << 20  # one local
 MAX_TOTAL_BYTES = 8 << 20  # all locals of one error
+MAX_ITEMS = 100_000  # a list, dict, ... longer than this is not pickled to be measured
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
@@ -64,9 +66,13 @@ def _is_internal(filename: str) -> bool:
     return os.path.abspath(filename).startswith(_PACKAGE_DIR) if filename else False
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 200
+
+
 def _short_repr(value: Any) -> str:
     try:
-        text = repr(value)
+        text = _REPR.repr(value)  # bounded: a huge list is not turned into one huge string
     except Exception as exc:  # a broken __repr__ must not hide the error itself
         text = f"<repr failed: {type(exc).__name__}>"
     return text if len(text) <= 200 else text[:197] + "..."
@@ -75,9 +81,17 @@ def _short_repr(value: Any) -> str:
 def _ship(value: Any, budget: int) -> bytes:
     from .runtime.serialization import dumps
 
+    limit = min(MAX_VALUE_BYTES, budget)
     nbytes = getattr(value, "nbytes", None)
-    if isinstance(nbytes, int) and nbytes > min(MAX_VALUE_BYTES, budget):
+    if isinstance(nbytes, int) and nbytes > limit:
         reason = f"{nbytes / 1e6:.1f} MB"
+        return pickle.dumps(Unshipped(type(value).__qualname__, _short_repr(value), reason))
+    try:  # a huge container is not pickled just to find out it is too big
+        items = len(value) if isinstance(value, list | tuple | dict | set | str | bytes) else 0
+    except TypeError:
+        items = 0
+    if items > MAX_ITEMS or (isinstance(value, str | bytes) and items > limit):
+        reason = f"{items:,} {'long' if isinstance(value, str | bytes) else 'items'}"
         return pickle.dumps(Unshipped(type(value).__qualname__, _short_repr(value), reason))
     try:
         blob = dumps(value)
