@@ -24,9 +24,8 @@ from browser_support import (
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A headless Chromium browser (playwright ``Browser``) for one test module: closed
-    before the next module, so the leak checks of later cluster tests (no child process
-    left) do not see its processes."""
+    """A headless Chromium browser (playwright ``Browser``), shared by a module's tests (and
+    gone after it, so other suites' leak checks do not see its processes)."""
     require(CHROMIUM, Path(CHROMIUM).exists())
     try:
         from playwright.sync_api import sync_playwright
