@@ -1,4 +1,4 @@
-"""Fixtures for browser tests: ``chromium`` (module), ``page`` (screenshot kept on
+"""Fixtures for browser tests: ``chromium`` (session), ``page`` (screenshot kept on
 failure) and ``jupyter_lab`` (a JupyterLab on an empty root dir). See browser_support."""
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from browser_support import (
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A headless Chromium browser (playwright ``Browser``) for one test module: closed
-    before the next module, so the leak checks of later cluster tests (no child process
-    left) do not see its processes."""
+    """A headless Chromium browser (playwright ``Browser``), shared by a module's tests (and
+    gone after it, so other suites' leak checks do not see its processes)."""
     require(CHROMIUM, Path(CHROMIUM).exists())
     try:
         from playwright.sync_api import sync_playwright
