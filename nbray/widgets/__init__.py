@@ -35,7 +35,7 @@ _EXPORTS = {
     "task_graph": "shortcuts",
     "timeline": "shortcuts",
     "write_chrome_trace": "gantt",
-    # --- TimeComparison: built with the %%compare magics (issue 5) in .comparison ---
+    # the chart %%compare shows (nbray.magics builds it)
     "TimeComparison": "comparison",
 }
 

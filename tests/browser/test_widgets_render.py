@@ -26,6 +26,7 @@ SHOTS = {
     7: "widget-task-graph",
     9: "widget-timeline",
     12: "widget-task-graph-grouped",
+    15: "widget-time-comparison",
 }
 
 
@@ -61,8 +62,8 @@ def test_widgets_render_in_jupyterlab(page: Any, lab_with_app: Lab) -> None:
     )
     page.wait_for_timeout(2000)  # let the kernel start
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    last = cell(page, 12)
-    last.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=120_000)
+    for index in (12, 15):  # the grouped graph, then %%compare's chart
+        cell(page, index).locator(".js-plotly-plot .main-svg").first.wait_for(timeout=120_000)
     page.wait_for_timeout(2500)  # a few live redraws
 
     monitor = cell(page, 3)
@@ -80,6 +81,8 @@ def test_widgets_render_in_jupyterlab(page: Any, lab_with_app: Lab) -> None:
     grouped = cell(page, 12)
     assert "grouped into" in grouped.text_content()
     assert "failed" in grouped.text_content()
+    comparison = cell(page, 15)
+    assert "speedup" in comparison.text_content()
 
     news = page.get_by_role("button", name="No")  # the "Jupyter news?" toast
     if news.count():

@@ -127,3 +127,12 @@ def test_widgets_say_the_cluster_is_gone_and_let_go(executed: nbformat.NotebookN
     assert all(d >= 1 for d in r["draws"])
     shutdown_cell = executed.cells[-2]
     assert "session ended" in "".join(o.get("text", "") for o in shutdown_cell.outputs)
+
+
+def test_time_comparison_charts_kernel_against_cluster(executed: nbformat.NotebookNode) -> None:
+    compare = next(c for c in executed.cells if c.source.startswith("%%compare"))
+    bundle = {k for out in compare.outputs for k in out.get("data", {})}
+    assert "application/vnd.plotly.v1+json" in bundle
+    text = "".join(str(out.get("data", {}).get("text/plain", "")) for out in compare.outputs)
+    text += "".join(out.get("text", "") for out in compare.outputs)
+    assert "8 busy tasks" in text and "speedup" in text and "results equal" in text
