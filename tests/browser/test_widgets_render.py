@@ -14,7 +14,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from browser_support import ARTIFACTS_DIR, Lab, artifact, open_lab, start_lab, stop_lab
+from browser_support import Lab, artifact, lab_serving, notebook_cell, run_all_cells
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -32,36 +32,18 @@ SHOTS = {
 
 @pytest.fixture
 def lab_with_app(tmp_path: Path) -> Any:
-    root = tmp_path / "root"
-    root.mkdir()
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert "nbray.shutdown()" in nb.cells[-1].source
     nb.cells = nb.cells[:-2]  # keep the widgets live for the pictures
-    nbformat.write(nb, root / "widgets.ipynb")
-    lab = start_lab(root, tmp_path / "lab.log", ["--LabApp.expose_app_in_browser=True"])
-    try:
+    with lab_serving(nb, "widgets.ipynb", tmp_path) as lab:
         yield lab
-    finally:
-        stop_lab(lab)
-        log = tmp_path / "lab.log"
-        if log.exists():
-            ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
-            (ARTIFACTS_DIR / "jupyter-lab-widgets.log").write_bytes(log.read_bytes())
 
 
-def cell(page: Any, index: int) -> Any:
-    return page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").nth(index)
+cell = notebook_cell
 
 
 def test_widgets_render_in_jupyterlab(page: Any, lab_with_app: Lab) -> None:
-    open_lab(page, lab_with_app, "lab/tree/widgets.ipynb")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=60_000)
-    page.wait_for_function(
-        "() => window.jupyterapp && document.querySelector('.jp-Notebook-ExecutionIndicator')",
-        timeout=60_000,
-    )
-    page.wait_for_timeout(2000)  # let the kernel start
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    run_all_cells(page, lab_with_app, "widgets.ipynb")
     for index in (12, 15):  # the grouped graph, then %%compare's chart
         cell(page, index).locator(".js-plotly-plot .main-svg").first.wait_for(timeout=120_000)
     page.wait_for_timeout(2500)  # a few live redraws
