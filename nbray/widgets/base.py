@@ -81,6 +81,7 @@ class LiveWidget(ipywidgets.VBox):
         detach = getattr(self, "_detach", None)
         if detach is not None:
             detach()
+        _close_tree([self._banner, *self.children])
         super().close()
 
     def __repr__(self) -> str:
@@ -116,6 +117,13 @@ class LiveWidget(ipywidgets.VBox):
             if self.frontend:
                 self._draw(state)
             self.draws += 1
+
+
+def _close_tree(widgets: list[Any]) -> None:
+    """Close widgets and the widgets inside them (their models leave the kernel)."""
+    for w in widgets:
+        _close_tree(list(getattr(w, "children", ())))
+        w.close()
 
 
 def _banner(background: str, color: str, body: str) -> str:

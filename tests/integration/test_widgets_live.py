@@ -155,8 +155,10 @@ def test_ten_thousand_tasks_redraw_a_few_times_a_second(cluster: Any) -> None:
     assert graph.view.grouped and [n.count for n in graph.nodes] == [10_000]
     assert len(graph._fig.data[1 + 3].x) == 1  # one "finished" node drawn
     assert len(tl.segments) <= tl.limit and len(tl._fig.data[0].x) <= tl.limit
+    figures = [graph._fig, tl._fig]
     graph.close()
     tl.close()
+    assert all(f.comm is None for f in figures)  # the figures' models are closed too
 
 
 def test_get_with_progress_returns_values_and_raises_errors(cluster: Any) -> None:
