@@ -4,7 +4,10 @@ on close, "cluster gone" after shutdown, throttled redraws of a 10,000-task run,
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,6 +162,21 @@ def test_ten_thousand_tasks_redraw_a_few_times_a_second(cluster: Any) -> None:
     graph.close()
     tl.close()
     assert all(f.comm is None for f in figures)  # the figures' models are closed too
+
+
+def test_plain_ipython_shows_the_text_summary() -> None:
+    ipython = Path(sys.executable).with_name("ipython")
+    code = (
+        "import nbray; nbray.init(num_cpus=1); g = nbray.task_graph('session'); "
+        "nbray.get(nbray.remote(lambda: 1).remote()); g.sync(); g"
+    )
+    proc = subprocess.run(
+        [str(ipython), "--quick", "--no-banner", "-c", code],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "TaskGraph: 1 tasks (1 finished); scope: session" in proc.stdout
+    assert "[stage 0] <lambda>: finished" in proc.stdout
 
 
 def test_get_with_progress_returns_values_and_raises_errors(cluster: Any) -> None:
