@@ -15,7 +15,7 @@ from typing import Any
 
 from ..runtime import session_files as sf
 
-__all__ = ["clear", "read", "record_file", "write", "write_token"]
+__all__ = ["clear", "new_token", "read", "record_file", "user_token_file", "write", "write_token"]
 
 
 def record_file() -> Path:
@@ -52,3 +52,8 @@ def write_token(path: Path, token: str | None = None) -> Path:
     with os.fdopen(fd, "w") as f:
         f.write(token or new_token())
     return path
+
+
+def user_token_file(name: str) -> Path:
+    """Where this machine keeps the token of the cluster called ``name`` (0600)."""
+    return sf.user_root() / f"ray-{name}.token"
