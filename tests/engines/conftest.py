@@ -1,0 +1,38 @@
+"""The ``engine`` fixture: the core API suite runs once per engine, one cluster per engine.
+
+    NBRAY_TEST_ENGINES     engines to run (default "local,ray")
+    NBRAY_TEST_RAY_ADDRESS where the Ray engine connects (default "local": a private local
+                           Ray with token auth; "auto": the cluster `nbray up` recorded, as
+                           tests/cluster/ does to run this suite on an SSH cluster)
+
+The fixture is module-scoped and parametrised, so pytest runs every test of the module on
+one engine, then on the other: each engine starts once (a Ray start takes seconds).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from nbray_testing import assert_no_children
+
+import nbray
+
+ENGINES = os.environ.get("NBRAY_TEST_ENGINES", "local,ray").split(",")
+RAY_ADDRESS = os.environ.get("NBRAY_TEST_RAY_ADDRESS", "local")
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    name = str(request.param)
+    if name == "ray":
+        ctx = nbray.init(
+            engine="ray", address=RAY_ADDRESS, num_cpus=2 if RAY_ADDRESS == "local" else None
+        )
+    else:
+        ctx = nbray.init(num_cpus=2)
+    assert ctx.engine == name
+    yield name
+    nbray.shutdown()
+    assert_no_children(timeout=30)
