@@ -233,20 +233,27 @@ def _start(spec: ClusterSpec, host: HostSpec, token: str, head: bool, progress: 
             ARGS=" ".join(shlex.quote(a) for a in _ray_args(spec, host, head)),
         )
         res = run_script(spec, host, step, script, timeout=180)
+        if res.returncode and "timed out during startup" in res.output:
+            # Ray gives a node's raylet a fixed 30 s to register: on a loaded host, clean up
+            # and try once more before giving up
+            progress(host.label, step, "Ray's node start-up timed out; trying once more")
+            _stop_host(spec, host)
+            res = run_script(spec, host, step, script, timeout=180)
         if res.returncode:
             raise StepError(host.label, step, "ray start failed", res.output)
 
     _step(progress, host, step, start)
 
 
-def _stop(spec: ClusterSpec, host: HostSpec, progress: Progress) -> None:
-    def stop() -> None:
-        script = _fill(_STOP, DIR=spec.remote_dir(host), PY=shlex.quote(host.python))
-        res = run_script(spec, host, "stop Ray", script, timeout=60)
-        if res.returncode:
-            raise StepError(host.label, "stop Ray", "stopping failed", res.output)
+def _stop_host(spec: ClusterSpec, host: HostSpec) -> None:
+    script = _fill(_STOP, DIR=spec.remote_dir(host), PY=shlex.quote(host.python))
+    res = run_script(spec, host, "stop Ray", script, timeout=60)
+    if res.returncode:
+        raise StepError(host.label, "stop Ray", "stopping failed", res.output)
 
-    _step(progress, host, "stop Ray", stop)
+
+def _stop(spec: ClusterSpec, host: HostSpec, progress: Progress) -> None:
+    _step(progress, host, "stop Ray", lambda: _stop_host(spec, host))
 
 
 def _parallel(fn: Callable[[HostSpec], None], hosts: tuple[HostSpec, ...]) -> list[StepError]:

@@ -62,6 +62,7 @@ def connect(
         if address != "auto":
             _check_reachable(address)
         kwargs["address"] = address
+    saved_env = {k: os.environ.get(k) for k in _AUTH_ENV}
     _use_token(token_file)  # before Ray is imported: it reads the mode once
     try:
         import ray
@@ -75,15 +76,18 @@ def connect(
     try:
         ray.init(**kwargs)
     except Exception as exc:
+        _restore_env(saved_env)
         if private_dir is not None:
             sf.remove_session_dir(private_dir)
         raise NbrayConnectionError(
             f"could not connect to the Ray cluster at {address or 'a new local instance'}: "
             f"{exc}. If the cluster uses token authentication, set NBRAY_RAY_TOKEN_FILE to a "
-            "copy of its token (0600), or run `nbray up` on this machine."
+            "copy of its token (0600), or run `nbray up` on this machine (and if Ray was imported "
+            "before nbray.init, set RAY_AUTH_MODE=token before importing it)."
         ) from exc
     engine = RayEngine(owns_ray=True, address=address or "local")
     engine.private_dir = private_dir
+    engine.on_shutdown = lambda: _restore_env(saved_env)
     ctx = ray.get_runtime_context()
     facts = {
         "address": address or _gcs_address(ray),
@@ -92,6 +96,17 @@ def connect(
         "owned": address is None,
     }
     return engine, facts
+
+
+_AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _use_token(token_file: str) -> None:

@@ -14,9 +14,9 @@ the process's engine, so tasks can call ``nbray.get`` and submit tasks themselve
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import session
@@ -134,7 +134,7 @@ def _task_error(exc: Exception, name: str) -> Exception:
 
 def _actor_class(cls: type) -> type:
     """A subclass of ``cls`` whose constructor first gives the worker an nbray engine."""
-    original_init = cls.__init__
+    original_init = cls.__dict__.get("__init__") or getattr(cls, "__init__")  # noqa: B009
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         worker_engine()
@@ -204,7 +204,8 @@ class RayEngine(Engine):
         self._lock = threading.Lock()
         self._events: EventStream | None = None
         # the session directory of a private local Ray started for this engine
-        self.private_dir: str | os.PathLike[str] | None = None
+        self.private_dir: Path | None = None
+        self.on_shutdown: Callable[[], None] | None = None
 
     # --- tasks ---------------------------------------------------------------------------
 
@@ -282,7 +283,10 @@ class RayEngine(Engine):
         return [RayRef(r, self) for r in ray_refs]
 
     def kill_actor(self, handle: ActorHandle, no_restart: bool) -> None:
-        self._ray.kill(_ray_handle(handle), no_restart=no_restart)
+        ray_handle = _ray_handle(handle)
+        self._ray.kill(ray_handle, no_restart=no_restart)
+        if no_restart:
+            _wait_dead(self._ray, ray_handle)
 
     def release_actor(self, handle: ActorHandle) -> None:
         """Nothing to do: Ray stops an actor once every handle to it is gone."""
@@ -368,6 +372,29 @@ class RayEngine(Engine):
 
             remove_session_dir(self.private_dir)
             self.private_dir = None
+        if self.on_shutdown is not None:
+            self.on_shutdown()
+            self.on_shutdown = None
+
+
+def _wait_dead(ray: Any, ray_handle: Any, timeout: float = 10.0) -> None:
+    """Return once the killed actor is dead, as the local engine's kill does: Ray kills
+    asynchronously, and a call sent right after ``ray.kill`` could still run."""
+    import time
+
+    from ray.exceptions import RayActorError
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ray.get(
+                ray_handle.__ray_ready__.remote(), timeout=max(0.1, deadline - time.monotonic())
+            )
+        except RayActorError:
+            return
+        except Exception:  # (a get timeout: the actor is busy or being killed)
+            return
+        time.sleep(0.05)
 
 
 def _ray_ref(ref: ObjectRef) -> Any:

@@ -13,8 +13,10 @@ Needs root and Debian's openssh-server (`make system-deps`); with CI=true it nev
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -197,8 +199,9 @@ def ray_cluster(
     hosts: SshHosts, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Path, dict[str, str]]]:
     root = tmp_path_factory.mktemp("ray-cluster")
-    (root / "nbray-tmp").mkdir()
-    env = {"NBRAY_TMPDIR": str(root / "nbray-tmp")}
+    # short: the local engine's Unix socket lives below it
+    short = tempfile.mkdtemp(prefix="nbt-")
+    env = {"NBRAY_TMPDIR": short}
     path = cluster_file(hosts, root / "cluster.toml", name="e2e")
     proc = nbray_cli("up", str(path), env=env, timeout=300)
     if proc.returncode:
@@ -208,6 +211,7 @@ def ray_cluster(
     assert "2 nodes" in proc.stdout
     yield path, env
     nbray_cli("down", str(path), env=env)  # (a no-op when the test below ran)
+    shutil.rmtree(short, ignore_errors=True)
 
 
 @pytest.mark.timeout(400)
@@ -244,9 +248,10 @@ def test_notebook_on_the_ssh_cluster(
         nbformat.v4.new_code_cell(src)
         for src in (
             "import nbray\nctx = nbray.init()  # the cluster `nbray up` recorded\nctx.engine",
-            "@nbray.remote(scheduling_strategy='SPREAD')\ndef where(i):\n"
+            "@nbray.remote\ndef where():\n"
             "    import ray\n    return ray.util.get_node_ip_address()\n"
-            "sorted(set(nbray.get([where.remote(i) for i in range(8)])))",
+            "ips = sorted(n['NodeManagerAddress'] for n in nbray.nodes() if n['Alive'])\n"
+            "nbray.get([where.options(resources={f'node:{ip}': 0.01}).remote() for ip in ips])",
             "@nbray.remote\nclass Acc:\n    def __init__(self): self.total = 0\n"
             "    def add(self, x):\n        self.total += x\n        return self.total\n"
             "acc = Acc.remote()\nnbray.get([acc.add.remote(i) for i in range(5)])[-1]",
