@@ -31,7 +31,6 @@ _RAY_INIT_IGNORED = {
     "runtime_env",
     "local_mode",
     "_temp_dir",
-    "object_store_memory",
     "_system_config",
     "job_config",
     "_node_ip_address",
@@ -92,6 +91,7 @@ def init(
     engine: str | None = None,
     port: int | None = None,
     host: str | None = None,
+    object_store_memory: int | None = None,
     **ray_kwargs: Any,
 ) -> ClusterContext:
     """Start a local cluster owned by this process, or connect to a running one.
@@ -100,7 +100,9 @@ def init(
     worker per CPU, and stops with this process. ``address="auto"`` connects to the cluster
     `nbray start` runs; a socket path, session directory or ``host:port`` to that cluster.
     ``port``/``host`` also open an authenticated TCP endpoint (loopback unless ``host``
-    says otherwise).
+    says otherwise). ``object_store_memory`` caps the bytes of /dev/shm that objects use
+    (default: 30% of the memory, at most what /dev/shm holds); past it the least recently
+    used objects spill to disk.
 
     ``engine="ray"`` runs everything on Ray instead: on the cluster at ``address``
     (``host:port`` of its head), else on the cluster `nbray up` provisioned, else on a private
@@ -137,7 +139,7 @@ def init(
         if engine is None:
             engine = "ray" if address is None and _ray_cluster_recorded() else "local"
         if engine == "ray":
-            return _init_ray(address, namespace, num_cpus, num_gpus, resources)
+            return _init_ray(address, namespace, num_cpus, num_gpus, resources, object_store_memory)
         from .cluster.local import START_TIMEOUT, resolve_address, start_failed, start_local_cluster
 
         cluster = None
@@ -151,6 +153,7 @@ def init(
                 owner_pid=os.getpid(),
                 tcp_host=host or ("127.0.0.1" if port is not None else ""),
                 tcp_port=port or 0,
+                object_store_memory=object_store_memory,
                 wait=False,
             )
             sock, secret, role = f"unix:{cluster.session_dir / 'sock'}", cluster.secret, "owner"
@@ -205,12 +208,18 @@ def _init_ray(
     num_cpus: float | None,
     num_gpus: int | None,
     resources: dict[str, float] | None,
+    object_store_memory: int | None,
 ) -> ClusterContext:
     global _context
     from .ray_engine.connect import connect
 
     eng, facts = connect(
-        address, namespace=namespace, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources
+        address,
+        namespace=namespace,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        resources=resources,
+        object_store_memory=object_store_memory,
     )
     session.set_engine(eng)
     _context = ClusterContext(engine="ray", resources=eng.cluster_info()["total"], **facts)

@@ -32,6 +32,7 @@ def connect(
     num_cpus: float | None,
     num_gpus: int | None,
     resources: dict[str, float] | None,
+    object_store_memory: int | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Connect (``ray.init``); returns (the RayEngine, facts for the ClusterContext)."""
     current = record.read()
@@ -50,7 +51,7 @@ def connect(
             num_gpus=num_gpus,
             resources=resources,
             include_dashboard=False,
-            object_store_memory=PRIVATE_OBJECT_STORE,
+            object_store_memory=object_store_memory or PRIVATE_OBJECT_STORE,
         )
         address = None
     else:
