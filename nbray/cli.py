@@ -159,6 +159,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"Ray cluster {spec.name!r} is up: {len(data['nodes'])} nodes, address {data['address']}")
     print(f"  dashboard: {data['dashboard']}")
     print("  kernels on this machine connect with nbray.init() (the Ray engine)")
+    if not data["on_this_machine"]:
+        print(
+            "  warning: no node of the cluster runs on this machine, and Ray drivers attach "
+            "through a Ray node on their own machine: run Jupyter on the head (or a node)",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -311,6 +311,14 @@ def up(spec: ClusterSpec, progress: Progress) -> dict[str, Any]:
     """Provision the cluster and record it; raises StepError (having stopped whatever it
     started) when a step fails on a host."""
     _local_versions()
+    current = record.read()
+    if current is not None and current.get("name") == spec.name:
+        raise StepError(
+            "localhost",
+            "check this machine",
+            f"cluster {spec.name!r} is already up (head {current['address']}): run "
+            f"`nbray down {spec.path}` first",
+        )
     errors = _parallel(lambda h: _check_host(spec, h, progress), spec.hosts)
     if errors:
         raise errors[0]
@@ -340,9 +348,22 @@ def up(spec: ClusterSpec, progress: Progress) -> dict[str, Any]:
         "cluster_file": str(spec.path),
         "nodes": nodes,
         "dashboard": f"http://127.0.0.1:{spec.dashboard_port} on {spec.head.host}",
+        "on_this_machine": any(_is_local(h.node_ip) for h in spec.hosts),
     }
     record.write(data)
     return data
+
+
+def _is_local(ip: str) -> bool:
+    """Whether ``ip`` is an address of this machine (a Ray node here can use it)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((ip, 0))
+        return True
+    except OSError:
+        return False
 
 
 def down(spec: ClusterSpec, progress: Progress) -> list[StepError]:

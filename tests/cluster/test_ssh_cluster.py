@@ -235,6 +235,13 @@ def test_core_api_suite_on_the_ssh_cluster(ray_cluster: tuple[Path, dict[str, st
     assert " passed" in proc.stdout
 
 
+def test_up_twice_is_refused(ray_cluster: tuple[Path, dict[str, str]]) -> None:
+    path, env = ray_cluster
+    proc = nbray_cli("up", str(path), env=env)
+    assert proc.returncode == 1
+    assert "cluster 'e2e' is already up" in proc.stderr and "nbray down" in proc.stderr
+
+
 @pytest.mark.timeout(240)
 def test_notebook_on_the_ssh_cluster(
     ray_cluster: tuple[Path, dict[str, str]], tmp_path: Path
