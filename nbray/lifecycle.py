@@ -231,7 +231,7 @@ def _worker_context() -> ClusterContext:
     client = getattr(eng, "client", None)
     return ClusterContext(
         address=getattr(client, "address", ""),
-        engine="local",
+        engine=getattr(eng, "name", "local"),
         node_id=getattr(client, "node_id", ""),
         namespace=getattr(client, "namespace", ""),
         owned=False,

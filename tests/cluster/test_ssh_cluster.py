@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -233,6 +234,27 @@ def test_core_api_suite_on_the_ssh_cluster(ray_cluster: tuple[Path, dict[str, st
     )
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout
+
+
+def test_tokens_are_private_and_the_dashboard_is_on_loopback(
+    ray_cluster: tuple[Path, dict[str, str]],
+) -> None:
+    path, env = ray_cluster
+    for host in (HEAD, WORKER):
+        d = Path(host_dir(path, host))
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700
+        assert stat.S_IMODE((d / "token").stat().st_mode) == 0o600
+        assert len((d / "token").read_text()) == 64
+    user_dir = Path(env["NBRAY_TMPDIR"]) / f"nbray-{os.getuid()}"
+    local_token = user_dir / "ray-e2e.token"
+    assert stat.S_IMODE(local_token.stat().st_mode) == 0o600
+    assert local_token.read_text() == (Path(host_dir(path, HEAD)) / "token").read_text()
+    dashboard = [
+        c.laddr.ip
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == 8265
+    ]
+    assert dashboard and set(dashboard) == {"127.0.0.1"}
 
 
 def test_up_twice_is_refused(ray_cluster: tuple[Path, dict[str, str]]) -> None:
