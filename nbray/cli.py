@@ -74,10 +74,20 @@ def cmd_start(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import nbray
 
+    from .ray_engine import record
+
+    ray_cluster = record.read()
+    if ray_cluster is not None and not args.json:
+        print(
+            f"Ray cluster {ray_cluster['name']!r} (nbray up {ray_cluster['cluster_file']}): "
+            f"{len(ray_cluster['nodes'])} nodes at start, head {ray_cluster['address']}; "
+            "kernels' nbray.init() use it"
+        )
     current = _running()
     if current is None:
-        print("no nbray cluster is running (start one with `nbray start`)")
-        return 1
+        if ray_cluster is None:
+            print("no nbray cluster is running (start one with `nbray start`)")
+        return 0 if ray_cluster is not None else 1
     try:
         nbray.init(address="auto")
     except NbrayConnectionError as exc:

@@ -257,8 +257,14 @@ def test_tokens_are_private_and_the_dashboard_is_on_loopback(
     assert dashboard and set(dashboard) == {"127.0.0.1"}
 
 
-def test_up_twice_is_refused(ray_cluster: tuple[Path, dict[str, str]]) -> None:
+def test_status_shows_it_and_up_twice_is_refused(
+    ray_cluster: tuple[Path, dict[str, str]],
+) -> None:
     path, env = ray_cluster
+    status = nbray_cli("status", env=env)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert f"Ray cluster 'e2e' (nbray up {path})" in status.stdout
+    assert f"head {HEAD}:6379" in status.stdout
     proc = nbray_cli("up", str(path), env=env)
     assert proc.returncode == 1
     assert "cluster 'e2e' is already up" in proc.stderr and "nbray down" in proc.stderr
