@@ -41,7 +41,9 @@ def connect(
         address = str(current["address"])
     if current is not None and address == current["address"]:
         token_file = token_file or str(current["token_file"])
-    kwargs: dict[str, Any] = {"namespace": namespace, "log_to_driver": True}
+    # "default", as the local engine: named actors are shared by the kernels of a cluster
+    # (Ray would give each driver an anonymous namespace)
+    kwargs: dict[str, Any] = {"namespace": namespace or "default", "log_to_driver": True}
     private_dir: Path | None = None
     if address in (None, "", "local"):
         private_dir, _ = sf.new_session_dir()
