@@ -127,6 +127,8 @@ class Head:
             "create_actor": self.req_create_actor,
             "status": self.req_status,
             "events": self.req_events,
+            "object_info": self.req_object_info,
+            "actor_info": self.req_actor_info,
         }
 
     # --- plumbing ------------------------------------------------------------------------
@@ -733,6 +735,48 @@ class Head:
             "actors": len(self.actors),
             "clients": sum(1 for p in self.peers.values() if p.role != "worker"),
             "objects": len(self.objects),
+        }
+
+    def req_object_info(self, peer: Peer, object_ids: list[int]) -> list[dict[str, Any]]:
+        """State, size and producing task of objects (for notebook reprs)."""
+        out = []
+        for oid in object_ids[:1000]:
+            payload = self.objects.ready(oid)
+            tid = self.producer.get(oid)
+            rec = self.tasks.get(tid) if tid is not None else None
+            if payload is not None:
+                state = "FAILED" if payload.kind == P.ERROR else "READY"
+            elif rec is not None:
+                state = rec.state
+            else:
+                state = "PENDING" if self.objects.known(oid) else "FREED"
+            size = (payload.size or len(payload.data)) if payload is not None else None
+            out.append(
+                {
+                    "state": state,
+                    "size": size,
+                    "in_shared_memory": payload is not None and payload.kind == P.SHM,
+                    "task": rec.spec.name if rec is not None else "",
+                    "node_id": self.config.node_id,
+                }
+            )
+        return out
+
+    def req_actor_info(self, peer: Peer, actor_id: int) -> dict[str, Any]:
+        """State, name, resources and process of an actor (for notebook reprs)."""
+        actor = self.actors.get(actor_id)
+        if actor is None:
+            return {"state": "DEAD", "node_id": self.config.node_id}
+        wid = next((w for w, a in self.worker_actor.items() if a == actor_id), 0)
+        return {
+            "state": actor.state,
+            "name": actor.spec.name,
+            "namespace": actor.spec.namespace,
+            "owner": actor.owner,
+            "resources": dict(actor.spec.resources),
+            "pending_calls": len(actor.calls),
+            "pid": self.worker_pids.get(wid, 0),
+            "node_id": self.config.node_id,
         }
 
     def req_events(self, peer: Peer, limit: int = 1000) -> list[dict[str, Any]]:

@@ -22,9 +22,10 @@ from browser_support import (
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A headless Chromium browser (playwright ``Browser``) for the whole session."""
+    """A headless Chromium browser (playwright ``Browser``), shared by a module's tests (and
+    gone after it, so other suites' leak checks do not see its processes)."""
     require(CHROMIUM, Path(CHROMIUM).exists())
     try:
         from playwright.sync_api import sync_playwright
