@@ -14,8 +14,10 @@ the process's engine, so tasks can call ``nbray.get`` and submit tasks themselve
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,12 @@ if TYPE_CHECKING:
 __all__ = ["RayActorHandle", "RayEngine", "RayRef", "worker_engine"]
 
 
+def ray_id(binary: bytes) -> int:
+    """A 64-bit id for one of Ray's (28-byte object ids, 16-byte actor ids), as nbray's
+    ids are (the magics keep them in unsigned 64-bit arrays)."""
+    return int.from_bytes(hashlib.blake2b(binary, digest_size=8).digest(), "big")
+
+
 class RayRef(ObjectRef):
     """An nbray ObjectRef backed by a ``ray.ObjectRef`` (which keeps the object alive)."""
 
@@ -40,7 +48,7 @@ class RayRef(ObjectRef):
 
     def __init__(self, ray_ref: Any, engine: Engine) -> None:
         self.ray_ref = ray_ref
-        super().__init__(int.from_bytes(ray_ref.binary(), "big"), engine)
+        super().__init__(ray_id(ray_ref.binary()), engine)
 
     def hex(self) -> str:
         return str(self.ray_ref.hex())
@@ -67,7 +75,7 @@ class RayActorHandle(ActorHandle):
         methods: tuple[tuple[str, int], ...],
         is_async: bool = False,
     ) -> None:
-        actor_id = int.from_bytes(ray_handle._actor_id.binary(), "big")
+        actor_id = ray_id(ray_handle._actor_id.binary())
         super().__init__(engine, actor_id, class_name, methods, is_async=is_async)
         self.ray_handle = ray_handle
 
@@ -188,6 +196,9 @@ def _actor_options(options: ActorOptions) -> dict[str, Any]:
     return opts
 
 
+CANCELLABLE_PRUNE = 1000
+
+
 class RayEngine(Engine):
     """Runs the nbray API on the Ray cluster this process is connected to (``ray.init``)."""
 
@@ -203,6 +214,11 @@ class RayEngine(Engine):
         self._actor_classes: dict[type, Any] = {}
         self._lock = threading.Lock()
         self._events: EventStream | None = None
+        # while the magics listen: submissions they may cancel by id (Ray cancels only
+        # through an ObjectRef it still counts), pruned of finished ones as it grows
+        self._task_ids = itertools.count(1)
+        self._cancellable: dict[int, Any] = {}
+        self._prune_at = CANCELLABLE_PRUNE
         # the session directory of a private local Ray started for this engine
         self.private_dir: Path | None = None
         self.on_shutdown: Callable[[], None] | None = None
@@ -238,6 +254,7 @@ class RayEngine(Engine):
         refs: list[ObjectRef] = [RayRef(r, self) for r in ray_refs]
         if self._events is not None:
             self._events.submitted(name, ray_refs, options.resource_request(), args, kwargs)
+        self._notify(refs)
         return refs
 
     # --- actors --------------------------------------------------------------------------
@@ -280,7 +297,40 @@ class RayEngine(Engine):
         ray_refs = _as_list(out, num_returns)
         if self._events is not None:
             self._events.submitted(what, ray_refs, {}, args, kwargs, actor_id=handle.actor_id)
-        return [RayRef(r, self) for r in ray_refs]
+        refs: list[ObjectRef] = [RayRef(r, self) for r in ray_refs]
+        self._notify(refs)
+        return refs
+
+    def _notify(self, refs: list[ObjectRef]) -> None:
+        """Tell the submit listener (the magics) about a submission, and keep it
+        cancellable by id."""
+        listener = self.submit_listener
+        if listener is None or not refs:
+            return
+        first = refs[0]
+        assert isinstance(first, RayRef)
+        with self._lock:
+            self._cancellable[first.id] = first.ray_ref
+            if len(self._cancellable) >= self._prune_at:
+                self._prune()
+        listener(next(self._task_ids), first.id)
+
+    def _prune(self) -> None:
+        ids = list(self._cancellable)
+        ready, _ = self._ray.wait(
+            [self._cancellable[i] for i in ids], num_returns=len(ids), timeout=0
+        )
+        done = {ray_id(r.binary()) for r in ready}
+        for i in done:
+            self._cancellable.pop(i, None)
+        self._prune_at = max(CANCELLABLE_PRUNE, 2 * len(self._cancellable))
+
+    def cancel_ids(self, object_ids: Sequence[int], force: bool = False) -> None:
+        with self._lock:
+            refs = [self._cancellable.pop(i, None) for i in object_ids]
+        for ref in refs:
+            if ref is not None:
+                self._ray.cancel(ref, force=force, recursive=True)
 
     def kill_actor(self, handle: ActorHandle, no_restart: bool) -> None:
         ray_handle = _ray_handle(handle)
@@ -329,7 +379,7 @@ class RayEngine(Engine):
         ready, _ = self._ray.wait(
             [_ray_ref(r) for r in refs], num_returns=num_returns, timeout=timeout
         )
-        return [by_id[int.from_bytes(r.binary(), "big")] for r in ready]
+        return [by_id[ray_id(r.binary())] for r in ready]
 
     def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:
         self._ray.cancel(_ray_ref(ref), force=force, recursive=recursive)

@@ -4,7 +4,8 @@
     error cases: `nbray up` fails fast, naming the host and the step, and leaves nothing
     ray_cluster (module): `nbray up` a two-node Ray cluster (the "hosts" run this venv's
         Python), recorded in a private NBRAY_TMPDIR; drivers run as subprocesses with it
-        ──▶ the core API suite (tests/engines) ──▶ a notebook ──▶ a node killed mid-job
+        ──▶ the core API suite (tests/engines) ──▶ a notebook with %%remote ──▶ a node
+        killed mid-job
         ──▶ `nbray down` leaves no process and no file
 
 Needs root and Debian's openssh-server (`make system-deps`); with CI=true it never skips.
@@ -290,6 +291,10 @@ def test_notebook_on_the_ssh_cluster(
             "@nbray.remote\nclass Acc:\n    def __init__(self): self.total = 0\n"
             "    def add(self, x):\n        self.total += x\n        return self.total\n"
             "acc = Acc.remote()\nnbray.get([acc.add.remote(i) for i in range(5)])[-1]",
+            "%load_ext nbray\nbase = 5",
+            "%%remote --resources node:127.0.0.3=0.01\nimport ray\n"
+            "where = ray.util.get_node_ip_address()\ntotal = sum(range(10)) + base",
+            "(total, where)",
         )
     ]
     client = NotebookClient(nb, timeout=120, startup_timeout=60, kernel_name="python3")
@@ -297,8 +302,10 @@ def test_notebook_on_the_ssh_cluster(
     outputs = [
         next(o["data"]["text/plain"] for o in c.outputs if o["output_type"] == "execute_result")
         for c in nb.cells
+        if any(o["output_type"] == "execute_result" for o in c.outputs)
     ]
-    assert outputs == ["'ray'", f"['{HEAD}', '{WORKER}']", "10"]
+    # the %%remote cell ran on the worker node and brought its variables back
+    assert outputs == ["'ray'", f"['{HEAD}', '{WORKER}']", "10", f"(50, '{WORKER}')"]
 
 
 @pytest.mark.timeout(300)

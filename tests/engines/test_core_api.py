@@ -237,3 +237,27 @@ def test_event_stream_has_task_lifecycle_and_node_metrics(engine: str) -> None:
             assert key in submitted, key
     finally:
         unsubscribe()
+
+
+def test_submissions_are_reported_and_cancellable_by_id(engine: str, tmp_path: Path) -> None:
+    # what the magics use: a kernel interrupt cancels the interrupted cell's tasks by id
+    from nbray.session import current_engine
+
+    eng = current_engine()
+    seen: list[tuple[int, int]] = []
+    eng.submit_listener = lambda task_id, first_id: seen.append((task_id, first_id))
+    try:
+        started = tmp_path / "started"
+        ref = mark_and_sleep.remote(str(started), 60)
+        assert seen and seen[-1][1] == ref.id
+        counter = Counter.remote()
+        call = counter.incr.remote()
+        assert seen[-1][1] == call.id and seen[-1][0] > seen[-2][0]
+        assert 0 < ref.id < 2**64
+        wait_until(started.exists, 30)
+        eng.cancel_ids([seen[0][1]])
+        with pytest.raises(errors.TaskCancelledError):
+            nbray.get(ref, timeout=30)
+        assert nbray.get(call) == 1
+    finally:
+        eng.submit_listener = None
