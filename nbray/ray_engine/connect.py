@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from ..errors import NbrayConnectionError
 from ..runtime import session_files as sf
 from . import record
 
-__all__ = ["connect"]
+__all__ = ["connect", "remove_private_dirs"]
 
 PRIVATE_OBJECT_STORE = 256 * 1024 * 1024
 
@@ -48,7 +49,12 @@ def connect(
     if address in (None, "", "local"):
         private_dir, _ = sf.new_session_dir()
         token_file = token_file or str(record.write_token(private_dir / "ray_token"))
+        # Ray's own files (logs, sockets) in a short private directory removed on shutdown,
+        # not left in /tmp/ray (socket paths below it must stay under 108 characters)
+        ray_dir = Path(tempfile.mkdtemp(prefix="nbray-ray-"))
+        (private_dir / "ray_temp_dir").write_text(str(ray_dir))
         kwargs.update(
+            _temp_dir=str(ray_dir),
             num_cpus=num_cpus,
             num_gpus=num_gpus,
             resources=resources,
@@ -81,7 +87,7 @@ def connect(
     except Exception as exc:
         _restore_env(saved_env)
         if private_dir is not None:
-            sf.remove_session_dir(private_dir)
+            remove_private_dirs(private_dir)
         raise NbrayConnectionError(
             f"could not connect to the Ray cluster at {address or 'a new local instance'}: "
             f"{exc}. If the cluster uses token authentication, set NBRAY_RAY_TOKEN_FILE to a "
@@ -120,6 +126,14 @@ def _use_token(token_file: str) -> None:
     if token_file:
         sf.read_secret(token_file)  # refuses a file others can read
         os.environ["RAY_AUTH_TOKEN_PATH"] = token_file
+
+
+def remove_private_dirs(private_dir: Path) -> None:
+    """Remove a private local Ray's directories (its session dir, and Ray's temp dir)."""
+    marker = private_dir / "ray_temp_dir"
+    if marker.exists():
+        sf.remove_session_dir(marker.read_text())
+    sf.remove_session_dir(private_dir)
 
 
 def _check_reachable(address: str) -> None:

@@ -418,9 +418,9 @@ class RayEngine(Engine):
         if self.owns_ray:
             self._ray.shutdown()
         if self.private_dir is not None:
-            from ..runtime.session_files import remove_session_dir
+            from .connect import remove_private_dirs
 
-            remove_session_dir(self.private_dir)
+            remove_private_dirs(self.private_dir)
             self.private_dir = None
         if self.on_shutdown is not None:
             self.on_shutdown()

@@ -14,11 +14,13 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from nbray_testing import assert_no_children
 
 import nbray
+from nbray import session
 
 ENGINES = os.environ.get("NBRAY_TEST_ENGINES", "local,ray").split(",")
 RAY_ADDRESS = os.environ.get("NBRAY_TEST_RAY_ADDRESS", "local")
@@ -36,6 +38,10 @@ def engine(request: pytest.FixtureRequest) -> Iterator[str]:
     else:
         ctx = nbray.init(num_cpus=2)
     assert ctx.engine == name
+    private = getattr(session.get_engine(), "private_dir", None)
+    dirs = [private, Path((private / "ray_temp_dir").read_text())] if private else []
     yield name
     nbray.shutdown()
     assert_no_children(timeout=30)
+    for d in dirs:  # a private local Ray: its files (and Ray's logs) go with it
+        assert not d.exists(), f"{d} left behind"
