@@ -15,7 +15,7 @@ VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Written after the benchmark peers are installed; reinstall when their pins change.
 BENCH_STAMP := $(VENV)/.bench-installed
-EXTRAS ?= test
+EXTRAS ?= test,ray
 
 PYTEST_ARGS ?=
 LINT_PATHS ?= nbray tests benchmarks

@@ -6,6 +6,10 @@
     nbray stop   ──▶ Shutdown to the head ──▶ waits for it to exit ──▶ removes current.json
 
 Kernels join with ``nbray.init(address="auto")`` or ``NBRAY_ADDRESS=auto``.
+
+    nbray up FILE   ──▶ cluster/provision.py: a Ray cluster over SSH, recorded so that a bare
+                        nbray.init() in kernels on this machine uses it (the Ray engine)
+    nbray down FILE ──▶ stops it and removes what up wrote
 """
 
 from __future__ import annotations
@@ -70,10 +74,20 @@ def cmd_start(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import nbray
 
+    from .ray_engine import record
+
+    ray_cluster = record.read()
+    if ray_cluster is not None and not args.json:
+        print(
+            f"Ray cluster {ray_cluster['name']!r} (nbray up {ray_cluster['cluster_file']}): "
+            f"{len(ray_cluster['nodes'])} nodes at start, head {ray_cluster['address']}; "
+            "kernels' nbray.init() use it"
+        )
     current = _running()
     if current is None:
-        print("no nbray cluster is running (start one with `nbray start`)")
-        return 1
+        if ray_cluster is None:
+            print("no nbray cluster is running (start one with `nbray start`)")
+        return 0 if ray_cluster is not None else 1
     try:
         nbray.init(address="auto")
     except NbrayConnectionError as exc:
@@ -140,6 +154,64 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from .cluster import provision
+
+    spec = _cluster_spec(args)
+    if spec is None:
+        return 2
+    print(f"nbray up: cluster {spec.name!r}, head {spec.head.label}, {len(spec.workers)} worker(s)")
+    try:
+        data = provision.up(spec, _progress)
+    except provision.StepError as exc:
+        print(f"nbray up failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"Ray cluster {spec.name!r} is up: {len(data['nodes'])} nodes, address {data['address']}")
+    print(f"  dashboard: {data['dashboard']}")
+    print("  kernels on this machine connect with nbray.init() (the Ray engine)")
+    if not data["on_this_machine"]:
+        print(
+            "  warning: no node of the cluster runs on this machine, and Ray drivers attach "
+            "through a Ray node on their own machine: run Jupyter on the head (or a node)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from .cluster import provision
+
+    spec = _cluster_spec(args)
+    if spec is None:
+        return 2
+    errors = provision.down(spec, _progress)
+    for exc in errors:
+        print(f"nbray down: {exc}", file=sys.stderr)
+    if errors:
+        return 1
+    print(f"Ray cluster {spec.name!r} is down")
+    return 0
+
+
+def _cluster_spec(args: argparse.Namespace) -> Any:
+    from .cluster.spec import ClusterFileError, load
+
+    try:
+        spec = load(args.file)
+    except ClusterFileError as exc:
+        print(f"nbray {args.command}: {exc}", file=sys.stderr)
+        return None
+    if args.trust_on_first_use:
+        import dataclasses
+
+        spec = dataclasses.replace(spec, trust_on_first_use=True)
+    return spec
+
+
+def _progress(host: str, step: str, status: str) -> None:
+    print(f"  [{host}] {step}: {status}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nbray", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +234,18 @@ def main(argv: list[str] | None = None) -> int:
     stop = sub.add_parser("stop", help="stop the running cluster")
     stop.add_argument("--timeout", type=float, default=10.0)
     stop.set_defaults(func=cmd_stop)
+    for name, func, what in (
+        ("up", cmd_up, "start a Ray cluster over SSH from a cluster file (README: Scale out)"),
+        ("down", cmd_down, "stop the Ray cluster of a cluster file, remove what up wrote"),
+    ):
+        cmd = sub.add_parser(name, help=what)
+        cmd.add_argument("file", help="the cluster file (TOML)")
+        cmd.add_argument(
+            "--trust-on-first-use",
+            action="store_true",
+            help="accept host keys not yet in known_hosts (a changed key is still refused)",
+        )
+        cmd.set_defaults(func=func)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -84,6 +84,7 @@ class Client:
         self._maps: dict[int, mmap.mmap] = {}
         self._refs: dict[int, int] = {}
         self._ref_lock = threading.Lock()
+        self._late_drops: deque[int] = deque()  # released, local copy not yet dropped
         # messages to send, and object holds (+id) and releases (-id), in order
         self._outq: deque[Any] = deque()
         self._waiters: dict[int, list[_Waiter]] = {}
@@ -176,6 +177,9 @@ class Client:
             if self._outq and not self.closed:
                 with contextlib.suppress(NbrayConnectionError):
                     self.send()
+            if self._late_drops:
+                with self._lock:
+                    self._drop_late()
 
     # --- reference counting ------------------------------------------------------------------
 
@@ -197,7 +201,19 @@ class Client:
                 return
             self._refs.pop(oid, None)
             self._outq.append(-oid)
-        with self._lock:
+        self._late_drops.append(oid)
+        # decref runs from ObjectRef.__del__, so also from a garbage collection that fires
+        # while this very thread holds the lock (in fetch, say): never block on it here
+        if self._lock.acquire(blocking=False):
+            try:
+                self._drop_late()
+            finally:
+                self._lock.release()
+
+    def _drop_late(self) -> None:
+        """Forget the local copies of released objects (the lock is held)."""
+        while self._late_drops:
+            oid = self._late_drops.popleft()
             self._objects.pop(oid, None)
             self._requested.discard(oid)
             self._maps.pop(oid, None)

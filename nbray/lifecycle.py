@@ -93,7 +93,7 @@ def init(
     resources: dict[str, float] | None = None,
     namespace: str | None = None,
     ignore_reinit_error: bool = False,
-    engine: str = "local",
+    engine: str | None = None,
     port: int | None = None,
     host: str | None = None,
     object_store_memory: int | None = None,
@@ -109,6 +109,11 @@ def init(
     (default: 30% of the memory, at most what /dev/shm holds); past it the least recently
     used objects spill to disk.
 
+    ``engine="ray"`` runs everything on Ray instead: on the cluster at ``address``
+    (``host:port`` of its head), else on the cluster `nbray up` provisioned, else on a private
+    local Ray. After `nbray up`, a bare ``nbray.init()`` picks that cluster and the Ray engine
+    (``engine`` defaults to ``NBRAY_ENGINE``, else that). See README "Scale out".
+
     Example::
 
         import nbray
@@ -120,11 +125,9 @@ def init(
     unknown = set(ray_kwargs) - _RAY_INIT_IGNORED
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-    if engine != "local":
-        raise ValueError(
-            f"unknown engine {engine!r}: this version runs the 'local' engine (the Ray engine "
-            "comes with scale-out support)"
-        )
+    engine = engine or os.environ.get("NBRAY_ENGINE") or None
+    if engine not in (None, "local", "ray"):
+        raise ValueError(f"unknown engine {engine!r}: use 'local' (the default) or 'ray'")
     with _init_lock:
         if session.in_worker:
             assert _context is not None or session.get_engine() is not None
@@ -137,9 +140,13 @@ def init(
                 "nbray.init() was already called in this process. Call nbray.shutdown() "
                 "first, or pass ignore_reinit_error=True to keep the running cluster."
             )
+        address = address or os.environ.get("NBRAY_ADDRESS") or None
+        if engine is None:
+            engine = "ray" if address is None and _ray_cluster_recorded() else "local"
+        if engine == "ray":
+            return _init_ray(address, namespace, num_cpus, num_gpus, resources, object_store_memory)
         from .cluster.local import START_TIMEOUT, resolve_address, start_failed, start_local_cluster
 
-        address = address or os.environ.get("NBRAY_ADDRESS") or None
         cluster = None
         if address in (None, "local"):
             # the head starts first; this process's imports below overlap its start-up
@@ -194,12 +201,42 @@ def init(
         return _context
 
 
+def _ray_cluster_recorded() -> bool:
+    from .ray_engine import record
+
+    return record.read() is not None
+
+
+def _init_ray(
+    address: str | None,
+    namespace: str | None,
+    num_cpus: float | None,
+    num_gpus: int | None,
+    resources: dict[str, float] | None,
+    object_store_memory: int | None,
+) -> ClusterContext:
+    global _context
+    from .ray_engine.connect import connect
+
+    eng, facts = connect(
+        address,
+        namespace=namespace,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        resources=resources,
+        object_store_memory=object_store_memory,
+    )
+    session.set_engine(eng)
+    _context = ClusterContext(engine="ray", resources=eng.cluster_info()["total"], **facts)
+    return _context
+
+
 def _worker_context() -> ClusterContext:
     eng = session.get_engine()
     client = getattr(eng, "client", None)
     return ClusterContext(
         address=getattr(client, "address", ""),
-        engine="local",
+        engine=getattr(eng, "name", "local"),
         node_id=getattr(client, "node_id", ""),
         namespace=getattr(client, "namespace", ""),
         owned=False,

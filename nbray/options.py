@@ -12,7 +12,8 @@ from typing import Any
 
 __all__ = ["ActorOptions", "TaskOptions"]
 
-# accepted for compatibility with Ray code; they do not change what the local engine does
+# accepted for compatibility with Ray code; the local engine ignores them, the Ray engine
+# passes them on (kept in ``ray_options``)
 _IGNORED = {
     "memory",
     "scheduling_strategy",
@@ -33,6 +34,7 @@ class TaskOptions:
     max_retries: int = 3
     retry_exceptions: bool | tuple[type[BaseException], ...] = False
     name: str = ""
+    ray_options: dict[str, Any] = field(default_factory=dict)
 
     def resource_request(self) -> dict[str, float]:
         req = {"CPU": float(self.num_cpus), "GPU": float(self.num_gpus)}
@@ -58,6 +60,7 @@ class ActorOptions:
     namespace: str | None = None
     lifetime: str | None = None
     get_if_exists: bool = False
+    ray_options: dict[str, Any] = field(default_factory=dict)
 
     def resource_request(self) -> dict[str, float]:
         req = {"CPU": float(self.num_cpus), "GPU": float(self.num_gpus)}
@@ -66,7 +69,7 @@ class ActorOptions:
 
 
 def _valid_names(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
+    return [f.name for f in dataclasses.fields(cls) if f.name != "ray_options"]
 
 
 def make_options(cls: type[Any], base: Any | None, kwargs: dict[str, Any]) -> Any:
@@ -75,6 +78,7 @@ def make_options(cls: type[Any], base: Any | None, kwargs: dict[str, Any]) -> An
     values = dataclasses.asdict(cls() if base is None else base)
     for key, value in kwargs.items():
         if key in _IGNORED:
+            values["ray_options"] = {**values["ray_options"], key: value}
             continue
         if key not in names:
             raise ValueError(
