@@ -211,6 +211,9 @@ class StaticHandler(JupyterHandler):
     auth_resource = AUTH_RESOURCE
     FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 
+    def get_login_url(self) -> str:
+        raise web.HTTPError(403)  # a script, not a page: no redirect to the login page
+
     @web.authenticated
     @authorized
     def get(self, name: str) -> None:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import NbrayConnectionError
 from ..runtime import session_files as sf
 from .tasks import TaskTable
 
@@ -216,19 +217,34 @@ class ClusterManager:
             self.stop()
             return self.start(settings)
 
-    def _forget_dead_head(self) -> None:
+    def _forget_dead_head(self, force: bool = False) -> None:
         """The head went away by itself (killed, crashed): reap it and say why."""
         engine = self._engine
-        if engine is None or not engine.client.closed:
+        if engine is None or not (force or engine.client.closed):
             return
         self._engine = None
         reason = engine.client.disconnect_reason or "the connection closed"
         self._unexport_address()
         with contextlib.suppress(Exception):
+            engine.client.close()
+        with contextlib.suppress(Exception):
             engine.cluster.stop(timeout=2)
-        self.error = f"the cluster's head exited unexpectedly ({reason})"
+        self.error = (
+            f"the cluster's head exited unexpectedly ({reason}); start it again, and see "
+            "the server's log for the head's last words"
+        )
         self.started_at = None
         self._set_state("stopped")
+
+    def _ask(self, engine: Any, func: Callable[[], Any]) -> Any:
+        """``func()`` against the head; None (and the state "stopped") if it is gone."""
+        try:
+            return func()
+        except NbrayConnectionError:
+            with self._lock:
+                if self._engine is engine:
+                    self._forget_dead_head(force=True)
+            return None
 
     # --- the address kernels use ---------------------------------------------------------
 
@@ -292,8 +308,10 @@ class ClusterManager:
             engine = self._engine
         if engine is None:
             return out
-        info = engine.cluster_info()
-        head = engine.status()
+        info = self._ask(engine, engine.cluster_info)
+        head = self._ask(engine, engine.status)
+        if info is None or head is None:
+            return self.status()
         out.update(
             head_pid=engine.cluster.process.pid,
             session_dir=str(engine.cluster.session_dir),
@@ -313,7 +331,9 @@ class ClusterManager:
         engine = self._engine
         if engine is None:
             return []
-        info = engine.cluster_info()
+        info = self._ask(engine, engine.cluster_info)
+        if info is None:
+            return []
         metrics = self.latest_metrics
         nodes = []
         for node in info["nodes"]:

@@ -52,6 +52,7 @@ class TaskTable:
                     "actor_id": event.get("actor_id", ""),
                     "parent": event.get("parent", ""),
                     "deps": event.get("deps", []),
+                    "returns": event.get("returns", []),
                     "submitted": now,
                     "started": None,
                     "ended": None,
@@ -66,6 +67,7 @@ class TaskTable:
             if state == "SUBMITTED":
                 rec["submitted"] = now
                 rec["deps"] = event.get("deps", rec["deps"])
+                rec["returns"] = event.get("returns", rec["returns"])
             elif state == "RUNNING":
                 rec["started"] = now
                 rec["worker_id"] = event.get("worker_id")
