@@ -151,3 +151,31 @@ def _extension(serverapp: Any) -> NbrayServer:
     app = serverapp.web_app.settings["nbray"]
     assert isinstance(app, NbrayServer)
     return app
+
+
+class TestFirstUse:
+    """``autostart = "first-use"``: nothing runs until the panel/dashboard asks."""
+
+    @pytest.fixture
+    def jp_server_config(self) -> dict[str, Any]:
+        return {
+            "ServerApp": {
+                "jpserver_extensions": {"nbray.server_ext": True},
+                "allow_unauthenticated_access": False,
+            },
+            "NbrayServer": {"autostart": "first-use", "num_cpus": 1},
+        }
+
+    async def test_starts_on_first_request(self, api: Any, jp_serverapp: Any) -> None:
+        manager = _extension(jp_serverapp).manager
+        assert manager.state == "stopped"  # the server is up, the cluster is not
+        assert os.environ["NBRAY_ADDRESS"] == str(manager.address_link)
+        first = await api("cluster")
+        assert first["state"] in ("stopped", "starting", "running")
+
+        async def running() -> Any:
+            status = await api("cluster")
+            return status if status["state"] == "running" else None
+
+        status = await until(running)
+        assert status["resources"]["CPU"] == 1.0
