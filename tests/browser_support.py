@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts" / "browser"
 CHROMIUM = "/usr/bin/chromium"
 # Flags verified here: without the networking ones Chromium keeps dialling Google's hosts,

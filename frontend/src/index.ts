@@ -1,7 +1,7 @@
 // nbray's JupyterLab extension: a side panel over the server extension's cluster, a
 // dashboard tab, and a command that inserts a ready snippet in the active notebook.
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette, MainAreaWidget } from '@jupyterlab/apputils';
+import { ICommandPalette, MainAreaWidget, Notification } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { IFrame, LabIcon } from '@jupyterlab/ui-components';
 
@@ -71,6 +71,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => {
         const current = notebooks?.currentWidget;
         if (!current) {
+          Notification.warning('Open a notebook first: the snippet goes into the active one.', {
+            autoClose: 5000
+          });
           return;
         }
         const notebook = current.content;

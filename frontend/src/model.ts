@@ -161,6 +161,14 @@ export class ClusterModel {
     if (this.status && this.status.state !== msg.state) {
       refresh = true;
     }
+    // the kernel count and head counters: at most every 2 s while tasks come and go
+    const now = Date.now();
+    if (msg.events.some(e => e.type === 'task') && now - this._lastRefresh > 2000) {
+      refresh = true;
+    }
+    if (refresh) {
+      this._lastRefresh = now;
+    }
     if (refresh) {
       void this.refresh();
     } else {
@@ -169,6 +177,7 @@ export class ClusterModel {
   }
 
   private _active = false;
+  private _lastRefresh = 0;
   private _backoff = 500;
   private _retry = 0;
   private _ws: WebSocket | null = null;
