@@ -1,8 +1,8 @@
 """The extension app: settings, routes, and the cluster's life with the server.
 
-    ServerApp loads ──▶ NbrayServer.initialize_settings ──▶ ClusterManager (+ autostart)
-                    ──▶ initialize_handlers ──▶ handlers.route_table()
-    ServerApp stops ──▶ NbrayServer.stop_extension ──▶ manager.shutdown()
+ServerApp loads ──▶ NbrayServer.initialize_settings ──▶ ClusterManager (+ autostart)
+                ──▶ initialize_handlers ──▶ handlers.route_table()
+ServerApp stops ──▶ NbrayServer.stop_extension ──▶ manager.shutdown()
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ class NbrayServer(ExtensionApp):
         elif self.autostart == "first-use":
             self.manager.start_on_first_use()
             self._start_with_first_kernel()
-        self.log.info("nbray: cluster %s; dashboard at <base_url>nbray/dashboard", self.manager.state)
+        self.log.info(
+            "nbray: cluster %s; dashboard at <base_url>nbray/dashboard", self.manager.state
+        )
 
     def initialize_handlers(self) -> None:
         from .handlers import route_table

@@ -45,7 +45,7 @@ class _Base(APIHandler):
 
     @property
     def manager(self) -> ClusterManager:
-        return self.settings["nbray_manager"]  # type: ignore[no-any-return]
+        return self.settings["nbray_manager"]
 
     async def call(self, func: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, func, *args)
@@ -118,7 +118,7 @@ class SummaryHandler(_Base):
         self.reply(self.manager.tasks.summary())
 
 
-class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     """Streams ``{"events": [...], "dropped": n, "summary": {...}, "state": ...}`` every
     half second (only when something happened). Events come from the manager's listener
     thread and are queued onto the IOLoop."""
@@ -138,13 +138,13 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: 
         self.settings["nbray_manager"].ensure_started()
         await super().get(*args, **kwargs)
 
-    def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def open(self, *args: Any, **kwargs: Any) -> None:
         super().open()
         manager: ClusterManager = self.settings["nbray_manager"]
         self._pending: list[dict[str, Any]] = []
         self._dropped = 0
         self._loop = IOLoop.current()
-        self._remove = manager.add_listener(self._on_event)
+        self._remove: Callable[[], None] | None = manager.add_listener(self._on_event)
         self._flusher = PeriodicCallback(self._flush, WS_FLUSH_MS)
         self._flusher.start()
         self._send({"events": [], "dropped": 0, "hello": True})

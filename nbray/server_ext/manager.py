@@ -59,7 +59,7 @@ class ClusterSettings:
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            raise ValueError("the request body must be a JSON object, e.g. {\"num_cpus\": 2}")
+            raise ValueError('the request body must be a JSON object, e.g. {"num_cpus": 2}')
         unknown = set(data) - {"num_cpus", "num_gpus", "object_store_memory", "resources"}
         if unknown:
             raise ValueError(

@@ -33,7 +33,7 @@ NOTEBOOK_CELLS = [
     "total = add.remote(add.remote(refs[0], refs[1]), add.remote(refs[2], refs[3]))\n"
     "print(nbray.get(refs), nbray.get(total))",
     "@nbray.remote(max_retries=0)\ndef boom():\n    raise ValueError('boom: bad input')\n\n\n"
-    "try:\n    nbray.get(boom.remote())\nexcept ValueError as exc:\n    print('failed as expected')",
+    "try:\n    nbray.get(boom.remote())\nexcept ValueError:\n    print('failed as expected')",
 ]
 
 
@@ -43,7 +43,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root.mkdir()
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in NOTEBOOK_CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
     nbformat.write(nb, root / "tasks.ipynb")
     log = root.parent / "jupyter-lab.log"
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from server_support import until
 from tornado.websocket import WebSocketClientConnection
 
 pytestmark = pytest.mark.timeout(120)
@@ -30,17 +31,6 @@ keeper = Keeper.options(name="keeper", lifetime="detached").remote()
 refs = [sleepy.remote(i) for i in range(2)]
 print(nbray.get(keeper.ping.remote(), timeout=30))
 """
-
-
-async def until(predicate: Any, timeout: float = 30.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        assert loop.time() < deadline, f"condition not met within {timeout} s"
-        await asyncio.sleep(0.2)
 
 
 async def execute(kc: Any, code: str) -> str:
