@@ -3,6 +3,7 @@
 #   make demo    create .venv, install nbray, open JupyterLab on demo_notebooks/
 #   make test    install what the tests need and run the whole suite
 #   make lint    ruff (lint + format check) and mypy
+#   make soak    the fault-injection suite at soak size (~30 min); figures in test-artifacts/chaos/
 #   make bench   install the peers (Ray, Dask, ...) and run the benchmark suite (~15 min);
 #                bench-quick is a smoke run of it (~3 min)
 #   make clean   remove build outputs and caches (distclean also removes .venv)
@@ -32,11 +33,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install $(VENV) system-deps test lint demo bench bench-quick clean distclean
+.PHONY: help install $(VENV) system-deps test soak lint demo bench bench-quick clean distclean
 
 help:
 	@echo "make demo       create $(VENV), install nbray, open JupyterLab on $(DEMO_DIR)/"
 	@echo "make test       install test dependencies and run the whole suite"
+	@echo "make soak       the fault-injection suite at soak size"
 	@echo "make lint       ruff check, ruff format --check, mypy"
 	@echo "make bench      benchmarks: nbray against Ray, Dask, ipyparallel, loky, pools"
 	@echo "make bench-quick  a quick smoke run of the benchmarks"
@@ -61,6 +63,11 @@ system-deps:
 
 test: install system-deps
 	$(VENV_PY) -m pytest tests $(PYTEST_ARGS)
+
+# tests/chaos at soak size: many more kills, clients and kernel restarts than in make test
+soak: install system-deps
+	rm -f test-artifacts/chaos/figures.jsonl
+	NBRAY_SOAK=1 $(VENV_PY) -m pytest tests/chaos -v $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check $(LINT_PATHS)

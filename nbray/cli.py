@@ -46,6 +46,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         resources=resources,
         tcp_host=args.host or ("127.0.0.1" if args.port is not None else ""),
         tcp_port=args.port or 0,
+        object_store_memory=args.object_store_memory,
     )
     tcp_file = cluster.session_dir / "tcp_address"
     tcp = tcp_file.read_text() if tcp_file.exists() else ""
@@ -148,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--resources", default=None, help="custom resources as JSON: '{\"x\": 2}'")
     start.add_argument("--port", type=int, default=None, help="also listen on TCP (0: any port)")
     start.add_argument("--host", default=None, help="TCP interface (default 127.0.0.1)")
+    start.add_argument(
+        "--object-store-memory",
+        type=int,
+        default=None,
+        help="bytes of /dev/shm for objects before they spill to disk (default: 30%% of memory)",
+    )
     start.set_defaults(func=cmd_start)
     status = sub.add_parser("status", help="show the running cluster")
     status.add_argument("--json", action="store_true")

@@ -72,6 +72,7 @@ class Client:
         welcome: P.Welcome = first[0]
         self.client_id = welcome.client_id
         self.session = welcome.session
+        self.spill_dir = welcome.spill_dir
         self.node_id = welcome.node_id
         self.namespace = welcome.namespace
         self._counter = itertools.count(1)
@@ -215,17 +216,20 @@ class Client:
             return P.Payload(P.INLINE, serialization.pack(s)), s.contained
         name = shm.segment_name(self.session, oid)
         try:
-            mm = shm.create(name, size)
+            segment, mm = shm.create(name, size, self.spill_dir)
         except OSError as exc:
             from .errors import ObjectStoreFullError
 
+            disk = shm.available_bytes(self.spill_dir) if self.spill_dir else 0
             raise ObjectStoreFullError(
-                f"cannot store a {size / 1e6:.1f} MB object in shared memory "
-                f"({shm.available_bytes() / 1e6:.1f} MB free in /dev/shm): {exc}"
+                f"cannot store a {size / 1e6:.1f} MB object: neither /dev/shm "
+                f"({shm.available_bytes() / 1e6:.1f} MB free) nor the spill directory "
+                f"{self.spill_dir} ({disk / 1e6:.1f} MB free) has room ({exc}). Free "
+                "objects (drop their ObjectRefs) or make room on those filesystems."
             ) from exc
         with mm:
             serialization.pack_into(s, memoryview(mm))
-        return P.Payload(P.SHM, segment=name, size=size), s.contained
+        return P.Payload(P.SHM, segment=segment, size=size), s.contained
 
     def fetch(self, oids: Iterable[int]) -> None:
         """Ask the head for these objects, once each."""
@@ -297,7 +301,7 @@ class Client:
             mm = self._maps.get(oid)
             if mm is None:
                 try:
-                    mm = shm.open_readonly(payload.segment, payload.size)
+                    mm = shm.open_readonly(payload.segment, payload.size, self.spill_dir)
                 except FileNotFoundError:
                     from .runtime.objects import lost_payload
 

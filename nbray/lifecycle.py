@@ -31,7 +31,6 @@ _RAY_INIT_IGNORED = {
     "runtime_env",
     "local_mode",
     "_temp_dir",
-    "object_store_memory",
     "_system_config",
     "job_config",
     "_node_ip_address",
@@ -92,6 +91,7 @@ def init(
     engine: str = "local",
     port: int | None = None,
     host: str | None = None,
+    object_store_memory: int | None = None,
     **ray_kwargs: Any,
 ) -> ClusterContext:
     """Start a local cluster owned by this process, or connect to a running one.
@@ -100,7 +100,9 @@ def init(
     worker per CPU, and stops with this process. ``address="auto"`` connects to the cluster
     `nbray start` runs; a socket path, session directory or ``host:port`` to that cluster.
     ``port``/``host`` also open an authenticated TCP endpoint (loopback unless ``host``
-    says otherwise).
+    says otherwise). ``object_store_memory`` caps the bytes of /dev/shm that objects use
+    (default: 30% of the memory, at most what /dev/shm holds); past it the least recently
+    used objects spill to disk.
 
     Example::
 
@@ -144,6 +146,7 @@ def init(
                 owner_pid=os.getpid(),
                 tcp_host=host or ("127.0.0.1" if port is not None else ""),
                 tcp_port=port or 0,
+                object_store_memory=object_store_memory,
                 wait=False,
             )
             sock, secret, role = f"unix:{cluster.session_dir / 'sock'}", cluster.secret, "owner"

@@ -15,6 +15,7 @@ export interface INodeMetrics {
   memory_used: number;
   memory_percent: number;
   object_store_bytes?: number;
+  object_store_capacity_bytes?: number;
   gpus: { index: number; name: string; utilization: number; memory_used: number; memory_total: number }[];
   workers: { [id: string]: { pid: number; cpu_percent: number; rss: number; state?: string } };
 }

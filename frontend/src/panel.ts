@@ -226,9 +226,9 @@ export class NbrayPanel extends Widget {
       card.appendChild(h('div', 'nbray-node-note', 'no GPU'));
     }
     const workers = Object.keys(m.workers).length;
-    card.appendChild(
-      h('div', 'nbray-node-note', `${workers} workers · store ${bytes(m.object_store_bytes ?? 0)}`)
-    );
+    const capacity = m.object_store_capacity_bytes;
+    const store = `${bytes(m.object_store_bytes ?? 0)}${capacity ? ` / ${bytes(capacity)}` : ''}`;
+    card.appendChild(h('div', 'nbray-node-note', `${workers} workers · object store ${store}`));
     return card;
   }
 

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,36 @@ def default_num_cpus() -> int:
         return os.cpu_count() or 1
 
 
+# Ray's defaults: 30% of the memory, and no more than /dev/shm holds
+STORE_FRACTION = 0.3
+SHM_FRACTION = 0.95
+SMALL_SHM = 512 * 2**20
+MAX_UNIX_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
+
+
+def object_store_size(requested: int | None) -> int:
+    """Bytes of /dev/shm the object store may fill before it spills to disk. Warns when
+    /dev/shm is too small for what the store should hold (Docker's 64 MB default)."""
+    import psutil
+
+    from ..runtime import shm
+
+    if requested is not None and requested <= 0:
+        raise ValueError(f"object_store_memory must be a positive number of bytes, not {requested}")
+    shm_free = shm.available_bytes()
+    wanted = requested or int(STORE_FRACTION * psutil.virtual_memory().total)
+    if shm_free < min(wanted, SMALL_SHM):
+        warnings.warn(
+            f"/dev/shm has only {shm_free / 2**20:.0f} MB free (Docker's default is 64 MB): "
+            "objects that do not fit there are kept on disk in the session directory, "
+            "which is slower. Give the container more shared memory, e.g. "
+            "`docker run --shm-size=4g`.",
+            ResourceWarning,
+            stacklevel=4,  # the user's nbray.init()
+        )
+    return max(1, min(wanted, int(SHM_FRACTION * shm_free)))
+
+
 def start_local_cluster(
     *,
     num_cpus: float | None = None,
@@ -71,6 +102,7 @@ def start_local_cluster(
     owner_pid: int = 0,
     tcp_host: str = "",
     tcp_port: int = 0,
+    object_store_memory: int | None = None,
     wait: bool = True,
 ) -> LocalCluster:
     """Start a head. Its listening sockets are bound here and handed to it, so clients may
@@ -87,6 +119,7 @@ def start_local_cluster(
         if key in ("CPU", "GPU"):
             raise ValueError(f"use num_cpus/num_gpus instead of resources={{{key!r}: ...}}")
         total[key] = float(value)
+    store_bytes = object_store_size(object_store_memory)
     session_dir, token = sf.new_session_dir()
     secret = sf.write_secret(session_dir / "secret")
     listeners, address = _listen(session_dir, tcp_host, tcp_port)
@@ -101,6 +134,7 @@ def start_local_cluster(
         "tcp_port": tcp_port,
         "python": sys.executable,
         "listen_fds": [s.fileno() for s in listeners],
+        "object_store_memory": store_bytes,
     }
     sf.write_json_private(session_dir / "config.json", config)
     log = open(session_dir / "head.log", "ab")
@@ -128,8 +162,14 @@ def start_local_cluster(
 
 def _listen(session_dir: Path, tcp_host: str, tcp_port: int) -> tuple[list[socket.socket], str]:
     """The cluster's listening sockets: a 0600 Unix socket, and TCP when asked for."""
-    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     path = session_dir / "sock"
+    if len(os.fsencode(path)) > MAX_UNIX_PATH:
+        sf.remove_session_dir(session_dir)
+        raise ValueError(
+            f"the cluster's socket path {path} is longer than the {MAX_UNIX_PATH} bytes a "
+            "Unix socket allows: set NBRAY_TMPDIR to a shorter directory"
+        )
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     unix.bind(str(path))
     os.chmod(path, 0o600)
     unix.listen(128)

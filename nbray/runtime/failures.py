@@ -39,11 +39,17 @@ def actor_died_payload(spec: P.TaskSpec, cause: str) -> P.Payload:
 
 def failure_message(name: str, ins: S.FailTask) -> str:
     tid = f"{ins.task_id:016x}"
+    if ins.kind == "oom":
+        return (
+            f"task {name} ({tid}) was killed by nbray's memory monitor {ins.message}: "
+            f"{ins.cause}. Use less memory per task, run fewer at once (more num_cpus or "
+            "memory= per task), or raise NBRAY_MEMORY_USAGE_THRESHOLD."
+        )
     if ins.kind == "worker_crashed":
         return (
             f"the worker running task {name} ({tid}) died {ins.message}: "
-            f"{describe_exit(ins.exit_code)}. Raise max_retries to retry more, and check "
-            "the task for crashes in native code or excessive memory use."
+            f"{ins.cause or describe_exit(ins.exit_code)}. Raise max_retries to retry more, "
+            "and check the task for crashes in native code or excessive memory use."
         )
     if ins.kind == "cancelled":
         return f"task {name} ({tid}) was cancelled: {ins.message}"

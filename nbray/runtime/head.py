@@ -16,6 +16,7 @@ SIGTERM/SIGINT — taking its fork server, workers and shared-memory segments wi
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import pickle
@@ -40,6 +41,7 @@ from .objects import ObjectDirectory, lost_payload
 from .reactor import Reactor
 from .session_files import pid_alive, read_secret, remove_session_dir
 from .transport import FrameDecoder, encode
+from .watchdog import Watchdog, WatchdogSettings
 
 log = logging.getLogger("nbray.head")
 EVENT_HISTORY = 10_000
@@ -52,7 +54,8 @@ class Head:
     def __init__(self, config: HeadConfig) -> None:
         self.config = config
         self.secret = read_secret(Path(config.session_dir) / "secret")
-        self.objects = ObjectDirectory()
+        Path(config.spill_dir).mkdir(mode=0o700, exist_ok=True)
+        self.objects = ObjectDirectory(config.object_store_memory, config.spill_dir, config.session)
         self.sched = S.Scheduler(config.resources, config.gpu_ids, pipeline_depth=PIPELINE_DEPTH)
         self.func_time: dict[bytes, float] = {}  # moving average of each function's run time
         self.peers: dict[int, Peer] = {}
@@ -60,6 +63,10 @@ class Head:
         self.worker_pids: dict[int, int] = {}
         self.worker_actor: dict[int, int] = {}
         self.kill_on_spawn: set[int] = set()
+        self.watchdog = Watchdog(WatchdogSettings.from_env())
+        self.kill_causes: dict[int, S.DeathCause] = {}  # workers the watchdog killed, and why
+        self.last_dispatch: dict[int, int] = {}  # worker id -> when it was last given work
+        self._dispatches = itertools.count(1)
         self.tasks: dict[int, TaskRecord] = {}
         self.producer: dict[int, int] = {}  # return object id -> task id
         self.functions: dict[bytes, bytes] = {}
@@ -196,7 +203,13 @@ class Head:
             peer.worker_id = msg.worker_id
             self.worker_peers[msg.worker_id] = peer
         peer.send(
-            P.Welcome(peer.conn_id, self.config.session, self.config.node_id, self.config.namespace)
+            P.Welcome(
+                peer.conn_id,
+                self.config.session,
+                self.config.node_id,
+                self.config.namespace,
+                self.config.spill_dir,
+            )
         )
         if msg.role == "worker":
             self.run(self.sched.worker_started(msg.worker_id))
@@ -207,6 +220,8 @@ class Head:
         for oid in peer.holds:
             self.objects.release(oid, peer.conn_id)
         peer.holds.clear()
+        if not self._stopping and self.objects.sweep_creator(peer.conn_id):
+            log.info("removed segments connection %s wrote but never stored", peer.conn_id)
         if peer.role == "worker":
             if self.worker_peers.get(peer.worker_id) is peer:
                 del self.worker_peers[peer.worker_id]
@@ -304,6 +319,7 @@ class Head:
             peer.known_funcs.add(spec.func_id)
         env = visible_devices_env(list(ins.gpu_ids)) if self.config.gpu_ids else {}
         rec.worker_id = ins.worker_id
+        self.last_dispatch[ins.worker_id] = next(self._dispatches)
         job = self._job_for(peer, rec.owner)
         peer.send(P.RunTask(spec, func, self._dep_payloads(spec.deps), env, job))
         self.task_event(
@@ -359,6 +375,7 @@ class Head:
             self.run(self.sched.object_ready(oid, payload.kind != P.ERROR))
 
     def _store_error(self, rec: TaskRecord, payload: P.Payload) -> None:
+        self.objects.discard_partial(rec.spec.return_ids)
         for oid in rec.spec.return_ids:
             self._store(oid, payload, ())
         state = "FAILED"
@@ -405,6 +422,7 @@ class Head:
     def do_retry(self, ins: S.Retry) -> None:
         rec = self.tasks.get(ins.task_id)
         if rec is not None:
+            self.objects.discard_partial(rec.spec.return_ids)
             self.task_event(rec, "RETRYING", attempt=ins.attempt, reason=ins.reason)
 
     def do_interrupt(self, ins: S.Interrupt) -> None:
@@ -531,6 +549,7 @@ class Head:
         if actor is None or peer is None:
             return
         self.worker_actor[ins.worker_id] = ins.actor_id
+        self.last_dispatch[ins.worker_id] = next(self._dispatches)
         env = visible_devices_env(list(ins.gpu_ids)) if self.config.gpu_ids else {}
         job = self._job_for(peer, actor.owner)
         peer.send(
@@ -543,6 +562,7 @@ class Head:
         if rec is None or peer is None:
             return
         rec.worker_id = ins.worker_id
+        self.last_dispatch[ins.worker_id] = next(self._dispatches)
         peer.send(P.RunActorCall(rec.spec, self._dep_payloads(rec.spec.deps)))
         self.task_event(rec, "RUNNING", worker_id=ins.worker_id, pid=peer.pid)
 
@@ -628,6 +648,8 @@ class Head:
             code = msg[3]
             self.worker_pids.pop(wid, None)
             self.worker_actor.pop(wid, None)
+            self.last_dispatch.pop(wid, None)
+            cause = self.kill_causes.pop(wid, None)
             peer = self.worker_peers.pop(wid, None)
             if peer is not None:
                 peer.abort()
@@ -642,7 +664,7 @@ class Head:
                         "time": time.time(),
                     }
                 )
-                self.run(self.sched.worker_died(wid, code))
+                self.run(self.sched.worker_died(wid, code, cause))
 
     def _fs_send(self, msg: tuple[Any, ...]) -> None:
         if self.fs_sock is not None:
@@ -695,7 +717,10 @@ class Head:
             "pid": os.getpid(),
             "object_store": {
                 "shm_bytes": self.objects.shm_bytes,
+                "spilled_bytes": self.objects.spilled_bytes,
                 "inline_bytes": self.objects.inline_bytes,
+                "capacity_bytes": self.objects.capacity,
+                "spill_count": self.objects.spill_count,
                 "objects": len(self.objects),
             },
         }
@@ -738,6 +763,20 @@ class Head:
             self.publish(self.metrics())
         self.reactor.call_later(1.0, self.tick)
 
+    def watch(self) -> None:
+        """The watchdog's turn (see watchdog.py): kill workers that would take the node's
+        memory, or that hang stopped."""
+        if self._stopping:
+            return
+        kills = self.watchdog.check(self.sched.busy_workers(), self.worker_pids, self.last_dispatch)
+        for wid, cause in kills:
+            pid = self.worker_pids.get(wid)
+            if pid is not None:
+                self.kill_causes[wid] = cause
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self.reactor.call_later(self.watchdog.interval, self.watch)
+
     def metrics(self) -> dict[str, Any]:
         if self.sampler is None:
             from .metrics import MetricsSampler
@@ -754,6 +793,8 @@ class Head:
             info["actor_id"] = f"{w.actor_id:016x}" if w is not None and w.actor_id else ""
         sample["type"] = "metrics"
         sample["object_store_bytes"] = self.objects.shm_bytes + self.objects.inline_bytes
+        sample["object_store_spilled_bytes"] = self.objects.spilled_bytes
+        sample["object_store_capacity_bytes"] = self.objects.capacity
         sample["resources_total"] = dict(self.sched.total)
         sample["resources_available"] = {k: max(0.0, v) for k, v in self.sched.available.items()}
         return sample
@@ -784,6 +825,7 @@ class Head:
         sys.stdout.write(f"NBRAY_READY {address}\n")
         sys.stdout.flush()
         self.reactor.call_later(1.0, self.tick)
+        self.reactor.call_later(self.watchdog.interval, self.watch)
         self.reactor.run()
         for listener in listeners:
             listener.close()

@@ -41,6 +41,7 @@ class HeadConfig:
         tcp_port: int = 0,
         python: str = sys.executable,
         listen_fds: list[int] | None = None,
+        object_store_memory: int = 0,
     ) -> None:
         self.session_dir = session_dir
         self.session = session
@@ -53,6 +54,9 @@ class HeadConfig:
         self.tcp_port = tcp_port
         self.python = python  # the interpreter that started the cluster (informational)
         self.listen_fds = listen_fds or []
+        # bytes of /dev/shm the object store may use before it spills (0: no limit)
+        self.object_store_memory = object_store_memory
+        self.spill_dir = str(Path(session_dir) / "spill")
 
     @classmethod
     def load(cls, session_dir: str) -> HeadConfig:

@@ -44,6 +44,7 @@ class FailTask(NamedTuple):
     message: str = ""
     exit_code: int | None = None
     dependency: int = 0  # the failed ObjectRef argument, for kind == "dependency"
+    cause: str = ""  # why the head killed the worker, when it did (see DeathCause)
 
 
 class Retry(NamedTuple):
@@ -121,3 +122,24 @@ for _cls in (
     _cls.__eq__ = _typed_eq  # type: ignore[method-assign]
     _cls.__ne__ = _typed_ne  # type: ignore[assignment,method-assign]
     _cls.__hash__ = _typed_hash  # type: ignore[method-assign]
+
+
+# --- values the scheduler takes or gives besides instructions ---------------------------
+
+
+class DeathCause(NamedTuple):
+    """Why the head killed a worker on purpose: ``kind`` is the error kind its task fails
+    with ("oom" → OutOfMemoryError, "worker_crashed"), ``text`` says what happened."""
+
+    kind: str
+    text: str
+
+
+class BusyWorker(NamedTuple):
+    """A worker running a task (``task_id``) or hosting an actor (``actor_id``);
+    ``retriable``: killing it would retry the task or restart the actor."""
+
+    worker_id: int
+    task_id: int
+    actor_id: int
+    retriable: bool

@@ -95,6 +95,7 @@ class Welcome(NamedTuple):
     session: str  # prefix of this cluster's shared-memory segment names
     node_id: str
     namespace: str
+    spill_dir: str  # where objects go that /dev/shm has no room for (shm.py)
 
 
 # --- client → head ----------------------------------------------------------------------

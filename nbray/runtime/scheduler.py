@@ -27,6 +27,8 @@ from collections import deque
 
 from .instructions import (
     ActorStateChanged,
+    BusyWorker,
+    DeathCause,
     Dispatch,
     DispatchCall,
     FailCall,
@@ -42,6 +44,8 @@ from .instructions import (
 
 __all__ = [
     "ActorStateChanged",
+    "BusyWorker",
+    "DeathCause",
     "Dispatch",
     "DispatchCall",
     "FailCall",
@@ -241,7 +245,11 @@ class Scheduler:
             alive -= 1
         return out
 
-    def worker_died(self, worker_id: int, exit_code: int | None) -> list[Instruction]:
+    def worker_died(
+        self, worker_id: int, exit_code: int | None, cause: DeathCause | None = None
+    ) -> list[Instruction]:
+        """Worker ``worker_id`` exited. ``cause`` is set when the head killed it on purpose
+        (its memory monitor, or a hung worker), so the error says why."""
         w = self.workers.pop(worker_id, None)
         if w is None:
             return []
@@ -251,7 +259,7 @@ class Scheduler:
         if w.state == STARTING and not w.killed:
             self._startup_failures += 1
         if w.actor_id:
-            self._actor_worker_died(w, exit_code, out)
+            self._actor_worker_died(w, exit_code, out, cause)
         elif w.task_id or w.queued:
             # queued tasks stay even when the current one ended first (a killed worker
             # takes no more work, so none took over)
@@ -260,7 +268,7 @@ class Scheduler:
             if t is not None and t.state == RUNNING:
                 self._release(t.resources, t.gpu_ids)
                 self._give_back_lent(w)
-                self._task_lost(t, exit_code, out)
+                self._task_lost(t, exit_code, out, cause)
         if self._startup_failures >= MAX_STARTUP_FAILURES:
             self._fail_ready(out, f"{MAX_STARTUP_FAILURES} workers in a row died at start-up")
         else:
@@ -334,7 +342,9 @@ class Scheduler:
             self.available["CPU"] = self.available.get("CPU", 0.0) - w.lent_cpus
             w.lent_cpus = 0.0
 
-    def _task_lost(self, t: _Task, exit_code: int | None, out: list[Instruction]) -> None:
+    def _task_lost(
+        self, t: _Task, exit_code: int | None, out: list[Instruction], cause: DeathCause | None
+    ) -> None:
         if t.cancelled:
             self._finish(t)
             out.append(FailTask(t.task_id, "cancelled", "the task was cancelled"))
@@ -342,15 +352,17 @@ class Scheduler:
             t.state = READY
             t.worker_id = 0
             self._ready_push(t, left=True)
-            out.append(Retry(t.task_id, t.attempts + 1, f"worker died (exit code {exit_code})"))
+            reason = cause.text if cause else f"worker died (exit code {exit_code})"
+            out.append(Retry(t.task_id, t.attempts + 1, reason))
         else:
             self._finish(t)
             out.append(
                 FailTask(
                     t.task_id,
-                    "worker_crashed",
+                    cause.kind if cause else "worker_crashed",
                     f"after {t.attempts} attempt(s)",
                     exit_code=exit_code,
+                    cause=cause.text if cause else "",
                 )
             )
 
@@ -794,7 +806,9 @@ class Scheduler:
             self._schedule(out)
         return out
 
-    def _actor_worker_died(self, w: _Worker, exit_code: int | None, out: list[Instruction]) -> None:
+    def _actor_worker_died(
+        self, w: _Worker, exit_code: int | None, out: list[Instruction], cause: DeathCause | None
+    ) -> None:
         actor = self.actors.get(w.actor_id)
         if actor is None or actor.worker_id not in (w.worker_id, 0):
             return
@@ -803,8 +817,12 @@ class Scheduler:
         actor.gpu_ids = ()
         if actor.state == "DEAD":
             return
-        cause = actor.death_reason or (
-            "it was killed" if w.killed else f"its process exited with code {exit_code}"
+        why = actor.death_reason or (
+            cause.text
+            if cause
+            else "it was killed"
+            if w.killed
+            else f"its process exited with code {exit_code}"
         )
         can_restart = not actor.no_restart and (
             actor.max_restarts < 0 or actor.restarts < actor.max_restarts
@@ -816,18 +834,18 @@ class Scheduler:
                 retries < 0 or attempts <= retries for attempts in actor.inflight.values()
             )
         if not can_restart:
-            self._actor_dead(actor, cause, out)
+            self._actor_dead(actor, why, out)
             return
         actor.restarts += 1
         actor.state = "RESTARTING"
-        out.append(ActorStateChanged(actor.actor_id, "RESTARTING", cause))
+        out.append(ActorStateChanged(actor.actor_id, "RESTARTING", why))
         retry: list[int] = []
         for call_id, attempts in actor.inflight.items():
             if actor.max_task_retries < 0 or attempts <= actor.max_task_retries:
                 retry.append(call_id)
             else:
                 actor.call_attempts.pop(call_id, None)
-                out.append(FailCall(call_id, actor.actor_id, "actor_died", cause))
+                out.append(FailCall(call_id, actor.actor_id, "actor_died", why))
         actor.inflight.clear()
         actor.queue.extendleft(reversed(retry))
         self.pending_actors.appendleft(actor.actor_id)
@@ -849,6 +867,23 @@ class Scheduler:
         out = {WAITING: 0, READY: 0, RUNNING: 0}
         for t in self.tasks.values():
             out[t.state] += 1
+        return out
+
+    def busy_workers(self) -> list[BusyWorker]:
+        """Workers running a task or hosting an actor, for the head's watchdog."""
+        out: list[BusyWorker] = []
+        for wid, w in self.workers.items():
+            if w.actor_id:
+                actor = self.actors.get(w.actor_id)
+                retriable = actor is not None and (
+                    actor.max_restarts < 0 or actor.restarts < actor.max_restarts
+                )
+                out.append(BusyWorker(wid, 0, w.actor_id, retriable))
+            elif w.task_id:
+                t = self.tasks.get(w.task_id)
+                if t is not None and t.state == RUNNING:
+                    retriable = t.max_retries < 0 or t.attempts <= t.max_retries
+                    out.append(BusyWorker(wid, t.task_id, 0, retriable))
         return out
 
     def worker_states(self) -> dict[int, str]:

@@ -1,8 +1,16 @@
-"""Shared-memory segments for large objects (POSIX shm under /dev/shm, Linux).
+"""Segments for large objects: POSIX shm under /dev/shm, or files in the spill directory.
 
-    producer (client put / worker result): create(name, size) ─▶ write ─▶ Payload(SHM, name)
-    head: owns the name from then on; unlink(name) when the last reference is gone
-    readers: open_readonly(name) ─▶ read-only mmap ─▶ zero-copy views (serialization.unpack)
+    producer (client put / worker result): create(name, size, spill_dir) ─▶ write
+        ─▶ Payload(SHM, segment) — a bare name in /dev/shm, or an absolute path on disk
+           when /dev/shm has no room (Docker's 64 MB default)
+    head: owns the segment from then on; spill() moves it to disk when the store is over
+          its capacity; unlink() when the last reference is gone
+    readers: open_readonly(segment, size, spill_dir) ─▶ read-only mmap ─▶ zero-copy views
+
+A spilled object is read straight from its file (mmap through the page cache), so it
+needs no restore step. Space is reserved with ``posix_fallocate`` before anything is
+written: a full /dev/shm is an ``OSError`` (ENOSPC) here instead of a SIGBUS in the
+middle of a copy.
 
 Segments are created 0600 with O_EXCL under names that carry the cluster's random session
 token (``nbray-<token>-<object id>``), so they are neither guessable nor shared across
@@ -13,6 +21,7 @@ processes still own.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from pathlib import Path
@@ -25,34 +34,111 @@ def segment_name(session: str, object_id: int) -> str:
     return f"{PREFIX}{session}-{object_id:016x}"
 
 
-def create(name: str, size: int) -> mmap.mmap:
-    """A new writable segment of ``size`` bytes, readable by this user only."""
-    fd = os.open(SHM_DIR / name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+def path_of(segment: str) -> Path:
+    """Where a segment lives: a bare name is in /dev/shm, a path is a file on disk."""
+    return Path(segment) if segment.startswith("/") else SHM_DIR / segment
+
+
+def is_spilled(segment: str) -> bool:
+    return segment.startswith("/")
+
+
+def _create_at(path: Path, size: int) -> mmap.mmap:
     try:
-        os.ftruncate(fd, max(size, 1))
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    except FileExistsError:
+        # left by an attempt of the same task whose worker died while writing it. (Names
+        # carry the cluster's random token; /dev/shm is sticky, so another user's file
+        # could not be unlinked here and the create fails.)
+        os.unlink(path)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, max(size, 1))
+        except OSError:
+            os.unlink(path)
+            raise
         return mmap.mmap(fd, max(size, 1))
     finally:
         os.close(fd)
 
 
-def open_readonly(name: str, size: int) -> mmap.mmap:
-    """Map an existing segment read-only; raises FileNotFoundError once it was freed."""
-    fd = os.open(SHM_DIR / name, os.O_RDONLY)
+def create(name: str, size: int, spill_dir: str = "") -> tuple[str, mmap.mmap]:
+    """A new writable segment of ``size`` bytes, readable by this user only: in /dev/shm
+    when it has room, else (with ``spill_dir``) a file there. Returns the segment (name or
+    path) and its map; raises OSError when neither has room."""
+    try:
+        return name, _create_at(SHM_DIR / name, size)
+    except OSError:
+        if not spill_dir:
+            raise
+    path = Path(spill_dir) / name
+    return str(path), _create_at(path, size)
+
+
+def open_readonly(segment: str, size: int, spill_dir: str = "") -> mmap.mmap:
+    """Map an existing segment read-only, also when the head spilled it to ``spill_dir``
+    since the reader learnt its name; raises FileNotFoundError once it was freed."""
+    try:
+        fd = os.open(path_of(segment), os.O_RDONLY)
+    except FileNotFoundError:
+        if not spill_dir or is_spilled(segment):
+            raise
+        fd = os.open(Path(spill_dir) / segment, os.O_RDONLY)
     try:
         return mmap.mmap(fd, max(size, 1), prot=mmap.PROT_READ)
     finally:
         os.close(fd)
 
 
-def unlink(name: str) -> None:
+def spill(segment: str, spill_dir: str) -> str:
+    """Move a /dev/shm segment to ``spill_dir``; returns its new (path) name. The copy is
+    complete under its final name before the original goes, so a reader always finds one
+    of the two."""
+    final = Path(spill_dir) / segment
+    partial = final.with_name(final.name + ".partial")
+    src = os.open(SHM_DIR / segment, os.O_RDONLY)
     try:
-        os.unlink(SHM_DIR / name)
+        dst = os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            size = os.fstat(src).st_size
+            sent = 0
+            while sent < size:
+                n = os.sendfile(dst, src, sent, size - sent)
+                if n == 0:
+                    raise OSError(f"short copy spilling {segment}")
+                sent += n
+        except BaseException:
+            os.close(dst)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+            raise
+        os.close(dst)
+    finally:
+        os.close(src)
+    os.rename(partial, final)
+    unlink(segment)
+    return str(final)
+
+
+def unlink(segment: str) -> None:
+    try:
+        os.unlink(path_of(segment))
     except FileNotFoundError:
         pass
 
 
+def names_with_prefix(prefix: str, spill_dir: str = "") -> set[str]:
+    """Names of the segments (in /dev/shm or ``spill_dir``) that start with ``prefix``."""
+    names = {p.name for p in SHM_DIR.glob(f"{prefix}*")}
+    if spill_dir:
+        names |= {p.name for p in Path(spill_dir).glob(f"{prefix}*") if p.suffix != ".partial"}
+    return names
+
+
 def sweep(session: str) -> int:
-    """Unlink every segment of cluster ``session``; returns how many there were."""
+    """Unlink every /dev/shm segment of cluster ``session``; returns how many there were.
+    (Spilled files live in the session directory and go with it.)"""
     count = 0
     for path in SHM_DIR.glob(f"{PREFIX}{session}-*"):
         try:
@@ -63,7 +149,7 @@ def sweep(session: str) -> int:
     return count
 
 
-def available_bytes() -> int:
-    """Free space in /dev/shm (Docker's default is only 64 MB)."""
-    st = os.statvfs(SHM_DIR)
+def available_bytes(directory: str | Path = SHM_DIR) -> int:
+    """Free space in /dev/shm (Docker's default is only 64 MB), or in ``directory``."""
+    st = os.statvfs(directory)
     return st.f_bavail * st.f_frsize

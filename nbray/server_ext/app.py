@@ -37,7 +37,7 @@ class NbrayServer(ExtensionApp):
         config=True
     )
     object_store_memory = Int(
-        None, allow_none=True, help="Object store size in bytes (recorded; not enforced yet)."
+        None, allow_none=True, help="Object store size in bytes (default: Ray's share of memory)."
     ).tag(config=True)
     task_history = Int(5000, help="How many recent tasks the server keeps for the API.").tag(
         config=True

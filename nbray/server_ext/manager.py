@@ -42,11 +42,9 @@ class ClusterStateError(RuntimeError):
 
 @dataclass
 class ClusterSettings:
-    """What a (re)start uses. ``num_cpus=None``: one worker per CPU of this machine.
-
-    ``object_store_memory`` (bytes) is recorded and reported; the local runtime does not
-    cap its store yet (it keeps large objects in /dev/shm until they are freed).
-    """
+    """What a (re)start uses. ``num_cpus=None``: one worker per CPU of this machine;
+    ``object_store_memory=None``: Ray's default share of memory for the object store,
+    beyond which objects spill to disk."""
 
     num_cpus: float | None = None
     num_gpus: int | None = None
@@ -146,6 +144,7 @@ class ClusterManager:
                     num_cpus=s.num_cpus,
                     num_gpus=s.num_gpus,
                     resources=s.resources or None,
+                    object_store_memory=s.object_store_memory,
                     owner_pid=os.getpid(),
                 )
                 try:
@@ -317,6 +316,7 @@ class ClusterManager:
             session_dir=str(engine.cluster.session_dir),
             resources=info["total"],
             available=info["available"],
+            object_store=info["raw"].get("object_store", {}),
             tasks=head["tasks"],
             workers=head["workers"],
             actors=head["actors"],

@@ -894,3 +894,20 @@ def test_shared_memory_segments_are_private(cluster: nbray.ClusterContext) -> No
         assert st.st_uid == os.getuid()
     del put_ref, task_ref
     wait_until(lambda: not _segments(cluster.node_id), GET_TIMEOUT)
+
+
+def test_spill_directory_is_private(cluster: nbray.ClusterContext) -> None:
+    spill = Path(cluster.session_dir) / "spill"
+    assert stat.S_IMODE(spill.stat().st_mode) == 0o700
+
+
+def test_a_tmpdir_too_long_for_a_unix_socket_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setenv("NBRAY_TMPDIR", str(deep))
+    with pytest.raises(ValueError, match="NBRAY_TMPDIR to a shorter directory"):
+        nbray.init(num_cpus=1)
+    assert not nbray.is_initialized()
+    assert list((deep / f"nbray-{os.getuid()}").iterdir()) == []

@@ -7,7 +7,10 @@ import random
 import struct
 from pathlib import Path
 
+import psutil
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import nbray
 from nbray.runtime import protocol as P
@@ -87,3 +90,76 @@ def test_random_bytes_after_authentication(cluster: nbray.ClusterContext) -> Non
         conn.sock.sendall(_frame(payload) if rng.random() < 0.5 else payload)
         conn.close()
     _still_serves()
+
+
+# --- fuzzing the messages of an authenticated client (hypothesis) --------------------------
+
+# What a client may send. Shutdown is left out: stopping the cluster is a client's right.
+CLIENT_MESSAGES = [
+    P.Submit,
+    P.CreateActor,
+    P.CallActor,
+    P.Put,
+    P.Fetch,
+    P.AddHold,
+    P.Release,
+    P.Cancel,
+    P.KillActor,
+    P.Request,
+    P.Subscribe,
+    P.Unsubscribe,
+]
+_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.text(max_size=20)
+    | st.binary(max_size=64),
+    lambda inner: (
+        st.tuples(inner, inner)
+        | st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _specs(cls: type) -> st.SearchStrategy[object]:
+    """Instances of a protocol NamedTuple, every field an arbitrary value."""
+    fields = cls._fields  # type: ignore[attr-defined]
+    return st.tuples(*[_values for _ in fields]).map(lambda vals: cls(*vals))
+
+
+_nested = {
+    P.Submit: st.builds(P.Submit, _specs(P.TaskSpec), st.binary(max_size=32)),
+    P.CallActor: st.builds(P.CallActor, _specs(P.TaskSpec)),
+    P.CreateActor: st.builds(P.CreateActor, _specs(P.ActorSpec), st.binary(max_size=32)),
+    P.Put: st.builds(P.Put, _values, _specs(P.Payload), _values),
+}
+fuzzed_message = st.one_of(
+    *[_nested.get(cls, _specs(cls)) for cls in CLIENT_MESSAGES]  # type: ignore[arg-type]
+)
+
+
+@pytest.mark.timeout(300)
+def test_fuzzed_client_messages_never_take_the_head_down(cluster: nbray.ClusterContext) -> None:
+    head = psutil.Process(int((Path(cluster.session_dir) / "head.pid").read_text()))
+
+    @settings(
+        max_examples=150,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(st.lists(fuzzed_message, min_size=1, max_size=4))
+    def one_peer(msgs: list[object]) -> None:
+        conn = _connect(cluster)
+        try:
+            conn.send([P.Hello("client", 1), *msgs])
+        finally:
+            conn.close()
+        assert head.is_running() and head.status() != psutil.STATUS_ZOMBIE
+
+    one_peer()
+    _still_serves()
+    log = (Path(cluster.session_dir) / "head.log").read_text()
+    assert "closing connection" in log  # malformed records were logged with a reason

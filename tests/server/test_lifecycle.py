@@ -54,6 +54,7 @@ async def test_stop_start_restart_with_settings(api: Any, jp_serverapp: Any) -> 
     assert started["state"] == "running"
     assert started["resources"]["CPU"] == 1.0
     assert started["settings"]["object_store_memory"] == 10**8
+    assert started["object_store"]["capacity_bytes"] == 10**8
 
     restarted = await api("cluster/restart", body={"num_cpus": 2})
     assert restarted["resources"]["CPU"] == 2.0

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import pickle
+import secrets
 from pathlib import Path
+
+import pytest
 
 from nbray.runtime import shm
 from nbray.runtime.objects import ObjectDirectory
 from nbray.runtime.protocol import ERROR, INLINE, SHM, Payload
 
+TOKEN = secrets.token_hex(4)
+
 
 def inline(data: bytes = b"x") -> Payload:
     return Payload(INLINE, data)
+
+
+def segment(object_id: int, data: bytes) -> Payload:
+    """A real /dev/shm segment holding ``data``."""
+    name, mm = shm.create(shm.segment_name(TOKEN, object_id), len(data))
+    with mm:
+        mm[: len(data)] = data
+    return Payload(SHM, segment=name, size=len(data))
+
+
+@pytest.fixture(autouse=True)
+def no_segments_left() -> object:
+    yield
+    assert shm.sweep(TOKEN) == 0, "a test left /dev/shm segments behind"
 
 
 def test_waiters_are_told_when_the_value_arrives() -> None:
@@ -53,21 +72,97 @@ def test_result_of_a_released_pending_object_is_discarded(tmp_path: Path) -> Non
     d = ObjectDirectory()
     d.create(1, holder=10)
     d.release(1, 10)
-    name = shm.segment_name("unittest", 1)
-    with shm.create(name, 10):
-        pass
-    assert d.set(1, Payload(SHM, segment=name, size=10), ()) == set()
-    assert not (shm.SHM_DIR / name).exists()
+    payload = segment(1, b"0123456789")
+    assert d.set(1, payload, ()) == set()
+    assert not shm.path_of(payload.segment).exists()
 
 
 def test_shared_memory_segment_unlinked_on_free() -> None:
     d = ObjectDirectory()
-    name = shm.segment_name("unittest", 2)
-    with shm.create(name, 4096):
-        pass
+    payload = segment(2, b"y" * 4096)
+    name = payload.segment
     assert (shm.SHM_DIR / name).stat().st_mode & 0o777 == 0o600
-    d.set(2, Payload(SHM, segment=name, size=4096), (), holder=1)
+    d.set(2, payload, (), holder=1)
     assert d.shm_bytes == 4096
     d.release(2, 1)
     assert not (shm.SHM_DIR / name).exists()
     assert d.shm_bytes == 0
+
+
+# --- capacity and spilling ------------------------------------------------------------------
+
+
+def read(payload: Payload, spill_dir: str, segment_name: str | None = None) -> bytes:
+    with shm.open_readonly(segment_name or payload.segment, payload.size, spill_dir) as mm:
+        return bytes(mm[: payload.size])
+
+
+def test_over_capacity_the_least_recently_used_spill_to_disk(tmp_path: Path) -> None:
+    d = ObjectDirectory(capacity=3000, spill_dir=str(tmp_path))
+    for oid, fill in ((1, b"a"), (2, b"b"), (3, b"c")):
+        d.set(oid, segment(oid, fill * 1000), (), holder=9)
+    assert d.wait(1, conn=9) is not None  # object 1 was used: 2 is now the oldest
+    d.set(4, segment(4, b"d" * 1000), (), holder=9)
+    assert (d.shm_bytes, d.spilled_bytes, d.spill_count) == (3000, 1000, 1)
+    spilled = d.ready(2)
+    assert spilled is not None and spilled.segment == str(tmp_path / shm.segment_name(TOKEN, 2))
+    assert (tmp_path / Path(spilled.segment).name).stat().st_mode & 0o777 == 0o600
+    assert read(spilled, str(tmp_path)) == b"b" * 1000
+    # a reader that learnt the old name before the spill still finds the object
+    assert read(spilled, str(tmp_path), shm.segment_name(TOKEN, 2)) == b"b" * 1000
+    for oid in (1, 2, 3, 4):
+        d.release(oid, 9)
+    assert (d.shm_bytes, d.spilled_bytes) == (0, 0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_object_larger_than_the_capacity_goes_to_disk_itself(tmp_path: Path) -> None:
+    d = ObjectDirectory(capacity=100, spill_dir=str(tmp_path))
+    d.set(1, segment(1, b"z" * 500), (), holder=9)
+    payload = d.ready(1)
+    assert payload is not None and shm.is_spilled(payload.segment)
+    assert read(payload, str(tmp_path)) == b"z" * 500
+    d.release(1, 9)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_when_spilling_fails_the_object_stays_in_memory(tmp_path: Path) -> None:
+    d = ObjectDirectory(capacity=100, spill_dir=str(tmp_path / "missing"))
+    d.set(1, segment(1, b"z" * 500), (), holder=9)
+    assert (d.shm_bytes, d.spilled_bytes) == (500, 0)
+    d.release(1, 9)
+
+
+def test_create_falls_back_to_the_spill_dir_when_shm_has_no_room(tmp_path: Path) -> None:
+    too_big = shm.available_bytes() + 2**30
+    with pytest.raises(OSError):
+        shm.create(shm.segment_name(TOKEN, 7), too_big)
+    where, mm = shm.create(shm.segment_name(TOKEN, 8), 10, str(tmp_path))
+    mm.close()
+    assert where == shm.segment_name(TOKEN, 8)  # small enough for /dev/shm
+    shm.unlink(where)
+
+
+def test_segments_a_dead_creator_never_stored_are_swept(tmp_path: Path) -> None:
+    d = ObjectDirectory(spill_dir=str(tmp_path), session=TOKEN)
+    stored = segment((5 << 32) | 1, b"kept")
+    d.set((5 << 32) | 1, stored, (), holder=9)  # stored, and held by another connection
+    orphan = segment((5 << 32) | 2, b"orphan")  # written, never stored
+    other = segment((6 << 32) | 1, b"another creator's")
+    assert d.sweep_creator(5) == 1
+    assert not shm.path_of(orphan.segment).exists()
+    assert shm.path_of(stored.segment).exists() and shm.path_of(other.segment).exists()
+    d.release((5 << 32) | 1, 9)
+    shm.unlink(other.segment)
+
+
+def test_partial_results_of_a_dead_worker_are_discarded_and_can_be_rewritten() -> None:
+    d = ObjectDirectory(session=TOKEN)
+    d.create(7, holder=1)
+    partial = segment(7, b"half")
+    d.discard_partial((7,))
+    assert not shm.path_of(partial.segment).exists()
+    again = segment(7, b"whole")  # the retry writes the same name afresh
+    segment(7, b"whole")  # and a stale one of the same name is replaced, not an error
+    d.set(7, again, (), holder=1)
+    d.release(7, 1)

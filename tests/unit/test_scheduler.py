@@ -18,6 +18,8 @@ import pytest
 from nbray.runtime.scheduler import (
     MAX_STARTUP_FAILURES,
     ActorStateChanged,
+    BusyWorker,
+    DeathCause,
     Dispatch,
     DispatchCall,
     FailCall,
@@ -1286,6 +1288,37 @@ def test_pending_actors_are_placed_in_creation_order() -> None:
         ActorStateChanged(1, "DEAD", "it was killed"),
         SpawnWorker(3, 2),
     ]
+
+
+def test_a_kill_with_a_cause_retries_then_fails_with_the_causes_kind_and_text() -> None:
+    s = boot({"CPU": 1})
+    oom = DeathCause("oom", "memory use reached 96%")
+    assert submit(s, 1, retries=1) == [Dispatch(1, 1)]
+    assert s.worker_died(1, -9, oom) == [Retry(1, 2, "memory use reached 96%"), SpawnWorker(2)]
+    assert s.worker_started(2) == [Dispatch(2, 1)]
+    assert s.worker_died(2, -9, oom) == [
+        FailTask(1, "oom", "after 2 attempt(s)", -9, cause="memory use reached 96%"),
+        SpawnWorker(3),
+    ]
+
+
+def test_an_actor_killed_with_a_cause_reports_it() -> None:
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1, restarts=0)
+    assert s.actor_call(100, 1) == [DispatchCall(wid, 1, 100)]
+    out = s.worker_died(wid, -9, DeathCause("oom", "memory use reached 96%"))
+    assert ActorStateChanged(1, "DEAD", "memory use reached 96%") in out
+    assert FailCall(100, 1, "actor_died", "memory use reached 96%") in out
+
+
+def test_busy_workers_say_what_they_run_and_whether_a_kill_is_retried() -> None:
+    s = boot({"CPU": 3})
+    assert submit(s, 1, retries=0) == [Dispatch(3, 1)]
+    assert submit(s, 2, retries=1) == [Dispatch(2, 2)]
+    actor_wid = alive_actor(s, 7, {"CPU": 0}, restarts=1)
+    assert sorted(s.busy_workers()) == sorted(
+        [BusyWorker(3, 1, 0, False), BusyWorker(2, 2, 0, True), BusyWorker(actor_wid, 0, 7, True)]
+    )
 
 
 def test_actor_restarts_and_retries_in_flight_calls_in_order() -> None:

@@ -106,8 +106,9 @@
             g.utilization.toFixed(0) + "%, " + fmtBytes(g.memory_used) + " / " + fmtBytes(g.memory_total)));
         }
         const workers = Object.values(m.workers || {});
+        const cap = m.object_store_capacity_bytes ? " / " + fmtBytes(m.object_store_capacity_bytes) : "";
         card.appendChild(el("div", {}, workers.length + " workers, object store " +
-          fmtBytes(m.object_store_bytes || 0)));
+          fmtBytes(m.object_store_bytes || 0) + cap));
       } else {
         card.appendChild(el("div", {}, "waiting for the first sample…"));
       }
