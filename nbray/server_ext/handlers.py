@@ -89,6 +89,7 @@ class NodesHandler(_Base):
     @authorized
     async def get(self) -> None:
         self.manager.ensure_started()
+        await self.call(self.manager.touch)  # metrics come with the event subscription
         self.reply({"nodes": await self.call(self.manager.nodes)})
 
 
@@ -97,6 +98,7 @@ class TasksHandler(_Base):
     @authorized
     async def get(self) -> None:
         self.manager.ensure_started()
+        await self.call(self.manager.touch)
         try:
             owner = self.get_argument("owner", None)
             limit = int(self.get_argument("limit", "200"))
@@ -115,6 +117,7 @@ class SummaryHandler(_Base):
     @web.authenticated
     @authorized
     async def get(self) -> None:
+        await self.call(self.manager.touch)
         self.reply(self.manager.tasks.summary())
 
 
@@ -145,6 +148,10 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         self._dropped = 0
         self._loop = IOLoop.current()
         self._remove: Callable[[], None] | None = manager.add_listener(self._on_event)
+        # subscribing talks to the head and may wait on a (re)start: not on the IOLoop
+        self._watching: asyncio.Future[Callable[[], None]] | None = asyncio.ensure_future(
+            IOLoop.current().run_in_executor(None, manager.watch)
+        )
         self._flusher = PeriodicCallback(self._flush, WS_FLUSH_MS)
         self._flusher.start()
         self._send({"events": [], "dropped": 0, "hello": True})
@@ -185,6 +192,10 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         if remove is not None:
             remove()
             self._remove = None
+        watching = getattr(self, "_watching", None)
+        if watching is not None:
+            self._watching = None
+            watching.add_done_callback(lambda done: done.result()())
         flusher = getattr(self, "_flusher", None)
         if flusher is not None:
             flusher.stop()

@@ -36,6 +36,9 @@ log = logging.getLogger("nbray.server_ext")
 Listener = Callable[[dict[str, Any]], None]
 
 
+LINGER = 30.0  # seconds the server stays subscribed after the last watcher left
+
+
 class ClusterStateError(RuntimeError):
     """Raised when an operation does not fit the cluster's state (e.g. start while running)."""
 
@@ -116,6 +119,8 @@ class ClusterManager:
         self.latest_metrics: dict[str, Any] | None = None
         self._engine: Any = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._watchers = 0
+        self._linger: threading.Timer | None = None
         self._listeners: list[Listener] = []
         self._lock = threading.RLock()
         self._start_on_first_use = False
@@ -168,7 +173,8 @@ class ClusterManager:
             self.latest_metrics = None
             self.error = ""
             self.started_at = time.time()
-            self._unsubscribe = self._engine.subscribe(self._on_event)
+            if self._watchers:
+                self._subscribe()
             self._export_address(cluster.session_dir)
             self._set_state("running")
             return self.status()
@@ -202,6 +208,7 @@ class ClusterManager:
                 return self.status()
             self._set_state("stopping")
             self._unsubscribe = None
+            self._cancel_linger()
             self._unexport_address()
             try:
                 engine.shutdown()
@@ -222,6 +229,8 @@ class ClusterManager:
         if engine is None or not (force or engine.client.closed):
             return
         self._engine = None
+        self._unsubscribe = None
+        self._cancel_linger()
         reason = engine.client.disconnect_reason or "the connection closed"
         self._unexport_address()
         with contextlib.suppress(Exception):
@@ -259,6 +268,67 @@ class ClusterManager:
             self.address_link.unlink()
 
     # --- events --------------------------------------------------------------------------
+    #
+    # The head builds task events only while someone subscribes, and that costs throughput
+    # on short tasks, so the server subscribes only while it is watched: a WebSocket is
+    # open (``watch``), or a REST request came in the last LINGER seconds (``touch``). On
+    # subscribing, the head replays its event history, from which the task table is rebuilt.
+
+    def watch(self) -> Callable[[], None]:
+        """Keep the event subscription on until the returned function is called."""
+        with self._lock:
+            self._watchers += 1
+            self._subscribe()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            with self._lock:
+                if released:
+                    return
+                released = True
+                self._watchers -= 1
+                if self._watchers == 0:
+                    self._cancel_linger()
+                    self._linger = threading.Timer(LINGER, self._unsubscribe_if_unwatched)
+                    self._linger.daemon = True
+                    self._linger.start()
+
+        return release
+
+    def touch(self) -> None:
+        """A request for recent tasks or metrics: subscribe, for the next LINGER seconds."""
+        self.watch()()
+
+    def _subscribe(self) -> None:
+        self._cancel_linger()
+        engine = self._engine
+        if engine is None or self._unsubscribe is not None:
+            return
+        self.tasks.clear()  # the replay brings the history back
+        try:
+            self._unsubscribe = engine.subscribe(self._on_event)
+        except NbrayConnectionError:
+            self._forget_dead_head(force=True)
+
+    def _unsubscribe_if_unwatched(self) -> None:
+        with self._lock:
+            unsubscribe = self._unsubscribe
+            if self._watchers or unsubscribe is None or self._engine is None:
+                return
+            self._unsubscribe = None
+            with contextlib.suppress(NbrayConnectionError):
+                unsubscribe()
+
+    def _cancel_linger(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether the server receives the cluster's events right now."""
+        return self._unsubscribe is not None
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` (from a background thread) with every event; returns a remover.

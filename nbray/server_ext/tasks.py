@@ -29,7 +29,8 @@ class TaskTable:
     def __init__(self, capacity: int = 5000) -> None:
         self.capacity = capacity
         self._tasks: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._finishes: deque[float] = deque()
+        # finish times (a replay may deliver them out of order); bounded like everything here
+        self._finishes: deque[float] = deque(maxlen=200_000)
         self._failures: deque[dict[str, Any]] = deque(maxlen=MAX_FAILURES)
         self._lock = threading.Lock()
 
@@ -126,8 +127,11 @@ class TaskTable:
         last ten seconds, and the latest failures (newest first)."""
         now = time.time() if now is None else now
         with self._lock:
-            while self._finishes and self._finishes[0] < now - RATE_WINDOW:
-                self._finishes.popleft()
+            cutoff = now - RATE_WINDOW
+            if self._finishes:
+                self._finishes = deque(
+                    (t for t in self._finishes if t >= cutoff), maxlen=self._finishes.maxlen
+                )
             counts: dict[str, int] = {}
             for rec in self._tasks.values():
                 counts[rec["state"]] = counts.get(rec["state"], 0) + 1
