@@ -126,9 +126,10 @@ def test_notebook_tasks_appear_in_panel_and_dashboard(page: Any, lab: Lab) -> No
     output.wait_for(timeout=60_000)
 
     # the panel counts the notebook's tasks (8 squares + 3 adds + 1 failure)
-    finished = panel.locator(".nbray-count-FINISHED b")
     page.wait_for_function(
-        "el => parseInt(el.textContent) >= 11", arg=finished.element_handle(), timeout=20_000
+        "() => parseInt(document.querySelector("
+        "'#nbray-panel .nbray-count-FINISHED b')?.textContent || '0') >= 11",
+        timeout=20_000,
     )
     panel.locator(".nbray-count-FAILED").wait_for()
     panel.locator(".nbray-failure", has_text="boom").wait_for()
