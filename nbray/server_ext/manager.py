@@ -99,6 +99,16 @@ def _number(value: Any, name: str, kind: type, minimum: float) -> Any:
     return kind(value)
 
 
+def sweep_stale_links() -> None:
+    """Remove the address links of Jupyter servers that died without cleaning up (SIGKILL):
+    their heads stopped by themselves when their owner died."""
+    for link in sf.user_root().glob("jupyter-*"):
+        pid = link.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not sf.pid_alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                link.unlink()
+
+
 class ClusterManager:
     """Owns at most one local cluster at a time and tells listeners what happens on it.
 
@@ -124,6 +134,7 @@ class ClusterManager:
         self._listeners: list[Listener] = []
         self._lock = threading.RLock()
         self._start_on_first_use = False
+        sweep_stale_links()
         self.address_link = sf.user_root() / f"jupyter-{os.getpid()}"
         self._env_before: str | None = os.environ.get("NBRAY_ADDRESS")
 

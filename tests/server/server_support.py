@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def left_behind(status: dict[str, Any]) -> list[str]:
     if not gone(status["head_pid"]):
         left.append(f"head process {status['head_pid']}")
     for key in ("session_dir", "address"):
-        if Path(status[key]).exists():
+        if os.path.lexists(status[key]):  # a dangling address link counts too
             left.append(f"{key} {status[key]}")
     token = Path(status["session_dir"]).name.rsplit("-", 1)[-1]
     left.extend(f"segment {s}" for s in session_segments(token))
