@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
+# pytest-jupyter's fixtures and async-test hooks, for this directory only (pytest_plugins
+# is refused outside the top-level conftest, and would put its autouse fixtures on every
+# test of the suite)
+from pytest_jupyter.jupyter_server import *  # noqa: F403
 
 
 @pytest.fixture
