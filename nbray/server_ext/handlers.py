@@ -32,6 +32,7 @@ from tornado import web
 from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from ..errors import NbrayError
 from .manager import ClusterManager, ClusterSettings, ClusterStateError
 
 AUTH_RESOURCE = "nbray"
@@ -81,6 +82,8 @@ class ClusterActionHandler(_Base):
                 status = await self.call(manager.stop)
         except ClusterStateError as exc:
             raise web.HTTPError(409, str(exc)) from None
+        except NbrayError as exc:  # the head did not start: the message carries its log
+            raise web.HTTPError(500, f"the cluster did not {action}: {exc}") from None
         self.reply(status)
 
 

@@ -22,9 +22,11 @@ from browser_support import (
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A headless Chromium browser (playwright ``Browser``) for the whole session."""
+    """A headless Chromium browser (playwright ``Browser``) for one test module. Not for
+    the session: playwright's event loop stays running in the main thread while it is
+    open, which breaks later tests that run their own loop (pytest-jupyter's)."""
     require(CHROMIUM, Path(CHROMIUM).exists())
     try:
         from playwright.sync_api import sync_playwright
