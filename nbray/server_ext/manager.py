@@ -384,6 +384,8 @@ class ClusterManager:
                 "settings": asdict(self.settings),
                 "address": str(self.address_link) if self._engine is not None else "",
                 "started_at": self.started_at,
+                # open event streams (side panels and dashboards that are visible)
+                "watchers": self._watchers,
             }
             engine = self._engine
         if engine is None:

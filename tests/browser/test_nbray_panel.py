@@ -82,7 +82,9 @@ def open_panel(page: Any, lab: Lab, path: str = "lab") -> Any:
     return panel
 
 
-def test_panel_shows_running_cluster_and_its_node(page: Any, lab: Lab) -> None:
+def test_panel_shows_running_cluster_and_its_node_and_pauses_when_hidden(
+    page: Any, lab: Lab
+) -> None:
     panel = open_panel(page, lab)
     state = panel.locator(".nbray-state")
     state.filter(has_text="running").wait_for()
@@ -93,6 +95,16 @@ def test_panel_shows_running_cluster_and_its_node(page: Any, lab: Lab) -> None:
     card.locator(".nbray-bar-row", has_text="Mem").wait_for()
     assert "2 CPU" in card.locator(".nbray-node-name").inner_text()
     panel.locator(".nbray-live", has_text="live").wait_for()
+
+    # the event stream is closed while the panel is hidden, and opened again when shown
+    wait_until(lambda: status(lab)["watchers"] == 1, 10)
+    tab = page.locator('.jp-SideBar [data-id="nbray-panel"]')
+    tab.click()
+    panel.wait_for(state="hidden")
+    wait_until(lambda: status(lab)["watchers"] == 0, 10)
+    tab.click()
+    panel.locator(".nbray-live", has_text="live").wait_for()
+    wait_until(lambda: status(lab)["watchers"] == 1, 10)
 
 
 def test_stop_and_start_from_the_panel(page: Any, lab: Lab) -> None:
