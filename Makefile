@@ -67,7 +67,7 @@ test: install system-deps
 # tests/chaos at soak size: many more kills, clients and kernel restarts than in make test
 soak: install system-deps
 	rm -f test-artifacts/chaos/figures.jsonl
-	NBRAY_SOAK=1 $(VENV_PY) -m pytest tests/chaos -v $(PYTEST_ARGS)
+	NBRAY_SOAK=1 $(VENV_PY) -m pytest tests/chaos -v -o faulthandler_timeout=3600 $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check $(LINT_PATHS)

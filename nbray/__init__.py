@@ -19,6 +19,7 @@ the runtime modules they need.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -76,6 +77,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
+    if name == "load_ipython_extension":  # %load_ext nbray; not part of the API
+        from .magics import load_ipython_extension
+
+        return load_ipython_extension
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     elif name in _MODULES:
@@ -88,6 +93,20 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+def _register_in_ipython() -> None:
+    """``import nbray`` in IPython registers the magics, as ``%load_ext nbray`` does (IPython
+    finds ``nbray.load_ipython_extension`` through ``__getattr__``: see ``nbray.magics``)."""
+    get_ipython = getattr(sys.modules.get("IPython"), "get_ipython", None)
+    shell = get_ipython() if get_ipython is not None else None
+    if shell is not None:
+        from .magics import load_ipython_extension
+
+        load_ipython_extension(shell)
+
+
+_register_in_ipython()
 
 
 if TYPE_CHECKING:

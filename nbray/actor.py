@@ -147,6 +147,11 @@ class ActorHandle:
     def __repr__(self) -> str:
         return f"ActorHandle({self._class_name}, {self.actor_id})"
 
+    def _repr_html_(self) -> str:
+        from .reprs import actor_html
+
+        return actor_html(self)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
 

@@ -10,7 +10,7 @@ produces the one event stream (task lifecycle and node metrics) that widgets rea
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,6 +25,9 @@ class Engine(ABC):
     """One connected cluster, behind the public API."""
 
     name: str = "engine"
+    #: Called as ``submit_listener(task_id, first_return_id)`` for each task and actor call
+    #: this process submits; the magics route output and cancel a cell's work with it.
+    submit_listener: Callable[[int, int], None] | None = None
 
     @abstractmethod
     def submit_task(
@@ -67,6 +70,19 @@ class Engine(ABC):
 
     @abstractmethod
     def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None: ...
+
+    def cancel_ids(self, object_ids: Sequence[int], force: bool = False) -> None:
+        """Cancel the tasks producing these objects, whether or not ObjectRefs to them are
+        still alive (a kernel interrupt cancels the interrupted cell's work this way)."""
+        raise NotImplementedError(f"the {self.name} engine cannot cancel by object id")
+
+    def object_info(self, object_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """``{"state", "size", "task", "node_id", ...}`` per object, for notebook reprs."""
+        return [{"state": "UNKNOWN"} for _ in object_ids]
+
+    def actor_info(self, actor_id: int) -> dict[str, Any]:
+        """``{"state", "name", "pid", "node_id", ...}`` of an actor, for notebook reprs."""
+        return {"state": "UNKNOWN"}
 
     @abstractmethod
     def kill_actor(self, handle: ActorHandle, no_restart: bool) -> None: ...

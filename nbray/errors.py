@@ -51,11 +51,18 @@ class TaskError(NbrayError):
     task_id: str = ""
     cause: BaseException | None = None
     remote_traceback: str = ""
+    #: the user's frames in the worker, with their locals (``nbray.tracebacks.RemoteFrame``)
+    remote_frames: tuple[Any, ...] = ()
 
     def __str__(self) -> str:
         cause = self.cause
         what = f"{type(cause).__name__}: {cause}" if cause is not None else "an exception"
         return f"task {self.function_name} ({self.task_id}) raised {what}"
+
+    def _repr_html_(self) -> str:
+        from .reprs import error_html
+
+        return error_html(self)
 
 
 class WorkerCrashedError(NbrayError):
@@ -170,6 +177,8 @@ class RemoteError:
             pickle.loads(blob)
         except Exception:  # the exception itself cannot travel: keep its text
             blob = b""
+        from .tracebacks import capture_frames
+
         return cls(
             kind="task",
             message=f"{type(exc).__name__}: {exc}",
@@ -179,6 +188,7 @@ class RemoteError:
             cause_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
             cause_repr=repr(exc),
             traceback=tb,
+            extra={"frames": capture_frames(exc)},
         )
 
     @classmethod
@@ -195,6 +205,7 @@ class RemoteError:
                 task_id=err.task_id,
                 cause=cloudpickle.dumps(err.cause) if err.cause is not None else b"",
                 traceback=err.remote_traceback,
+                extra={"frames": list(err.remote_frames)},
             )
         kind = next((k for k, c in _KINDS.items() if type(err) is c), "")
         return cls(kind=kind, message=str(err), exit_code=getattr(err, "exit_code", None))
@@ -219,6 +230,7 @@ class RemoteError:
         err.task_id = self.task_id
         err.cause = cause
         err.remote_traceback = self.traceback
+        err.remote_frames = tuple(self.extra.get("frames", ()))
         err.__cause__ = RemoteTraceback(self.traceback)
         return err
 
@@ -277,5 +289,6 @@ def _reduce_task_error(self: TaskError) -> tuple[Any, ...]:
         task_id=self.task_id,
         cause=cloudpickle.dumps(self.cause) if self.cause is not None else b"",
         traceback=self.remote_traceback,
+        extra={"frames": list(self.remote_frames)},
     )
     return (RemoteError.to_exception, (record,))

@@ -66,6 +66,11 @@ class ClusterContext:
             f"node_id={self.node_id!r}, resources={self.resources!r})"
         )
 
+    def _repr_html_(self) -> str:
+        from .reprs import session_html
+
+        return session_html(self)
+
     @property
     def address_info(self) -> dict[str, Any]:
         return {"address": self.address, "node_id": self.node_id, "session_dir": self.session_dir}

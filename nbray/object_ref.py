@@ -56,6 +56,11 @@ class ObjectRef:
     def __repr__(self) -> str:
         return f"ObjectRef({self.hex()})"
 
+    def _repr_html_(self) -> str:
+        from .reprs import object_ref_html
+
+        return object_ref_html(self)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ObjectRef) and other.id == self.id
 

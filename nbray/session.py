@@ -6,6 +6,7 @@ nbray.api ──▶ current_engine() ──▶ the Engine set by init(), started
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
 _engine: Engine | None = None
 _lock = threading.RLock()
 in_worker = False
+#: called with each engine that becomes current (the notebook magics attach to it)
+engine_listeners: list[Callable[[Engine], None]] = []
 
 
 def current_engine() -> Engine:
@@ -34,6 +37,9 @@ def set_engine(engine: Engine | None) -> None:
     global _engine
     with _lock:
         _engine = engine
+    if engine is not None:
+        for listener in list(engine_listeners):
+            listener(engine)
 
 
 def get_engine() -> Engine | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -41,23 +42,28 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
 def assert_no_children(timeout: float = SHUTDOWN_LIMIT) -> None:
     me = psutil.Process()
 
+    def alive(p: psutil.Process) -> bool:
+        try:
+            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:  # gone, or a zombie, meanwhile
+            return False
+
     def gone() -> bool:
-        kids = [
-            p
-            for p in me.children(recursive=True)
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-        ]
-        return not kids
+        try:
+            return not [p for p in me.children(recursive=True) if alive(p)]
+        except psutil.Error:
+            return False
 
     try:
         wait_until(gone, timeout)
     except AssertionError:
-        kids = me.children(recursive=True)
+        kids = [p for p in me.children(recursive=True) if alive(p)]
+        left = []
         for p in kids:
-            p.kill()
-        raise AssertionError(
-            f"processes left behind: {[(p.pid, p.cmdline()) for p in kids]}"
-        ) from None
+            with contextlib.suppress(psutil.Error):
+                left.append((p.pid, p.cmdline()))
+                p.kill()
+        raise AssertionError(f"processes left behind: {left}") from None
 
 
 def run_python(

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RemoteError
+from . import head_views as views
 from . import protocol as P
 from . import scheduler as S
 from . import shm
@@ -122,11 +123,13 @@ class Head:
             S.ActorStateChanged: self.do_actor_state,
         }
         self.requests: dict[str, Callable[..., Any]] = {
-            "cluster_info": self.req_cluster_info,
+            "cluster_info": lambda peer: views.cluster_info(self),
             "get_actor": self.req_get_actor,
             "create_actor": self.req_create_actor,
-            "status": self.req_status,
+            "status": lambda peer: views.status(self),
             "events": self.req_events,
+            "object_info": lambda peer, ids: views.object_info(self, ids),
+            "actor_info": lambda peer, actor_id: views.actor_info(self, actor_id),
         }
 
     # --- plumbing ------------------------------------------------------------------------
@@ -707,34 +710,6 @@ class Head:
         except Exception as exc:
             peer.send(P.Reply(msg.req_id, False, exc))
 
-    def req_cluster_info(self, peer: Peer) -> dict[str, Any]:
-        return {
-            "node_id": self.config.node_id,
-            "address": self.config.session_dir,
-            "total": dict(self.sched.total),
-            "available": {k: max(0.0, v) for k, v in self.sched.available.items()},
-            "gpu_ids": list(self.config.gpu_ids or ()),
-            "pid": os.getpid(),
-            "object_store": {
-                "shm_bytes": self.objects.shm_bytes,
-                "spilled_bytes": self.objects.spilled_bytes,
-                "inline_bytes": self.objects.inline_bytes,
-                "capacity_bytes": self.objects.capacity,
-                "spill_count": self.objects.spill_count,
-                "objects": len(self.objects),
-            },
-        }
-
-    def req_status(self, peer: Peer) -> dict[str, Any]:
-        return {
-            "tasks": {**self.sched.counts(), **self.finished_count},
-            "workers": {str(k): v for k, v in self.sched.worker_states().items()},
-            "worker_pids": {str(k): v for k, v in self.worker_pids.items()},
-            "actors": len(self.actors),
-            "clients": sum(1 for p in self.peers.values() if p.role != "worker"),
-            "objects": len(self.objects),
-        }
-
     def req_events(self, peer: Peer, limit: int = 1000) -> list[dict[str, Any]]:
         return list(self.events)[-limit:]
 
@@ -760,7 +735,7 @@ class Head:
             return
         self.run(self.sched.trim())
         if self.subscribers:
-            self.publish(self.metrics())
+            self.publish(views.metrics(self))
         self.reactor.call_later(1.0, self.tick)
 
     def watch(self) -> None:
@@ -776,28 +751,6 @@ class Head:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         self.reactor.call_later(self.watchdog.interval, self.watch)
-
-    def metrics(self) -> dict[str, Any]:
-        if self.sampler is None:
-            from .metrics import MetricsSampler
-
-            self.sampler = MetricsSampler(self.config.node_id)
-        sample: dict[str, Any] = self.sampler.sample(
-            {str(w): pid for w, pid in self.worker_pids.items()}
-        )
-        states = self.sched.worker_states()
-        for wid, info in sample["workers"].items():
-            w = self.sched.workers.get(int(wid))
-            info["state"] = states.get(int(wid), "DEAD")
-            info["task_id"] = f"{w.task_id:016x}" if w is not None and w.task_id else ""
-            info["actor_id"] = f"{w.actor_id:016x}" if w is not None and w.actor_id else ""
-        sample["type"] = "metrics"
-        sample["object_store_bytes"] = self.objects.shm_bytes + self.objects.inline_bytes
-        sample["object_store_spilled_bytes"] = self.objects.spilled_bytes
-        sample["object_store_capacity_bytes"] = self.objects.capacity
-        sample["resources_total"] = dict(self.sched.total)
-        sample["resources_available"] = {k: max(0.0, v) for k, v in self.sched.available.items()}
-        return sample
 
     def shutdown(self) -> None:
         if self._stopping:

@@ -13,7 +13,7 @@ import hashlib
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..actor import ActorHandle, actor_methods, is_async_class
@@ -143,6 +143,8 @@ class LocalEngine(Engine):
             job_namespace=client.namespace,
         )
         refs = [ObjectRef(oid, self) for oid in return_ids]
+        if self.submit_listener is not None:
+            self.submit_listener(task_id, return_ids[0])
         client.post(P.Submit(spec, blob))
         return refs if options.num_returns else []
 
@@ -223,6 +225,8 @@ class LocalEngine(Engine):
             method=method,
         )
         refs = [ObjectRef(oid, self) for oid in return_ids]
+        if self.submit_listener is not None:
+            self.submit_listener(task_id, return_ids[0])
         client.post(P.CallActor(spec))
         if handle._actor_id == self.serial_actor_id:  # this actor calling itself
             self._self_calls.update(return_ids)
@@ -280,6 +284,16 @@ class LocalEngine(Engine):
 
     def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:
         self.client.send(P.Cancel(ref.id, force, recursive))
+
+    def cancel_ids(self, object_ids: Sequence[int], force: bool = False) -> None:
+        if object_ids and not self.client.closed:
+            self.client.send(*(P.Cancel(oid, force, True) for oid in object_ids))
+
+    def object_info(self, object_ids: Sequence[int]) -> list[dict[str, Any]]:
+        return list(self.client.request("object_info", list(object_ids)))
+
+    def actor_info(self, actor_id: int) -> dict[str, Any]:
+        return dict(self.client.request("actor_info", actor_id))
 
     def incref(self, object_id: int, borrowed: bool) -> None:
         self.client.incref(object_id, borrowed)

@@ -13,12 +13,16 @@ head can keep them alive as long as the object that holds them.
 
 from __future__ import annotations
 
+import io
 import pickle
 import struct
 import threading
+import types
+from collections import ChainMap
 from typing import Any, NamedTuple
 
 import cloudpickle
+from cloudpickle import cloudpickle as _cp
 
 from ..errors import SerializationError
 
@@ -39,6 +43,24 @@ class Serialized(NamedTuple):
         return packed_size(self)
 
 
+def _code_reduce(code: types.CodeType) -> Any:
+    # cloudpickle renames every file "<dynamic-code>"; keep the real one so a remote
+    # traceback names the notebook cell or file the function was written in
+    rebuild, args = _cp._code_reduce(code)
+    return rebuild, tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
+
+
+class _Pickler(cloudpickle.Pickler):
+    dispatch_table = ChainMap({types.CodeType: _code_reduce}, cloudpickle.Pickler.dispatch_table)
+
+
+def dumps(value: Any, buffer_callback: Any = None) -> bytes:
+    """``cloudpickle.dumps`` (protocol 5) that keeps code objects' file names."""
+    with io.BytesIO() as file:
+        _Pickler(file, protocol=5, buffer_callback=buffer_callback).dump(value)
+        return file.getvalue()
+
+
 def note_contained_ref(object_id: int) -> None:
     """Called by ObjectRef.__reduce__: record a ref pickled inside the current value."""
     collected = getattr(_tls, "contained", None)
@@ -54,7 +76,7 @@ def serialize(value: Any, what: str = "value") -> Serialized:
     outer = getattr(_tls, "contained", None)
     _tls.contained = []
     try:
-        main = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        main = dumps(value, buffer_callback=buffers.append)
         contained = tuple(_tls.contained)
     except Exception as exc:
         raise SerializationError(
@@ -149,7 +171,7 @@ def unpack(blob: bytes | memoryview) -> Any:
 def dumps_function(func: Any, what: str) -> bytes:
     """Pickle a function or class by value where needed (``__main__``, notebooks)."""
     try:
-        return cloudpickle.dumps(func, protocol=5)
+        return dumps(func)
     except Exception as exc:
         raise SerializationError(
             f"could not serialize {what}: {type(exc).__name__}: {exc}. A remote function "

@@ -24,9 +24,9 @@ from browser_support import (
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A headless Chromium browser (playwright ``Browser``) for one test module. Not for
-    the session: playwright's event loop stays running in the main thread while it is
-    open, which breaks later tests that run their own loop (pytest-jupyter's)."""
+    """A headless Chromium browser (playwright ``Browser``), shared by a module's tests (and
+    gone after it, so other suites' leak checks do not see its processes, and later tests
+    that run their own event loop, as pytest-jupyter's do, do not find playwright's)."""
     require(CHROMIUM, Path(CHROMIUM).exists())
     try:
         from playwright.sync_api import sync_playwright

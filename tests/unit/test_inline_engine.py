@@ -1,0 +1,80 @@
+"""The engine %%compare's serial run uses: every .remote() call runs at once, in-process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+import nbray
+from nbray import session
+from nbray.magics.inline import InlineEngine
+
+
+@pytest.fixture
+def inline() -> Iterator[InlineEngine]:
+    assert session.get_engine() is None
+    engine = InlineEngine()
+    session.set_engine(engine)
+    try:
+        yield engine
+    finally:
+        session.set_engine(None)
+
+
+def test_tasks_run_at_once_in_this_process(inline: InlineEngine) -> None:
+    calls: list[int] = []
+
+    @nbray.remote
+    def where(x: int) -> tuple[int, int]:
+        calls.append(x)
+        return x * 2, os.getpid()
+
+    ref = where.remote(21)
+    assert calls == [21]  # already ran, before any get
+    assert nbray.get(ref) == (42, os.getpid())
+    assert nbray.get(where.remote(nbray.put(5)))[0] == 10  # refs as arguments resolve
+
+
+def test_errors_are_raised_by_get_with_their_own_class(inline: InlineEngine) -> None:
+    @nbray.remote
+    def fail() -> None:
+        raise KeyError("missing")
+
+    ref = fail.remote()
+    with pytest.raises(KeyError, match="missing"):
+        nbray.get(ref)
+
+
+def test_actors_and_multiple_returns(inline: InlineEngine) -> None:
+    @nbray.remote
+    class Counter:
+        def __init__(self, start: int) -> None:
+            self.n = start
+
+        def incr(self) -> int:
+            self.n += 1
+            return self.n
+
+    @nbray.remote(num_returns=2)
+    def pair() -> tuple[int, int]:
+        return 1, 2
+
+    c = Counter.remote(10)
+    assert nbray.get([c.incr.remote() for _ in range(3)]) == [11, 12, 13]
+    assert nbray.get(pair.remote()) == [1, 2]
+    ready, pending = nbray.wait([c.incr.remote()], num_returns=1)
+    assert len(ready) == 1 and pending == []
+    nbray.kill(c)
+    with pytest.raises(nbray.errors.ActorDiedError):
+        nbray.get(c.incr.remote())
+    assert nbray.cluster_resources() == {"CPU": 1.0}
+
+
+def test_values_are_freed_with_their_refs(inline: InlineEngine) -> None:
+    ref = nbray.put(list(range(10)))
+    oid = ref.id
+    assert oid in inline._values
+    del ref
+    assert oid not in inline._values
