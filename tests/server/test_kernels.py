@@ -114,3 +114,23 @@ async def test_kernel_restart_cancels_its_tasks_and_cluster_carries_on(
         return (await api("cluster"))["clients"] == 0
 
     await until(kernel_gone)
+
+
+async def test_init_with_resources_in_a_kernel_starts_a_private_cluster(
+    jp_fetch: Any, jp_serverapp: Any, api: Any
+) -> None:
+    """``nbray.init(num_cpus=1)`` describes a cluster of its own: the kernel gets a private
+    one (as without the server), while a bare ``init()`` joins the server's."""
+    kid, kc = await start_kernel(jp_fetch, jp_serverapp)
+    try:
+        out = await execute(
+            kc,
+            "import nbray\nctx = nbray.init(num_cpus=1)\n"
+            "print(ctx.owned, nbray.cluster_resources()['CPU'])\nnbray.shutdown()\n"
+            "ctx = nbray.init()\nprint(ctx.owned, nbray.cluster_resources()['CPU'])",
+        )
+        assert out.split("\n")[:2] == ["True 1.0", "False 2.0"]
+        assert (await api("cluster"))["clients"] == 1
+    finally:
+        kc.stop_channels()
+        await jp_fetch("api", "kernels", kid, method="DELETE")
