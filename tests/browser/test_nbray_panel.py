@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -67,6 +68,14 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def update_docs_image(name: str) -> None:
+    """Copy a screenshot to docs/images/ (the README's) when NBRAY_UPDATE_DOCS_IMAGES=1,
+    so an ordinary run leaves the tracked files alone."""
+    if os.environ.get("NBRAY_UPDATE_DOCS_IMAGES") == "1":
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copy(artifact(name), DOCS_IMAGES / name)
 
 
 def status(lab: Lab) -> dict[str, Any]:
@@ -147,8 +156,7 @@ def test_notebook_tasks_appear_in_panel_and_dashboard(page: Any, lab: Lab) -> No
     panel.locator(".nbray-failure", has_text="boom").wait_for()
     assert "boom: bad input" in panel.locator(".nbray-failure").first.inner_text()
     page.screenshot(path=str(artifact("panel.png")))
-    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-    shutil.copy(artifact("panel.png"), DOCS_IMAGES / "panel.png")
+    update_docs_image("panel.png")
 
     # "Insert snippet" puts a ready example into the active notebook
     cells_before = page.locator(".jp-Notebook .jp-Cell").count()
@@ -188,5 +196,4 @@ def test_dashboard_page_on_its_own(page: Any, lab: Lab) -> None:
     assert page.locator("#graph line").count() >= 4  # add depends on squares and on adds
     page.locator("#graph circle").first.wait_for()
     page.screenshot(path=str(artifact("dashboard.png")), full_page=True)
-    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-    shutil.copy(artifact("dashboard.png"), DOCS_IMAGES / "dashboard.png")
+    update_docs_image("dashboard.png")
