@@ -46,8 +46,11 @@ _EXPORTS = {
     "wait": "api",
     "ObjectRef": "object_ref",
     "RemoteFunction": "remote_function",
+    "monitor": "widgets",
+    "task_graph": "widgets",
+    "timeline": "widgets",
 }
-_MODULES = {"errors": "errors", "exceptions": "errors"}
+_MODULES = {"errors": "errors", "exceptions": "errors", "widgets": "widgets"}
 
 __all__ = [
     "ActorClass",
@@ -68,11 +71,15 @@ __all__ = [
     "is_initialized",
     "kill",
     "method",
+    "monitor",
     "nodes",
     "put",
     "remote",
     "shutdown",
+    "task_graph",
+    "timeline",
     "wait",
+    "widgets",
 ]
 
 
@@ -110,7 +117,7 @@ _register_in_ipython()
 
 
 if TYPE_CHECKING:
-    from . import errors
+    from . import errors, widgets
     from . import errors as exceptions
     from .actor import ActorClass, ActorHandle, method
     from .api import (
@@ -129,5 +136,6 @@ if TYPE_CHECKING:
     from .lifecycle import ClusterContext, init, is_initialized, shutdown
     from .object_ref import ObjectRef
     from .remote_function import RemoteFunction
+    from .widgets import monitor, task_graph, timeline
 
 del TYPE_CHECKING

@@ -91,12 +91,14 @@ def _check_refs(refs: Sequence[Any], what: str) -> None:
 
 
 @overload
-def get(object_refs: ObjectRef, *, timeout: float | None = None) -> Any: ...
+def get(object_refs: ObjectRef, *, timeout: float | None = None, progress: bool = False) -> Any: ...
 @overload
-def get(object_refs: Sequence[ObjectRef], *, timeout: float | None = None) -> list[Any]: ...
+def get(
+    object_refs: Sequence[ObjectRef], *, timeout: float | None = None, progress: bool = False
+) -> list[Any]: ...
 
 
-def get(object_refs: Any, *, timeout: float | None = None) -> Any:
+def get(object_refs: Any, *, timeout: float | None = None, progress: bool = False) -> Any:
     """The value of an ObjectRef, or the list of values of a list of refs, blocking.
 
     Raises the task's exception (also an instance of its original class), or
@@ -106,10 +108,13 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
 
         refs = [f.remote(i) for i in range(3)]
         values = nbray.get(refs, timeout=10)
+        values = nbray.get(refs, progress=True)   # with a progress bar (nbray.widgets)
     """
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be >= 0 or None, got {timeout}")
     if isinstance(object_refs, ObjectRef):
+        if progress:
+            return get([object_refs], timeout=timeout, progress=True)[0]
         return _engine().get([object_refs], timeout)[0]
     if not isinstance(object_refs, list | tuple):
         raise TypeError(
@@ -117,6 +122,10 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
             f"got {type(object_refs).__name__}: {object_refs!r}"
         )
     _check_refs(object_refs, "get")
+    if progress and object_refs:
+        from .widgets.progress import get_with_progress
+
+        return get_with_progress(_engine(), list(object_refs), timeout)
     return _engine().get(list(object_refs), timeout) if object_refs else []
 
 
@@ -139,6 +148,7 @@ def wait(
     num_returns: int = 1,
     timeout: float | None = None,
     fetch_local: bool = True,
+    progress: bool = False,
 ) -> tuple[list[ObjectRef], list[ObjectRef]]:
     """Split ``object_refs`` into (ready, not ready) once ``num_returns`` are ready or
     ``timeout`` passed. Both lists keep the input order.
@@ -146,6 +156,7 @@ def wait(
     Example::
 
         ready, pending = nbray.wait(refs, num_returns=2, timeout=5.0)
+        ready, pending = nbray.wait(refs, num_returns=len(refs), progress=True)  # with a bar
     """
     if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, list | tuple):
         raise TypeError("wait takes a list of ObjectRefs")
@@ -162,7 +173,12 @@ def wait(
     refs = list(object_refs)
     if not refs or num_returns == 0:
         return [], refs
-    ready = _engine().wait(refs, num_returns, timeout)
+    if progress:
+        from .widgets.progress import wait_with_progress
+
+        ready = wait_with_progress(_engine(), refs, num_returns, timeout)
+    else:
+        ready = _engine().wait(refs, num_returns, timeout)
     ready_ids = {r.id for r in ready}
     return ready, [r for r in refs if r.id not in ready_ids]
 

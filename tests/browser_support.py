@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,40 @@ def open_lab(page: Any, lab: Lab, path: str = "lab") -> None:
     """Open JupyterLab at ``path`` and wait until its shell is drawn."""
     page.goto(lab.url(path))
     page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
+
+
+@contextlib.contextmanager
+def lab_serving(nb: Any, name: str, tmp_path: Path) -> Iterator[Lab]:
+    """A JupyterLab (its app exposed as ``window.jupyterapp``) serving the notebook ``nb``
+    as ``name``; its log is kept as test-artifacts/browser/jupyter-lab-<name>.log."""
+    import nbformat
+
+    root = tmp_path / "root"
+    root.mkdir()
+    nbformat.write(nb, root / name)
+    log = tmp_path / "lab.log"
+    lab = start_lab(root, log, ["--LabApp.expose_app_in_browser=True"])
+    try:
+        yield lab
+    finally:
+        stop_lab(lab)
+        if log.exists():
+            artifact(f"jupyter-lab-{Path(name).stem}.log").write_bytes(log.read_bytes())
+
+
+def run_all_cells(page: Any, lab: Lab, name: str) -> None:
+    """Open the notebook ``name`` and start running all its cells (returns at once)."""
+    open_lab(page, lab, f"lab/tree/{name}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=60_000)
+    page.wait_for_function(
+        "() => window.jupyterapp && document.querySelector('.jp-Notebook-ExecutionIndicator')",
+        timeout=60_000,
+    )
+    page.wait_for_timeout(2000)  # let the kernel start
+    # not awaited: the command's promise resolves only when every cell has run
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+
+
+def notebook_cell(page: Any, index: int) -> Any:
+    """The ``index``-th cell of the open notebook (a playwright Locator)."""
+    return page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").nth(index)

@@ -10,7 +10,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from browser_support import ARTIFACTS_DIR, Lab, artifact, open_lab, start_lab, stop_lab
+from browser_support import Lab, artifact, lab_serving, notebook_cell, run_all_cells
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -41,44 +41,22 @@ CELLS = [
 
 @pytest.fixture
 def lab_with_notebook(tmp_path: Path) -> Any:
-    root = tmp_path / "root"
-    root.mkdir()
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
         "language": "python",
     }
-    nbformat.write(nb, root / "magics.ipynb")
-    lab = start_lab(root, tmp_path / "lab.log", ["--LabApp.expose_app_in_browser=True"])
-    try:
+    with lab_serving(nb, "magics.ipynb", tmp_path) as lab:
         yield lab
-    finally:
-        stop_lab(lab)
-        log = tmp_path / "lab.log"
-        if log.exists():
-            ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
-            (ARTIFACTS_DIR / "jupyter-lab-magics.log").write_bytes(log.read_bytes())
 
 
 def output_of(page: Any, index: int) -> Any:
-    return (
-        page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
-        .nth(index)
-        .locator(".jp-Cell-outputArea")
-    )
+    return notebook_cell(page, index).locator(".jp-Cell-outputArea")
 
 
 def test_magics_in_jupyterlab(page: Any, lab_with_notebook: Lab) -> None:
-    open_lab(page, lab_with_notebook, "lab/tree/magics.ipynb")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=60_000)
-    page.wait_for_function(
-        "() => window.jupyterapp && document.querySelector('.jp-Notebook-ExecutionIndicator')",
-        timeout=60_000,
-    )
-    page.wait_for_timeout(2000)  # let the kernel start
-    # not awaited: the command's promise resolves only when every cell has run
-    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    run_all_cells(page, lab_with_notebook, "magics.ipynb")
 
     # the second cell runs until the test releases it, after it saw the first cell's task
     # print under the first cell

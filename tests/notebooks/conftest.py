@@ -34,7 +34,7 @@ def _kernel_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # stateless: module-scoped fixtures may use it too
 def run_notebook() -> RunNotebook:
     """Execute a notebook in a fresh kernel and return the executed copy.
 
@@ -42,7 +42,9 @@ def run_notebook() -> RunNotebook:
     (code sources) after the notebook's own cells, runs everything top to bottom with
     the notebook's folder as the kernel's working directory, and raises nbclient's
     ``CellExecutionError`` / ``CellTimeoutError`` / ``DeadKernelError`` on failure. On a
-    cell timeout nbclient interrupts, then shuts the kernel down.
+    cell timeout nbclient interrupts, then shuts the kernel down. With
+    ``store_widget_state=True`` the widgets' state, as a frontend gets it, is saved in the
+    executed copy's metadata.
     """
 
     def run(
@@ -51,6 +53,7 @@ def run_notebook() -> RunNotebook:
         extra_cells: Iterable[str] = (),
         cell_timeout: int = 120,
         startup_timeout: int = 60,
+        store_widget_state: bool = False,
     ) -> NotebookNode:
         nb = nbformat.read(path, as_version=4)
         for source in extra_cells:
@@ -60,6 +63,7 @@ def run_notebook() -> RunNotebook:
             timeout=cell_timeout,
             startup_timeout=startup_timeout,
             kernel_name="python3",
+            store_widget_state=store_widget_state,
             resources={"metadata": {"path": str(path.parent)}},
         )
         try:

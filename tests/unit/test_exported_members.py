@@ -24,11 +24,15 @@ EXPECTED = {
     "is_initialized",
     "kill",
     "method",
+    "monitor",
     "nodes",
     "put",
     "remote",
     "shutdown",
+    "task_graph",
+    "timeline",
     "wait",
+    "widgets",
 }
 
 
