@@ -102,8 +102,11 @@ def init(
     """Start a local cluster owned by this process, or connect to a running one.
 
     With no ``address`` (and no ``NBRAY_ADDRESS`` set) a private cluster starts, with one
-    worker per CPU, and stops with this process. ``address="auto"`` connects to the cluster
-    `nbray start` runs; a socket path, session directory or ``host:port`` to that cluster.
+    worker per CPU, and stops with this process. ``num_cpus``, ``num_gpus`` or ``resources``
+    without an address also start a private cluster, even where ``NBRAY_ADDRESS`` names a
+    shared one (as in kernels of a Jupyter server running nbray's extension).
+    ``address="auto"`` connects to the cluster `nbray start` runs; a socket path, session
+    directory or ``host:port`` to that cluster.
     ``port``/``host`` also open an authenticated TCP endpoint (loopback unless ``host``
     says otherwise). ``object_store_memory`` caps the bytes of /dev/shm that objects use
     (default: 30% of the memory, at most what /dev/shm holds); past it the least recently
@@ -140,6 +143,11 @@ def init(
                 "nbray.init() was already called in this process. Call nbray.shutdown() "
                 "first, or pass ignore_reinit_error=True to keep the running cluster."
             )
+        explicit = num_cpus is not None or num_gpus is not None or bool(resources)
+        if address is None and engine != "ray" and explicit:
+            # the call describes a cluster of its own: NBRAY_ADDRESS (e.g. the cluster a
+            # Jupyter server shares with its kernels) is only the default for a bare init()
+            address = "local"
         address = address or os.environ.get("NBRAY_ADDRESS") or None
         if engine is None:
             engine = "ray" if address is None and _ray_cluster_recorded() else "local"

@@ -25,7 +25,8 @@ from browser_support import (
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     """A headless Chromium browser (playwright ``Browser``), shared by a module's tests (and
-    gone after it, so other suites' leak checks do not see its processes)."""
+    gone after it, so other suites' leak checks do not see its processes, and later tests
+    that run their own event loop, as pytest-jupyter's do, do not find playwright's)."""
     require(CHROMIUM, Path(CHROMIUM).exists())
     try:
         from playwright.sync_api import sync_playwright

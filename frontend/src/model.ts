@@ -1,0 +1,186 @@
+// The panel's data: cluster status and nodes over REST, live updates over the WebSocket.
+//
+//   REST nbray/api/cluster, nodes, summary ─▶ ClusterModel ─▶ changed ─▶ NbrayPanel
+//   WS   nbray/api/events (batches every ~0.5 s) ─┘  reconnects with backoff,
+//                                                     closed while the panel is hidden
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { eventsURL, requestAPI } from './request';
+
+export interface INodeMetrics {
+  node_id: string;
+  num_cpus: number;
+  cpu_percent: number;
+  memory_total: number;
+  memory_used: number;
+  memory_percent: number;
+  object_store_bytes?: number;
+  object_store_capacity_bytes?: number;
+  gpus: { index: number; name: string; utilization: number; memory_used: number; memory_total: number }[];
+  workers: { [id: string]: { pid: number; cpu_percent: number; rss: number; state?: string } };
+}
+
+export interface INode {
+  NodeID: string;
+  NodeManagerHostname: string;
+  Resources: { [name: string]: number };
+  metrics?: INodeMetrics;
+}
+
+export interface IFailure {
+  task_id: string;
+  name: string;
+  error: string;
+  ended: number;
+}
+
+export interface ISummary {
+  counts: { [state: string]: number };
+  rate: number;
+  failures: IFailure[];
+}
+
+export interface IStatus {
+  state: string;
+  error: string;
+  address: string;
+  resources?: { [name: string]: number };
+  tasks?: { [state: string]: number };
+  workers?: { [id: string]: string };
+  clients?: number;
+  settings: { num_cpus: number | null; object_store_memory: number | null };
+}
+
+interface IMessage {
+  events: { type: string; [key: string]: any }[];
+  dropped: number;
+  summary: ISummary;
+  state: string;
+}
+
+const MAX_BACKOFF_MS = 15000;
+
+export class ClusterModel {
+  status: IStatus | null = null;
+  nodes: INode[] = [];
+  summary: ISummary = { counts: {}, rate: 0, failures: [] };
+  connected = false;
+  error = '';
+
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  /** Start or stop live updates (the panel calls this when it is shown or hidden). */
+  setActive(active: boolean): void {
+    this._active = active;
+    if (active) {
+      void this.refresh();
+      this._connect();
+    } else {
+      this._disconnect();
+    }
+  }
+
+  async refresh(): Promise<void> {
+    try {
+      this.status = await requestAPI<IStatus>('cluster');
+      this.nodes = (await requestAPI<{ nodes: INode[] }>('nodes')).nodes;
+      this.summary = await requestAPI<ISummary>('summary');
+      this.error = this.status.error || '';
+    } catch (error) {
+      this.error = `cannot reach the nbray server extension: ${(error as Error).message}`;
+    }
+    this._changed.emit();
+  }
+
+  async action(name: 'start' | 'stop' | 'restart', settings: object = {}): Promise<void> {
+    this.error = '';
+    try {
+      this.status = await requestAPI<IStatus>(`cluster/${name}`, {
+        method: 'POST',
+        body: JSON.stringify(settings)
+      });
+    } catch (error) {
+      this.error = `${name} failed: ${(error as Error).message}`;
+    }
+    await this.refresh();
+  }
+
+  dispose(): void {
+    this._active = false;
+    this._disconnect();
+  }
+
+  private _connect(): void {
+    if (this._ws || !this._active) {
+      return;
+    }
+    const ws = new WebSocket(eventsURL());
+    this._ws = ws;
+    ws.onopen = () => {
+      this._backoff = 500;
+      this.connected = true;
+      this._changed.emit();
+    };
+    ws.onmessage = (msg: MessageEvent) => this._onMessage(JSON.parse(msg.data) as IMessage);
+    ws.onclose = () => {
+      this._ws = null;
+      this.connected = false;
+      this._changed.emit();
+      if (this._active) {
+        this._retry = window.setTimeout(() => this._connect(), this._backoff);
+        this._backoff = Math.min(this._backoff * 2, MAX_BACKOFF_MS);
+      }
+    };
+  }
+
+  private _disconnect(): void {
+    window.clearTimeout(this._retry);
+    if (this._ws) {
+      this._ws.onclose = null;
+      this._ws.close();
+      this._ws = null;
+    }
+    this.connected = false;
+  }
+
+  private _onMessage(msg: IMessage): void {
+    this.summary = msg.summary;
+    let refresh = false;
+    for (const event of msg.events) {
+      if (event.type === 'metrics') {
+        for (const node of this.nodes) {
+          if (node.NodeID === event.node_id) {
+            node.metrics = event as unknown as INodeMetrics;
+          }
+        }
+      } else if (event.type === 'cluster' || event.type === 'worker') {
+        refresh = true;
+      }
+    }
+    if (this.status && this.status.state !== msg.state) {
+      refresh = true;
+    }
+    // the kernel count and head counters: at most every 2 s while tasks come and go
+    const now = Date.now();
+    if (msg.events.some(e => e.type === 'task') && now - this._lastRefresh > 2000) {
+      refresh = true;
+    }
+    if (refresh) {
+      this._lastRefresh = now;
+    }
+    if (refresh) {
+      void this.refresh();
+    } else {
+      this._changed.emit();
+    }
+  }
+
+  private _active = false;
+  private _lastRefresh = 0;
+  private _backoff = 500;
+  private _retry = 0;
+  private _ws: WebSocket | null = null;
+  private _changed = new Signal<this, void>(this);
+}

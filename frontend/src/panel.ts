@@ -1,0 +1,247 @@
+// The side panel: cluster state and controls, node cards, tasks by state, failures.
+import { Message } from '@lumino/messaging';
+import { Widget } from '@lumino/widgets';
+
+import { ClusterModel, INode } from './model';
+
+export namespace NbrayPanel {
+  export interface IOptions {
+    /** The data the panel shows; the panel turns its live updates on while visible. */
+    model: ClusterModel;
+    /** Open the dashboard (in a main-area tab). */
+    openDashboard: () => void;
+    /** Insert a ready code snippet in the active notebook. */
+    insertSnippet: () => void;
+  }
+}
+
+const STATES = ['SUBMITTED', 'WAITING', 'READY', 'RUNNING', 'FINISHED', 'FAILED', 'CANCELLED'];
+
+function h(tag: string, cls: string, text?: string): HTMLElement {
+  const el = document.createElement(tag);
+  if (cls) {
+    el.className = cls;
+  }
+  if (text !== undefined) {
+    el.textContent = text;
+  }
+  return el;
+}
+
+function bytes(n: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+function bar(label: string, percent: number, detail: string): HTMLElement {
+  const row = h('div', 'nbray-bar-row');
+  row.appendChild(h('span', 'nbray-bar-label', label));
+  const outer = h('div', 'nbray-bar');
+  const inner = h('div', 'nbray-bar-fill');
+  inner.style.width = `${Math.max(0, Math.min(100, percent)).toFixed(1)}%`;
+  outer.appendChild(inner);
+  row.appendChild(outer);
+  row.appendChild(h('span', 'nbray-bar-detail', detail));
+  return row;
+}
+
+export class NbrayPanel extends Widget {
+  constructor(options: NbrayPanel.IOptions) {
+    super();
+    this.addClass('nbray-panel');
+    this.id = 'nbray-panel';
+    this.title.caption = 'nbray cluster';
+    this._model = options.model;
+    this._options = options;
+    this._model.changed.connect(this._render, this);
+    this._build();
+    this._render();
+  }
+
+  dispose(): void {
+    this._model.changed.disconnect(this._render, this);
+    this._model.dispose();
+    super.dispose();
+  }
+
+  protected onAfterShow(msg: Message): void {
+    this._model.setActive(true);
+  }
+
+  protected onAfterAttach(msg: Message): void {
+    if (this.isVisible) {
+      this._model.setActive(true);
+    }
+  }
+
+  protected onBeforeHide(msg: Message): void {
+    this._model.setActive(false);
+  }
+
+  protected onBeforeDetach(msg: Message): void {
+    this._model.setActive(false);
+  }
+
+  private _build(): void {
+    const node = this.node;
+    const header = h('div', 'nbray-header');
+    header.appendChild(h('span', 'nbray-title', 'nbray'));
+    this._state = h('span', 'nbray-state');
+    header.appendChild(this._state);
+    this._live = h('span', 'nbray-live');
+    header.appendChild(this._live);
+    node.appendChild(header);
+
+    const controls = h('div', 'nbray-controls');
+    this._cpus = document.createElement('input');
+    this._cpus.type = 'number';
+    this._cpus.min = '1';
+    this._cpus.placeholder = 'CPUs';
+    this._cpus.title = 'CPUs for start/restart (empty: all)';
+    this._cpus.className = 'nbray-cpus';
+    for (const name of ['start', 'stop', 'restart'] as const) {
+      const button = h('button', `jp-mod-styled nbray-${name}`, name[0].toUpperCase() + name.slice(1));
+      button.addEventListener('click', () => {
+        const cpus = parseFloat(this._cpus.value);
+        void this._model.action(name, name === 'stop' || isNaN(cpus) ? {} : { num_cpus: cpus });
+      });
+      controls.appendChild(button);
+      this._buttons[name] = button as HTMLButtonElement;
+    }
+    controls.appendChild(this._cpus);
+    node.appendChild(controls);
+
+    this._error = h('div', 'nbray-error');
+    node.appendChild(this._error);
+    this._resources = h('div', 'nbray-resources');
+    node.appendChild(this._resources);
+
+    node.appendChild(h('h3', '', 'Nodes'));
+    this._nodes = h('div', 'nbray-nodes');
+    node.appendChild(this._nodes);
+
+    node.appendChild(h('h3', '', 'Tasks'));
+    this._counts = h('div', 'nbray-counts');
+    node.appendChild(this._counts);
+    this._rate = h('div', 'nbray-rate');
+    node.appendChild(this._rate);
+
+    node.appendChild(h('h3', '', 'Latest failures'));
+    this._failures = h('div', 'nbray-failures');
+    node.appendChild(this._failures);
+
+    const actions = h('div', 'nbray-actions');
+    const dash = h('button', 'jp-mod-styled jp-mod-accept nbray-open-dashboard', 'Open dashboard');
+    dash.addEventListener('click', () => this._options.openDashboard());
+    const snippet = h('button', 'jp-mod-styled nbray-insert-snippet', 'Insert snippet');
+    snippet.title = 'Insert a ready nbray example in the active notebook';
+    snippet.addEventListener('click', () => this._options.insertSnippet());
+    actions.appendChild(dash);
+    actions.appendChild(snippet);
+    node.appendChild(actions);
+  }
+
+  private _render(): void {
+    const model = this._model;
+    const status = model.status;
+    const state = status ? status.state : 'unknown';
+    this._state.textContent = state;
+    this._state.className = `nbray-state nbray-state-${state}`;
+    this._live.textContent = model.connected ? '● live' : '○ offline';
+    this._live.title = model.connected ? 'receiving events' : 'not connected';
+    this._buttons.start.toggleAttribute('disabled', state !== 'stopped');
+    this._buttons.stop.toggleAttribute('disabled', state !== 'running');
+    this._buttons.restart.toggleAttribute('disabled', state !== 'running' && state !== 'stopped');
+    this._error.textContent = model.error;
+    this._error.style.display = model.error ? '' : 'none';
+
+    if (status && status.resources) {
+      const res = Object.entries(status.resources)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ');
+      this._resources.textContent = `${res} · ${status.clients ?? 0} kernel(s) connected`;
+    } else {
+      this._resources.textContent = '';
+    }
+
+    this._nodes.replaceChildren(...model.nodes.map(n => this._nodeCard(n)));
+    if (model.nodes.length === 0) {
+      this._nodes.appendChild(h('div', 'nbray-empty', 'No nodes: the cluster is not running.'));
+    }
+
+    const counts = model.summary.counts;
+    const chips = STATES.filter(s => counts[s]).map(s => {
+      const chip = h('span', `nbray-count nbray-count-${s}`);
+      chip.appendChild(h('b', '', String(counts[s])));
+      chip.appendChild(document.createTextNode(` ${s.toLowerCase()}`));
+      return chip;
+    });
+    this._counts.replaceChildren(...chips);
+    if (chips.length === 0) {
+      this._counts.appendChild(h('span', 'nbray-empty', 'No tasks yet.'));
+    }
+    this._rate.textContent = `${model.summary.rate.toFixed(1)} tasks/s (last 10 s)`;
+
+    const failures = model.summary.failures.slice(0, 5).map(f => {
+      const item = h('div', 'nbray-failure');
+      item.appendChild(h('b', '', f.name));
+      const lines = (f.error || '').trim().split('\n');
+      item.appendChild(h('div', 'nbray-failure-error', lines[lines.length - 1] || 'failed'));
+      item.title = f.error;
+      return item;
+    });
+    this._failures.replaceChildren(...failures);
+    if (failures.length === 0) {
+      this._failures.appendChild(h('span', 'nbray-empty', 'None.'));
+    }
+  }
+
+  private _nodeCard(node: INode): HTMLElement {
+    const card = h('div', 'nbray-node-card');
+    const cpus = node.Resources.CPU ?? 0;
+    const gpus = node.Resources.GPU ?? 0;
+    card.appendChild(
+      h('div', 'nbray-node-name', `${node.NodeManagerHostname} · ${cpus} CPU${gpus ? ` · ${gpus} GPU` : ''}`)
+    );
+    const m = node.metrics;
+    if (!m) {
+      card.appendChild(h('div', 'nbray-empty', 'waiting for the first sample…'));
+      return card;
+    }
+    card.appendChild(bar('CPU', m.cpu_percent, `${m.cpu_percent.toFixed(0)}%`));
+    card.appendChild(
+      bar('Mem', m.memory_percent, `${bytes(m.memory_used)} / ${bytes(m.memory_total)}`)
+    );
+    for (const g of m.gpus) {
+      card.appendChild(
+        bar(`GPU${g.index}`, g.utilization, `${g.utilization.toFixed(0)}% · ${bytes(g.memory_used)}`)
+      );
+    }
+    if (m.gpus.length === 0) {
+      card.appendChild(h('div', 'nbray-node-note', 'no GPU'));
+    }
+    const workers = Object.keys(m.workers).length;
+    const capacity = m.object_store_capacity_bytes;
+    const store = `${bytes(m.object_store_bytes ?? 0)}${capacity ? ` / ${bytes(capacity)}` : ''}`;
+    card.appendChild(h('div', 'nbray-node-note', `${workers} workers · object store ${store}`));
+    return card;
+  }
+
+  private _model: ClusterModel;
+  private _options: NbrayPanel.IOptions;
+  private _buttons: { [name: string]: HTMLButtonElement } = {};
+  private _state!: HTMLElement;
+  private _live!: HTMLElement;
+  private _cpus!: HTMLInputElement;
+  private _error!: HTMLElement;
+  private _resources!: HTMLElement;
+  private _nodes!: HTMLElement;
+  private _counts!: HTMLElement;
+  private _rate!: HTMLElement;
+  private _failures!: HTMLElement;
+}

@@ -1,0 +1,47 @@
+// The one helper that talks to the nbray server extension's REST API.
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+/**
+ * Call `<base_url>/nbray/api/<endPoint>` with the server's credentials (token, XSRF).
+ * Resolves to the parsed JSON; rejects with the server's message on an error status.
+ */
+export async function requestAPI<T>(endPoint = '', init: RequestInit = {}): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const url = URLExt.join(settings.baseUrl, 'nbray', 'api', endPoint);
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new ServerConnection.NetworkError(error as TypeError);
+  }
+  const text = await response.text();
+  let data: any = text;
+  if (text.length > 0) {
+    try {
+      data = JSON.parse(text);
+    } catch (error) {
+      // not JSON: keep the text for the error message
+    }
+  }
+  if (!response.ok) {
+    throw new ServerConnection.ResponseError(response, data.message || text);
+  }
+  return data as T;
+}
+
+/** The URL of the dashboard page, served by the extension. */
+export function dashboardURL(): string {
+  const settings = ServerConnection.makeSettings();
+  return URLExt.join(settings.baseUrl, 'nbray', 'dashboard');
+}
+
+/** The WebSocket URL of the event stream (the token rides along if there is one). */
+export function eventsURL(): string {
+  const settings = ServerConnection.makeSettings();
+  let url = URLExt.join(settings.wsUrl, 'nbray', 'api', 'events');
+  if (settings.token) {
+    url += '?token=' + encodeURIComponent(settings.token);
+  }
+  return url;
+}

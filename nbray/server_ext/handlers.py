@@ -1,0 +1,256 @@
+"""Thin tornado handlers over the ClusterManager (REST, WebSocket, dashboard page).
+
+    GET  <base>/nbray/api/cluster            status: state, settings, resources, counters
+    POST <base>/nbray/api/cluster/start      body: settings (optional) ─▶ manager.start
+    POST <base>/nbray/api/cluster/stop                                 ─▶ manager.stop
+    POST <base>/nbray/api/cluster/restart    body: settings (optional) ─▶ manager.restart
+    GET  <base>/nbray/api/nodes              nodes with their latest metrics
+    GET  <base>/nbray/api/tasks?state=&name=&owner=&limit=   recent tasks, newest first
+    GET  <base>/nbray/api/summary            tasks by state, rate, latest failures
+    WS   <base>/nbray/api/events             batches of events every ~0.5 s
+    GET  <base>/nbray/dashboard              the dashboard page (static/)
+
+Every route is ``@tornado.web.authenticated`` and authorized against the resource
+"nbray" (read for GET, write for POST). Manager calls block (they talk to the head), so
+they run in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from jupyter_server.utils import url_path_join
+from tornado import web
+from tornado.ioloop import IOLoop, PeriodicCallback
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from ..errors import NbrayError
+from .manager import ClusterManager, ClusterSettings, ClusterStateError
+
+AUTH_RESOURCE = "nbray"
+STATIC_DIR = Path(__file__).parent / "static"
+WS_FLUSH_MS = 500
+WS_MAX_BATCH = 500  # events per message; the rest are counted as dropped
+
+
+class _Base(APIHandler):
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def manager(self) -> ClusterManager:
+        return self.settings["nbray_manager"]
+
+    async def call(self, func: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+
+    def reply(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data))
+
+
+class ClusterHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.manager.ensure_started()
+        self.reply(await self.call(self.manager.status))
+
+
+class ClusterActionHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def post(self, action: str) -> None:
+        manager = self.manager
+        try:
+            body = json.loads(self.request.body) if self.request.body.strip() else None
+            settings = ClusterSettings.from_json(body, manager.settings)
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            raise web.HTTPError(400, f"bad settings: {exc}") from None
+        func = {"start": manager.start, "restart": manager.restart}.get(action)
+        try:
+            if func is not None:
+                status = await self.call(func, settings)
+            else:
+                status = await self.call(manager.stop)
+        except ClusterStateError as exc:
+            raise web.HTTPError(409, str(exc)) from None
+        except NbrayError as exc:  # the head did not start: the message carries its log
+            raise web.HTTPError(500, f"the cluster did not {action}: {exc}") from None
+        self.reply(status)
+
+
+class NodesHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.manager.ensure_started()
+        await self.call(self.manager.touch)  # metrics come with the event subscription
+        self.reply({"nodes": await self.call(self.manager.nodes)})
+
+
+class TasksHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.manager.ensure_started()
+        await self.call(self.manager.touch)
+        try:
+            owner = self.get_argument("owner", None)
+            limit = int(self.get_argument("limit", "200"))
+            tasks = self.manager.tasks.query(
+                state=self.get_argument("state", None),
+                name=self.get_argument("name", None),
+                owner=int(owner) if owner else None,
+                limit=max(1, min(limit, 5000)),
+            )
+        except ValueError as exc:
+            raise web.HTTPError(400, f"owner and limit must be whole numbers ({exc})") from None
+        self.reply({"tasks": tasks})
+
+
+class SummaryHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        await self.call(self.manager.touch)
+        self.reply(self.manager.tasks.summary())
+
+
+class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
+    """Streams ``{"events": [...], "dropped": n, "summary": {...}, "state": ...}`` every
+    half second (only when something happened). Events come from the manager's listener
+    thread and are queued onto the IOLoop."""
+
+    auth_resource = AUTH_RESOURCE
+
+    def set_default_headers(self) -> None:
+        """No JupyterHandler default headers on a WebSocket."""
+
+    @ws_authenticated
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        allowed = await ensure_async(
+            self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)
+        )
+        if not allowed:
+            raise web.HTTPError(403)
+        self.settings["nbray_manager"].ensure_started()
+        await super().get(*args, **kwargs)
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        super().open()
+        manager: ClusterManager = self.settings["nbray_manager"]
+        self._pending: list[dict[str, Any]] = []
+        self._dropped = 0
+        self._loop = IOLoop.current()
+        self._remove: Callable[[], None] | None = manager.add_listener(self._on_event)
+        # subscribing talks to the head and may wait on a (re)start: not on the IOLoop
+        self._watching: asyncio.Future[Callable[[], None]] | None = asyncio.ensure_future(
+            IOLoop.current().run_in_executor(None, manager.watch)
+        )
+        self._flusher = PeriodicCallback(self._flush, WS_FLUSH_MS)
+        self._flusher.start()
+        self._send({"events": [], "dropped": 0, "hello": True})
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        self._loop.add_callback(self._queue, event)
+
+    def _queue(self, event: dict[str, Any]) -> None:
+        if len(self._pending) < WS_MAX_BATCH or event.get("type") != "task":
+            self._pending.append(event)
+        else:
+            self._dropped += 1
+
+    def _flush(self) -> None:
+        if not self._pending and not self._dropped:
+            return
+        events, self._pending = self._pending, []
+        dropped, self._dropped = self._dropped, 0
+        self._send({"events": events, "dropped": dropped})
+
+    def _send(self, message: dict[str, Any]) -> None:
+        manager: ClusterManager = self.settings["nbray_manager"]
+        message["summary"] = manager.tasks.summary()
+        message["state"] = manager.state
+        try:
+            self.write_message(json.dumps(message))
+        except WebSocketClosedError:
+            self._close_down()
+
+    def on_message(self, message: str | bytes) -> None:
+        """The stream is one-way; messages from the browser are ignored."""
+
+    def on_close(self) -> None:
+        self._close_down()
+
+    def _close_down(self) -> None:
+        remove = getattr(self, "_remove", None)
+        if remove is not None:
+            remove()
+            self._remove = None
+        watching = getattr(self, "_watching", None)
+        if watching is not None:
+            self._watching = None
+            watching.add_done_callback(lambda done: done.result()())
+        flusher = getattr(self, "_flusher", None)
+        if flusher is not None:
+            flusher.stop()
+
+
+class DashboardHandler(JupyterHandler):
+    """The dashboard page: static HTML that reads the REST API and the WebSocket."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @web.authenticated
+    @authorized
+    def get(self) -> None:
+        self.settings["nbray_manager"].ensure_started()
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        html = (STATIC_DIR / "dashboard.html").read_text()
+        self.finish(html.replace("{{base_url}}", self.base_url))
+
+
+class StaticHandler(JupyterHandler):
+    """The dashboard's script and style sheet, behind the same login."""
+
+    auth_resource = AUTH_RESOURCE
+    FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+
+    def get_login_url(self) -> str:
+        raise web.HTTPError(403)  # a script, not a page: no redirect to the login page
+
+    @web.authenticated
+    @authorized
+    def get(self, name: str) -> None:
+        kind = self.FILES.get(name)
+        if kind is None:
+            raise web.HTTPError(404)
+        self.set_header("Content-Type", f"{kind}; charset=utf-8")
+        self.finish((STATIC_DIR / name).read_bytes())
+
+
+def route_table() -> list[tuple[str, type]]:
+    """The extension's routes (the ExtensionApp puts the server's base URL in front)."""
+
+    def url(path: str) -> str:
+        return url_path_join("/nbray", path)
+
+    return [
+        (url("api/cluster"), ClusterHandler),
+        (url(r"api/cluster/(start|stop|restart)"), ClusterActionHandler),
+        (url("api/nodes"), NodesHandler),
+        (url("api/tasks"), TasksHandler),
+        (url("api/summary"), SummaryHandler),
+        (url("api/events"), EventsHandler),
+        (url("dashboard"), DashboardHandler),
+        (url(r"static/([a-z.]+)"), StaticHandler),
+    ]

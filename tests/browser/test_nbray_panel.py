@@ -1,0 +1,199 @@
+"""The nbray side panel and dashboard in a real JupyterLab, driven through Chromium.
+
+One JupyterLab (with the nbray server extension, a two-CPU cluster) serves the module;
+stopping it must take the cluster down with it and leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import psutil
+import pytest
+from browser_support import ARTIFACTS_DIR, REPO_ROOT, Lab, artifact, open_lab, start_lab, stop_lab
+from nbray_testing import session_segments, wait_until
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
+
+DOCS_IMAGES = REPO_ROOT / "docs" / "images"
+
+NOTEBOOK_CELLS = [
+    "import time\nimport nbray\n\nnbray.init()  # no address: the server's cluster",
+    "@nbray.remote\ndef square(x):\n    time.sleep(0.4)\n    return x * x\n\n\n"
+    "@nbray.remote\ndef add(a, b):\n    return a + b\n\n\n"
+    "refs = [square.remote(i) for i in range(8)]\n"
+    "total = add.remote(add.remote(refs[0], refs[1]), add.remote(refs[2], refs[3]))\n"
+    "print(nbray.get(refs), nbray.get(total))",
+    "@nbray.remote(max_retries=0)\ndef boom():\n    raise ValueError('boom: bad input')\n\n\n"
+    "try:\n    nbray.get(boom.remote())\nexcept ValueError:\n    print('failed as expected')",
+]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    root = tmp_path_factory.mktemp("lab") / "root"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in NOTEBOOK_CELLS]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nbformat.write(nb, root / "tasks.ipynb")
+    log = root.parent / "jupyter-lab.log"
+    ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+    lab = start_lab(root, log, ["--NbrayServer.num_cpus=2"])
+    try:
+        yield lab
+        last = status(lab)  # the tests restart the cluster: check the latest one
+    finally:
+        stop_lab(lab)
+        if log.exists():
+            shutil.copy(log, ARTIFACTS_DIR / "jupyter-lab-nbray.log")
+    # SIGTERM to the server took the cluster down: no head, session directory, segment
+    wait_until(lambda: not _alive(last["head_pid"]), 10)
+    assert not Path(last["session_dir"]).exists()
+    assert not Path(last["address"]).exists()
+    assert not session_segments(Path(last["session_dir"]).name.rsplit("-", 1)[-1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def update_docs_image(name: str) -> None:
+    """Copy a screenshot to docs/images/ (the README's) when NBRAY_UPDATE_DOCS_IMAGES=1,
+    so an ordinary run leaves the tracked files alone."""
+    if os.environ.get("NBRAY_UPDATE_DOCS_IMAGES") == "1":
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copy(artifact(name), DOCS_IMAGES / name)
+
+
+def status(lab: Lab) -> dict[str, Any]:
+    return dict(json.loads(lab.api("nbray/api/cluster")))
+
+
+def open_panel(page: Any, lab: Lab, path: str = "lab") -> Any:
+    open_lab(page, lab, path + "?reset")  # a fresh workspace: the side panel starts closed
+    tab = page.locator('.jp-SideBar [data-id="nbray-panel"]')
+    tab.click()
+    panel = page.locator("#nbray-panel")
+    panel.wait_for(state="visible")
+    return panel
+
+
+def test_panel_shows_running_cluster_and_its_node_and_pauses_when_hidden(
+    page: Any, lab: Lab
+) -> None:
+    panel = open_panel(page, lab)
+    state = panel.locator(".nbray-state")
+    state.filter(has_text="running").wait_for()
+    card = panel.locator(".nbray-node-card")
+    assert card.count() == 1
+    # live metrics arrive over the WebSocket: CPU and memory bars appear
+    card.locator(".nbray-bar-row", has_text="CPU").wait_for()
+    card.locator(".nbray-bar-row", has_text="Mem").wait_for()
+    assert "2 CPU" in card.locator(".nbray-node-name").inner_text()
+    panel.locator(".nbray-live", has_text="live").wait_for()
+
+    # the event stream is closed while the panel is hidden, and opened again when shown
+    wait_until(lambda: status(lab)["watchers"] == 1, 10)
+    tab = page.locator('.jp-SideBar [data-id="nbray-panel"]')
+    tab.click()
+    panel.wait_for(state="hidden")
+    wait_until(lambda: status(lab)["watchers"] == 0, 10)
+    tab.click()
+    panel.locator(".nbray-live", has_text="live").wait_for()
+    wait_until(lambda: status(lab)["watchers"] == 1, 10)
+
+
+def test_stop_and_start_from_the_panel(page: Any, lab: Lab) -> None:
+    panel = open_panel(page, lab)
+    panel.locator(".nbray-state", has_text="running").wait_for()
+    before = status(lab)
+    panel.locator("button.nbray-stop").click()
+    panel.locator(".nbray-state", has_text="stopped").wait_for()
+    assert status(lab)["state"] == "stopped"
+    wait_until(lambda: not _alive(before["head_pid"]), 10)
+    assert panel.locator(".nbray-node-card").count() == 0
+
+    panel.locator("button.nbray-start").click()
+    panel.locator(".nbray-state", has_text="running").wait_for()
+    after = status(lab)
+    assert after["state"] == "running"
+    assert after["head_pid"] != before["head_pid"]
+    panel.locator(".nbray-node-card").wait_for()
+
+
+def test_notebook_tasks_appear_in_panel_and_dashboard(page: Any, lab: Lab) -> None:
+    panel = open_panel(page, lab, "lab/tree/tasks.ipynb")
+    page.locator(".jp-Notebook").wait_for()
+    # a fresh workspace may ask which kernel to start: the notebook's own (Python 3)
+    with contextlib.suppress(PlaywrightTimeout):
+        page.locator(".jp-Dialog .jp-mod-accept").click(timeout=8_000)
+    page.locator(".jp-Notebook .jp-Cell .jp-InputPrompt").first.click()  # command mode
+    for _ in NOTEBOOK_CELLS:
+        page.keyboard.press("Shift+Enter")  # run the cell, select the next one
+    output = page.locator(".jp-OutputArea-output", has_text="failed as expected")
+    output.wait_for(timeout=60_000)
+
+    # the panel counts the notebook's tasks (8 squares + 3 adds + 1 failure)
+    page.wait_for_function(
+        "() => parseInt(document.querySelector("
+        "'#nbray-panel .nbray-count-FINISHED b')?.textContent || '0') >= 11",
+        timeout=20_000,
+    )
+    panel.locator(".nbray-count-FAILED").wait_for()
+    panel.locator(".nbray-failure", has_text="boom").wait_for()
+    assert "boom: bad input" in panel.locator(".nbray-failure").first.inner_text()
+    page.screenshot(path=str(artifact("panel.png")))
+    update_docs_image("panel.png")
+
+    # "Insert snippet" puts a ready example into the active notebook
+    cells_before = page.locator(".jp-Notebook .jp-Cell").count()
+    page.locator(".jp-Notebook .jp-Cell .jp-InputPrompt").first.click()
+    page.locator(".jp-Notebook .jp-Cell.jp-mod-active").first.wait_for()
+    panel.locator("button.nbray-insert-snippet").click()
+    page.wait_for_function(
+        f"() => document.querySelectorAll('.jp-Notebook .jp-Cell').length > {cells_before}"
+    )
+    assert page.locator(".jp-Notebook .jp-Cell", has_text="nbray.init()").count() >= 2
+
+    # "Open dashboard" opens it in a JupyterLab tab, where the tasks are listed
+    panel.locator("button.nbray-open-dashboard").click()
+    frame = page.frame_locator("#nbray-dashboard iframe")
+    frame.locator("#tasks tbody tr", has_text="square").first.wait_for()
+    frame.locator("#state", has_text="running").wait_for()
+
+
+def test_dashboard_page_on_its_own(page: Any, lab: Lab) -> None:
+    """The dashboard works without JupyterLab: nodes, searchable tasks, timeline, graph,
+    and a failed task's error."""
+    page.goto(lab.url("nbray/dashboard"))
+    page.locator("#state", has_text="running").wait_for()
+    page.locator(".node-card .bar").first.wait_for()
+    rows = page.locator("#tasks tbody tr")
+    rows.filter(has_text="square").first.wait_for()
+    page.fill("#search", "boom")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#tasks tbody tr')].every("
+        "r => r.textContent.includes('boom')) && document.querySelector('#tasks tbody tr')"
+    )
+    rows.first.click()
+    assert re.search(r"boom: bad input", page.locator("#details").inner_text())
+    page.fill("#search", "")
+    page.select_option("#filter-state", "FINISHED")
+    rows.filter(has_text="add").first.wait_for()
+    assert page.locator("#graph line").count() >= 4  # add depends on squares and on adds
+    page.locator("#graph circle").first.wait_for()
+    page.screenshot(path=str(artifact("dashboard.png")), full_page=True)
+    update_docs_image("dashboard.png")

@@ -1,0 +1,136 @@
+"""Kernels started by the server join its cluster with a bare ``nbray.init()``; a kernel
+that restarts or dies has its work cancelled while the cluster (and detached actors)
+carry on. Real ipykernel kernels, started through the server's REST API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from server_support import until
+from tornado.websocket import WebSocketClientConnection
+
+pytestmark = pytest.mark.timeout(120)
+
+SUBMIT = """
+import time, nbray
+nbray.init()
+
+@nbray.remote
+def sleepy(i):
+    time.sleep(600)
+
+@nbray.remote
+class Keeper:
+    def ping(self):
+        return "pong"
+
+keeper = Keeper.options(name="keeper", lifetime="detached").remote()
+refs = [sleepy.remote(i) for i in range(2)]
+print(nbray.get(keeper.ping.remote(), timeout=30))
+"""
+
+
+async def execute(kc: Any, code: str) -> str:
+    """Run ``code`` in the kernel; its stdout, or fail with the kernel's error."""
+    out: list[str] = []
+
+    def hook(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+        elif msg["msg_type"] == "error":
+            out.append("\n".join(msg["content"]["traceback"]))
+
+    reply = await kc.execute_interactive(code, output_hook=hook, timeout=60)
+    assert reply["content"]["status"] == "ok", "".join(out)
+    return "".join(out)
+
+
+async def start_kernel(jp_fetch: Any, jp_serverapp: Any) -> tuple[str, Any]:
+    resp = await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": "python3"}))
+    kid = json.loads(resp.body)["id"]
+    kc = jp_serverapp.kernel_manager.get_kernel(kid).client()
+    kc.start_channels()
+    await kc.wait_for_ready(timeout=60)
+    return kid, kc
+
+
+async def test_kernel_restart_cancels_its_tasks_and_cluster_carries_on(
+    jp_fetch: Any, jp_serverapp: Any, jp_ws_fetch: Any, api: Any
+) -> None:
+    before = await api("cluster")
+    ws: WebSocketClientConnection = await jp_ws_fetch("nbray", "api", "events")
+    kid, kc = await start_kernel(jp_fetch, jp_serverapp)
+    try:
+        assert "pong" in await execute(kc, SUBMIT)
+
+        async def two_running() -> Any:
+            running = (await api("tasks", state="RUNNING", name="sleepy"))["tasks"]
+            return running if len(running) == 2 else None
+
+        running = await until(two_running)
+        status = await api("cluster")
+        assert status["clients"] == 1  # the kernel (the server's own connection not counted)
+
+        await jp_fetch("api", "kernels", kid, "restart", method="POST", body="{}")
+
+        async def cancelled() -> Any:
+            ids = {t["task_id"] for t in running}
+            tasks = (await api("tasks", name="sleepy"))["tasks"]
+            states = {t["state"] for t in tasks if t["task_id"] in ids}
+            return states == {"CANCELLED"}
+
+        await until(cancelled)
+        after = await api("cluster")
+        assert after["state"] == "running"
+        assert after["head_pid"] == before["head_pid"]  # the same cluster carries on
+        assert after["actors"] == 1  # the detached actor survived the restart
+        assert after["tasks"].get("RUNNING", 0) == 0
+
+        # the restarted kernel joins again, with no address, and finds the actor
+        await kc.wait_for_ready(timeout=60)
+        out = await execute(
+            kc,
+            "import nbray; nbray.init()\n"
+            "print(nbray.get(nbray.get_actor('keeper').ping.remote(), timeout=30))\n"
+            "nbray.kill(nbray.get_actor('keeper'))",
+        )
+        assert "pong" in out
+
+        # the WebSocket streamed the whole story: submitted, running, cancelled
+        seen: set[str] = set()
+        while not {"SUBMITTED", "RUNNING", "CANCELLED"} <= seen:
+            msg = json.loads(await asyncio.wait_for(ws.read_message(), 10))
+            seen |= {e["state"] for e in msg["events"] if e.get("type") == "task"}
+        assert msg["summary"]["counts"]
+    finally:
+        ws.close()
+        kc.stop_channels()
+        await jp_fetch("api", "kernels", kid, method="DELETE")
+
+    async def kernel_gone() -> Any:
+        return (await api("cluster"))["clients"] == 0
+
+    await until(kernel_gone)
+
+
+async def test_init_with_resources_in_a_kernel_starts_a_private_cluster(
+    jp_fetch: Any, jp_serverapp: Any, api: Any
+) -> None:
+    """``nbray.init(num_cpus=1)`` describes a cluster of its own: the kernel gets a private
+    one (as without the server), while a bare ``init()`` joins the server's."""
+    kid, kc = await start_kernel(jp_fetch, jp_serverapp)
+    try:
+        out = await execute(
+            kc,
+            "import nbray\nctx = nbray.init(num_cpus=1)\n"
+            "print(ctx.owned, nbray.cluster_resources()['CPU'])\nnbray.shutdown()\n"
+            "ctx = nbray.init()\nprint(ctx.owned, nbray.cluster_resources()['CPU'])",
+        )
+        assert out.split("\n")[:2] == ["True 1.0", "False 2.0"]
+        assert (await api("cluster"))["clients"] == 1
+    finally:
+        kc.stop_channels()
+        await jp_fetch("api", "kernels", kid, method="DELETE")

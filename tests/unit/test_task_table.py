@@ -1,0 +1,64 @@
+"""The server extension's bounded table of recent tasks, fed plain event dicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nbray.server_ext.tasks import TaskTable
+
+
+def ev(task_id: str, state: str, t: float, **extra: Any) -> dict[str, Any]:
+    return {"type": "task", "task_id": task_id, "name": f"f{task_id}", "state": state,
+            "time": t, "owner": 1, **extra}  # fmt: skip
+
+
+def test_lifecycle_of_one_task() -> None:
+    table = TaskTable()
+    table.apply(ev("a", "SUBMITTED", 1.0, deps=["x"], returns=["y"]))
+    table.apply(ev("a", "RUNNING", 2.0, worker_id=3, pid=99))
+    table.apply(ev("a", "FINISHED", 4.0, worker_id=3))
+    (rec,) = table.query()
+    assert rec["state"] == "FINISHED"
+    assert (rec["submitted"], rec["started"], rec["ended"]) == (1.0, 2.0, 4.0)
+    assert (rec["worker_id"], rec["pid"], rec["deps"], rec["returns"]) == (3, 99, ["x"], ["y"])
+
+
+def test_filters_newest_first() -> None:
+    table = TaskTable()
+    for i, state in enumerate(["FINISHED", "FAILED", "RUNNING", "FINISHED"]):
+        table.apply(ev(str(i), state, float(i), error="boom" if state == "FAILED" else ""))
+    assert [r["task_id"] for r in table.query()] == ["3", "2", "1", "0"]
+    assert [r["task_id"] for r in table.query(state="failed,running")] == ["2", "1"]
+    assert [r["task_id"] for r in table.query(name="F3")] == ["3"]
+    assert table.query(owner=2) == []
+    assert len(table.query(limit=2)) == 2
+
+
+def test_summary_counts_rate_and_failures() -> None:
+    table = TaskTable()
+    for i in range(5):
+        table.apply(ev(str(i), "FINISHED", 100.0 + i))
+    table.apply(ev("x", "FAILED", 104.0, error="Traceback...\nValueError: bad"))
+    table.apply(ev("old", "FINISHED", 50.0))  # outside the 10 s window (a late replay)
+    table.apply(ev("new", "FINISHED", 103.0))
+    summary = table.summary(now=105.0)
+    assert summary["counts"] == {"FINISHED": 7, "FAILED": 1}
+    assert summary["rate"] == 0.7  # 7 finishes in the last 10 s
+    assert summary["failures"][0]["error"].endswith("ValueError: bad")
+
+
+def test_bounded_and_drops_finished_first() -> None:
+    table = TaskTable(capacity=3)
+    table.apply(ev("run", "RUNNING", 0.0))
+    for i in range(5):
+        table.apply(ev(str(i), "FINISHED", float(i)))
+    ids = [r["task_id"] for r in table.query()]
+    assert len(ids) == 3
+    assert "run" in ids  # the running task is kept; the oldest finished ones went
+
+
+def test_malformed_events_are_ignored() -> None:
+    table = TaskTable()
+    table.apply({"type": "task"})
+    table.apply({"type": "task", "task_id": 5, "state": "RUNNING"})
+    assert table.query() == []
