@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 PORT = 2222
 SSHD = "/usr/sbin/sshd"
 NAMESPACE = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
@@ -114,3 +116,16 @@ class SshHosts:
             proc.wait(timeout=30)
         self.procs.clear()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def node_processes(marker: str = "/.nbray/ray-") -> list[psutil.Process]:
+    """Processes started from an nbray directory on a host (and their children)."""
+    found: set[psutil.Process] = set()
+    for p in psutil.process_iter(["cmdline"]):
+        if marker in " ".join(p.info["cmdline"] or []):
+            found.add(p)
+            try:
+                found.update(p.children(recursive=True))
+            except psutil.Error:
+                pass
+    return [p for p in found if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

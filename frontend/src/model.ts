@@ -1,6 +1,6 @@
 // The panel's data: cluster status and nodes over REST, live updates over the WebSocket.
 //
-//   REST nbray/api/cluster, nodes, summary ─▶ ClusterModel ─▶ changed ─▶ NbrayPanel
+//   REST nbray/api/cluster, nodes, summary, ssh/status ─▶ ClusterModel ─▶ changed ─▶ NbrayPanel
 //   WS   nbray/api/events (batches every ~0.5 s) ─┘  reconnects with backoff,
 //                                                     closed while the panel is hidden
 import { ISignal, Signal } from '@lumino/signaling';
@@ -22,6 +22,8 @@ export interface INodeMetrics {
 
 export interface INode {
   NodeID: string;
+  /** false once the node died (Ray's nodes; the local engine's one node has no field). */
+  Alive?: boolean;
   NodeManagerHostname: string;
   Resources: { [name: string]: number };
   metrics?: INodeMetrics;
@@ -51,6 +53,16 @@ export interface IStatus {
   settings: { num_cpus: number | null; object_store_memory: number | null };
 }
 
+/** The SSH cluster of `nbray up` (GET ssh/status): per-host progress and node liveness. */
+export interface ISshStatus {
+  state: string; // down | starting | up | failed | stopping
+  name: string;
+  error: string;
+  address: string;
+  hosts: { host: string; step: string; status: string }[];
+  nodes: { node_id: string; address: string; state: string; reason: string }[];
+}
+
 interface IMessage {
   events: { type: string; [key: string]: any }[];
   dropped: number;
@@ -63,6 +75,7 @@ const MAX_BACKOFF_MS = 15000;
 export class ClusterModel {
   status: IStatus | null = null;
   nodes: INode[] = [];
+  ssh: ISshStatus | null = null;
   summary: ISummary = { counts: {}, rate: 0, failures: [] };
   connected = false;
   error = '';
@@ -87,7 +100,9 @@ export class ClusterModel {
       this.status = await requestAPI<IStatus>('cluster');
       this.nodes = (await requestAPI<{ nodes: INode[] }>('nodes')).nodes;
       this.summary = await requestAPI<ISummary>('summary');
+      this.ssh = await requestAPI<ISshStatus>('ssh/status');
       this.error = this.status.error || '';
+      this._pollSsh();
     } catch (error) {
       this.error = `cannot reach the nbray server extension: ${(error as Error).message}`;
     }
@@ -107,8 +122,32 @@ export class ClusterModel {
     await this.refresh();
   }
 
+  /** `nbray up` with the cluster fields (as a cluster file's), or `nbray down`. */
+  async sshAction(name: 'up' | 'down', fields: object = {}): Promise<void> {
+    this.error = '';
+    try {
+      this.ssh = await requestAPI<ISshStatus>(`ssh/${name}`, {
+        method: 'POST',
+        body: JSON.stringify(fields)
+      });
+    } catch (error) {
+      this.error = `SSH cluster ${name} failed: ${(error as Error).message}`;
+    }
+    await this.refresh();
+  }
+
+  /** While `nbray up`/`down` runs, its per-host progress comes by polling. */
+  private _pollSsh(): void {
+    window.clearTimeout(this._sshTimer);
+    const busy = this.ssh && (this.ssh.state === 'starting' || this.ssh.state === 'stopping');
+    if (busy && this._active) {
+      this._sshTimer = window.setTimeout(() => void this.refresh(), 1000);
+    }
+  }
+
   dispose(): void {
     this._active = false;
+    window.clearTimeout(this._sshTimer);
     this._disconnect();
   }
 
@@ -155,6 +194,14 @@ export class ClusterModel {
             node.metrics = event as unknown as INodeMetrics;
           }
         }
+      } else if (event.type === 'node') {
+        // a node joined or died: the SSH cluster's liveness, and Ray's own node list
+        for (const node of this.nodes) {
+          if (node.NodeID === event.node_id) {
+            node.Alive = event.state === 'ALIVE';
+          }
+        }
+        refresh = true;
       } else if (event.type === 'cluster' || event.type === 'worker') {
         refresh = true;
       }
@@ -181,6 +228,7 @@ export class ClusterModel {
   private _lastRefresh = 0;
   private _backoff = 500;
   private _retry = 0;
+  private _sshTimer = 0;
   private _ws: WebSocket | null = null;
   private _changed = new Signal<this, void>(this);
 }

@@ -1,8 +1,9 @@
-// The side panel: cluster state and controls, node cards, tasks by state, failures.
+// The side panel: cluster state and controls, node cards, tasks by state, failures, and
+// the SSH cluster of `nbray up` (a form for its fields, per-host progress, node liveness).
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
-import { ClusterModel, INode } from './model';
+import { ClusterModel, INode, ISshStatus } from './model';
 
 export namespace NbrayPanel {
   export interface IOptions {
@@ -135,6 +136,11 @@ export class NbrayPanel extends Widget {
     this._failures = h('div', 'nbray-failures');
     node.appendChild(this._failures);
 
+    node.appendChild(h('h3', '', 'SSH cluster (nbray up)'));
+    node.appendChild(this._buildSshForm());
+    this._ssh = h('div', 'nbray-ssh');
+    node.appendChild(this._ssh);
+
     const actions = h('div', 'nbray-actions');
     const dash = h('button', 'jp-mod-styled jp-mod-accept nbray-open-dashboard', 'Open dashboard');
     dash.addEventListener('click', () => this._options.openDashboard());
@@ -144,6 +150,99 @@ export class NbrayPanel extends Widget {
     actions.appendChild(dash);
     actions.appendChild(snippet);
     node.appendChild(actions);
+  }
+
+  /** The cluster file's main fields; Up posts them to nbray/api/ssh/up. */
+  private _buildSshForm(): HTMLElement {
+    const form = h('div', 'nbray-ssh-form');
+    const fields: [string, string, string][] = [
+      ['head', 'head host', '10.0.0.5'],
+      ['workers', 'worker hosts (comma-separated)', '10.0.0.6, 10.0.0.7'],
+      ['user', 'SSH user', 'ubuntu'],
+      ['identity_file', 'SSH key', '~/.ssh/id_ed25519'],
+      ['python', 'Python on the hosts', 'python3']
+    ];
+    for (const [name, label, example] of fields) {
+      const input = document.createElement('input');
+      input.className = `nbray-ssh-${name}`;
+      input.placeholder = `${label} (e.g. ${example})`;
+      input.title = label;
+      form.appendChild(input);
+      this._sshInputs[name] = input;
+    }
+    const install = document.createElement('label');
+    this._sshInstall = document.createElement('input');
+    this._sshInstall.type = 'checkbox';
+    this._sshInstall.className = 'nbray-ssh-install';
+    install.appendChild(this._sshInstall);
+    install.appendChild(document.createTextNode(' install nbray[ray] into a venv'));
+    form.appendChild(install);
+    const buttons = h('div', 'nbray-controls');
+    const up = h('button', 'jp-mod-styled nbray-ssh-up', 'Up') as HTMLButtonElement;
+    up.addEventListener('click', () => void this._model.sshAction('up', this._sshFields()));
+    const down = h('button', 'jp-mod-styled nbray-ssh-down', 'Down') as HTMLButtonElement;
+    down.addEventListener('click', () => void this._model.sshAction('down'));
+    buttons.appendChild(up);
+    buttons.appendChild(down);
+    this._buttons.sshUp = up;
+    this._buttons.sshDown = down;
+    form.appendChild(buttons);
+    return form;
+  }
+
+  private _sshFields(): object {
+    const value = (name: string) => this._sshInputs[name].value.trim();
+    const ssh: { [key: string]: string } = {};
+    for (const key of ['user', 'identity_file']) {
+      if (value(key)) {
+        ssh[key] = value(key);
+      }
+    }
+    const fields: { [key: string]: unknown } = {
+      head: { host: value('head') },
+      workers: value('workers')
+        .split(',')
+        .map(w => w.trim())
+        .filter(w => w)
+        .map(host => ({ host })),
+      ssh,
+      install: this._sshInstall.checked
+    };
+    if (value('python')) {
+      fields.python = value('python');
+    }
+    return fields;
+  }
+
+  private _renderSsh(ssh: ISshStatus | null): void {
+    const state = ssh ? ssh.state : 'down';
+    this._buttons.sshUp.toggleAttribute('disabled', state !== 'down' && state !== 'failed');
+    this._buttons.sshDown.toggleAttribute('disabled', state !== 'up' && state !== 'failed');
+    const children: HTMLElement[] = [];
+    const head = h('div', 'nbray-ssh-state');
+    head.appendChild(h('span', `nbray-state nbray-state-${state}`, state));
+    if (ssh && ssh.name) {
+      head.appendChild(document.createTextNode(` ${ssh.name}${ssh.address ? ` at ${ssh.address}` : ''}`));
+    }
+    children.push(head);
+    for (const host of ssh ? ssh.hosts : []) {
+      const row = h('div', 'nbray-ssh-host', `${host.host}: ${host.step} ${host.status}`);
+      row.classList.toggle('nbray-ssh-failed', host.status === 'FAILED');
+      children.push(row);
+    }
+    if (ssh && ssh.error) {
+      children.push(h('div', 'nbray-error', ssh.error));
+    }
+    for (const n of ssh ? ssh.nodes : []) {
+      const gone = n.state !== 'ALIVE';
+      const card = h('div', `nbray-node-card nbray-ssh-node${gone ? ' nbray-node-dead' : ''}`);
+      card.appendChild(h('div', 'nbray-node-name', `${n.address} · ${gone ? 'gone' : 'alive'}`));
+      if (gone && n.reason) {
+        card.appendChild(h('div', 'nbray-node-note', n.reason));
+      }
+      children.push(card);
+    }
+    this._ssh.replaceChildren(...children);
   }
 
   private _render(): void {
@@ -199,6 +298,7 @@ export class NbrayPanel extends Widget {
     if (failures.length === 0) {
       this._failures.appendChild(h('span', 'nbray-empty', 'None.'));
     }
+    this._renderSsh(model.ssh);
   }
 
   private _nodeCard(node: INode): HTMLElement {
@@ -208,6 +308,11 @@ export class NbrayPanel extends Widget {
     card.appendChild(
       h('div', 'nbray-node-name', `${node.NodeManagerHostname} · ${cpus} CPU${gpus ? ` · ${gpus} GPU` : ''}`)
     );
+    if (node.Alive === false) {
+      card.classList.add('nbray-node-dead');
+      card.appendChild(h('div', 'nbray-node-note', 'gone: the node died'));
+      return card;
+    }
     const m = node.metrics;
     if (!m) {
       card.appendChild(h('div', 'nbray-empty', 'waiting for the first sample…'));
@@ -244,4 +349,7 @@ export class NbrayPanel extends Widget {
   private _counts!: HTMLElement;
   private _rate!: HTMLElement;
   private _failures!: HTMLElement;
+  private _ssh!: HTMLElement;
+  private _sshInputs: { [name: string]: HTMLInputElement } = {};
+  private _sshInstall!: HTMLInputElement;
 }

@@ -23,9 +23,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from ..ray_engine import record
+from . import install
 from .spec import ClusterSpec, HostSpec
 from .ssh import StepError, run_script
 
@@ -74,7 +76,10 @@ tail -n 2 "$D/start.log"
 _STOP = r"""
 D="__DIR__"
 PY=__PY__
-if [ ! -d "$D" ]; then echo "nothing of this cluster on this host"; exit 0; fi
+[ -x "$PY" ] || PY=__BASEPY__
+if [ ! -d "$D" ]; then
+    echo "nothing of this cluster on this host"
+else
 "$PY" - "$D" <<'NBRAY_EOF' || echo "could not stop the processes"
 import os, sys
 import psutil
@@ -103,6 +108,7 @@ psutil.wait_procs(alive, timeout=5)
 print(f"stopped {len(found)} processes")
 NBRAY_EOF
 rm -rf "$D"
+fi
 """
 
 
@@ -138,7 +144,13 @@ def _step(progress: Progress, host: HostSpec, step: str, fn: Callable[[], Any]) 
     return out
 
 
-def _check_host(spec: ClusterSpec, host: HostSpec, progress: Progress) -> None:
+def _check_host(
+    spec: ClusterSpec,
+    host: HostSpec,
+    progress: Progress,
+    wheel: Path | None = None,
+    touched: list[HostSpec] | None = None,
+) -> None:
     py_version, ray_version = _local_versions()
 
     def connect() -> None:
@@ -163,6 +175,8 @@ def _check_host(spec: ClusterSpec, host: HostSpec, progress: Progress) -> None:
                 f"{host.python} is Python {facts['python']}, but this machine runs Python "
                 f"{py_version}: Ray needs the same Python version on every node and driver",
             )
+        if host.install:
+            return  # nbray[ray] goes into a venv made from this Python
         if facts["ray"] is None:
             raise StepError(
                 host.label,
@@ -197,6 +211,10 @@ def _check_host(spec: ClusterSpec, host: HostSpec, progress: Progress) -> None:
     _step(progress, host, "check Python and Ray", check)
     if spec.setup_commands:
         _step(progress, host, "setup commands", setup)
+    if host.install and wheel is not None:
+        if touched is not None:
+            touched.append(host)
+        _step(progress, host, "install nbray[ray]", lambda: install.install_host(spec, host, wheel))
 
 
 def _ray_args(spec: ClusterSpec, host: HostSpec, head: bool) -> list[str]:
@@ -228,7 +246,7 @@ def _start(spec: ClusterSpec, host: HostSpec, token: str, head: bool, progress: 
         script = _fill(
             _START,
             DIR=spec.remote_dir(host),
-            PY=shlex.quote(host.python),
+            PY=shlex.quote(spec.ray_python(host)),
             TOKEN=token,
             ARGS=" ".join(shlex.quote(a) for a in _ray_args(spec, host, head)),
         )
@@ -246,7 +264,14 @@ def _start(spec: ClusterSpec, host: HostSpec, token: str, head: bool, progress: 
 
 
 def _stop_host(spec: ClusterSpec, host: HostSpec) -> None:
-    script = _fill(_STOP, DIR=spec.remote_dir(host), PY=shlex.quote(host.python))
+    script = _fill(
+        _STOP,
+        DIR=spec.remote_dir(host),
+        PY=shlex.quote(spec.ray_python(host)),
+        BASEPY=shlex.quote(host.python),
+    )
+    if host.install:
+        script += _fill(install.REMOVE_VENV, VENV=spec.venv_dir(host), MARK=install.MARK)
     res = run_script(spec, host, "stop Ray", script, timeout=60)
     if res.returncode:
         raise StepError(host.label, "stop Ray", "stopping failed", res.output)
@@ -319,19 +344,29 @@ def up(spec: ClusterSpec, progress: Progress) -> dict[str, Any]:
             f"cluster {spec.name!r} is already up (head {current['address']}): run "
             f"`nbray down {spec.path}` first",
         )
-    errors = _parallel(lambda h: _check_host(spec, h, progress), spec.hosts)
+    started: list[HostSpec] = []  # hosts where up wrote something (down undoes it)
+    with install.temp_wheel_dir() as wheel_dir:
+        wheel = None
+        if any(h.install for h in spec.hosts):
+            step = "build the nbray wheel"
+            progress("localhost", step, "...")
+            wheel = install.build_wheel(spec, wheel_dir)
+            progress("localhost", step, f"ok ({wheel.name})")
+        errors = _parallel(lambda h: _check_host(spec, h, progress, wheel, started), spec.hosts)
     if errors:
+        _parallel(lambda h: _stop(spec, h, progress), tuple(started))
         raise errors[0]
     token = record.new_token()
     token_file = record.write_token(record.user_token_file(spec.name), token)
-    started: list[HostSpec] = []
     try:
         _start(spec, spec.head, token, True, progress)
-        started.append(spec.head)
+        if spec.head not in started:
+            started.append(spec.head)
 
         def start_worker(h: HostSpec) -> None:
             _start(spec, h, token, False, progress)
-            started.append(h)
+            if h not in started:
+                started.append(h)
 
         errors = _parallel(start_worker, spec.workers)
         if errors:

@@ -6,6 +6,8 @@ Example (README "Scale out" has the full one)::
 
     name = "lab"
     python = "/opt/nbray/bin/python"     # a Python with nbray[ray], the same Ray as here
+    # or: python = "python3" and install = true: `nbray up` makes a venv on every host and
+    # installs nbray[ray] there (a wheel built here, Ray at this machine's version)
 
     [ssh]
     user = "ubuntu"
@@ -21,18 +23,22 @@ Example (README "Scale out" has the full one)::
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ClusterFileError", "ClusterSpec", "HostSpec", "load"]
+__all__ = ["ClusterFileError", "ClusterSpec", "HostSpec", "from_dict", "load"]
 
 _TOP = {
     "name",
     "python",
     "setup_commands",
+    "install",
+    "venv",
+    "wheel",
     "object_store_memory",
     "ray_port",
     "dashboard_port",
@@ -41,7 +47,17 @@ _TOP = {
     "workers",
 }
 _SSH = {"user", "identity_file", "port", "known_hosts", "trust_on_first_use", "connect_timeout"}
-_HOST = {"host", "port", "user", "python", "node_ip", "num_cpus", "num_gpus", "resources"}
+_HOST = {
+    "host",
+    "port",
+    "user",
+    "python",
+    "install",
+    "node_ip",
+    "num_cpus",
+    "num_gpus",
+    "resources",
+}
 
 
 class ClusterFileError(ValueError):
@@ -60,6 +76,7 @@ class HostSpec:
     num_cpus: float | None = None
     num_gpus: float | None = None
     resources: dict[str, float] = field(default_factory=dict)
+    install: bool = False  # make a venv with nbray[ray] from ``python`` on `nbray up`
 
     @property
     def label(self) -> str:
@@ -82,6 +99,8 @@ class ClusterSpec:
     object_store_memory: int | None
     ray_port: int
     dashboard_port: int
+    venv: str = ""  # where install = true puts the venv ("": <remote_dir>/venv)
+    wheel: str = ""  # the nbray wheel to install ("": built here from nbray's source)
 
     @property
     def hosts(self) -> tuple[HostSpec, ...]:
@@ -97,17 +116,37 @@ class ClusterSpec:
         key = f"{self.name}|{host.host}|{host.port}".encode()
         return f"$HOME/.nbray/ray-{hashlib.blake2b(key, digest_size=5).hexdigest()}"
 
+    def venv_dir(self, host: HostSpec) -> str:
+        """The venv that ``install = true`` creates on ``host``."""
+        return self.venv or f"{self.remote_dir(host)}/venv"
+
+    def ray_python(self, host: HostSpec) -> str:
+        """The Python that runs Ray on ``host``: the installed venv's, or ``python``."""
+        return f"{self.venv_dir(host)}/bin/python" if host.install else host.python
+
 
 def load(path: str | Path) -> ClusterSpec:
-    """Read and check a cluster file; raises ClusterFileError naming the field."""
+    """Read and check a cluster file (TOML, or JSON when it ends in .json); raises
+    ClusterFileError naming the field."""
     path = Path(path).expanduser()
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except FileNotFoundError:
         raise ClusterFileError(f"cluster file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ClusterFileError(f"cluster file {path} is not valid TOML: {exc}") from None
-    where = f"cluster file {path}"
+    except json.JSONDecodeError as exc:
+        raise ClusterFileError(f"cluster file {path} is not valid JSON: {exc}") from None
+    return from_dict(data, path)
+
+
+def from_dict(data: Any, path: Path, where: str = "") -> ClusterSpec:
+    """Check the fields of a cluster file given as a dict (a TOML file's tables, or the
+    same as JSON from the REST API); relative paths are taken from ``path``'s folder."""
+    where = where or f"cluster file {path}"
+    if not isinstance(data, dict):
+        raise ClusterFileError(f"{where}: the cluster description must be a table/object")
     _no_unknown(data, _TOP, where)
     ssh = _table(data, "ssh", where)
     _no_unknown(ssh, _SSH, f"{where} [ssh]")
@@ -122,6 +161,7 @@ def load(path: str | Path) -> ClusterSpec:
         "port": _int(ssh, "port", f"{where} [ssh]", 22),
         "user": _str(ssh, "user", f"{where} [ssh]", ""),
         "python": python,
+        "install": _bool(data, "install", where, False),
     }
     store = data.get("object_store_memory")
     if store is not None and (not isinstance(store, int) or store < 75 * 1024 * 1024):
@@ -144,6 +184,8 @@ def load(path: str | Path) -> ClusterSpec:
         object_store_memory=store,
         ray_port=_int(data, "ray_port", where, 6379),
         dashboard_port=_int(data, "dashboard_port", where, 8265),
+        venv=_remote_path(_str(data, "venv", where, "")),
+        wheel=_path(_str(data, "wheel", where, ""), path),
     )
 
 
@@ -170,6 +212,7 @@ def _host(table: dict[str, Any], defaults: dict[str, Any], where: str) -> HostSp
         num_cpus=table.get("num_cpus"),
         num_gpus=table.get("num_gpus"),
         resources={str(k): float(v) for k, v in resources.items()},
+        install=_bool(table, "install", where, defaults["install"]),
     )
 
 
@@ -203,11 +246,23 @@ def _str(data: dict[str, Any], key: str, where: str, default: str) -> str:
     return value
 
 
+def _bool(data: dict[str, Any], key: str, where: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise ClusterFileError(f"{where}: {key} must be true or false, got {value!r}")
+    return value
+
+
 def _int(data: dict[str, Any], key: str, where: str, default: int) -> int:
     value = data.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
         raise ClusterFileError(f"{where}: {key} must be a port number, got {value!r}")
     return value
+
+
+def _remote_path(value: str) -> str:
+    """A path on the hosts, for a double-quoted shell word: ``~/x`` becomes ``$HOME/x``."""
+    return "$HOME" + value[1:] if value == "~" or value.startswith("~/") else value
 
 
 def _path(value: str, cluster_file: Path) -> str:

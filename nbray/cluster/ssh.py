@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .spec import ClusterSpec, HostSpec
 
-__all__ = ["Result", "StepError", "run_script", "ssh_command"]
+__all__ = ["Result", "StepError", "copy_file", "run_script", "ssh_command"]
 
 
 class StepError(RuntimeError):
@@ -107,3 +107,28 @@ def _ssh_failure(output: str, spec: ClusterSpec) -> str:
     if "could not resolve" in low:
         return "cannot resolve the host name"
     return "ssh failed"
+
+
+def copy_file(
+    spec: ClusterSpec, host: HostSpec, step: str, local: str, remote: str, timeout: float = 300
+) -> None:
+    """Copy the file ``local`` to ``remote`` on ``host`` (a double-quoted shell word, so
+    ``$HOME`` works; its directory is created); raises StepError when it fails."""
+    command = f'mkdir -p "$(dirname "{remote}")" && cat > "{remote}"'
+    try:
+        with open(local, "rb") as source:
+            proc = subprocess.run(
+                [*ssh_command(spec, host), command],
+                stdin=source,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
+    except subprocess.TimeoutExpired:
+        raise StepError(host.label, step, f"copying {local} took over {timeout:.0f} s") from None
+    output = proc.stdout.decode(errors="replace")
+    if proc.returncode == 255:
+        raise StepError(host.label, step, _ssh_failure(output, spec), output)
+    if proc.returncode:
+        raise StepError(host.label, step, f"cannot write {remote}", output)

@@ -1,7 +1,8 @@
 """The extension app: settings, routes, and the cluster's life with the server.
 
-ServerApp loads ──▶ NbrayServer.initialize_settings ──▶ ClusterManager (+ autostart)
-                ──▶ initialize_handlers ──▶ handlers.route_table()
+ServerApp loads ──▶ NbrayServer.initialize_settings ──▶ ClusterManager (+ autostart),
+                    SshCluster (`nbray up` over the REST API; its node events join the stream)
+                ──▶ initialize_handlers ──▶ handlers.route_table(), ssh_handlers.ssh_routes()
 ServerApp stops ──▶ NbrayServer.stop_extension ──▶ manager.shutdown()
 """
 
@@ -14,6 +15,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Enum, Float, Int
 
 from .manager import ClusterManager, ClusterSettings
+from .ssh_cluster import SshCluster
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 
@@ -44,6 +46,7 @@ class NbrayServer(ExtensionApp):
     )
 
     manager: ClusterManager
+    ssh: SshCluster
 
     def initialize_settings(self) -> None:
         settings = ClusterSettings(
@@ -53,7 +56,10 @@ class NbrayServer(ExtensionApp):
         )
         self.manager = ClusterManager(settings, task_capacity=self.task_history)
         self.settings["nbray_manager"] = self.manager
+        self.ssh = SshCluster(on_event=self.manager.forward)
+        self.settings["nbray_ssh"] = self.ssh
         atexit.register(self.manager.shutdown)  # a server that exits without stopping us
+        atexit.register(self.ssh.shutdown)
         if self.autostart == "server":
             try:
                 self.manager.start()
@@ -68,8 +74,10 @@ class NbrayServer(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         from .handlers import route_table
+        from .ssh_handlers import ssh_routes
 
         self.handlers.extend(route_table())
+        self.handlers.extend(ssh_routes())
 
     def _start_with_first_kernel(self) -> None:
         """In "first-use" mode, a kernel start counts as use (jupyter_server's events)."""
@@ -88,4 +96,5 @@ class NbrayServer(ExtensionApp):
             self.log.warning("nbray: cannot watch kernel starts (%s)", exc)
 
     async def stop_extension(self) -> None:
+        self.ssh.shutdown()
         self.manager.shutdown()

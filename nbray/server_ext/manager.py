@@ -353,6 +353,10 @@ class ClusterManager:
 
         return remove
 
+    def forward(self, event: dict[str, Any]) -> None:
+        """Pass an event from elsewhere (the SSH cluster's nodes) to the listeners."""
+        self._emit(event)
+
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "task":

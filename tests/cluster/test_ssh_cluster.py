@@ -27,7 +27,7 @@ from pathlib import Path
 import psutil
 import pytest
 from nbray_testing import run_python, wait_until
-from ssh_hosts import PORT, SshHosts, available
+from ssh_hosts import PORT, SshHosts, available, node_processes
 
 pytestmark = pytest.mark.skipif(
     bool(available()) and not os.environ.get("CI"), reason=available() or "ok"
@@ -95,19 +95,6 @@ def nbray_cli(
         check=False,
     )
     return proc
-
-
-def node_processes(marker: str = "/.nbray/ray-") -> list[psutil.Process]:
-    """Processes started from an nbray directory on a host (and their children)."""
-    found: set[psutil.Process] = set()
-    for p in psutil.process_iter(["cmdline"]):
-        if marker in " ".join(p.info["cmdline"] or []):
-            found.add(p)
-            try:
-                found.update(p.children(recursive=True))
-            except psutil.Error:
-                pass
-    return [p for p in found if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
 # --- errors: each names the host and the step ---------------------------------------------

@@ -18,6 +18,9 @@ ROUTES = [
     ("GET", "api/nodes"),
     ("GET", "api/tasks"),
     ("GET", "api/summary"),
+    ("GET", "api/ssh/status"),
+    ("POST", "api/ssh/up"),
+    ("POST", "api/ssh/down"),
     ("GET", "static/dashboard.js"),
     ("GET", "static/dashboard.css"),
 ]

@@ -8,6 +8,7 @@
   const tasks = new Map(); // task_id -> record
   let metrics = null;
   let nodes = [];
+  let sshNodes = [];  // the SSH cluster's nodes (GET ssh/status, then "node" events)
   let selected = "";
   let ws = null;
   let backoff = 500;
@@ -93,8 +94,9 @@
     box.replaceChildren();
     for (const node of nodes) {
       const m = (metrics && metrics.node_id === node.NodeID) ? metrics : node.metrics;
-      const card = el("div", { class: "card node-card" });
+      const card = el("div", { class: "card node-card" + (node.Alive === false ? " dead" : "") });
       card.appendChild(el("b", {}, node.NodeManagerHostname + " (" + node.NodeID.slice(0, 8) + ")"));
+      if (node.Alive === false) { card.appendChild(el("div", {}, "gone")); box.appendChild(card); continue; }
       const res = node.Resources || {};
       card.appendChild(el("div", {}, "CPU " + (res.CPU || 0) + (res.GPU ? ", GPU " + res.GPU : "")));
       if (m) {
@@ -114,11 +116,27 @@
       }
       box.appendChild(card);
     }
+    for (const n of sshNodes) {
+      const gone = n.state !== "ALIVE";
+      const card = el("div", { class: "card node-card ssh-node" + (gone ? " dead" : "") });
+      card.appendChild(el("b", {}, n.address + " (SSH cluster, " + n.node_id.slice(0, 8) + ")"));
+      card.appendChild(el("div", {}, gone ? "gone" + (n.reason ? ": " + n.reason : "") : "alive"));
+      box.appendChild(card);
+    }
+  }
+
+  function applyNodeEvent(ev) {
+    const known = sshNodes.find((n) => n.node_id === ev.node_id);
+    if (known) Object.assign(known, { state: ev.state, reason: ev.reason });
+    else sshNodes.push({ node_id: ev.node_id, address: ev.address, state: ev.state, reason: ev.reason });
+    for (const node of nodes) if (node.NodeID === ev.node_id) node.Alive = ev.state === "ALIVE";
+    renderNodes();
   }
 
   // --- tasks ---------------------------------------------------------------------------
   function applyEvent(ev) {
     if (ev.type === "metrics") { metrics = ev; renderNodes(); return; }
+    if (ev.type === "node") { applyNodeEvent(ev); return; }
     if (ev.type === "cluster") { renderState(ev); if (ev.state === "running") loadAll(); return; }
     if (ev.type !== "task") return;
     let rec = tasks.get(ev.task_id);
@@ -272,6 +290,7 @@
       const status = await api("cluster");
       renderState(status);
       nodes = (await api("nodes")).nodes;
+      sshNodes = (await api("ssh/status")).nodes;
       renderNodes();
       const list = (await api("tasks?limit=2000")).tasks.reverse();
       for (const rec of list) tasks.set(rec.task_id, rec);
