@@ -119,10 +119,11 @@ class SshHosts:
 
 
 def node_processes(marker: str = "/.nbray/ray-") -> list[psutil.Process]:
-    """Processes started from an nbray directory on a host (and their children)."""
+    """Processes started from an nbray directory on a host: named in their command line or
+    running in it (Ray Client's server names neither), and their children."""
     found: set[psutil.Process] = set()
-    for p in psutil.process_iter(["cmdline"]):
-        if marker in " ".join(p.info["cmdline"] or []):
+    for p in psutil.process_iter(["cmdline", "cwd"]):
+        if marker in " ".join(p.info["cmdline"] or []) or marker in (p.info["cwd"] or ""):
             found.add(p)
             try:
                 found.update(p.children(recursive=True))

@@ -9,8 +9,8 @@
                here: remove the record and the token
 
 Everything nbray writes on a host lives in one directory (ClusterSpec.remote_dir); down
-stops exactly the processes started from it (their command lines name it, and their
-children), never other Ray processes of that machine.
+stops exactly the processes started from it (their command lines name it or they run in
+it, and their children), never other Ray processes of that machine.
 """
 
 from __future__ import annotations
@@ -85,8 +85,12 @@ import os, sys
 import psutil
 d, me = sys.argv[1], os.getpid()
 found = set()
-for p in psutil.process_iter(["pid", "cmdline"]):
-    if p.pid != me and d in " ".join(p.info["cmdline"] or []):
+# started from d: named in the command line, or run in it (`ray start` runs in d, and some
+# of its processes, e.g. Ray Client's server, name neither d nor a parent that is still there)
+for p in psutil.process_iter(["pid", "cmdline", "cwd"]):
+    if p.pid != me and (
+        d in " ".join(p.info["cmdline"] or []) or (p.info["cwd"] or "").startswith(d)
+    ):
         found.add(p)
         try:
             found.update(p.children(recursive=True))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import sys
 import tempfile
@@ -169,4 +170,5 @@ def _host_dir(private_tmp: str, host: str) -> str:
 
     spec = load(Path(private_tmp) / f"nbray-{os.getuid()}" / "ssh-rest.json")
     h = next(h for h in spec.hosts if h.host == host)
-    return spec.remote_dir(h).replace("$HOME", str(Path.home()))
+    # the hosts' $HOME is root's real one (pytest-jupyter points HOME elsewhere here)
+    return spec.remote_dir(h).replace("$HOME", pwd.getpwuid(os.getuid()).pw_dir)
