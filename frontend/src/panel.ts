@@ -220,7 +220,7 @@ export class NbrayPanel extends Widget {
     this._buttons.sshDown.toggleAttribute('disabled', state !== 'up' && state !== 'failed');
     const children: HTMLElement[] = [];
     const head = h('div', 'nbray-ssh-state');
-    head.appendChild(h('span', `nbray-state nbray-state-${state}`, state));
+    head.appendChild(h('span', `nbray-ssh-badge nbray-state-${state}`, state));
     if (ssh && ssh.name) {
       head.appendChild(document.createTextNode(` ${ssh.name}${ssh.address ? ` at ${ssh.address}` : ''}`));
     }
@@ -235,7 +235,7 @@ export class NbrayPanel extends Widget {
     }
     for (const n of ssh ? ssh.nodes : []) {
       const gone = n.state !== 'ALIVE';
-      const card = h('div', `nbray-node-card nbray-ssh-node${gone ? ' nbray-node-dead' : ''}`);
+      const card = h('div', `nbray-ssh-node${gone ? ' nbray-node-dead' : ''}`);
       card.appendChild(h('div', 'nbray-node-name', `${n.address} · ${gone ? 'gone' : 'alive'}`));
       if (gone && n.reason) {
         card.appendChild(h('div', 'nbray-node-note', n.reason));

@@ -52,6 +52,7 @@ class SshCluster:
         self.nodes: dict[str, dict[str, Any]] = {}
         self._proc: subprocess.Popen[str] | None = None
         self._watcher: subprocess.Popen[str] | None = None
+        self._action = ""  # the last child: "up" or "down"
         self._lock = threading.RLock()
 
     # --- actions -------------------------------------------------------------------------
@@ -80,6 +81,10 @@ class SshCluster:
             self._adopt_record()
             if self.state in ("down", "starting", "stopping") or not self.cluster_file:
                 raise SshClusterError(f"no SSH cluster to bring down (it is {self.state})")
+            if self.state == "failed" and self._action == "up":
+                # a failed `nbray up` already stopped what it started: only forget it
+                self.state, self.error, self.hosts = "down", "", {}
+                return self.status()
             self._stop_watcher()
             self._run("down", "stopping", "down")
             return self.status()
@@ -133,7 +138,7 @@ class SshCluster:
         self._start_watcher()
 
     def _run(self, action: str, busy: str, done: str) -> None:
-        self.state = busy
+        self.state, self._action = busy, action
         proc = subprocess.Popen(
             [sys.executable, "-m", "nbray.cli", action, self.cluster_file],
             stdin=subprocess.DEVNULL,

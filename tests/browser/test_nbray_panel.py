@@ -197,3 +197,24 @@ def test_dashboard_page_on_its_own(page: Any, lab: Lab) -> None:
     page.locator("#graph circle").first.wait_for()
     page.screenshot(path=str(artifact("dashboard.png")), full_page=True)
     update_docs_image("dashboard.png")
+
+
+def test_ssh_cluster_form_reports_a_failed_host(page: Any, lab: Lab) -> None:
+    """The panel's SSH cluster form posts its fields to nbray/api/ssh/up; the failing host
+    shows with its step, and the error names it; Down clears it (a failed up has already
+    stopped what it started)."""
+    panel = open_panel(page, lab)
+    panel.locator("input.nbray-ssh-head").fill("127.0.0.9")
+    panel.locator("input.nbray-ssh-user").fill("nobody")
+    panel.locator("input.nbray-ssh-identity_file").fill("/nonexistent/key")
+    panel.locator("button.nbray-ssh-up").click()
+    row = panel.locator(".nbray-ssh-host.nbray-ssh-failed")
+    row.wait_for(timeout=60_000)
+    assert row.inner_text().startswith("127.0.0.9: connect FAILED")
+    panel.locator(".nbray-ssh-badge", has_text="failed").wait_for()
+    assert "host 127.0.0.9, step 'connect'" in panel.locator(".nbray-ssh .nbray-error").inner_text()
+    assert json.loads(lab.api("nbray/api/ssh/status"))["state"] == "failed"
+    page.screenshot(path=str(artifact("panel-ssh-failed.png")))
+    panel.locator("button.nbray-ssh-down").click()
+    panel.locator(".nbray-ssh-badge", has_text="down").wait_for(timeout=60_000)
+    assert panel.locator(".nbray-ssh-host").count() == 0
