@@ -77,3 +77,33 @@ def test_mistakes_name_the_field(tmp_path: Path, text: str, message: str) -> Non
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ClusterFileError, match="does not exist"):
         load(tmp_path / "nope.toml")
+
+
+def test_install_venv_and_ray_python(tmp_path: Path) -> None:
+    text = GOOD.replace('name = "lab"', 'name = "lab"\ninstall = true\nvenv = "~/envs/nbray"')
+    text = text.replace('host = "127.0.0.3"', 'host = "127.0.0.3"\ninstall = false')
+    spec = load(write(tmp_path, text))
+    head, worker = spec.hosts
+    assert head.install and not worker.install  # per host overrides the cluster's
+    assert spec.venv_dir(head) == "$HOME/envs/nbray"  # ~ becomes $HOME for the remote shell
+    assert spec.ray_python(head) == "$HOME/envs/nbray/bin/python"
+    assert spec.ray_python(worker) == "/usr/bin/python3"
+    default = load(write(tmp_path, GOOD.replace('name = "lab"', 'name = "lab"\ninstall = true')))
+    assert default.venv_dir(default.head) == default.remote_dir(default.head) + "/venv"
+
+
+def test_install_must_be_a_boolean(tmp_path: Path) -> None:
+    with pytest.raises(ClusterFileError, match="install must be true or false, got 'yes'"):
+        load(write(tmp_path, GOOD.replace('name = "lab"', 'name = "lab"\ninstall = "yes"')))
+
+
+def test_the_same_fields_as_json(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps({"name": "j", "head": {"host": "127.0.0.2"}, "install": True}))
+    spec = load(path)
+    assert (spec.name, spec.head.host, spec.head.install) == ("j", "127.0.0.2", True)
+    path.write_text("{not json")
+    with pytest.raises(ClusterFileError, match="is not valid JSON"):
+        load(path)
