@@ -16,6 +16,7 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -95,9 +96,9 @@ def test_up_installs_nbray_into_a_venv_and_down_removes_it(host: SshHosts, tmp_p
             timeout=120,
         )
         assert res.returncode == 0, res.stdout + res.stderr
-        import ray
-
-        assert f"WHERE {venv}/bin/python {ray.__version__}" in res.stdout, res.stdout
+        # (not `import ray` here: Ray reads its auth settings at import, for the whole run)
+        ray_version = metadata.version("ray")
+        assert f"WHERE {venv}/bin/python {ray_version}" in res.stdout, res.stdout
     finally:
         down = nbray_cli("down", str(path), env=env)
         shutil.rmtree(short, ignore_errors=True)
