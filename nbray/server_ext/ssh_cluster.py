@@ -193,6 +193,10 @@ class SshCluster:
                 event = json.loads(line)
             except ValueError:
                 continue
+            if event.get("type") == "watcher":  # it could not connect to the cluster
+                with self._lock:
+                    self.error = f"cannot follow the cluster's nodes: {event.get('error')}"
+                continue
             if event.get("type") != "node":
                 continue
             with self._lock:
