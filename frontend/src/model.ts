@@ -97,11 +97,18 @@ export class ClusterModel {
 
   async refresh(): Promise<void> {
     try {
-      this.status = await requestAPI<IStatus>('cluster');
-      this.nodes = (await requestAPI<{ nodes: INode[] }>('nodes')).nodes;
-      this.summary = await requestAPI<ISummary>('summary');
-      this.ssh = await requestAPI<ISshStatus>('ssh/status');
-      this.error = this.status.error || '';
+      // all at once: a render between two answers would show a running cluster, no nodes
+      const [status, nodes, summary, ssh] = await Promise.all([
+        requestAPI<IStatus>('cluster'),
+        requestAPI<{ nodes: INode[] }>('nodes'),
+        requestAPI<ISummary>('summary'),
+        requestAPI<ISshStatus>('ssh/status')
+      ]);
+      this.status = status;
+      this.nodes = nodes.nodes;
+      this.summary = summary;
+      this.ssh = ssh;
+      this.error = status.error || '';
       this._pollSsh();
     } catch (error) {
       this.error = `cannot reach the nbray server extension: ${(error as Error).message}`;
