@@ -159,8 +159,9 @@ class Head:
         for ins in instructions:
             self.instructions[type(ins)](ins)
 
-    def publish(self, data: dict[str, Any]) -> None:
-        self.events.append(data)
+    def publish(self, data: dict[str, Any], history: bool = True) -> None:
+        if history:
+            self.events.append(data)
         if self.subscribers:
             ev = P.Event(data)
             for cid in self.subscribers:
@@ -477,6 +478,8 @@ class Head:
         target = self.peers.get(owner)
         if target is not None:
             target.send(msg._replace(pid=peer.pid))
+        if self.subscribers:  # watchers (the dashboard) see logs; nobody listens: no cost
+            self.publish(views.log_event(msg, peer.pid), history=False)
 
     # --- objects -------------------------------------------------------------------------
 
