@@ -1,7 +1,7 @@
 """The side panel's event stream survives its source going away: the Jupyter server is
 stopped (the WebSocket drops) and started again on the same address with a different
 cluster; the panel shows it is offline, reconnects with backoff, and shows the new
-cluster's live data without a page reload."""
+cluster's live data without a page reload. The dashboard page does the same."""
 
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ def test_panel_reconnects_after_the_server_restarts(page: Any, tmp_path: Path) -
         name = panel.locator(".nbray-node-card .nbray-node-name")
         assert "2 CPU" in name.inner_text()
         first = status(lab)
+        dashboard = page.context.new_page()  # the dashboard page reconnects the same way
+        dashboard.goto(lab.url("nbray/dashboard"))
+        dash_card = dashboard.locator(".node-card")
+        dash_card.filter(has_text="CPU 2").locator(".bar").first.wait_for()
 
         stop_lab(lab)  # the event source is gone: the WebSocket closes
         live.filter(has_text="offline").wait_for()
@@ -46,9 +50,11 @@ def test_panel_reconnects_after_the_server_restarts(page: Any, tmp_path: Path) -
         live.filter(has_text="live").wait_for(timeout=60_000)
         name.filter(has_text="1 CPU").wait_for()
         panel.locator(".nbray-node-card .nbray-bar-row", has_text="CPU").wait_for()
+        dash_card.filter(has_text="CPU 1").locator(".bar").first.wait_for(timeout=60_000)
+        assert dashboard.locator("#error").is_hidden()  # "cannot reach" is gone again
         second = status(lab)
         assert second["head_pid"] != first["head_pid"]
-        assert second["watchers"] == 1  # the reconnected panel is what watches
+        assert second["watchers"] == 2  # the reconnected panel and dashboard watch
         page.screenshot(path=str(artifact("panel-reconnected.png")))
     finally:
         stop_lab(lab)

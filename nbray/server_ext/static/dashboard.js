@@ -12,6 +12,7 @@
   let selected = "";
   let ws = null;
   let backoff = 500;
+  let dropped = false; // the event stream broke: refetch everything when it is back
   let dirty = true;
   let logsDirty = false; // the selected task printed since its output was fetched
   let logsLoading = false;
@@ -307,6 +308,7 @@
   async function loadAll() {
     try {
       const status = await api("cluster");
+      showError("");
       renderState(status);
       nodes = (await api("nodes")).nodes;
       renderNodes();
@@ -322,7 +324,10 @@
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     const q = token ? "?token=" + encodeURIComponent(token) : "";
     ws = new WebSocket(proto + "//" + location.host + base + "nbray/api/events" + q);
-    ws.onopen = () => { backoff = 500; };
+    ws.onopen = () => {
+      backoff = 500;
+      if (dropped) { dropped = false; tasks.clear(); loadAll(); } // missed events: refetch
+    };
     ws.onmessage = (msg) => {
       const data = JSON.parse(msg.data);
       for (const ev of data.events) applyEvent(ev);
@@ -331,6 +336,7 @@
     };
     ws.onclose = () => {
       ws = null;
+      dropped = true;
       if (!document.hidden) setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, 15000);
     };
