@@ -188,7 +188,7 @@ class TaskLogs:
         text = event.get("text")
         if not isinstance(task_id, str) or not isinstance(text, str):
             return
-        piece = {
+        piece: dict[str, Any] = {
             "stream": str(event.get("stream") or "stdout"),
             "text": text[-self.chars :],
             "time": float(event.get("time") or time.time()),

@@ -204,9 +204,10 @@ def test_dashboard_page_on_its_own(page: Any, lab: Lab) -> None:
     page.locator("#logs .stdout", has_text=re.compile(r"squaring \d")).wait_for()
     task_id = rows.first.get_attribute("data-task-id")
     logs = json.loads(lab.api(f"nbray/api/tasks/{task_id}/logs"))
-    assert page.locator("#logs").inner_text().strip() == "".join(
-        p["text"] for p in logs["lines"]
-    ).strip()
+    assert (
+        page.locator("#logs").inner_text().strip()
+        == "".join(p["text"] for p in logs["lines"]).strip()
+    )
     page.fill("#search", "")
     rows.filter(has_text="add").first.wait_for()
     assert page.locator("#graph line").count() >= 4  # add depends on squares and on adds
