@@ -5,6 +5,8 @@
         ──▶ frames to workers / clients, commands to the fork server
     fork server ──("spawned"|"exited", worker, pid, code)──▶ Head (worker start and death)
     timer (1 s) ──▶ metrics + owner liveness ──▶ event bus ──▶ subscribed connections
+    worker output ──▶ its owner (whole) + "log" events (cut, not in the replayed history;
+        only while someone subscribes) ──▶ event bus
 
 Run as ``python -m nbray.runtime.head_process SESSION_DIR``; the cluster's settings are in
 ``SESSION_DIR/config.json`` and its secret in ``SESSION_DIR/secret`` (0600). It prints
