@@ -39,7 +39,7 @@ from . import scheduler as S
 from . import shm
 from .failures import actor_died_payload, error_text, failure_message
 from .gpus import visible_devices_env
-from .head_records import ActorRecord, HeadConfig, Peer, TaskRecord
+from .head_records import ActorRecord, EndedTask, HeadConfig, Peer, TaskRecord
 from .objects import ObjectDirectory, lost_payload
 from .reactor import Reactor
 from .session_files import pid_alive, read_secret, remove_session_dir
@@ -48,6 +48,7 @@ from .watchdog import Watchdog, WatchdogSettings
 
 log = logging.getLogger("nbray.head")
 EVENT_HISTORY = 10_000
+UNWATCHED_HISTORY = 5_000
 DEAD_ACTOR_HISTORY = 1000
 PIPELINE_DEPTH = 64  # tasks a worker may hold when they are short (see Scheduler)
 SHORT_TASK = 0.001  # seconds: functions faster than this on average are pipelined
@@ -77,6 +78,8 @@ class Head:
         self.actor_names: dict[tuple[str, str], int] = {}
         self.dead_actors: dict[int, str] = {}  # why recent actors died, for late calls
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_HISTORY)
+        # tasks that ended while nobody subscribed, replayed as events to the next one
+        self.unwatched: deque[EndedTask] = deque(maxlen=UNWATCHED_HISTORY)
         self.subscribers: set[int] = set()
         self.finished_count: dict[str, int] = {"FINISHED": 0, "FAILED": 0, "CANCELLED": 0}
         self._next_conn = 1
@@ -173,24 +176,17 @@ class Head:
 
     def task_event(self, rec: TaskRecord, state: str, **extra: Any) -> None:
         rec.state = state
+        if state == "RUNNING":
+            rec.started = time.time()
+            rec.pid = extra.get("pid", 0)
         if not self.subscribers:  # nobody listens: keep the hot path free of event dicts
             return
-        data = {
-            "type": "task",
-            "task_id": f"{rec.spec.task_id:016x}",
-            "name": rec.spec.name,
-            "state": state,
-            "time": time.time(),
-            "owner": rec.owner,
-            "node_id": self.config.node_id,
-            "actor_id": f"{rec.spec.actor_id:016x}" if rec.spec.actor_id else "",
-            "parent": f"{rec.parent:016x}" if rec.parent else "",
-        }
+        spec = rec.spec
+        data = views.task_data(
+            self.config.node_id, spec, rec.owner, rec.parent, state, time.time(), extra
+        )
         if state == "SUBMITTED":
-            data["deps"] = [f"{d:016x}" for d in rec.spec.deps]
-            data["returns"] = [f"{r:016x}" for r in rec.spec.return_ids]
-            data["resources"] = rec.spec.resources
-        data.update(extra)
+            rec.published = True
         self.publish(data)
 
     # --- connections ---------------------------------------------------------------------
@@ -403,6 +399,8 @@ class Head:
             if actor is not None:
                 actor.calls.discard(rec.spec.task_id)
         self.finished_count[state] = self.finished_count.get(state, 0) + 1
+        if not self.subscribers:  # kept compactly, replayed to a later subscriber
+            self.unwatched.append(EndedTask.of(rec, state, time.time(), extra.get("error", "")))
         self.task_event(
             rec, state, worker_id=rec.worker_id, duration=time.time() - rec.submitted, **extra
         )
@@ -720,7 +718,7 @@ class Head:
 
     def on_subscribe(self, peer: Peer, msg: P.Subscribe) -> None:
         if msg.replay:
-            for data in self.events:
+            for data in views.replay(self):
                 peer.send(P.Event(data))
         self.subscribers.add(peer.conn_id)
 

@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import protocol as P
 from .reactor import Stream, Timer
@@ -65,7 +65,17 @@ class HeadConfig:
 
 
 class TaskRecord:
-    __slots__ = ("owner", "parent", "spec", "state", "submitted", "worker_id")
+    __slots__ = (
+        "owner",
+        "parent",
+        "pid",
+        "published",
+        "spec",
+        "started",
+        "state",
+        "submitted",
+        "worker_id",
+    )
 
     def __init__(self, spec: P.TaskSpec, owner: int, parent: int, submitted: float) -> None:
         self.spec = spec
@@ -74,6 +84,53 @@ class TaskRecord:
         self.state = "PENDING"
         self.worker_id = 0
         self.submitted = submitted
+        self.started = 0.0  # when it was last dispatched
+        self.pid = 0
+        self.published = False  # its SUBMITTED event went out to subscribers
+
+
+class EndedTask(NamedTuple):
+    """What the head keeps of a task that ended while nobody subscribed to events: enough
+    to replay its lifecycle to a later subscriber (head_views.replay), no arguments."""
+
+    task_id: int
+    name: str
+    owner: int
+    parent: int
+    actor_id: int
+    deps: tuple[int, ...]
+    return_ids: tuple[int, ...]
+    resources: dict[str, float]
+    submitted: float
+    started: float
+    worker_id: int
+    pid: int
+    state: str
+    ended: float
+    error: str
+    published: bool
+
+    @classmethod
+    def of(cls, rec: TaskRecord, state: str, ended: float, error: str) -> EndedTask:
+        spec = rec.spec
+        return cls(
+            spec.task_id,
+            spec.name,
+            rec.owner,
+            rec.parent,
+            spec.actor_id,
+            spec.deps,
+            spec.return_ids,
+            spec.resources,
+            rec.submitted,
+            rec.started,
+            rec.worker_id,
+            rec.pid,
+            state,
+            ended,
+            error,
+            rec.published,
+        )
 
 
 class ActorRecord:

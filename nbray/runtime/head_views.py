@@ -13,9 +13,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import protocol as P
+from .head_records import EndedTask
 
 if TYPE_CHECKING:
     from .head import Head
+    from .head_records import TaskRecord
 
 LOG_EVENT_CHARS = 4096  # a task's output reaches watchers in pieces of at most this size
 
@@ -116,6 +118,88 @@ def metrics(head: Head) -> dict[str, Any]:
     sample["resources_total"] = dict(head.sched.total)
     sample["resources_available"] = {k: max(0.0, v) for k, v in head.sched.available.items()}
     return sample
+
+
+def task_data(
+    node_id: str,
+    spec: P.TaskSpec,
+    owner: int,
+    parent: int,
+    state: str,
+    when: float,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """A task lifecycle event, as subscribers (widgets, the server extension) get it."""
+    data = {
+        "type": "task",
+        "task_id": f"{spec.task_id:016x}",
+        "name": spec.name,
+        "state": state,
+        "time": when,
+        "owner": owner,
+        "node_id": node_id,
+        "actor_id": f"{spec.actor_id:016x}" if spec.actor_id else "",
+        "parent": f"{parent:016x}" if parent else "",
+    }
+    if state == "SUBMITTED":
+        data["deps"] = [f"{d:016x}" for d in spec.deps]
+        data["returns"] = [f"{r:016x}" for r in spec.return_ids]
+        data["resources"] = spec.resources
+    data.update(extra)
+    return data
+
+
+def _lifecycle(
+    node_id: str, t: EndedTask | TaskRecord, ended: EndedTask | None
+) -> list[dict[str, Any]]:
+    """The events a subscriber missed for one task: SUBMITTED and RUNNING unless they were
+    published, and its end if it ended."""
+    if isinstance(t, EndedTask):
+        spec = P.TaskSpec(
+            t.task_id, t.name, b"", b"", t.deps, (), t.return_ids, t.resources, 0, False,
+            t.actor_id,
+        )  # fmt: skip
+        owner, parent, submitted, started, wid, pid = (
+            t.owner, t.parent, t.submitted, t.started, t.worker_id, t.pid,
+        )  # fmt: skip
+    else:
+        spec, owner, parent = t.spec, t.owner, t.parent
+        submitted, started, wid, pid = t.submitted, t.started, t.worker_id, t.pid
+    out = []
+    if not t.published:
+        out.append(task_data(node_id, spec, owner, parent, "SUBMITTED", submitted, {}))
+        if started:
+            out.append(
+                task_data(
+                    node_id, spec, owner, parent, "RUNNING", started, {"worker_id": wid, "pid": pid}
+                )
+            )
+    if ended is not None:
+        extra: dict[str, Any] = {"worker_id": wid, "duration": ended.ended - submitted}
+        if ended.error:
+            extra["error"] = ended.error
+        out.append(task_data(node_id, spec, owner, parent, ended.state, ended.ended, extra))
+    return out
+
+
+def replay(head: Head) -> list[dict[str, Any]]:
+    """The history a new subscriber gets: the recorded events, plus the lifecycle of the
+    tasks that ran (or still run) while nobody listened, in time order. What was missed
+    becomes part of the recorded history."""
+    node = head.config.node_id
+    missed: list[dict[str, Any]] = []
+    for ended in head.unwatched:
+        missed += _lifecycle(node, ended, ended)
+    head.unwatched.clear()
+    for rec in head.tasks.values():
+        if not rec.published:
+            missed += _lifecycle(node, rec, None)
+            rec.published = True
+    if missed:
+        merged = sorted([*head.events, *missed], key=lambda e: e.get("time", 0.0))
+        head.events.clear()
+        head.events.extend(merged)
+    return list(head.events)
 
 
 def log_event(msg: P.Output, pid: int) -> dict[str, Any]:

@@ -151,12 +151,7 @@ class TaskGraph(LiveWidget):
                 counts[s] = counts.get(s, 0) + c
         parts = ", ".join(f"{c} {s}" for s, c in counts.items() if c)
         grouped = f", grouped into {len(v.nodes)} nodes by function and stage" if v.grouped else ""
-        hint = (
-            " (tasks are recorded while a widget listens: open one, e.g. nbray.monitor(), "
-            "before submitting)"
-            if not v.total_tasks
-            else ""
-        )
+        hint = " (no tasks in this scope yet)" if not v.total_tasks else ""
         return (
             f"{v.total_tasks} tasks ({parts or 'none yet'}){grouped}; scope: "
             f"{self._scope_name()}{hint}"

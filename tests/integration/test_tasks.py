@@ -977,6 +977,42 @@ def test_task_events(cluster: nbray.ClusterContext, tmp_path: Path, events: Even
     assert events.states(cid) == ["SUBMITTED", "RUNNING", "CANCELLED"]
 
 
+def test_tasks_that_ran_unwatched_are_replayed_to_a_later_subscriber(
+    cluster: nbray.ClusterContext, tmp_path: Path
+) -> None:
+    @nbray.remote
+    def ok() -> int:
+        return os.getpid()
+
+    done = ok.remote()
+    pid = nbray.get(done, timeout=GET_TIMEOUT)
+    bad = fails.remote("while nobody watched")
+    with pytest.raises(ValueError):
+        nbray.get(bad, timeout=GET_TIMEOUT)
+    running = blocker.remote(str(tmp_path / "s"), str(tmp_path / "go"))
+    wait_until((tmp_path / "s").exists)
+
+    late = Events()
+    engine = session.get_engine()
+    assert engine is not None
+    unsubscribe = engine.subscribe(late)  # nobody listened before: the head replays
+    try:
+        tid, bad_id, run_id = (late.task_id_of(r) for r in (done, bad, running))
+        assert late.states(tid) == ["SUBMITTED", "RUNNING", "FINISHED"]
+        assert late.of(tid, "RUNNING")["pid"] == pid
+        assert late.of(tid, "SUBMITTED")["returns"] == [done.hex()]
+        assert late.states(bad_id) == ["SUBMITTED", "RUNNING", "FAILED"]
+        assert "while nobody watched" in late.of(bad_id, "FAILED")["error"]
+        assert late.states(run_id) == ["SUBMITTED", "RUNNING"]
+        times = [e["time"] for e in late.snapshot() if e.get("type") == "task"]
+        assert times == sorted(times)
+        (tmp_path / "go").write_text("1")
+        assert nbray.get(running, timeout=GET_TIMEOUT) == "released"
+        wait_until(lambda: late.states(run_id) == ["SUBMITTED", "RUNNING", "FINISHED"])
+    finally:
+        unsubscribe()
+
+
 def test_metrics_events(cluster: nbray.ClusterContext, events: Events) -> None:
     metrics = wait_until(
         lambda: [e for e in events.snapshot() if e.get("type") == "metrics"][1:] or None,

@@ -40,10 +40,10 @@ def test_subscribed_only_while_watched(manager: ClusterManager) -> None:
     assert nbray.get(double.remote(1)) == 2  # nobody watches: no task events are built
     assert manager.tasks.query() == []
 
-    release = manager.watch()
+    release = manager.watch()  # the head replays the task that ended unwatched
     assert manager.subscribed
     assert nbray.get([double.remote(i) for i in range(3)]) == [0, 2, 4]
-    wait_until(lambda: len(manager.tasks.query(state="FINISHED")) == 3, 10)
+    wait_until(lambda: len(manager.tasks.query(state="FINISHED")) == 4, 10)
     release()
     release()  # twice is harmless
     assert manager.subscribed  # lingers a moment, for a reconnecting WebSocket
@@ -51,7 +51,7 @@ def test_subscribed_only_while_watched(manager: ClusterManager) -> None:
 
     manager.touch()  # a REST request subscribes again; the head replays its history
     assert manager.subscribed
-    wait_until(lambda: len(manager.tasks.query(state="FINISHED")) == 3, 10)
+    wait_until(lambda: len(manager.tasks.query(state="FINISHED")) == 4, 10)
     assert {t["name"] for t in manager.tasks.query()} == {"double"}
 
 
@@ -82,7 +82,7 @@ def test_task_output_is_kept_only_while_watched(manager: ClusterManager) -> None
     def task_ids() -> dict[str, str]:
         return {t["task_id"]: t["name"] for t in manager.tasks.query(name="shout")}
 
-    wait_until(lambda: len(task_ids()) == 1, 10)  # no events were built for the unwatched one
+    wait_until(lambda: len(task_ids()) == 2, 10)  # the unwatched one comes with the replay
     wait_until(lambda: len([t for t in task_ids() if manager.logs.get(t)]) == 1, 10)
     texts = [[p["text"] for p in log["lines"]] for t in task_ids() if (log := manager.logs.get(t))]
     assert texts == [["heard\n"]]
