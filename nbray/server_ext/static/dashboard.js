@@ -332,7 +332,7 @@
       const data = JSON.parse(msg.data);
       for (const ev of data.events) applyEvent(ev);
       renderSummary(data.summary);
-      if (data.dropped) loadAll();
+      if (data.dropped) { loadAll(); if (selected) logsDirty = true; }
     };
     ws.onclose = () => {
       ws = null;
