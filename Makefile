@@ -48,7 +48,15 @@ help:
 $(VENV_PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(VENV_PY) pyproject.toml
+# The side panel's sources: the install rebuilds it only when its build output is missing
+# (hatch-jupyter-builder's skip-if-exists), so a change to them drops the old build.
+FRONTEND_SRC := $(shell find frontend/src frontend/style -type f 2>/dev/null) \
+	frontend/package.json frontend/tsconfig.json
+LABEXT := nbray/labextension
+
+$(STAMP): $(VENV_PY) pyproject.toml Makefile $(FRONTEND_SRC)
+	if [ -d $(LABEXT) ] && [ -n "$$(find $(FRONTEND_SRC) -newer $(LABEXT)/package.json)" ]; then \
+		rm -rf $(LABEXT); fi
 	$(VENV_PY) -m pip install --upgrade pip
 	$(VENV_PY) -m pip install -e ".[$(EXTRAS)]"
 	touch $@

@@ -90,11 +90,19 @@ class Lab:
             return resp.read()
 
 
-def start_lab(root_dir: Path, log_path: Path, extra_args: list[str] | None = None) -> Lab:
-    """Start ``jupyter lab`` on a free loopback port, in its own process group, and wait
-    until its API answers."""
-    port = free_port()
-    token = secrets.token_hex(24)
+def start_lab(
+    root_dir: Path,
+    log_path: Path,
+    extra_args: list[str] | None = None,
+    *,
+    port: int = 0,
+    token: str = "",
+) -> Lab:
+    """Start ``jupyter lab`` on a loopback port (a free one unless given), in its own
+    process group, and wait until its API answers. Pass the ``port`` and ``token`` of a
+    stopped Lab to bring "the same" server back (pages keep their URLs)."""
+    port = port or free_port()
+    token = token or secrets.token_hex(24)
     cmd = [
         sys.executable,
         "-m",
@@ -112,7 +120,7 @@ def start_lab(root_dir: Path, log_path: Path, extra_args: list[str] | None = Non
     if os.geteuid() == 0:
         cmd.append("--allow-root")
     env = {k: v for k, v in os.environ.items() if k != "NBRAY_ADDRESS"}
-    log = open(log_path, "wb")
+    log = open(log_path, "ab")
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
     )

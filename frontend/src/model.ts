@@ -167,11 +167,18 @@ export class ClusterModel {
     ws.onopen = () => {
       this._backoff = 500;
       this.connected = true;
-      this._changed.emit();
+      if (this._dropped) {
+        this._dropped = false;
+        // events were missed (and the server may be a new one): fetch the state again
+        void this.refresh();
+      } else {
+        this._changed.emit();
+      }
     };
     ws.onmessage = (msg: MessageEvent) => this._onMessage(JSON.parse(msg.data) as IMessage);
     ws.onclose = () => {
       this._ws = null;
+      this._dropped = true;
       this.connected = false;
       this._changed.emit();
       if (this._active) {
@@ -234,6 +241,7 @@ export class ClusterModel {
   private _active = false;
   private _lastRefresh = 0;
   private _backoff = 500;
+  private _dropped = false; // the stream broke: refresh when it is back
   private _retry = 0;
   private _sshTimer = 0;
   private _ws: WebSocket | null = null;

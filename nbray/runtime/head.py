@@ -5,6 +5,8 @@
         ──▶ frames to workers / clients, commands to the fork server
     fork server ──("spawned"|"exited", worker, pid, code)──▶ Head (worker start and death)
     timer (1 s) ──▶ metrics + owner liveness ──▶ event bus ──▶ subscribed connections
+    worker output ──▶ its owner (whole) + "log" events (cut, not in the replayed history;
+        only while someone subscribes) ──▶ event bus
 
 Run as ``python -m nbray.runtime.head_process SESSION_DIR``; the cluster's settings are in
 ``SESSION_DIR/config.json`` and its secret in ``SESSION_DIR/secret`` (0600). It prints
@@ -162,8 +164,9 @@ class Head:
         for ins in instructions:
             self.instructions[type(ins)](ins)
 
-    def publish(self, data: dict[str, Any]) -> None:
-        self.events.append(data)
+    def publish(self, data: dict[str, Any], history: bool = True) -> None:
+        if history:
+            self.events.append(data)
         if self.subscribers:
             ev = P.Event(data)
             for cid in self.subscribers:
@@ -475,6 +478,8 @@ class Head:
         target = self.peers.get(owner)
         if target is not None:
             target.send(msg._replace(pid=peer.pid))
+        if self.subscribers:  # watchers (the dashboard) see logs; nobody listens: no cost
+            self.publish(views.log_event(msg, peer.pid), history=False)
 
     # --- objects -------------------------------------------------------------------------
 

@@ -3,11 +3,13 @@ status, object and actor details for notebook reprs) and the periodic metrics sa
 
     Peer ─Request("status")─▶ Head.on_request ─▶ views.status(head) ─▶ Reply
     Head.tick ─▶ views.metrics(head) ─▶ publish({"type": "metrics", ...})
+    Head.on_output ─▶ views.log_event(msg) ─▶ publish({"type": "log", ...}) (subscribers only)
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from . import protocol as P
@@ -16,6 +18,8 @@ from .head_records import EndedTask
 if TYPE_CHECKING:
     from .head import Head
     from .head_records import TaskRecord
+
+LOG_EVENT_CHARS = 4096  # a task's output reaches watchers in pieces of at most this size
 
 
 def cluster_info(head: Head) -> dict[str, Any]:
@@ -196,3 +200,22 @@ def replay(head: Head) -> list[dict[str, Any]]:
         head.events.clear()
         head.events.extend(merged)
     return list(head.events)
+
+
+def log_event(msg: P.Output, pid: int) -> dict[str, Any]:
+    """A piece of a task's stdout/stderr for the event bus, cut to ``LOG_EVENT_CHARS``
+    (the owner still gets it whole). ``{"type": "log", "task_id", "stream", "text",
+    "truncated", "pid", "time"}``."""
+    text = msg.text
+    truncated = len(text) > LOG_EVENT_CHARS
+    if truncated:
+        text = text[:LOG_EVENT_CHARS]
+    return {
+        "type": "log",
+        "task_id": f"{msg.task_id:016x}",
+        "stream": msg.stream,
+        "text": text,
+        "truncated": truncated,
+        "pid": pid,
+        "time": time.time(),
+    }

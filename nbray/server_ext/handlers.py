@@ -6,6 +6,7 @@
     POST <base>/nbray/api/cluster/restart    body: settings (optional) ─▶ manager.restart
     GET  <base>/nbray/api/nodes              nodes with their latest metrics
     GET  <base>/nbray/api/tasks?state=&name=&owner=&limit=   recent tasks, newest first
+    GET  <base>/nbray/api/tasks/<id>/logs    a task's latest output (while watched)
     GET  <base>/nbray/api/summary            tasks by state, rate, latest failures
     WS   <base>/nbray/api/events             batches of events every ~0.5 s
     GET  <base>/nbray/dashboard              the dashboard page (static/)
@@ -116,6 +117,20 @@ class TasksHandler(_Base):
         self.reply({"tasks": tasks})
 
 
+class TaskLogsHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def get(self, task_id: str) -> None:
+        self.manager.ensure_started()
+        await self.call(self.manager.touch)
+        logs = self.manager.logs.get(task_id)
+        if logs is None:
+            if self.manager.tasks.get(task_id) is None:
+                raise web.HTTPError(404, f"no task {task_id} is kept (unknown, or too old)")
+            logs = {"lines": [], "dropped": 0}
+        self.reply({"task_id": task_id, **logs})
+
+
 class SummaryHandler(_Base):
     @web.authenticated
     @authorized
@@ -163,7 +178,7 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         self._loop.add_callback(self._queue, event)
 
     def _queue(self, event: dict[str, Any]) -> None:
-        if len(self._pending) < WS_MAX_BATCH or event.get("type") != "task":
+        if len(self._pending) < WS_MAX_BATCH or event.get("type") not in ("task", "log"):
             self._pending.append(event)
         else:
             self._dropped += 1
@@ -249,6 +264,7 @@ def route_table() -> list[tuple[str, type]]:
         (url(r"api/cluster/(start|stop|restart)"), ClusterActionHandler),
         (url("api/nodes"), NodesHandler),
         (url("api/tasks"), TasksHandler),
+        (url(r"api/tasks/([0-9a-f]{1,32})/logs"), TaskLogsHandler),
         (url("api/summary"), SummaryHandler),
         (url("api/events"), EventsHandler),
         (url("dashboard"), DashboardHandler),

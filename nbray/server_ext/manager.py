@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import NbrayConnectionError
 from ..runtime import session_files as sf
-from .tasks import TaskTable
+from .tasks import TaskLogs, TaskTable
 
 __all__ = ["ClusterManager", "ClusterSettings", "ClusterStateError"]
 
@@ -123,6 +123,7 @@ class ClusterManager:
     def __init__(self, settings: ClusterSettings | None = None, task_capacity: int = 5000) -> None:
         self.settings = settings or ClusterSettings()
         self.tasks = TaskTable(task_capacity)
+        self.logs = TaskLogs()
         self.state = "stopped"
         self.error = ""
         self.started_at: float | None = None
@@ -181,6 +182,7 @@ class ClusterManager:
             self._engine = LocalEngine(client, cluster)
             client.output_handler = None  # the server submits no tasks
             self.tasks.clear()
+            self.logs.clear()  # logs are not replayed on a re-subscribe: kept until a start
             self.latest_metrics = None
             self.error = ""
             self.started_at = time.time()
@@ -361,6 +363,8 @@ class ClusterManager:
         kind = event.get("type")
         if kind == "task":
             self.tasks.apply(event)
+        elif kind == "log":
+            self.logs.apply(event)
         elif kind == "metrics":
             self.latest_metrics = event
         self._emit(event)

@@ -3,6 +3,7 @@
     head ──task events──▶ ClusterManager (reader thread) ──▶ TaskTable.apply()
     REST /nbray/api/tasks ──▶ TaskTable.query(state=, name=, owner=, limit=)
     side panel / dashboard ◀── TaskTable.summary(): counts by state, rate, latest failures
+    head ──log events──▶ TaskLogs.apply() ──▶ REST /nbray/api/tasks/<id>/logs
 
 It keeps the newest ``capacity`` tasks (oldest finished ones drop first), so a long
 session never grows the server's memory. Thread-safe: events arrive on the client's
@@ -16,11 +17,14 @@ import time
 from collections import OrderedDict, deque
 from typing import Any
 
-__all__ = ["TERMINAL_STATES", "TaskTable"]
+__all__ = ["TERMINAL_STATES", "TaskLogs", "TaskTable"]
 
 TERMINAL_STATES = frozenset({"FINISHED", "FAILED", "CANCELLED"})
 RATE_WINDOW = 10.0  # seconds over which the finish rate is measured
 MAX_FAILURES = 20
+LOG_LINES = 200  # pieces of output kept per task
+LOG_BYTES = 64 * 1024  # characters of output kept per task
+LOG_TASKS = 1000  # tasks whose output is kept (the least recently written drop first)
 
 
 class TaskTable:
@@ -122,6 +126,12 @@ class TaskTable:
                     break
         return out
 
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        """One task's record, or None when the table does not hold it."""
+        with self._lock:
+            rec = self._tasks.get(task_id)
+            return dict(rec) if rec is not None else None
+
     def summary(self, now: float | None = None) -> dict[str, Any]:
         """Counts by state (of the tasks in the table), tasks finished per second over the
         last ten seconds, and the latest failures (newest first)."""
@@ -146,3 +156,68 @@ class TaskTable:
             self._tasks.clear()
             self._finishes.clear()
             self._failures.clear()
+
+
+class TaskLogs:
+    """The latest output of the latest tasks, from the head's ``type == "log"`` events.
+
+    Per task it keeps the last ``lines`` pieces and at most ``chars`` characters (the
+    oldest go first, and are counted in ``dropped``); it keeps ``tasks`` tasks, dropping the
+    one written least recently. The head sends these events only while the server
+    subscribes (a panel or dashboard is open), so output from unwatched moments is absent.
+
+    >>> logs = TaskLogs()
+    >>> logs.apply({"type": "log", "task_id": "00000000000000a1", "stream": "stdout",
+    ...             "text": "hello\\n", "time": 1.0})
+    >>> logs.get("00000000000000a1")["lines"][0]["text"]
+    'hello\\n'
+    """
+
+    def __init__(
+        self, lines: int = LOG_LINES, chars: int = LOG_BYTES, tasks: int = LOG_TASKS
+    ) -> None:
+        self.lines = lines
+        self.chars = chars
+        self.tasks = tasks
+        self._logs: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def apply(self, event: dict[str, Any]) -> None:
+        """Fold one log event into the task's log."""
+        task_id = event.get("task_id")
+        text = event.get("text")
+        if not isinstance(task_id, str) or not isinstance(text, str):
+            return
+        piece: dict[str, Any] = {
+            "stream": str(event.get("stream") or "stdout"),
+            "text": text[-self.chars :],
+            "time": float(event.get("time") or time.time()),
+            "truncated": bool(event.get("truncated")),
+        }
+        with self._lock:
+            log = self._logs.get(task_id)
+            if log is None:
+                log = self._logs[task_id] = {"lines": deque(), "chars": 0, "dropped": 0}
+                while len(self._logs) > self.tasks:
+                    self._logs.popitem(last=False)
+            else:
+                self._logs.move_to_end(task_id)
+            log["lines"].append(piece)
+            log["chars"] += len(piece["text"])
+            while len(log["lines"]) > self.lines or log["chars"] > self.chars:
+                old = log["lines"].popleft()
+                log["chars"] -= len(old["text"])
+                log["dropped"] += 1
+
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        """``{"lines": [{"stream", "text", "time", "truncated"}, ...], "dropped": n}``
+        (oldest first), or None when no output of that task is kept."""
+        with self._lock:
+            log = self._logs.get(task_id)
+            if log is None:
+                return None
+            return {"lines": [dict(p) for p in log["lines"]], "dropped": log["dropped"]}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._logs.clear()

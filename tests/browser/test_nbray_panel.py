@@ -28,12 +28,14 @@ DOCS_IMAGES = REPO_ROOT / "docs" / "images"
 
 NOTEBOOK_CELLS = [
     "import time\nimport nbray\n\nnbray.init()  # no address: the server's cluster",
-    "@nbray.remote\ndef square(x):\n    time.sleep(0.4)\n    return x * x\n\n\n"
+    "@nbray.remote\ndef square(x):\n    print(f'squaring {x}')\n    time.sleep(0.4)\n"
+    "    return x * x\n\n\n"
     "@nbray.remote\ndef add(a, b):\n    return a + b\n\n\n"
     "refs = [square.remote(i) for i in range(8)]\n"
     "total = add.remote(add.remote(refs[0], refs[1]), add.remote(refs[2], refs[3]))\n"
     "print(nbray.get(refs), nbray.get(total))",
-    "@nbray.remote(max_retries=0)\ndef boom():\n    raise ValueError('boom: bad input')\n\n\n"
+    "import sys\n\n\n@nbray.remote(max_retries=0)\ndef boom():\n"
+    "    print('about to fail', file=sys.stderr)\n    raise ValueError('boom: bad input')\n\n\n"
     "try:\n    nbray.get(boom.remote())\nexcept ValueError:\n    print('failed as expected')",
 ]
 
@@ -190,8 +192,23 @@ def test_dashboard_page_on_its_own(page: Any, lab: Lab) -> None:
     )
     rows.first.click()
     assert re.search(r"boom: bad input", page.locator("#details").inner_text())
-    page.fill("#search", "")
+    # the task's own output (kept while the panel watched the notebook run), stderr marked
+    page.locator("#logs .stderr", has_text="about to fail").wait_for()
+    page.fill("#search", "square")
     page.select_option("#filter-state", "FINISHED")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#tasks tbody tr')].every("
+        "r => r.textContent.includes('square')) && document.querySelector('#tasks tbody tr')"
+    )
+    rows.first.click()
+    page.locator("#logs .stdout", has_text=re.compile(r"squaring \d")).wait_for()
+    task_id = rows.first.get_attribute("data-task-id")
+    logs = json.loads(lab.api(f"nbray/api/tasks/{task_id}/logs"))
+    assert (
+        page.locator("#logs").inner_text().strip()
+        == "".join(p["text"] for p in logs["lines"]).strip()
+    )
+    page.fill("#search", "")
     rows.filter(has_text="add").first.wait_for()
     assert page.locator("#graph line").count() >= 4  # add depends on squares and on adds
     page.locator("#graph circle").first.wait_for()

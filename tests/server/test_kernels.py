@@ -134,3 +134,60 @@ async def test_init_with_resources_in_a_kernel_starts_a_private_cluster(
     finally:
         kc.stop_channels()
         await jp_fetch("api", "kernels", kid, method="DELETE")
+
+
+PRINTS = """
+import sys, nbray
+nbray.init()
+
+@nbray.remote
+def chatty(n):
+    for i in range(n):
+        print(f"line {i} of chatty")
+    print("to stderr", file=sys.stderr)
+    print("x" * 10_000)
+    return n
+
+print(nbray.get(chatty.remote(3), timeout=60))
+"""
+
+
+async def test_a_tasks_output_reaches_the_logs_route(
+    jp_fetch: Any, jp_serverapp: Any, jp_ws_fetch: Any, api: Any
+) -> None:
+    """While a dashboard watches (here: the WebSocket), a task's stdout and stderr are kept
+    per task and served by ``api/tasks/<id>/logs``; the kernel still gets all of it."""
+    ws: WebSocketClientConnection = await jp_ws_fetch("nbray", "api", "events")
+    kid, kc = await start_kernel(jp_fetch, jp_serverapp)
+    try:
+        await until(lambda: _subscribed(jp_serverapp))
+        out = await execute(kc, PRINTS)
+        assert "line 2 of chatty" in out and "x" * 10_000 in out  # the owner gets it whole
+        (task,) = (await api("tasks", name="chatty"))["tasks"]
+
+        async def logged() -> Any:
+            logs = await api(f"tasks/{task['task_id']}/logs")
+            text = "".join(p["text"] for p in logs["lines"])
+            return logs if "line 2 of chatty" in text and "x" * 100 in text else None
+
+        logs = await until(logged)
+        text = "".join(p["text"] for p in logs["lines"] if p["stream"] == "stdout")
+        assert [f"line {i} of chatty" for i in range(3)] == text.splitlines()[:3]
+        assert any(p["stream"] == "stderr" and "to stderr" in p["text"] for p in logs["lines"])
+        # the 10 000-character line reaches watchers cut to a few KB, and says so
+        long = [p for p in logs["lines"] if "xxxx" in p["text"]]
+        assert long and all(len(p["text"]) <= 4096 for p in long)
+        assert any(p["truncated"] for p in long)
+        # and the WebSocket streamed the same output as "log" events
+        seen = ""
+        while "line 2 of chatty" not in seen:
+            msg = json.loads(await asyncio.wait_for(ws.read_message(), 10))
+            seen += "".join(e["text"] for e in msg["events"] if e.get("type") == "log")
+    finally:
+        ws.close()
+        kc.stop_channels()
+        await jp_fetch("api", "kernels", kid, method="DELETE")
+
+
+async def _subscribed(jp_serverapp: Any) -> bool:
+    return bool(jp_serverapp.web_app.settings["nbray_manager"].subscribed)

@@ -65,3 +65,31 @@ def test_state_errors_and_restart(manager: ClusterManager) -> None:
     assert left_behind(first) == []
     second = manager.restart(ClusterSettings(num_cpus=2))
     assert second["resources"]["CPU"] == 2.0
+
+
+@nbray.remote
+def shout(word: str) -> str:
+    print(word)
+    return word
+
+
+def test_task_output_is_kept_only_while_watched(manager: ClusterManager) -> None:
+    nbray.init()
+    assert nbray.get(shout.remote("unheard")) == "unheard"  # nobody watches: not kept
+    release = manager.watch()
+    assert nbray.get(shout.remote("heard")) == "heard"
+
+    def task_ids() -> dict[str, str]:
+        return {t["task_id"]: t["name"] for t in manager.tasks.query(name="shout")}
+
+    wait_until(lambda: len(task_ids()) == 2, 10)  # the unwatched one comes with the replay
+    wait_until(lambda: len([t for t in task_ids() if manager.logs.get(t)]) == 1, 10)
+    texts = [[p["text"] for p in log["lines"]] for t in task_ids() if (log := manager.logs.get(t))]
+    assert texts == [["heard\n"]]
+    release()
+    wait_until(lambda: not manager.subscribed, 5)
+    manager.touch()  # re-subscribing replays task events; output is not in that history
+    replayed = manager._engine.client.request("events")
+    assert replayed and not [e for e in replayed if e.get("type") == "log"]
+    texts = [[p["text"] for p in log["lines"]] for t in task_ids() if (log := manager.logs.get(t))]
+    assert texts == [["heard\n"]]  # kept across re-subscribes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nbray.server_ext.tasks import TaskTable
+from nbray.server_ext.tasks import TaskLogs, TaskTable
 
 
 def ev(task_id: str, state: str, t: float, **extra: Any) -> dict[str, Any]:
@@ -62,3 +62,29 @@ def test_malformed_events_are_ignored() -> None:
     table.apply({"type": "task"})
     table.apply({"type": "task", "task_id": 5, "state": "RUNNING"})
     assert table.query() == []
+
+
+def log(task_id: str, text: str, stream: str = "stdout") -> dict[str, Any]:
+    return {"type": "log", "task_id": task_id, "stream": stream, "text": text, "time": 1.0}
+
+
+def test_task_logs_are_bounded_per_task_and_in_tasks() -> None:
+    logs = TaskLogs(lines=3, chars=10, tasks=2)
+    for i in range(5):
+        logs.apply(log("a", f"{i}\n"))
+    got = logs.get("a")
+    assert got is not None
+    assert [p["text"] for p in got["lines"]] == ["2\n", "3\n", "4\n"] and got["dropped"] == 2
+    logs.apply(log("a", "abcdefgh", "stderr"))  # 8 chars: only the last piece and one more fit
+    got = logs.get("a")
+    assert got is not None
+    assert [p["text"] for p in got["lines"]] == ["4\n", "abcdefgh"]
+    assert got["lines"][-1]["stream"] == "stderr"
+    logs.apply(log("b", "b\n"))
+    logs.apply(log("a", "again"))  # a was written last: b is the least recent
+    logs.apply(log("c", "c\n"))
+    assert logs.get("b") is None and logs.get("a") is not None and logs.get("c") is not None
+    logs.apply({"type": "log", "task_id": 7, "text": "bad"})  # malformed: ignored
+    assert logs.get("unknown") is None
+    logs.clear()
+    assert logs.get("a") is None

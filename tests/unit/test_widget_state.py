@@ -243,6 +243,7 @@ def test_deferred_mode_queues_events_until_read_and_stamps_cells_at_arrival() ->
 def test_unknown_events_are_ignored() -> None:
     agg = EventAggregator()
     agg.apply({"type": "something-new"})
+    agg.apply({"type": "log", "task_id": "00000000000000a1", "stream": "stdout", "text": "x\n"})
     agg.apply({})
     assert agg.version == 0
 

@@ -1,6 +1,7 @@
 // nbray dashboard: plain JS over the extension's REST API and event WebSocket.
 //   GET nbray/api/cluster, nodes, tasks ─▶ first render
 //   WS  nbray/api/events ─▶ task events (table, timeline, graph), metrics (node cards)
+//   GET nbray/api/tasks/<id>/logs ─▶ the selected task's output (again on its log events)
 "use strict";
 (function () {
   const base = document.body.dataset.baseUrl || "/";
@@ -12,7 +13,10 @@
   let selected = "";
   let ws = null;
   let backoff = 500;
+  let dropped = false; // the event stream broke: refetch everything when it is back
   let dirty = true;
+  let logsDirty = false; // the selected task printed since its output was fetched
+  let logsLoading = false;
 
   function xsrf() {
     const m = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
@@ -138,6 +142,7 @@
     if (ev.type === "metrics") { metrics = ev; renderNodes(); return; }
     if (ev.type === "node") { applyNodeEvent(ev); return; }
     if (ev.type === "cluster") { renderState(ev); if (ev.state === "running") loadAll(); return; }
+    if (ev.type === "log") { if (ev.task_id === selected) logsDirty = true; return; }
     if (ev.type !== "task") return;
     let rec = tasks.get(ev.task_id);
     if (!rec) {
@@ -181,7 +186,12 @@
       const dur = rec.started ? ((rec.ended || Date.now() / 1000) - rec.started) : null;
       tr.appendChild(el("td", {}, dur == null ? "" : dur.toFixed(3) + " s"));
       tr.appendChild(el("td", {}, rec.task_id));
-      tr.addEventListener("click", () => { selected = rec.task_id; renderDetails(); });
+      tr.addEventListener("click", () => {
+        selected = rec.task_id;
+        renderDetails();
+        document.getElementById("logs").replaceChildren();
+        loadLogs();
+      });
       body.appendChild(tr);
     }
   }
@@ -198,6 +208,34 @@
     if (rec.deps && rec.deps.length) lines.push("waits on objects " + rec.deps.join(", "));
     if (rec.error) lines.push("", "error:", rec.error);
     document.getElementById("details").textContent = lines.join("\n");
+  }
+
+  async function loadLogs() {
+    if (!selected || logsLoading) { logsDirty = logsDirty || logsLoading; return; }
+    const id = selected;
+    logsDirty = false;
+    logsLoading = true;
+    let data;
+    try {
+      data = await api("tasks/" + id + "/logs");
+    } catch (err) {
+      data = { lines: [], dropped: 0, missing: err.message };
+    } finally {
+      logsLoading = false;
+    }
+    if (id === selected) renderLogs(data);
+  }
+
+  function renderLogs(data) {
+    const box = document.getElementById("logs");
+    const parts = [];
+    if (data.dropped) parts.push(el("span", { class: "note" }, "(" + data.dropped + " earlier pieces not kept)\n"));
+    for (const p of data.lines) {
+      parts.push(el("span", { class: p.stream }, p.text + (p.truncated ? " …[cut]\n" : "")));
+    }
+    if (!parts.length) parts.push(el("span", { class: "note" }, data.missing ? "no output kept for this task" : "no output"));
+    box.replaceChildren(...parts);
+    box.scrollTop = box.scrollHeight;
   }
 
   function renderTimeline() {
@@ -288,6 +326,7 @@
   async function loadAll() {
     try {
       const status = await api("cluster");
+      showError("");
       renderState(status);
       nodes = (await api("nodes")).nodes;
       sshNodes = (await api("ssh/status")).nodes;
@@ -304,15 +343,19 @@
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     const q = token ? "?token=" + encodeURIComponent(token) : "";
     ws = new WebSocket(proto + "//" + location.host + base + "nbray/api/events" + q);
-    ws.onopen = () => { backoff = 500; };
+    ws.onopen = () => {
+      backoff = 500;
+      if (dropped) { dropped = false; tasks.clear(); loadAll(); } // missed events: refetch
+    };
     ws.onmessage = (msg) => {
       const data = JSON.parse(msg.data);
       for (const ev of data.events) applyEvent(ev);
       renderSummary(data.summary);
-      if (data.dropped) loadAll();
+      if (data.dropped) { loadAll(); if (selected) logsDirty = true; }
     };
     ws.onclose = () => {
       ws = null;
+      dropped = true;
       if (!document.hidden) setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, 15000);
     };
@@ -337,5 +380,6 @@
     renderGraph();
     if (selected) renderDetails();
   }, 400);
+  setInterval(() => { if (logsDirty && !document.hidden) loadLogs(); }, 400);
   loadAll().then(connect);
 })();
