@@ -25,7 +25,7 @@ from .failures import actor_died_payload
 from .objects import ObjectDirectory
 from .peers import Connections, Peer
 from .scheduler import Scheduler
-from .states import ActorState
+from .states import DEAD, ActorState
 from .supervisor import Supervisor
 from .tasks import TaskTable
 
@@ -191,7 +191,7 @@ class ActorTable:
                 "time": time.time(),
             }
         )
-        if ins.state == "DEAD":
+        if ins.state == DEAD:
             self._dead(actor, ins.reason)
 
     def _dead(self, actor: ActorRecord, reason: str) -> None:
@@ -222,7 +222,7 @@ class ActorTable:
         """State, name, resources and process of an actor (for notebook reprs)."""
         actor = self.actors.get(actor_id)
         if actor is None:
-            return {"state": "DEAD", "node_id": node_id}
+            return {"state": DEAD, "node_id": node_id}
         wid = next((w for w, a in self.worker_actor.items() if a == actor_id), 0)
         return {
             "state": actor.state,

@@ -51,6 +51,7 @@ from .peers import Connections, Peer
 from .reactor import Reactor
 from .routing import Router
 from .scheduler import Scheduler
+from .states import DEAD
 from .supervisor import Supervisor
 from .tasks import TaskTable
 
@@ -199,7 +200,7 @@ class Head:
                 "type": "worker",
                 "worker_id": worker_id,
                 "pid": pid,
-                "state": "DEAD",
+                "state": DEAD,
                 "exit_code": code,
                 "time": time.time(),
             }

@@ -19,6 +19,7 @@ from nbray._wire import protocol as P
 from .head_records import HeadConfig, TaskRecord
 from .objects import ObjectDirectory
 from .scheduler import Scheduler
+from .states import DEAD
 
 if TYPE_CHECKING:  # imported when first sampled (psutil costs start-up time)
     from nbray._wire.metrics import MetricsSampler
@@ -101,7 +102,7 @@ def metrics(
     states = sched.worker_states()
     for wid, info in sample["workers"].items():
         w = sched.workers.get(int(wid))
-        info["state"] = states.get(int(wid), "DEAD")
+        info["state"] = states.get(int(wid), DEAD)
         info["task_id"] = f"{w.task_id:016x}" if w is not None and w.task_id else ""
         info["actor_id"] = f"{w.actor_id:016x}" if w is not None and w.actor_id else ""
     sample["type"] = "metrics"
