@@ -111,6 +111,12 @@ class UnschedulableError(NbrayError):
     so it could never run."""
 
 
+class RuntimeEnvSetupError(NbrayError):
+    """Raised when a task's or actor's ``runtime_env`` could not be set up (a ``pip``
+    install failed, a ``working_dir`` is missing); the message carries the installer's
+    output. Ray: ``ray.exceptions.RuntimeEnvSetupError``."""
+
+
 class NbrayConnectionError(NbrayError, ConnectionError):
     """Raised when the cluster cannot be reached, refuses authentication, or went away."""
 
@@ -139,6 +145,7 @@ _KINDS: dict[str, type[NbrayError]] = {
     "oom": OutOfMemoryError,
     "unschedulable": UnschedulableError,
     "store_full": ObjectStoreFullError,
+    "runtime_env": RuntimeEnvSetupError,
 }
 
 

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .runtime_env import validate as validate_runtime_env
+
 __all__ = ["ActorOptions", "TaskOptions"]
 
 # accepted for compatibility with Ray code; the local engine ignores them, the Ray engine
@@ -34,6 +36,7 @@ class TaskOptions:
     max_retries: int = 3
     retry_exceptions: bool | tuple[type[BaseException], ...] = False
     name: str = ""
+    runtime_env: dict[str, Any] | None = None  # validated (``_base.runtime_env``)
     ray_options: dict[str, Any] = field(default_factory=dict)
 
     def resource_request(self) -> dict[str, float]:
@@ -60,6 +63,7 @@ class ActorOptions:
     namespace: str | None = None
     lifetime: str | None = None
     get_if_exists: bool = False
+    runtime_env: dict[str, Any] | None = None  # applies to the actor's every call
     ray_options: dict[str, Any] = field(default_factory=dict)
 
     def resource_request(self) -> dict[str, float]:
@@ -86,6 +90,8 @@ def make_options(cls: type[Any], base: Any | None, kwargs: dict[str, Any]) -> An
                 f"{'function' if cls is TaskOptions else 'actor'}; valid options are: "
                 f"{', '.join(sorted(names + list(_IGNORED)))}"
             )
+        if key == "runtime_env":
+            value = validate_runtime_env(value) or None
         values[key] = value
     _check(values)
     if isinstance(values.get("retry_exceptions"), list):

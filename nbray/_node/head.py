@@ -299,6 +299,7 @@ class Head:
                 unready,
                 rec.parent,
                 short=self.func_time.get(spec.func_id, SHORT_TASK) < SHORT_TASK,
+                runtime_env=spec.runtime_env,
             )
         )
 
@@ -526,6 +527,7 @@ class Head:
                 spec.max_task_retries,
                 owner,
                 spec.detached,
+                spec.runtime_env,
             )
         )
 
@@ -633,7 +635,10 @@ class Head:
     # --- workers -------------------------------------------------------------------------
 
     def do_spawn(self, ins: S.SpawnWorker) -> None:
-        self._fs_send(("spawn", ins.worker_id))
+        if ins.runtime_env:
+            self._fs_send(("spawn", ins.worker_id, ins.runtime_env))
+        else:
+            self._fs_send(("spawn", ins.worker_id))
 
     def do_kill(self, ins: S.KillWorker) -> None:
         pid = self.worker_pids.get(ins.worker_id)

@@ -14,6 +14,7 @@ from typing import NamedTuple
 class SpawnWorker(NamedTuple):
     worker_id: int
     actor_id: int = 0
+    runtime_env: str = ""  # the env the worker is started for ("" the default pool)
 
 
 class KillWorker(NamedTuple):

@@ -66,6 +66,7 @@ STARTING, IDLE, BUSY, ACTOR, DEAD = "STARTING", "IDLE", "BUSY", "ACTOR", "DEAD"
 WAITING, READY, RUNNING = "WAITING", "READY", "RUNNING"
 _EPS = 1e-9
 MAX_STARTUP_FAILURES = 5
+ENV_IDLE_TRIMS = 10  # a runtime_env worker idle this many trims (~1 s each) is stopped
 SCAN_LIMIT = 64  # tasks looked past per pass when the head of the queue does not fit
 
 
@@ -73,6 +74,7 @@ class _Worker:
     __slots__ = (
         "actor_id",
         "blocked",
+        "env",
         "killed",
         "lent_cpus",
         "queued",
@@ -81,8 +83,9 @@ class _Worker:
         "worker_id",
     )
 
-    def __init__(self, worker_id: int, actor_id: int = 0) -> None:
+    def __init__(self, worker_id: int, actor_id: int = 0, env: str = "") -> None:
         self.worker_id = worker_id
+        self.env = env  # the runtime_env it was started for: it runs nothing else
         self.state = STARTING
         self.task_id = 0
         self.actor_id = actor_id
@@ -97,6 +100,7 @@ class _Task:
         "attempts",
         "cancelled",
         "deps",
+        "env",
         "gpu_ids",
         "max_retries",
         "name",
@@ -134,6 +138,7 @@ class _Task:
         self.gpu_ids: tuple[int, ...] = ()
         self.shape: tuple[tuple[str, float], ...] = ()  # resources as a hashable key
         self.short = False  # its function is known to run in well under a millisecond
+        self.env = ""  # its runtime_env: runs only on a worker started for it
 
 
 class _Actor:
@@ -146,8 +151,10 @@ class _Actor:
         max_task_retries: int,
         owner: int,
         detached: bool,
+        env: str = "",
     ) -> None:
         self.actor_id = actor_id
+        self.env = env
         self.name = name
         self.resources = resources
         self.max_restarts = max_restarts
@@ -189,13 +196,15 @@ class Scheduler:
         self.tasks: dict[int, _Task] = {}
         self.actors: dict[int, _Actor] = {}
         self.ready: deque[int] = deque()
-        self.ready_shapes: dict[tuple[tuple[str, float], ...], int] = {}  # shape -> count
+        # (runtime_env, resource shape) -> how many ready tasks have it
+        self.ready_shapes: dict[tuple[str, tuple[tuple[str, float], ...]], int] = {}
         self.idle: list[int] = []
         self.waiting_on: dict[int, set[int]] = {}  # object id -> tasks waiting for it
         self.children: dict[int, set[int]] = {}
         self.pending_actors: deque[int] = deque()
         self._next_worker = 1
         self._startup_failures = 0
+        self._idle_env: dict[int, int] = {}  # runtime_env worker -> trims it was idle at
 
     # --- pool --------------------------------------------------------------------------
 
@@ -203,11 +212,11 @@ class Scheduler:
         """Pre-warm one pool worker per CPU."""
         return [self._spawn() for _ in range(self.pool_size)]
 
-    def _spawn(self, actor_id: int = 0) -> SpawnWorker:
+    def _spawn(self, actor_id: int = 0, env: str = "") -> SpawnWorker:
         wid = self._next_worker
         self._next_worker += 1
-        self.workers[wid] = _Worker(wid, actor_id=actor_id)
-        return SpawnWorker(wid, actor_id)
+        self.workers[wid] = _Worker(wid, actor_id=actor_id, env=env)
+        return SpawnWorker(wid, actor_id, env)
 
     def worker_started(self, worker_id: int) -> list[Instruction]:
         w = self.workers.get(worker_id)
@@ -234,15 +243,27 @@ class Scheduler:
         return out
 
     def trim(self) -> list[Instruction]:
-        """Stop idle pool workers beyond one per CPU (call every few seconds)."""
+        """Stop idle pool workers beyond one per CPU, and runtime_env workers idle at the
+        last ``ENV_IDLE_TRIMS`` calls (call every second or so)."""
         out: list[Instruction] = []
-        alive = sum(1 for w in self.workers.values() if not w.actor_id and w.state != DEAD)
-        while alive > self.pool_size and self.idle:
-            wid = self.idle.pop(0)
-            self.workers[wid].killed = True
-            self.workers[wid].state = DEAD
+        alive = sum(
+            1 for w in self.workers.values() if not w.actor_id and w.state != DEAD and not w.env
+        )
+        still_idle: dict[int, int] = {}
+        for wid in list(self.idle):
+            w = self.workers[wid]
+            if w.env and self._idle_env.get(wid, 0) < ENV_IDLE_TRIMS:
+                still_idle[wid] = self._idle_env.get(wid, 0) + 1
+                continue
+            if not w.env:
+                if alive <= self.pool_size:
+                    continue
+                alive -= 1
+            self.idle.remove(wid)
+            w.killed = True
+            w.state = DEAD
             out.append(KillWorker(wid))
-            alive -= 1
+        self._idle_env = still_idle
         return out
 
     def worker_died(
@@ -331,7 +352,9 @@ class Scheduler:
             self.idle.append(w.worker_id)
 
     def _refill_pool(self, out: list[Instruction]) -> None:
-        alive = sum(1 for w in self.workers.values() if not w.actor_id and w.state != DEAD)
+        alive = sum(
+            1 for w in self.workers.values() if not w.actor_id and w.state != DEAD and not w.env
+        )
         for _ in range(self.pool_size - alive):
             out.append(self._spawn())
 
@@ -384,8 +407,10 @@ class Scheduler:
         unready_deps: set[int],
         parent: int = 0,
         short: bool = False,
+        runtime_env: str = "",
     ) -> list[Instruction]:
-        """A new task; ``unready_deps`` are its ObjectRef arguments that do not exist yet."""
+        """A new task; ``unready_deps`` are its ObjectRef arguments that do not exist yet.
+        A task with a ``runtime_env`` runs only on a worker started for that env."""
         resources = {k: float(v) for k, v in resources.items() if v}
         problem = self._infeasible(resources)
         if problem:
@@ -393,6 +418,7 @@ class Scheduler:
         t = _Task(task_id, name, resources, max_retries, owner, parent, set(unready_deps))
         t.shape = tuple(sorted(resources.items()))
         t.short = short and "GPU" not in resources
+        t.env = runtime_env
         self.tasks[task_id] = t
         if parent:
             self.children.setdefault(parent, set()).add(task_id)
@@ -547,14 +573,14 @@ class Scheduler:
             self.ready.appendleft(t.task_id)
         else:
             self.ready.append(t.task_id)
-        self._shape_count(t.shape, +1)
+        self._shape_count((t.env, t.shape), +1)
 
     def _ready_pop(self) -> _Task:
         t = self.tasks[self.ready.popleft()]
-        self._shape_count(t.shape, -1)
+        self._shape_count((t.env, t.shape), -1)
         return t
 
-    def _shape_count(self, shape: tuple[tuple[str, float], ...], delta: int) -> None:
+    def _shape_count(self, shape: tuple[str, tuple[tuple[str, float], ...]], delta: int) -> None:
         n = self.ready_shapes.get(shape, 0) + delta
         if n:
             self.ready_shapes[shape] = n
@@ -570,6 +596,7 @@ class Scheduler:
             self._maybe_spawn(out)
             return
         skipped: list[int] = []
+        no_worker = False  # a task fits but no idle worker has its runtime_env
         while self.ready:
             tid = self.ready[0]
             t = self.tasks[tid]
@@ -584,8 +611,14 @@ class Scheduler:
                 self._pipeline(out)
                 self._maybe_spawn(out)
                 break
+            wid = self._take_idle(t.env)
+            if not wid:
+                no_worker = True
+                skipped.append(self.ready.popleft())
+                if len(skipped) >= SCAN_LIMIT:
+                    break
+                continue
             self._ready_pop()
-            wid = self.idle.pop()
             w = self.workers[wid]
             w.state = BUSY
             w.task_id = tid
@@ -595,6 +628,18 @@ class Scheduler:
             t.gpu_ids = self._acquire(t.resources)
             out.append(Dispatch(wid, tid, t.gpu_ids))
         self.ready.extendleft(reversed(skipped))
+        if no_worker:
+            self._maybe_spawn(out)
+
+    def _take_idle(self, env: str) -> int:
+        """An idle worker started for ``env`` (the most recently idle), taken; 0 if none."""
+        idle = self.idle
+        for i in range(len(idle) - 1, -1, -1):
+            if self.workers[idle[i]].env == env:
+                wid = idle.pop(i)
+                self._idle_env.pop(wid, None)
+                return wid
+        return 0
 
     def _pipeline(self, out: list[Instruction]) -> None:
         """Queue short ready tasks on busy workers running a task of the same shape."""
@@ -614,7 +659,12 @@ class Scheduler:
                     and (best is None or len(w.queued) < len(best.queued))
                 ):
                     current = self.tasks.get(w.task_id)
-                    if current is not None and current.shape == t.shape and not current.gpu_ids:
+                    if (
+                        current is not None
+                        and current.shape == t.shape
+                        and current.env == t.env
+                        and not current.gpu_ids
+                    ):
                         best = w
             if best is None:
                 return
@@ -626,25 +676,35 @@ class Scheduler:
             out.append(Dispatch(best.worker_id, t.task_id, ()))
 
     def _maybe_spawn(self, out: list[Instruction]) -> None:
-        """No idle worker: start one if ready tasks fit in the free resources."""
+        """No idle worker (of a ready task's runtime_env): start one if ready tasks fit in
+        the free resources."""
         avail = self.available
-        if not any(
-            all(avail.get(k, 0.0) + _EPS >= v for k, v in shape) for shape in self.ready_shapes
-        ):
-            return  # the usual case under load: every CPU is taken
-        starting = sum(1 for w in self.workers.values() if w.state == STARTING and not w.actor_id)
-        if starting < self._count_fitting(starting + 1):
-            alive = sum(1 for w in self.workers.values() if w.state != DEAD)
-            if alive < self.max_workers:
-                out.append(self._spawn())
+        envs = {
+            env
+            for env, shape in self.ready_shapes
+            if all(avail.get(k, 0.0) + _EPS >= v for k, v in shape)
+        }
+        # the usual case under load: every CPU is taken, envs is empty
+        for env in sorted(envs):
+            starting = sum(
+                1
+                for w in self.workers.values()
+                if w.state == STARTING and not w.actor_id and w.env == env
+            )
+            if starting < self._count_fitting(starting + 1, env):
+                alive = sum(1 for w in self.workers.values() if w.state != DEAD)
+                if alive < self.max_workers:
+                    out.append(self._spawn(env=env))
 
-    def _count_fitting(self, limit: int) -> int:
-        """How many ready tasks (up to ``limit``) fit in the free resources together: the
-        most that new workers could run now (GPU ids are not checked, so an upper bound).
-        Looks at each distinct resource shape once, however long the queue."""
+    def _count_fitting(self, limit: int, env: str = "") -> int:
+        """How many ready tasks of ``env`` (up to ``limit``) fit in the free resources
+        together: the most that new workers could run now (GPU ids are not checked, so an
+        upper bound). Looks at each distinct resource shape once, however long the queue."""
         avail = dict(self.available)
         fitting = 0
-        for shape, count in self.ready_shapes.items():
+        for (task_env, shape), count in self.ready_shapes.items():
+            if task_env != env:
+                continue
             for _ in range(count):
                 if fitting >= limit or not all(avail.get(k, 0.0) + _EPS >= v for k, v in shape):
                     break
@@ -728,12 +788,15 @@ class Scheduler:
         max_task_retries: int,
         owner: int,
         detached: bool = False,
+        runtime_env: str = "",
     ) -> list[Instruction]:
         resources = {k: float(v) for k, v in resources.items() if v}
         problem = self._infeasible(resources)
         if problem:
             return [ActorStateChanged(actor_id, "DEAD", f"actor {name} {problem}")]
-        actor = _Actor(actor_id, name, resources, max_restarts, max_task_retries, owner, detached)
+        actor = _Actor(
+            actor_id, name, resources, max_restarts, max_task_retries, owner, detached, runtime_env
+        )
         self.actors[actor_id] = actor
         self.pending_actors.append(actor_id)
         out: list[Instruction] = [ActorStateChanged(actor_id, "PENDING")]
@@ -750,7 +813,7 @@ class Scheduler:
                 self.pending_actors.append(aid)
                 continue
             actor.gpu_ids = self._acquire(actor.resources)
-            out.append(self._spawn(actor_id=aid))
+            out.append(self._spawn(actor_id=aid, env=actor.env))
 
     def actor_call(self, call_id: int, actor_id: int) -> list[Instruction]:
         actor = self.actors.get(actor_id)

@@ -172,6 +172,8 @@ def _task_options(options: TaskOptions, name: str) -> dict[str, Any]:
     }
     if options.resources:
         opts["resources"] = dict(options.resources)
+    if options.runtime_env:
+        opts["runtime_env"] = options.runtime_env
     opts.update(options.ray_options)
     return opts
 
@@ -194,6 +196,8 @@ def _actor_options(options: ActorOptions) -> dict[str, Any]:
         opts["namespace"] = options.namespace
     if options.lifetime:
         opts["lifetime"] = options.lifetime
+    if options.runtime_env:
+        opts["runtime_env"] = options.runtime_env
     opts.update(options.ray_options)
     return opts
 
