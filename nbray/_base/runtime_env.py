@@ -173,7 +173,11 @@ def _config(value: Any) -> dict[str, Any]:
             f"{', '.join(_CONFIG_FIELDS)}"
         )
     timeout = value.get("setup_timeout_seconds", 600)
-    if not isinstance(timeout, int) or isinstance(timeout, bool) or (timeout <= 0 and timeout != -1):
+    if (
+        not isinstance(timeout, int)
+        or isinstance(timeout, bool)
+        or (timeout <= 0 and timeout != -1)
+    ):
         raise ValueError(
             "runtime_env['config']['setup_timeout_seconds'] must be an int > 0 or -1 (no "
             f"limit), got {timeout!r}"

@@ -539,7 +539,7 @@ class Scheduler:
             return
         if t.state == READY:
             self.ready.remove(task_id)
-            self._shape_count(t.shape, -1)
+            self._shape_count((t.env, t.shape), -1)
         self._finish(t)
         out.append(FailTask(task_id, "cancelled", "the task was cancelled before it ran"))
 

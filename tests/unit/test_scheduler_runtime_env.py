@@ -27,8 +27,11 @@ def booted(cpus: float = 2) -> Scheduler:
 
 
 def submit(s: Scheduler, task_id: int, env: str = "") -> list[object]:
-    return list(s.submit(task_id, f"t{task_id}", {"CPU": 1}, 0, owner=1, unready_deps=set(),
-                         runtime_env=env))
+    return list(
+        s.submit(
+            task_id, f"t{task_id}", {"CPU": 1}, 0, owner=1, unready_deps=set(), runtime_env=env
+        )
+    )
 
 
 def test_env_task_gets_a_worker_of_its_own_while_default_workers_idle() -> None:

@@ -39,8 +39,13 @@ def where() -> dict[str, object]:
     import os
     import sys
 
-    return {"cwd": os.getcwd(), "path": list(sys.path), "executable": sys.executable,
-            "prefix": sys.prefix, "pid": os.getpid()}
+    return {
+        "cwd": os.getcwd(),
+        "path": list(sys.path),
+        "executable": sys.executable,
+        "prefix": sys.prefix,
+        "pid": os.getpid(),
+    }
 
 
 @nbray.remote(max_retries=0)
@@ -67,9 +72,7 @@ def test_env_vars_per_task_do_not_leak_into_the_next_task(
     with_env = read_env.options(runtime_env={"env_vars": {"NBRAY_T_VAR": "set"}})
     assert nbray.get(with_env.remote("NBRAY_T_VAR"), timeout=60) == "set"
     # many plain tasks after it, on every worker of the pool: none sees the variable
-    assert nbray.get([read_env.remote("NBRAY_T_VAR") for _ in range(20)], timeout=60) == [
-        None
-    ] * 20
+    assert nbray.get([read_env.remote("NBRAY_T_VAR") for _ in range(20)], timeout=60) == [None] * 20
     assert nbray.get(with_env.remote("NBRAY_T_VAR"), timeout=60) == "set"
     other = read_env.options(runtime_env={"env_vars": {"NBRAY_T_VAR": "other"}})
     assert nbray.get(other.remote("NBRAY_T_VAR"), timeout=60) == "other"
@@ -77,9 +80,9 @@ def test_env_vars_per_task_do_not_leak_into_the_next_task(
 
 def test_actor_env_applies_to_all_its_calls(cluster: nbray.ClusterContext, cache: Path) -> None:
     actor = EnvActor.options(runtime_env={"env_vars": {"NBRAY_A_VAR": "actor"}}).remote()
-    assert nbray.get([actor.read.remote("NBRAY_A_VAR") for _ in range(3)], timeout=60) == [
-        "actor"
-    ] * 3
+    assert (
+        nbray.get([actor.read.remote("NBRAY_A_VAR") for _ in range(3)], timeout=60) == ["actor"] * 3
+    )
     assert nbray.get(EnvActor.remote().read.remote("NBRAY_A_VAR"), timeout=60) is None
 
 
@@ -231,8 +234,12 @@ def test_pip_env_builds_a_venv_once_and_reuses_it(
         import numpy  # a kernel package, visible in the env
         import termcolor
 
-        return {"file": termcolor.__file__, "executable": sys.executable,
-                "prefix": sys.prefix, "numpy": numpy.__name__}
+        return {
+            "file": termcolor.__file__,
+            "executable": sys.executable,
+            "prefix": sys.prefix,
+            "numpy": numpy.__name__,
+        }
 
     first = nbray.get(colored.remote(), timeout=240)
     venvs = pip_cache / "venvs"

@@ -66,7 +66,9 @@ def resolve(env: dict[str, Any], cwd: str | None = None) -> str:
         out["env_vars"] = env["env_vars"]
     excludes = env.get("excludes", [])
     if "working_dir" in env:
-        out["working_dir"] = str(_package(_local(env["working_dir"], base, "working_dir"), excludes))
+        out["working_dir"] = str(
+            _package(_local(env["working_dir"], base, "working_dir"), excludes)
+        )
     paths = []
     for module in env.get("py_modules", []):
         src = _local(module, base, "py_modules")
@@ -190,8 +192,16 @@ def _requirements(tool: str, spec: dict[str, Any] | str, base: Path) -> dict[str
     options = list(spec.get(f"{tool}_install_options") or [])
     check = bool(spec.get(f"{tool}_check", False))
     # the venv depends on the requirements and on the interpreter it extends
-    key_src = canonical({"tool": tool, "packages": packages, "options": options, "check": check,
-                         "python": sys.executable, "version": sys.version})
+    key_src = canonical(
+        {
+            "tool": tool,
+            "packages": packages,
+            "options": options,
+            "check": check,
+            "python": sys.executable,
+            "version": sys.version,
+        }
+    )
     key = hashlib.blake2b(key_src.encode(), digest_size=12).hexdigest()
     return {"tool": tool, "packages": packages, "options": options, "check": check, "key": key}
 
@@ -267,12 +277,22 @@ def _build(target: Path, venv: dict[str, Any], timeout: float | None) -> None:
             )
         cmd = [uv, "pip", "install", "--python", python, *venv["options"], *packages]
     else:
-        cmd = [python, "-m", "pip", "install", "--disable-pip-version-check",
-               *venv["options"], *packages]
+        cmd = [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            *venv["options"],
+            *packages,
+        ]
     _run(cmd, venv["tool"], timeout)
     if venv["check"]:
-        check = [python, "-m", "pip", "check"] if venv["tool"] == "pip" else [
-            cmd[0], "pip", "check", "--python", python]
+        check = (
+            [python, "-m", "pip", "check"]
+            if venv["tool"] == "pip"
+            else [cmd[0], "pip", "check", "--python", python]
+        )
         _run(check, f"{venv['tool']} check", timeout)
 
 
@@ -285,12 +305,14 @@ def _run(cmd: list[str], what: str, timeout: float | None) -> None:
         out = (exc.stdout or "") if isinstance(exc.stdout, str) else ""
         raise RuntimeEnvSetupError(
             f"runtime_env setup timed out: `{what}` ran longer than setup_timeout_seconds="
-            f"{timeout:g}. Raise runtime_env['config']['setup_timeout_seconds'].\n{out[-OUTPUT_TAIL:]}"
+            f"{timeout:g}. Raise runtime_env['config']['setup_timeout_seconds'].\n"
+            f"{out[-OUTPUT_TAIL:]}"
         ) from None
     if proc.returncode != 0:
         output = (proc.stdout + proc.stderr).strip()
+        shown = " ".join([Path(cmd[0]).name, *cmd[1:]])
         raise RuntimeEnvSetupError(
-            f"runtime_env setup failed: `{' '.join([Path(cmd[0]).name, *cmd[1:]])}` exited with code "
+            f"runtime_env setup failed: `{shown}` exited with code "
             f"{proc.returncode}:\n{output[-OUTPUT_TAIL:]}"
         )
 

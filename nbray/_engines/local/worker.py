@@ -288,8 +288,12 @@ class Worker:
     def run_task(self, msg: P.RunTask) -> None:
         spec = msg.spec
         if self.setup_error:
-            err = RemoteError(kind="runtime_env", message=self.setup_error, function_name=spec.name,
-                              task_id=f"{spec.task_id:016x}")
+            err = RemoteError(
+                kind="runtime_env",
+                message=self.setup_error,
+                function_name=spec.name,
+                task_id=f"{spec.task_id:016x}",
+            )
             self.client.defer(P.TaskFailed(spec.task_id, pickle.dumps(err), False))
             self.unflushed += 1
             return
@@ -328,8 +332,10 @@ class Worker:
         spec = msg.spec
         self.actor_spec = spec
         if self.setup_error:
-            self.actor_error = RemoteError(kind="actor_died", message=(
-                f"the actor {spec.class_name} could not start: {self.setup_error}"))
+            self.actor_error = RemoteError(
+                kind="actor_died",
+                message=(f"the actor {spec.class_name} could not start: {self.setup_error}"),
+            )
             self.client.send(P.ActorStartFailed(spec.actor_id, self.actor_error.message))
             return
         if msg.env:
@@ -479,8 +485,10 @@ def main(
                 os.path.dirname(os.path.dirname(python))
             ):
                 sys.stdout.flush()
-                os.execv(python, [python, "-c", _REEXEC, address, str(worker_id),
-                                  session_token, runtime_env])
+                os.execv(
+                    python,
+                    [python, "-c", _REEXEC, address, str(worker_id), session_token, runtime_env],
+                )
             renv.apply(env)
             worker.fixed_cwd = "working_dir" in env
     client = Client(
