@@ -28,7 +28,7 @@ def cluster_info(head: Head) -> dict[str, Any]:
         "node_id": head.config.node_id,
         "address": head.config.session_dir,
         "total": dict(head.sched.total),
-        "available": {k: max(0.0, v) for k, v in head.sched.available.items()},
+        "available": head.sched.pool.free(),
         "gpu_ids": list(head.config.gpu_ids or ()),
         "pid": os.getpid(),
         "object_store": {
@@ -117,7 +117,7 @@ def metrics(head: Head) -> dict[str, Any]:
     sample["object_store_spilled_bytes"] = head.objects.spilled_bytes
     sample["object_store_capacity_bytes"] = head.objects.capacity
     sample["resources_total"] = dict(head.sched.total)
-    sample["resources_available"] = {k: max(0.0, v) for k, v in head.sched.available.items()}
+    sample["resources_available"] = head.sched.pool.free()
     return sample
 
 

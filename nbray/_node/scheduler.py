@@ -3,9 +3,10 @@
     head ──event method call (submit, object_ready, worker_started, worker_died, ...)──▶
     Scheduler ──list of instructions (SpawnWorker, Dispatch, FailTask, ...)──▶ head executes
 
-It owns task states, the worker pool, resource accounting (CPU, GPU ids, custom
-resources) and actor placement/restarts. It knows nothing of sockets, payloads or
-processes, so its tests feed events and compare instructions without starting anything.
+It owns task states, the worker pool and actor placement/restarts; the amounts (CPU, GPU
+ids, custom resources, CPUs lent by blocked tasks) live in its ``ResourcePool``
+(resources.py). It knows nothing of sockets, payloads or processes, so its tests feed
+events and compare instructions without starting anything.
 
 Rules, following Ray:
 
@@ -41,6 +42,7 @@ from .instructions import (
     StartActor,
     Unqueue,
 )
+from .resources import ResourcePool, Shape, normalize, shape_of
 
 __all__ = [
     "ActorStateChanged",
@@ -64,7 +66,6 @@ __all__ = [
 
 STARTING, IDLE, BUSY, ACTOR, DEAD = "STARTING", "IDLE", "BUSY", "ACTOR", "DEAD"
 WAITING, READY, RUNNING = "WAITING", "READY", "RUNNING"
-_EPS = 1e-9
 MAX_STARTUP_FAILURES = 5
 ENV_IDLE_TRIMS = 10  # a runtime_env worker idle this many trims (~1 s each) is stopped
 SCAN_LIMIT = 64  # tasks looked past per pass when the head of the queue does not fit
@@ -136,7 +137,7 @@ class _Task:
         self.attempts = 0
         self.cancelled = False
         self.gpu_ids: tuple[int, ...] = ()
-        self.shape: tuple[tuple[str, float], ...] = ()  # resources as a hashable key
+        self.shape: Shape = ()  # resources as a hashable key
         self.short = False  # its function is known to run in well under a millisecond
         self.env = ""  # its runtime_env: runs only on a worker started for it
 
@@ -183,11 +184,8 @@ class Scheduler:
         max_workers: int = 256,
         pipeline_depth: int = 1,
     ) -> None:
-        self.total = {k: float(v) for k, v in resources.items() if v > 0}
-        self.available = dict(self.total)
-        gpus = list(gpu_ids if gpu_ids is not None else range(int(self.total.get("GPU", 0))))
-        self.gpu_free: dict[int, float] = {g: 1.0 for g in gpus}
-        self.pool_size = max(1, int(self.total.get("CPU", 1)))
+        self.pool = ResourcePool(resources, gpu_ids)
+        self.pool_size = max(1, int(self.pool.total.get("CPU", 1)))
         self.max_workers = max_workers
         # short tasks may queue on a busy worker (behind one of the same resource shape),
         # up to this many per worker, so the worker never waits for the head between them
@@ -197,7 +195,7 @@ class Scheduler:
         self.actors: dict[int, _Actor] = {}
         self.ready: deque[int] = deque()
         # (runtime_env, resource shape) -> how many ready tasks have it
-        self.ready_shapes: dict[tuple[str, tuple[tuple[str, float], ...]], int] = {}
+        self.ready_shapes: dict[tuple[str, Shape], int] = {}
         self.idle: list[int] = []
         self.waiting_on: dict[int, set[int]] = {}  # object id -> tasks waiting for it
         self.children: dict[int, set[int]] = {}
@@ -205,6 +203,18 @@ class Scheduler:
         self._next_worker = 1
         self._startup_failures = 0
         self._idle_env: dict[int, int] = {}  # runtime_env worker -> trims it was idle at
+
+    @property
+    def total(self) -> dict[str, float]:
+        return self.pool.total
+
+    @property
+    def available(self) -> dict[str, float]:
+        return self.pool.available
+
+    @property
+    def gpu_free(self) -> dict[int, float]:
+        return self.pool.gpu_free
 
     # --- pool --------------------------------------------------------------------------
 
@@ -287,7 +297,7 @@ class Scheduler:
             self._requeue(w, list(w.queued), out)
             t = self.tasks.get(w.task_id)
             if t is not None and t.state == RUNNING:
-                self._release(t.resources, t.gpu_ids)
+                self.pool.release(t.resources, t.gpu_ids)
                 self._give_back_lent(w)
                 self._task_lost(t, exit_code, out, cause)
         if self._startup_failures >= MAX_STARTUP_FAILURES:
@@ -345,7 +355,7 @@ class Scheduler:
         if w.queued and not w.killed:
             w.task_id = w.queued.popleft()
             return
-        self._release(t.resources, t.gpu_ids)
+        self.pool.release(t.resources, t.gpu_ids)
         w.task_id = 0
         if w.state == BUSY and not w.killed:  # a killed worker takes no more work
             w.state = IDLE
@@ -362,7 +372,7 @@ class Scheduler:
         """The worker's task no longer waits (it woke up, ended or died)."""
         w.blocked = False
         if w.lent_cpus:
-            self.available["CPU"] = self.available.get("CPU", 0.0) - w.lent_cpus
+            self.pool.reclaim(w.lent_cpus)
             w.lent_cpus = 0.0
 
     def _task_lost(
@@ -411,12 +421,12 @@ class Scheduler:
     ) -> list[Instruction]:
         """A new task; ``unready_deps`` are its ObjectRef arguments that do not exist yet.
         A task with a ``runtime_env`` runs only on a worker started for that env."""
-        resources = {k: float(v) for k, v in resources.items() if v}
-        problem = self._infeasible(resources)
+        resources = normalize(resources)
+        problem = self.pool.infeasible(resources)
         if problem:
             return [FailTask(task_id, "unschedulable", f"task {name} {problem}")]
         t = _Task(task_id, name, resources, max_retries, owner, parent, set(unready_deps))
-        t.shape = tuple(sorted(resources.items()))
+        t.shape = shape_of(resources)
         t.short = short and "GPU" not in resources
         t.env = runtime_env
         self.tasks[task_id] = t
@@ -431,7 +441,7 @@ class Scheduler:
             # a task's children go first (depth-first), so nested fan-out finishes the work
             # already started instead of blocking ever more workers breadth-first
             self._ready_push(t, left=bool(parent))
-            if self.idle or self._fits_now(t.shape):
+            if self.idle or self.pool.fits_now(t.shape):
                 self._schedule(out)
             else:  # nothing changed for the tasks already waiting: only this one is new
                 self._pipeline(out)
@@ -471,7 +481,7 @@ class Scheduler:
         elif w is not None:
             self._current_ended(w, t)
         else:
-            self._release(t.resources, t.gpu_ids)
+            self.pool.release(t.resources, t.gpu_ids)
         if (
             not ok
             and retriable
@@ -498,7 +508,7 @@ class Scheduler:
         cpus = t.resources.get("CPU", 0.0) if t else 0.0
         if cpus:
             w.lent_cpus = cpus
-            self.available["CPU"] = self.available.get("CPU", 0.0) + cpus
+            self.pool.lend(cpus)
         if w.queued:  # they could wait forever behind the blocked task: take them back
             out.append(Unqueue(worker_id, tuple(w.queued)))
         self._schedule(out)
@@ -580,7 +590,7 @@ class Scheduler:
         self._shape_count((t.env, t.shape), -1)
         return t
 
-    def _shape_count(self, shape: tuple[str, tuple[tuple[str, float], ...]], delta: int) -> None:
+    def _shape_count(self, shape: tuple[str, Shape], delta: int) -> None:
         n = self.ready_shapes.get(shape, 0) + delta
         if n:
             self.ready_shapes[shape] = n
@@ -600,7 +610,7 @@ class Scheduler:
         while self.ready:
             tid = self.ready[0]
             t = self.tasks[tid]
-            if not self._fits(t.resources):
+            if not self.pool.fits(t.resources):
                 skipped.append(self.ready.popleft())
                 if len(skipped) >= SCAN_LIMIT:
                     break
@@ -625,7 +635,7 @@ class Scheduler:
             t.state = RUNNING
             t.worker_id = wid
             t.attempts += 1
-            t.gpu_ids = self._acquire(t.resources)
+            t.gpu_ids = self.pool.acquire(t.resources)
             out.append(Dispatch(wid, tid, t.gpu_ids))
         self.ready.extendleft(reversed(skipped))
         if no_worker:
@@ -678,104 +688,19 @@ class Scheduler:
     def _maybe_spawn(self, out: list[Instruction]) -> None:
         """No idle worker (of a ready task's runtime_env): start one if ready tasks fit in
         the free resources."""
-        avail = self.available
-        envs = {
-            env
-            for env, shape in self.ready_shapes
-            if all(avail.get(k, 0.0) + _EPS >= v for k, v in shape)
-        }
-        # the usual case under load: every CPU is taken, envs is empty
-        for env in sorted(envs):
+        if not self.pool.any_fits(shape for _, shape in self.ready_shapes):
+            return  # the usual case under load: every CPU is taken
+        for env in sorted({env for env, _ in self.ready_shapes}):
+            shapes = {sh: n for (e, sh), n in self.ready_shapes.items() if e == env}
             starting = sum(
                 1
                 for w in self.workers.values()
                 if w.state == STARTING and not w.actor_id and w.env == env
             )
-            if starting < self._count_fitting(starting + 1, env):
+            if starting < self.pool.count_fitting(shapes, starting + 1):
                 alive = sum(1 for w in self.workers.values() if w.state != DEAD)
                 if alive < self.max_workers:
                     out.append(self._spawn(env=env))
-
-    def _count_fitting(self, limit: int, env: str = "") -> int:
-        """How many ready tasks of ``env`` (up to ``limit``) fit in the free resources
-        together: the most that new workers could run now (GPU ids are not checked, so an
-        upper bound). Looks at each distinct resource shape once, however long the queue."""
-        avail = dict(self.available)
-        fitting = 0
-        for (task_env, shape), count in self.ready_shapes.items():
-            if task_env != env:
-                continue
-            for _ in range(count):
-                if fitting >= limit or not all(avail.get(k, 0.0) + _EPS >= v for k, v in shape):
-                    break
-                for k, v in shape:
-                    avail[k] = avail.get(k, 0.0) - v
-                fitting += 1
-            if fitting >= limit:
-                break
-        return fitting
-
-    # --- resources ---------------------------------------------------------------------
-
-    def _infeasible(self, resources: dict[str, float]) -> str:
-        gpus = resources.get("GPU", 0.0)
-        if gpus > 1 and gpus != int(gpus):
-            return f"asks for {gpus} GPUs: more than one GPU must be a whole number"
-        for key, amount in resources.items():
-            if amount > self.total.get(key, 0.0) + _EPS:
-                return (
-                    f"asks for {amount:g} {key} but the cluster has "
-                    f"{self.total.get(key, 0.0):g} in total, so it can never run. Ask for "
-                    f"less, or start the cluster with more (nbray.init(resources=...))"
-                )
-        return ""
-
-    def _fits_now(self, shape: tuple[tuple[str, float], ...]) -> bool:
-        """Whether the free resources (GPU ids aside) hold this shape: a quick test."""
-        avail = self.available
-        for k, v in shape:  # a loop, not all(genexpr): this runs for every submitted task
-            if avail.get(k, 0.0) + _EPS < v:
-                return False
-        return True
-
-    def _fits(self, resources: dict[str, float]) -> bool:
-        for key, amount in resources.items():
-            if self.available.get(key, 0.0) + _EPS < amount:
-                return False
-        gpus = resources.get("GPU", 0.0)
-        if gpus >= 1:
-            return sum(1 for cap in self.gpu_free.values() if cap >= 1.0 - _EPS) >= gpus
-        if gpus > 0:
-            return any(cap + _EPS >= gpus for cap in self.gpu_free.values())
-        return True
-
-    def _acquire(self, resources: dict[str, float]) -> tuple[int, ...]:
-        for key, amount in resources.items():
-            self.available[key] = self.available.get(key, 0.0) - amount
-        gpus = resources.get("GPU", 0.0)
-        if not gpus:
-            return ()
-        if gpus >= 1:
-            ids = sorted(g for g, cap in self.gpu_free.items() if cap >= 1.0 - _EPS)
-            chosen = tuple(ids[: int(gpus)])
-            for g in chosen:
-                self.gpu_free[g] = 0.0
-            return chosen
-        # a fraction: pack onto the fullest GPU that still fits
-        g = min(
-            (g for g, cap in self.gpu_free.items() if cap + _EPS >= gpus),
-            key=lambda g: (self.gpu_free[g], g),
-        )
-        self.gpu_free[g] -= gpus
-        return (g,)
-
-    def _release(self, resources: dict[str, float], gpu_ids: tuple[int, ...]) -> None:
-        for key, amount in resources.items():
-            self.available[key] = self.available.get(key, 0.0) + amount
-        gpus = resources.get("GPU", 0.0)
-        share = 1.0 if gpus >= 1 else gpus
-        for g in gpu_ids:
-            self.gpu_free[g] = min(1.0, self.gpu_free[g] + share)
 
     # --- actors ------------------------------------------------------------------------
 
@@ -790,8 +715,8 @@ class Scheduler:
         detached: bool = False,
         runtime_env: str = "",
     ) -> list[Instruction]:
-        resources = {k: float(v) for k, v in resources.items() if v}
-        problem = self._infeasible(resources)
+        resources = normalize(resources)
+        problem = self.pool.infeasible(resources)
         if problem:
             return [ActorStateChanged(actor_id, "DEAD", f"actor {name} {problem}")]
         actor = _Actor(
@@ -809,10 +734,10 @@ class Scheduler:
             actor = self.actors.get(aid)
             if actor is None or actor.state == "DEAD":
                 continue
-            if not self._fits(actor.resources):
+            if not self.pool.fits(actor.resources):
                 self.pending_actors.append(aid)
                 continue
-            actor.gpu_ids = self._acquire(actor.resources)
+            actor.gpu_ids = self.pool.acquire(actor.resources)
             out.append(self._spawn(actor_id=aid, env=actor.env))
 
     def actor_call(self, call_id: int, actor_id: int) -> list[Instruction]:
@@ -863,7 +788,7 @@ class Scheduler:
             if any(w.actor_id == actor_id for w in self.workers.values()):
                 # placed, its worker not started yet: it holds resources, give them back
                 # (worker_started then stops that worker)
-                self._release(actor.resources, actor.gpu_ids)
+                self.pool.release(actor.resources, actor.gpu_ids)
                 actor.gpu_ids = ()
             self._actor_dead(actor, actor.death_reason or "the actor was killed", out)
             self._schedule(out)
@@ -876,7 +801,7 @@ class Scheduler:
         if actor is None or actor.worker_id not in (w.worker_id, 0):
             return
         actor.worker_id = 0
-        self._release(actor.resources, actor.gpu_ids)
+        self.pool.release(actor.resources, actor.gpu_ids)
         actor.gpu_ids = ()
         if actor.state == "DEAD":
             return
