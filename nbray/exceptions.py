@@ -29,6 +29,7 @@ from ._base.errors import (
     SerializationError,
     TaskCancelledError,
     TaskError,
+    TaskPlacementGroupRemoved,
     UnschedulableError,
     WorkerCrashedError,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "SerializationError",
     "TaskCancelledError",
     "TaskError",
+    "TaskPlacementGroupRemoved",
     "UnschedulableError",
     "WorkerCrashedError",
 ]

@@ -27,9 +27,11 @@ __all__ = [
     "OutOfMemoryError",
     "RemoteError",
     "RemoteTraceback",
+    "RuntimeEnvSetupError",
     "SerializationError",
     "TaskCancelledError",
     "TaskError",
+    "TaskPlacementGroupRemoved",
     "UnschedulableError",
     "WorkerCrashedError",
 ]
@@ -117,6 +119,11 @@ class RuntimeEnvSetupError(NbrayError):
     output. Ray: ``ray.exceptions.RuntimeEnvSetupError``."""
 
 
+class TaskPlacementGroupRemoved(NbrayError):
+    """Raised when a task's placement group was removed before or while it ran (Ray:
+    ``ray.exceptions.TaskPlacementGroupRemoved``)."""
+
+
 class NbrayConnectionError(NbrayError, ConnectionError):
     """Raised when the cluster cannot be reached, refuses authentication, or went away."""
 
@@ -146,6 +153,7 @@ _KINDS: dict[str, type[NbrayError]] = {
     "unschedulable": UnschedulableError,
     "store_full": ObjectStoreFullError,
     "runtime_env": RuntimeEnvSetupError,
+    "pg_removed": TaskPlacementGroupRemoved,
 }
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .runtime_env import validate as validate_runtime_env
+from .scheduling import check_strategy
 
 __all__ = ["ActorOptions", "TaskOptions"]
 
@@ -18,8 +19,9 @@ __all__ = ["ActorOptions", "TaskOptions"]
 # passes them on (kept in ``ray_options``)
 _IGNORED = {
     "memory",
-    "scheduling_strategy",
     "placement_group",
+    "placement_group_bundle_index",
+    "placement_group_capture_child_tasks",
     "accelerator_type",
     "label_selector",
 }
@@ -37,6 +39,7 @@ class TaskOptions:
     retry_exceptions: bool | tuple[type[BaseException], ...] = False
     name: str = ""
     runtime_env: dict[str, Any] | None = None  # validated (``_base.runtime_env``)
+    scheduling_strategy: Any = None  # None, "DEFAULT", "SPREAD" or a strategy object
     ray_options: dict[str, Any] = field(default_factory=dict)
 
     def resource_request(self) -> dict[str, float]:
@@ -64,6 +67,7 @@ class ActorOptions:
     lifetime: str | None = None
     get_if_exists: bool = False
     runtime_env: dict[str, Any] | None = None  # applies to the actor's every call
+    scheduling_strategy: Any = None  # None, "DEFAULT", "SPREAD" or a strategy object
     ray_options: dict[str, Any] = field(default_factory=dict)
 
     def resource_request(self) -> dict[str, float]:
@@ -79,7 +83,12 @@ def _valid_names(cls: type) -> list[str]:
 def make_options(cls: type[Any], base: Any | None, kwargs: dict[str, Any]) -> Any:
     """``base`` updated with ``kwargs``, validated; raises ValueError/TypeError on misuse."""
     names = _valid_names(cls)
-    values = dataclasses.asdict(cls() if base is None else base)
+    current = cls() if base is None else base
+    # not dataclasses.asdict: it would deep-copy a strategy's placement group
+    values = {
+        f.name: dict(v) if isinstance(v := getattr(current, f.name), dict) else v
+        for f in dataclasses.fields(cls)
+    }
     for key, value in kwargs.items():
         if key in _IGNORED:
             values["ray_options"] = {**values["ray_options"], key: value}
@@ -92,6 +101,8 @@ def make_options(cls: type[Any], base: Any | None, kwargs: dict[str, Any]) -> An
             )
         if key == "runtime_env":
             value = validate_runtime_env(value) or None
+        elif key == "scheduling_strategy":
+            check_strategy(value)
         values[key] = value
     _check(values)
     if isinstance(values.get("retry_exceptions"), list):

@@ -17,6 +17,14 @@ class SpawnWorker(NamedTuple):
     runtime_env: str = ""  # the env the worker is started for ("" the default pool)
 
 
+class GroupStateChanged(NamedTuple):
+    """A placement group was reserved (CREATED) or removed (REMOVED)."""
+
+    group_id: int
+    state: str
+    reason: str = ""
+
+
 class KillWorker(NamedTuple):
     worker_id: int
 
@@ -91,6 +99,7 @@ Instruction = (
     | DispatchCall
     | FailCall
     | ActorStateChanged
+    | GroupStateChanged
 )
 
 
@@ -119,6 +128,7 @@ for _cls in (
     DispatchCall,
     FailCall,
     ActorStateChanged,
+    GroupStateChanged,
 ):
     _cls.__eq__ = _typed_eq  # type: ignore[method-assign]
     _cls.__ne__ = _typed_ne  # type: ignore[assignment,method-assign]

@@ -34,6 +34,7 @@ from .instructions import (
     DispatchCall,
     FailCall,
     FailTask,
+    GroupStateChanged,
     Instruction,
     Interrupt,
     KillWorker,
@@ -42,6 +43,8 @@ from .instructions import (
     StartActor,
     Unqueue,
 )
+from .placement import Group
+from .placement import problem as placement_problem
 from .resources import ResourcePool, Shape, normalize, shape_of
 
 __all__ = [
@@ -99,6 +102,7 @@ class _Worker:
 class _Task:
     __slots__ = (
         "attempts",
+        "bundle",
         "cancelled",
         "deps",
         "env",
@@ -107,6 +111,7 @@ class _Task:
         "name",
         "owner",
         "parent",
+        "placement",
         "resources",
         "shape",
         "short",
@@ -140,6 +145,8 @@ class _Task:
         self.shape: Shape = ()  # resources as a hashable key
         self.short = False  # its function is known to run in well under a millisecond
         self.env = ""  # its runtime_env: runs only on a worker started for it
+        self.placement: tuple[int, int] | None = None  # (group, bundle index or -1)
+        self.bundle = -1  # the bundle whose reservation it holds while it runs
 
 
 class _Actor:
@@ -156,6 +163,8 @@ class _Actor:
     ) -> None:
         self.actor_id = actor_id
         self.env = env
+        self.placement: tuple[int, int] | None = None  # (group, bundle index or -1)
+        self.bundle = -1
         self.name = name
         self.resources = resources
         self.max_restarts = max_restarts
@@ -203,6 +212,8 @@ class Scheduler:
         self._next_worker = 1
         self._startup_failures = 0
         self._idle_env: dict[int, int] = {}  # runtime_env worker -> trims it was idle at
+        self.groups: dict[int, Group] = {}  # placement groups, pending or reserved
+        self.pending_groups: deque[int] = deque()
 
     @property
     def total(self) -> dict[str, float]:
@@ -297,7 +308,7 @@ class Scheduler:
             self._requeue(w, list(w.queued), out)
             t = self.tasks.get(w.task_id)
             if t is not None and t.state == RUNNING:
-                self.pool.release(t.resources, t.gpu_ids)
+                self._release(t)
                 self._give_back_lent(w)
                 self._task_lost(t, exit_code, out, cause)
         if self._startup_failures >= MAX_STARTUP_FAILURES:
@@ -355,7 +366,7 @@ class Scheduler:
         if w.queued and not w.killed:
             w.task_id = w.queued.popleft()
             return
-        self.pool.release(t.resources, t.gpu_ids)
+        self._release(t)
         w.task_id = 0
         if w.state == BUSY and not w.killed:  # a killed worker takes no more work
             w.state = IDLE
@@ -418,17 +429,26 @@ class Scheduler:
         parent: int = 0,
         short: bool = False,
         runtime_env: str = "",
+        placement: tuple[int, int] | None = None,
     ) -> list[Instruction]:
         """A new task; ``unready_deps`` are its ObjectRef arguments that do not exist yet.
-        A task with a ``runtime_env`` runs only on a worker started for that env."""
+        A task with a ``runtime_env`` runs only on a worker started for that env; one with a
+        ``placement`` (group, bundle index or -1) only inside that bundle's reservation."""
         resources = normalize(resources)
-        problem = self.pool.infeasible(resources)
-        if problem:
-            return [FailTask(task_id, "unschedulable", f"task {name} {problem}")]
+        if placement is not None:
+            kind, problem = self._placement_problem(placement, resources)
+            if problem:
+                return [FailTask(task_id, kind, f"task {name} {problem}")]
+        else:
+            problem = self.pool.infeasible(resources)
+            if problem:
+                return [FailTask(task_id, "unschedulable", f"task {name} {problem}")]
         t = _Task(task_id, name, resources, max_retries, owner, parent, set(unready_deps))
-        t.shape = shape_of(resources)
-        t.short = short and "GPU" not in resources
+        # a task in a bundle is not pipelined, and counts as fitting when a worker is due
+        t.shape = shape_of(resources) if placement is None else ()
+        t.short = short and "GPU" not in resources and placement is None
         t.env = runtime_env
+        t.placement = placement
         self.tasks[task_id] = t
         if parent:
             self.children.setdefault(parent, set()).add(task_id)
@@ -481,7 +501,7 @@ class Scheduler:
         elif w is not None:
             self._current_ended(w, t)
         else:
-            self.pool.release(t.resources, t.gpu_ids)
+            self._release(t)
         if (
             not ok
             and retriable
@@ -561,6 +581,9 @@ class Scheduler:
         for actor in list(self.actors.values()):
             if actor.owner == owner and not actor.detached:
                 out.extend(self.kill_actor(actor.actor_id, no_restart=True))
+        for group in list(self.groups.values()):
+            if group.owner == owner and not group.detached:
+                out.extend(self.remove_placement_group(group.group_id))
         self._schedule(out)
         return out
 
@@ -598,6 +621,8 @@ class Scheduler:
             self.ready_shapes.pop(shape, None)
 
     def _schedule(self, out: list[Instruction]) -> None:
+        if self.pending_groups:
+            self._place_pending_groups(out)
         self._place_pending_actors(out)
         if not self.ready:
             return
@@ -610,7 +635,7 @@ class Scheduler:
         while self.ready:
             tid = self.ready[0]
             t = self.tasks[tid]
-            if not self.pool.fits(t.resources):
+            if not self._fits(t):
                 skipped.append(self.ready.popleft())
                 if len(skipped) >= SCAN_LIMIT:
                     break
@@ -635,7 +660,7 @@ class Scheduler:
             t.state = RUNNING
             t.worker_id = wid
             t.attempts += 1
-            t.gpu_ids = self.pool.acquire(t.resources)
+            t.gpu_ids = self._acquire(t)
             out.append(Dispatch(wid, tid, t.gpu_ids))
         self.ready.extendleft(reversed(skipped))
         if no_worker:
@@ -702,6 +727,109 @@ class Scheduler:
                 if alive < self.max_workers:
                     out.append(self._spawn(env=env))
 
+    # --- where a task or actor takes its resources from -----------------------------------
+
+    def _fits(self, item: _Task | _Actor) -> bool:
+        if item.placement is None:
+            return self.pool.fits(item.resources)
+        group = self.groups.get(item.placement[0])
+        return group is not None and group.bundle_for(item.placement[1], item.resources) >= 0
+
+    def _acquire(self, item: _Task | _Actor) -> tuple[int, ...]:
+        """Take ``item``'s resources (``_fits`` said yes): from its bundle, else the node."""
+        if item.placement is None:
+            return self.pool.acquire(item.resources)
+        group = self.groups[item.placement[0]]
+        item.bundle = group.bundle_for(item.placement[1], item.resources)
+        return group.pools[item.bundle].acquire(item.resources)
+
+    def _release(self, item: _Task | _Actor) -> None:
+        if item.placement is None:
+            self.pool.release(item.resources, item.gpu_ids)
+            return
+        group = self.groups.get(item.placement[0])
+        if group is not None and group.state == "CREATED" and item.bundle >= 0:
+            group.pools[item.bundle].release(item.resources, item.gpu_ids)
+        # else the group was removed: the whole reservation went back to the node already
+        item.bundle = -1
+
+    # --- placement groups ----------------------------------------------------------------
+
+    def placement_group_problem(self, bundles: list[dict[str, float]], strategy: str) -> str:
+        """Why this group could never be placed on this node ("" when it can)."""
+        return placement_problem(bundles, strategy, self.pool)
+
+    def create_placement_group(
+        self,
+        group_id: int,
+        name: str,
+        bundles: list[dict[str, float]],
+        strategy: str,
+        owner: int,
+        detached: bool = False,
+    ) -> list[Instruction]:
+        """Reserve the bundles as soon as they all fit (call ``placement_group_problem``
+        first: a group that can never be placed is refused there)."""
+        self.groups[group_id] = Group(group_id, name, bundles, strategy, owner, detached)
+        self.pending_groups.append(group_id)
+        out: list[Instruction] = []
+        self._schedule(out)
+        return out
+
+    def _place_pending_groups(self, out: list[Instruction]) -> None:
+        while self.pending_groups:  # in creation order, as Ray places them
+            group = self.groups.get(self.pending_groups[0])
+            if group is not None and not group.reserve(self.pool):
+                return
+            self.pending_groups.popleft()
+            if group is not None:
+                out.append(GroupStateChanged(group.group_id, "CREATED"))
+
+    def _placement_problem(
+        self, placement: tuple[int, int], resources: dict[str, float]
+    ) -> tuple[str, str]:
+        group = self.groups.get(placement[0])
+        if group is None:
+            return "pg_removed", "was scheduled in a placement group that was removed"
+        return "unschedulable", group.request_problem(placement[1], resources)
+
+    def remove_placement_group(self, group_id: int, reason: str = "") -> list[Instruction]:
+        """Free the group's reservation; its tasks fail (running ones are killed) and its
+        actors die, as in Ray."""
+        group = self.groups.pop(group_id, None)
+        if group is None:
+            return []
+        why = reason or "its placement group was removed"
+        out: list[Instruction] = []
+        for t in [t for t in self.tasks.values() if t.placement and t.placement[0] == group_id]:
+            if t.state == RUNNING:
+                w = self.workers.get(t.worker_id)
+                if w is not None and not w.killed:
+                    self._give_back_lent(w)
+                    w.task_id = 0
+                    w.killed = True
+                    out.append(KillWorker(w.worker_id))
+            elif t.state == READY:
+                with contextlib.suppress(ValueError):
+                    self.ready.remove(t.task_id)
+                    self._shape_count((t.env, t.shape), -1)
+            self._finish(t)
+            out.append(FailTask(t.task_id, "pg_removed", f"task {t.name}: {why}"))
+        in_group = [a for a in self.actors.values() if a.placement and a.placement[0] == group_id]
+        for actor in in_group:
+            for w in self.workers.values():
+                if w.actor_id == actor.actor_id and w.state != STARTING and not w.killed:
+                    w.killed = True
+                    out.append(KillWorker(w.worker_id))
+            actor.no_restart = True
+            self._actor_dead(actor, f"actor {actor.name} died: {why}", out)
+        group.unreserve(self.pool)
+        with contextlib.suppress(ValueError):
+            self.pending_groups.remove(group_id)
+        out.append(GroupStateChanged(group_id, "REMOVED", why))
+        self._schedule(out)
+        return out
+
     # --- actors ------------------------------------------------------------------------
 
     def create_actor(
@@ -714,14 +842,19 @@ class Scheduler:
         owner: int,
         detached: bool = False,
         runtime_env: str = "",
+        placement: tuple[int, int] | None = None,
     ) -> list[Instruction]:
         resources = normalize(resources)
-        problem = self.pool.infeasible(resources)
+        if placement is not None:
+            _, problem = self._placement_problem(placement, resources)
+        else:
+            problem = self.pool.infeasible(resources)
         if problem:
             return [ActorStateChanged(actor_id, "DEAD", f"actor {name} {problem}")]
         actor = _Actor(
             actor_id, name, resources, max_restarts, max_task_retries, owner, detached, runtime_env
         )
+        actor.placement = placement
         self.actors[actor_id] = actor
         self.pending_actors.append(actor_id)
         out: list[Instruction] = [ActorStateChanged(actor_id, "PENDING")]
@@ -734,10 +867,10 @@ class Scheduler:
             actor = self.actors.get(aid)
             if actor is None or actor.state == "DEAD":
                 continue
-            if not self.pool.fits(actor.resources):
+            if not self._fits(actor):
                 self.pending_actors.append(aid)
                 continue
-            actor.gpu_ids = self.pool.acquire(actor.resources)
+            actor.gpu_ids = self._acquire(actor)
             out.append(self._spawn(actor_id=aid, env=actor.env))
 
     def actor_call(self, call_id: int, actor_id: int) -> list[Instruction]:
@@ -788,7 +921,7 @@ class Scheduler:
             if any(w.actor_id == actor_id for w in self.workers.values()):
                 # placed, its worker not started yet: it holds resources, give them back
                 # (worker_started then stops that worker)
-                self.pool.release(actor.resources, actor.gpu_ids)
+                self._release(actor)
                 actor.gpu_ids = ()
             self._actor_dead(actor, actor.death_reason or "the actor was killed", out)
             self._schedule(out)
@@ -801,7 +934,7 @@ class Scheduler:
         if actor is None or actor.worker_id not in (w.worker_id, 0):
             return
         actor.worker_id = 0
-        self.pool.release(actor.resources, actor.gpu_ids)
+        self._release(actor)
         actor.gpu_ids = ()
         if actor.state == "DEAD":
             return

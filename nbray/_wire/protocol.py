@@ -72,6 +72,8 @@ class TaskSpec(NamedTuple):
     max_task_retries: int = 0
     job_namespace: str = ""  # the submitter's namespace: named actors are looked up there
     runtime_env: str = ""  # resolved runtime_env (JSON): only workers started for it run it
+    # (placement group id, bundle index or -1, capture child tasks): runs in that reservation
+    placement: tuple[int, int, bool] | None = None
 
 
 class ActorSpec(NamedTuple):
@@ -94,6 +96,7 @@ class ActorSpec(NamedTuple):
     methods: tuple[tuple[str, int], ...] = ()
     job_namespace: str = ""  # the creator's namespace, which the actor's code runs in
     runtime_env: str = ""  # resolved runtime_env (JSON) the actor's worker starts with
+    placement: tuple[int, int, bool] | None = None  # as TaskSpec.placement
 
 
 # --- handshake after authentication --------------------------------------------------
