@@ -42,6 +42,7 @@ from nbray._wire.transport import FrameDecoder, encode
 from . import head_views as views
 from . import scheduler as S
 from .failures import actor_died_payload, error_text, failure_message
+from .head_groups import GroupTable
 from .head_records import ActorRecord, EndedTask, HeadConfig, Peer, TaskRecord
 from .objects import ObjectDirectory
 from .reactor import Reactor
@@ -115,6 +116,7 @@ class Head:
             P.Unblocked: self.on_unblocked,
             P.Output: self.on_output,
         }
+        self.groups = GroupTable(self)
         self.instructions: dict[type, Callable[[Any], None]] = {
             S.SpawnWorker: self.do_spawn,
             S.KillWorker: self.do_kill,
@@ -127,6 +129,7 @@ class Head:
             S.DispatchCall: self.do_dispatch_call,
             S.FailCall: self.do_fail_call,
             S.ActorStateChanged: self.do_actor_state,
+            S.GroupStateChanged: self.groups.on_state,
         }
         self.requests: dict[str, Callable[..., Any]] = {
             "cluster_info": lambda peer: views.cluster_info(self),
@@ -136,6 +139,7 @@ class Head:
             "events": self.req_events,
             "object_info": lambda peer, ids: views.object_info(self, ids),
             "actor_info": lambda peer, actor_id: views.actor_info(self, actor_id),
+            **self.groups.requests(),
         }
 
     # --- plumbing ------------------------------------------------------------------------
@@ -300,6 +304,7 @@ class Head:
                 rec.parent,
                 short=self.func_time.get(spec.func_id, SHORT_TASK) < SHORT_TASK,
                 runtime_env=spec.runtime_env,
+                placement=spec.placement[:2] if spec.placement else None,
             )
         )
 
@@ -528,6 +533,7 @@ class Head:
                 owner,
                 spec.detached,
                 spec.runtime_env,
+                spec.placement[:2] if spec.placement else None,
             )
         )
 

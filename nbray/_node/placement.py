@@ -84,8 +84,10 @@ class Group:
         for i in candidates:
             if ResourcePool(self.bundles[i]).infeasible(resources) == "":
                 return ""
-        which = f"bundle {index} ({self.bundles[index]})" if index >= 0 else (
-            f"every bundle ({self.bundles})"
+        which = (
+            f"bundle {index} ({self.bundles[index]})"
+            if index >= 0
+            else (f"every bundle ({self.bundles})")
         )
         return (
             f"asks for {dict(resources)} but {which} of its placement group reserves less, "
@@ -93,9 +95,7 @@ class Group:
         )
 
 
-def problem(
-    bundles: Sequence[Mapping[str, float]], strategy: str, node: ResourcePool
-) -> str:
+def problem(bundles: Sequence[Mapping[str, float]], strategy: str, node: ResourcePool) -> str:
     """Why these bundles can never be placed on this node ("" when they can, once free)."""
     if strategy not in STRATEGIES:
         return f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}"

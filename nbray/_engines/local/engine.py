@@ -35,6 +35,7 @@ from nbray._wire.serialization import (
 )
 
 from .client import INLINE_LIMIT
+from .groups import PlacementGroups
 from .runtime_env import resolve
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class OwnedCluster(Protocol):
     def stop(self, timeout: float = ...) -> None: ...
 
 
-class LocalEngine(Engine):
+class LocalEngine(PlacementGroups, Engine):
     name = "local"
 
     def __init__(self, client: Client, cluster: OwnedCluster | None = None) -> None:
@@ -156,6 +157,7 @@ class LocalEngine(Engine):
         # arguments first: if they cannot be pickled nothing is sent, and the function must
         # not be marked as known to the head (the next call would then ship it without code)
         runtime_env = self.resolved_env(options.runtime_env)
+        placement = self.placement(options.scheduling_strategy)
         args_blob, deps, contained, _keep = self._args(args, kwargs, name)
         func_id, blob = self._export(func, fingerprint, f"remote function {name}")
         retry: bool | bytes = options.retry_exceptions  # type: ignore[assignment]
@@ -176,6 +178,7 @@ class LocalEngine(Engine):
             retry,
             job_namespace=client.namespace,
             runtime_env=runtime_env,
+            placement=placement,
         )
         refs = [ObjectRef(oid, self) for oid in return_ids]
         if self.submit_listener is not None:
@@ -196,6 +199,7 @@ class LocalEngine(Engine):
             except ValueError:
                 pass
         runtime_env = self.resolved_env(options.runtime_env)
+        placement = self.placement(options.scheduling_strategy)
         blob = dumps_function(cls, f"actor class {cls.__name__}")
         args_blob, deps, contained, _keep = self._args(args, kwargs, f"{cls.__name__}.__init__")
         is_async = is_async_class(cls)
@@ -219,6 +223,7 @@ class LocalEngine(Engine):
             methods,
             job_namespace=client.namespace,
             runtime_env=runtime_env,
+            placement=placement,
         )
         if options.name:
             client.request("create_actor", spec, blob)

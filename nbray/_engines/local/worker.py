@@ -312,6 +312,9 @@ class Worker:
                 fn = _unloadable(exc)  # the task fails, the worker lives
                 self.head_forgets_function(spec.func_id)
         self.running_task = spec.task_id
+        # placement_group_capture_child_tasks: the tasks it submits run in its group too
+        placement = spec.placement
+        self.engine.captured = (placement[0], -1, True) if placement and placement[2] else None
         try:
             reply = self._execute(spec, fn, msg.deps)
         except TaskCancelledError as exc:  # the cancel landed outside the user's code
@@ -344,6 +347,8 @@ class Worker:
             apply_job(msg.job, self.fixed_cwd)
         if spec.job_namespace:
             self.client.namespace = spec.job_namespace
+        placement = spec.placement
+        self.engine.captured = (placement[0], -1, True) if placement and placement[2] else None
         token = _current_task.set((0, spec.class_name))
         try:
             cls = pickle.loads(msg.cls)
