@@ -8,6 +8,7 @@ from unittest.mock import ANY
 
 import pytest
 
+from nbray._node.instructions import GroupStateChanged
 from nbray._node.scheduler import (
     ActorStateChanged,
     Dispatch,
@@ -17,7 +18,6 @@ from nbray._node.scheduler import (
     SpawnWorker,
     StartActor,
 )
-from nbray._node.instructions import GroupStateChanged
 
 
 def booted(resources: dict[str, float]) -> Scheduler:
