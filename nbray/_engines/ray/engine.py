@@ -29,6 +29,7 @@ from nbray._model.engine import Engine
 from nbray._model.object_ref import ObjectRef
 
 from .errors import to_nbray_error
+from .groups import RayPlacementGroups, ray_strategy
 
 if TYPE_CHECKING:
     from .events import EventStream
@@ -174,6 +175,8 @@ def _task_options(options: TaskOptions, name: str) -> dict[str, Any]:
         opts["resources"] = dict(options.resources)
     if options.runtime_env:
         opts["runtime_env"] = options.runtime_env
+    if options.scheduling_strategy is not None:
+        opts["scheduling_strategy"] = ray_strategy(options.scheduling_strategy)
     opts.update(options.ray_options)
     return opts
 
@@ -198,6 +201,8 @@ def _actor_options(options: ActorOptions) -> dict[str, Any]:
         opts["lifetime"] = options.lifetime
     if options.runtime_env:
         opts["runtime_env"] = options.runtime_env
+    if options.scheduling_strategy is not None:
+        opts["scheduling_strategy"] = ray_strategy(options.scheduling_strategy)
     opts.update(options.ray_options)
     return opts
 
@@ -205,7 +210,7 @@ def _actor_options(options: ActorOptions) -> dict[str, Any]:
 CANCELLABLE_PRUNE = 1000
 
 
-class RayEngine(Engine):
+class RayEngine(RayPlacementGroups, Engine):
     """Runs the nbray API on the Ray cluster this process is connected to (``ray.init``)."""
 
     name = "ray"
