@@ -24,8 +24,13 @@ def ray_strategy(strategy: Any) -> Any:
 
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
         group = strategy.placement_group
+        if group._ray is None:
+            raise ValueError(
+                f"{group!r} was not made on the Ray engine (it is from another nbray.init): "
+                "create it again with nbray.util.placement_group after init(engine='ray')"
+            )
         return rs.PlacementGroupSchedulingStrategy(
-            group._ray if group._ray is not None else None,
+            group._ray,
             placement_group_bundle_index=strategy.placement_group_bundle_index,
             placement_group_capture_child_tasks=strategy.placement_group_capture_child_tasks,
         )
