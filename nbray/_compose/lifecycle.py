@@ -211,6 +211,7 @@ def init(
         eng = LocalEngine(client, cluster)
         eng.job_runtime_env = job_env
         session.set_engine(eng)
+        eng.install_job_env()
         info = eng.cluster_info()
         _context = ClusterContext(
             address=cluster.address if cluster else address or sock,

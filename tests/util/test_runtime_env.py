@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from nbray_testing import wait_until
 
 import nbray
 from nbray._base import errors
@@ -283,3 +284,12 @@ def test_failed_pip_install_fails_the_task_with_pips_message(
     assert not [p for p in left if p.name.endswith(".lock")], "a venv lock was left behind"
     # the half-built venv was removed: only complete ones stay
     assert all((p / ".nbray-ready").exists() for p in left if p.is_dir())
+
+
+@pytest.mark.timeout(300)
+def test_job_pip_env_is_installed_eagerly_at_init(cluster_factory: Factory, cache: Path) -> None:
+    cluster_factory(num_cpus=1, runtime_env={"pip": ["termcolor"]})
+    # no task submitted: init alone starts building the job's venv (config.eager_install)
+    ready = wait_until(lambda: list(cache.glob("venvs/*/.nbray-ready")), timeout=240)
+    venv = ready[0].parent
+    assert nbray.get(where.remote(), timeout=120)["prefix"] == str(venv)

@@ -36,7 +36,7 @@ from nbray._wire.serialization import (
 
 from .client import INLINE_LIMIT
 from .groups import PlacementGroups
-from .runtime_env import resolve
+from .runtime_env import resolve, warm_up
 
 if TYPE_CHECKING:
     import subprocess
@@ -141,6 +141,15 @@ class LocalEngine(PlacementGroups, Engine):
         if resolved is None:  # relative paths are taken from this process's cwd
             resolved = self._resolved_envs[key] = resolve(merged)
         return resolved
+
+    def install_job_env(self) -> None:
+        """``init(runtime_env=...)`` with pip/uv and ``config.eager_install`` (default True,
+        as in Ray): start building the env's virtualenv now, in a worker for it, instead of
+        at the first task. Nothing waits for it; a failure shows at the first task."""
+        env = self.job_runtime_env
+        if ("pip" in env or "uv" in env) and env.get("config", {}).get("eager_install", True):
+            options = TaskOptions(num_cpus=0, max_retries=0)
+            self.submit_task(warm_up, (id(warm_up),), (), {}, options, "runtime_env.install")
 
     # --- tasks ---------------------------------------------------------------------------
 

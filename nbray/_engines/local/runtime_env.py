@@ -317,6 +317,10 @@ def _run(cmd: list[str], what: str, timeout: float | None) -> None:
         )
 
 
+def warm_up() -> None:
+    """The task ``init`` submits to build the job's env eagerly: starting is the work."""
+
+
 def apply(env: dict[str, Any]) -> None:
     """Set the env in this (worker) process: variables, working directory, import path."""
     os.environ.update(env.get("env_vars", {}))
