@@ -27,6 +27,7 @@ from nbray._model import session
 from nbray._model.actor import ActorHandle, actor_methods
 from nbray._model.engine import Engine
 from nbray._model.object_ref import ObjectRef
+from nbray._model.placement_group import PlacementGroup
 
 from .errors import to_nbray_error
 from .groups import RayPlacementGroups, ray_strategy
@@ -268,6 +269,10 @@ class RayEngine(RayPlacementGroups, Engine):
             self._events.submitted(name, ray_refs, options.resource_request(), args, kwargs)
         self._notify(refs)
         return refs
+
+    def placement_group_ready(self, group: PlacementGroup) -> ObjectRef:
+        """Ray's own ``pg.ready()`` (its value is Ray's PlacementGroup)."""
+        return RayRef(group._ray.ready(), self)
 
     # --- actors --------------------------------------------------------------------------
 

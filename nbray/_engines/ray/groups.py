@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from nbray._base.scheduling import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
-from nbray._model.object_ref import ObjectRef
 from nbray._model.placement_group import PlacementGroup
 
 __all__ = ["RayPlacementGroups", "ray_strategy"]
@@ -49,7 +48,8 @@ def _wrap(ray_group: Any) -> PlacementGroup:
 
 
 class RayPlacementGroups:
-    """The RayEngine's placement-group methods (a mixin)."""
+    """The RayEngine's placement-group methods (a mixin; ``placement_group_ready``, which
+    wraps a Ray ObjectRef, is in ``engine``)."""
 
     def create_placement_group(
         self, bundles: list[dict[str, float]], strategy: str, name: str, lifetime: str | None
@@ -78,8 +78,3 @@ class RayPlacementGroups:
 
         current = get_current_placement_group()
         return _wrap(current) if current is not None else None
-
-    def placement_group_ready(self, group: PlacementGroup) -> ObjectRef:
-        from .engine import RayRef
-
-        return RayRef(group._ray.ready(), self)  # type: ignore[arg-type]
