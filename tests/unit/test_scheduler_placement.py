@@ -137,3 +137,19 @@ def test_owner_gone_removes_its_groups_but_not_detached_ones() -> None:
     assert GroupStateChanged(9, "REMOVED", ANY) in out
     assert 8 in s.groups and 9 not in s.groups
     assert s.available["CPU"] == 3
+
+
+def test_gpu_bundles_hand_their_own_gpu_ids_to_their_tasks() -> None:
+    s = Scheduler({"CPU": 4, "GPU": 2}, gpu_ids=[0, 1])
+    for ins in s.start():
+        s.worker_started(ins.worker_id)
+    s.create_placement_group(9, "", [{"CPU": 1, "GPU": 1}], "STRICT_PACK", 1)
+    # the bundle took GPU 0; a plain GPU task gets GPU 1, the bundle's task GPU 0
+    plain = s.submit(1, "plain", {"CPU": 1, "GPU": 1}, 0, 1, set())
+    in_pg = s.submit(2, "in_pg", {"CPU": 1, "GPU": 1}, 0, 1, set(), placement=(9, 0))
+    assert [i.gpu_ids for i in plain] == [(1,)]
+    assert [i.gpu_ids for i in in_pg] == [(0,)]
+    # a second GPU task in the bundle waits for the bundle's GPU, not the node's
+    assert s.submit(3, "more", {"GPU": 1}, 0, 1, set(), placement=(9, 0)) == []
+    s.task_finished(1, ok=True)
+    assert s.task_finished(2, ok=True) == [Dispatch(ANY, 3, (0,))]
