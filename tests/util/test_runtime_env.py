@@ -293,3 +293,18 @@ def test_job_pip_env_is_installed_eagerly_at_init(cluster_factory: Factory, cach
     ready = wait_until(lambda: list(cache.glob("venvs/*/.nbray-ready")), timeout=240)
     venv = ready[0].parent
     assert nbray.get(where.remote(), timeout=120)["prefix"] == str(venv)
+
+
+def test_runtime_env_classes_check_their_fields(cluster: nbray.ClusterContext, cache: Path) -> None:
+    import nbray as ray
+
+    env = ray.runtime_env.RuntimeEnv(
+        env_vars={"NBRAY_C_VAR": "cls"},
+        config=ray.runtime_env.RuntimeEnvConfig(setup_timeout_seconds=30),
+    )
+    assert env.env_vars() == {"NBRAY_C_VAR": "cls"}
+    assert nbray.get(read_env.options(runtime_env=env).remote("NBRAY_C_VAR"), timeout=60) == "cls"
+    with pytest.raises(TypeError, match="env_vars"):
+        ray.runtime_env.RuntimeEnv(env_vars={"A": 1})
+    with pytest.raises(ValueError, match="setup_timeout_seconds"):
+        ray.runtime_env.RuntimeEnvConfig(setup_timeout_seconds=0)
