@@ -11,15 +11,17 @@ An infeasible group is refused in ``pg_create`` itself, with the scheduler's rea
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nbray._base.errors import UnschedulableError
 
-from .instructions import GroupStateChanged
+from .instructions import GroupStateChanged, Instruction
 
 if TYPE_CHECKING:
-    from .head import Head
-    from .head_records import Peer
+    from .bus import EventBus
+    from .peers import Peer
+    from .scheduler import Scheduler
 
 __all__ = ["GroupTable"]
 
@@ -27,8 +29,19 @@ REMOVED_HISTORY = 1000  # removed groups kept in the table, as Ray keeps them
 
 
 class GroupTable:
-    def __init__(self, head: Head) -> None:
-        self.head = head
+    def __init__(
+        self,
+        sched: Scheduler,
+        run: Callable[[list[Instruction]], None],
+        bus: EventBus,
+        owner_of: Callable[[Peer], tuple[int, int]],
+        node_id: str,
+    ) -> None:
+        self.sched = sched
+        self.run = run
+        self.bus = bus
+        self.owner_of = owner_of
+        self.node_id = node_id
         self.records: dict[int, dict[str, Any]] = {}
         self.names: dict[tuple[str, str], int] = {}
         self.removed: list[int] = []
@@ -51,8 +64,7 @@ class GroupTable:
         namespace: str,
         detached: bool,
     ) -> None:
-        head = self.head
-        problem = head.sched.placement_group_problem(bundles, strategy)
+        problem = self.sched.placement_group_problem(bundles, strategy)
         if problem:
             raise UnschedulableError(
                 f"placement group {name or f'{group_id:016x}'} can never be placed: {problem}"
@@ -62,13 +74,13 @@ class GroupTable:
                 f"a placement group named {name!r} already exists in namespace {namespace!r}; "
                 f"pick another name or use get_placement_group({name!r})"
             )
-        owner, _ = head._owner_and_parent(peer)
+        owner, _ = self.owner_of(peer)
         self.records[group_id] = {
             "placement_group_id": f"{group_id:016x}",
             "name": name,
             "namespace": namespace,
             "bundles": {i: dict(b) for i, b in enumerate(bundles)},
-            "bundles_to_node_id": {i: head.config.node_id for i in range(len(bundles))},
+            "bundles_to_node_id": {i: self.node_id for i in range(len(bundles))},
             "strategy": strategy,
             "state": "PENDING",
             "detached": detached,
@@ -76,14 +88,14 @@ class GroupTable:
         }
         if name:
             self.names[(namespace, name)] = group_id
-        head.run(
-            head.sched.create_placement_group(group_id, name, bundles, strategy, owner, detached)
+        self.run(
+            self.sched.create_placement_group(group_id, name, bundles, strategy, owner, detached)
         )
 
     def req_remove(self, peer: Peer, group_id: int) -> None:
         if group_id not in self.records:
             raise ValueError(f"no placement group {group_id:016x}")
-        self.head.run(self.head.sched.remove_placement_group(group_id))
+        self.run(self.sched.remove_placement_group(group_id))
 
     def req_table(self, peer: Peer, group_id: int | None = None) -> dict[str, Any]:
         if group_id is not None:
@@ -113,7 +125,7 @@ class GroupTable:
             self.removed.append(ins.group_id)
             while len(self.removed) > REMOVED_HISTORY:
                 self.records.pop(self.removed.pop(0), None)
-        self.head.publish(
+        self.bus.publish(
             {
                 "type": "placement_group",
                 "placement_group_id": record["placement_group_id"],

@@ -43,9 +43,27 @@ from .instructions import (
     StartActor,
     Unqueue,
 )
+from .invariants import scheduler_problems
 from .placement import Group
 from .placement import problem as placement_problem
 from .resources import ResourcePool, Shape, normalize, shape_of
+from .sched_records import Actor as _Actor
+from .sched_records import Task as _Task
+from .sched_records import Worker as _Worker
+from .states import (
+    ACTOR,
+    ALIVE,
+    BUSY,
+    DEAD,
+    IDLE,
+    PENDING,
+    READY,
+    RESTARTING,
+    RUNNING,
+    STARTING,
+    WAITING,
+    WorkerState,
+)
 
 __all__ = [
     "ActorStateChanged",
@@ -67,120 +85,9 @@ __all__ = [
 
 # --- state ------------------------------------------------------------------------------
 
-STARTING, IDLE, BUSY, ACTOR, DEAD = "STARTING", "IDLE", "BUSY", "ACTOR", "DEAD"
-WAITING, READY, RUNNING = "WAITING", "READY", "RUNNING"
 MAX_STARTUP_FAILURES = 5
 ENV_IDLE_TRIMS = 10  # a runtime_env worker idle this many trims (~1 s each) is stopped
 SCAN_LIMIT = 64  # tasks looked past per pass when the head of the queue does not fit
-
-
-class _Worker:
-    __slots__ = (
-        "actor_id",
-        "blocked",
-        "env",
-        "killed",
-        "lent_cpus",
-        "queued",
-        "state",
-        "task_id",
-        "worker_id",
-    )
-
-    def __init__(self, worker_id: int, actor_id: int = 0, env: str = "") -> None:
-        self.worker_id = worker_id
-        self.env = env  # the runtime_env it was started for: it runs nothing else
-        self.state = STARTING
-        self.task_id = 0
-        self.actor_id = actor_id
-        self.lent_cpus = 0.0
-        self.blocked = False  # its task waits in get/wait: queue nothing behind it
-        self.killed = False
-        self.queued: deque[int] = deque()  # pipelined behind task_id
-
-
-class _Task:
-    __slots__ = (
-        "attempts",
-        "bundle",
-        "cancelled",
-        "deps",
-        "env",
-        "gpu_ids",
-        "max_retries",
-        "name",
-        "owner",
-        "parent",
-        "placement",
-        "resources",
-        "shape",
-        "short",
-        "state",
-        "task_id",
-        "worker_id",
-    )
-
-    def __init__(
-        self,
-        task_id: int,
-        name: str,
-        resources: dict[str, float],
-        max_retries: int,
-        owner: int,
-        parent: int,
-        deps: set[int],
-    ) -> None:
-        self.task_id = task_id
-        self.name = name
-        self.resources = resources
-        self.max_retries = max_retries
-        self.owner = owner
-        self.parent = parent
-        self.deps = deps
-        self.state = WAITING
-        self.worker_id = 0
-        self.attempts = 0
-        self.cancelled = False
-        self.gpu_ids: tuple[int, ...] = ()
-        self.shape: Shape = ()  # resources as a hashable key
-        self.short = False  # its function is known to run in well under a millisecond
-        self.env = ""  # its runtime_env: runs only on a worker started for it
-        self.placement: tuple[int, int] | None = None  # (group, bundle index or -1)
-        self.bundle = -1  # the bundle whose reservation it holds while it runs
-
-
-class _Actor:
-    def __init__(
-        self,
-        actor_id: int,
-        name: str,
-        resources: dict[str, float],
-        max_restarts: int,
-        max_task_retries: int,
-        owner: int,
-        detached: bool,
-        env: str = "",
-    ) -> None:
-        self.actor_id = actor_id
-        self.env = env
-        self.placement: tuple[int, int] | None = None  # (group, bundle index or -1)
-        self.bundle = -1
-        self.name = name
-        self.resources = resources
-        self.max_restarts = max_restarts
-        self.max_task_retries = max_task_retries
-        self.owner = owner
-        self.detached = detached
-        self.state = "PENDING"
-        self.worker_id = 0
-        self.restarts = 0
-        self.no_restart = False
-        self.death_reason = ""
-        self.exit_when_idle = False  # its handles are gone: stop once its calls are done
-        self.gpu_ids: tuple[int, ...] = ()
-        self.queue: deque[int] = deque()
-        self.inflight: dict[int, int] = {}  # call id -> attempts (ordered)
-        self.call_attempts: dict[int, int] = {}
 
 
 class Scheduler:
@@ -247,14 +154,14 @@ class Scheduler:
         out: list[Instruction] = []
         if w.actor_id:
             actor = self.actors.get(w.actor_id)
-            if actor is None or actor.state == "DEAD":
+            if actor is None or actor.state == DEAD:
                 w.killed = True
                 return [KillWorker(worker_id)]
             w.state = ACTOR
             actor.worker_id = worker_id
-            actor.state = "ALIVE"
+            actor.state = ALIVE
             out.append(StartActor(worker_id, actor.actor_id, actor.gpu_ids))
-            out.append(ActorStateChanged(actor.actor_id, "ALIVE"))
+            out.append(ActorStateChanged(actor.actor_id, ALIVE))
             while actor.queue:
                 out.append(self._dispatch_call(actor, actor.queue.popleft()))
             return out
@@ -850,14 +757,14 @@ class Scheduler:
         else:
             problem = self.pool.infeasible(resources)
         if problem:
-            return [ActorStateChanged(actor_id, "DEAD", f"actor {name} {problem}")]
+            return [ActorStateChanged(actor_id, DEAD, f"actor {name} {problem}")]
         actor = _Actor(
             actor_id, name, resources, max_restarts, max_task_retries, owner, detached, runtime_env
         )
         actor.placement = placement
         self.actors[actor_id] = actor
         self.pending_actors.append(actor_id)
-        out: list[Instruction] = [ActorStateChanged(actor_id, "PENDING")]
+        out: list[Instruction] = [ActorStateChanged(actor_id, PENDING)]
         self._schedule(out)
         return out
 
@@ -865,7 +772,7 @@ class Scheduler:
         for _ in range(len(self.pending_actors)):
             aid = self.pending_actors.popleft()
             actor = self.actors.get(aid)
-            if actor is None or actor.state == "DEAD":
+            if actor is None or actor.state == DEAD:
                 continue
             if not self._fits(actor):
                 self.pending_actors.append(aid)
@@ -875,9 +782,9 @@ class Scheduler:
 
     def actor_call(self, call_id: int, actor_id: int) -> list[Instruction]:
         actor = self.actors.get(actor_id)
-        if actor is None or actor.state == "DEAD":
+        if actor is None or actor.state == DEAD:
             return [FailCall(call_id, actor_id, "actor_died", "the actor is dead")]
-        if actor.state == "ALIVE":
+        if actor.state == ALIVE:
             return [self._dispatch_call(actor, call_id)]
         actor.queue.append(call_id)
         return []
@@ -905,7 +812,7 @@ class Scheduler:
         out-of-scope termination) only once the calls submitted so far have finished.
         ``reason`` (e.g. its constructor raised) is what failed calls report."""
         actor = self.actors.get(actor_id)
-        if actor is None or actor.state == "DEAD":
+        if actor is None or actor.state == DEAD:
             return []
         if reason:
             actor.death_reason = reason
@@ -936,7 +843,7 @@ class Scheduler:
         actor.worker_id = 0
         self._release(actor)
         actor.gpu_ids = ()
-        if actor.state == "DEAD":
+        if actor.state == DEAD:
             return
         why = actor.death_reason or (
             cause.text
@@ -958,8 +865,8 @@ class Scheduler:
             self._actor_dead(actor, why, out)
             return
         actor.restarts += 1
-        actor.state = "RESTARTING"
-        out.append(ActorStateChanged(actor.actor_id, "RESTARTING", why))
+        actor.state = RESTARTING
+        out.append(ActorStateChanged(actor.actor_id, RESTARTING, why))
         retry: list[int] = []
         for call_id, attempts in actor.inflight.items():
             if actor.max_task_retries < 0 or attempts <= actor.max_task_retries:
@@ -972,8 +879,8 @@ class Scheduler:
         self.pending_actors.appendleft(actor.actor_id)
 
     def _actor_dead(self, actor: _Actor, cause: str, out: list[Instruction]) -> None:
-        actor.state = "DEAD"
-        out.append(ActorStateChanged(actor.actor_id, "DEAD", cause))
+        actor.state = DEAD
+        out.append(ActorStateChanged(actor.actor_id, DEAD, cause))
         for call_id in [*actor.inflight, *actor.queue]:
             out.append(FailCall(call_id, actor.actor_id, "actor_died", cause))
         actor.inflight.clear()
@@ -981,11 +888,25 @@ class Scheduler:
         actor.call_attempts.clear()
         self.actors.pop(actor.actor_id, None)
 
+    # --- invariants --------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise ``AssertionError`` naming every broken invariant (see invariants.py).
+        For tests, after each event; the head never calls it (it walks the whole state).
+
+        >>> s = Scheduler({"CPU": 1})
+        >>> _ = s.start()
+        >>> s.validate()
+        """
+        problems = scheduler_problems(self)
+        if problems:
+            raise AssertionError("scheduler invariants broken:\n- " + "\n- ".join(problems))
+
     # --- views -------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
         """Tasks by state, for status displays."""
-        out = {WAITING: 0, READY: 0, RUNNING: 0}
+        out: dict[str, int] = {WAITING: 0, READY: 0, RUNNING: 0}
         for t in self.tasks.values():
             out[t.state] += 1
         return out
@@ -1007,5 +928,5 @@ class Scheduler:
                     out.append(BusyWorker(wid, t.task_id, 0, retriable))
         return out
 
-    def worker_states(self) -> dict[int, str]:
+    def worker_states(self) -> dict[int, WorkerState]:
         return {wid: w.state for wid, w in self.workers.items()}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from unittest.mock import ANY
 
 import pytest
+from test_scheduler import validate_after_every_event  # noqa: F401  (autouse: validate)
 
 from nbray._node.instructions import GroupStateChanged
 from nbray._node.scheduler import (

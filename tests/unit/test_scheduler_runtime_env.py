@@ -4,6 +4,8 @@ workers are stopped after ``ENV_IDLE_TRIMS`` trims. Pure: no process starts."""
 
 from __future__ import annotations
 
+from test_scheduler import validate_after_every_event  # noqa: F401  (autouse: validate)
+
 from nbray._node.scheduler import (
     ENV_IDLE_TRIMS,
     ActorStateChanged,
