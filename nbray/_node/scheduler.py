@@ -631,8 +631,22 @@ class Scheduler:
             )
             if starting < self.pool.count_fitting(shapes, starting + 1):
                 alive = sum(1 for w in self.workers.values() if w.state != DEAD)
+                if alive >= self.max_workers and self._stop_idle_other_env(env, out):
+                    alive -= 1  # as Ray's worker pool, an idle worker of another env makes room
                 if alive < self.max_workers:
                     out.append(self._spawn(env=env))
+
+    def _stop_idle_other_env(self, env: str, out: list[Instruction]) -> bool:
+        for wid in self.idle:  # the longest idle first
+            w = self.workers[wid]
+            if w.env != env:
+                self.idle.remove(wid)
+                self._idle_env.pop(wid, None)
+                w.killed = True
+                w.state = DEAD
+                out.append(KillWorker(wid))
+                return True
+        return False
 
     # --- where a task or actor takes its resources from -----------------------------------
 

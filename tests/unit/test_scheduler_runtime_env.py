@@ -94,3 +94,12 @@ def test_actor_worker_starts_with_the_actors_env() -> None:
     out = s.create_actor(7, "Actor", {}, 0, 0, owner=1, runtime_env=A)
     assert out == [ActorStateChanged(7, "PENDING"), SpawnWorker(3, 7, A)]
     assert s.worker_started(3)[0] == StartActor(3, 7, ())
+
+
+def test_an_idle_worker_of_another_env_makes_room_at_the_worker_limit() -> None:
+    s = Scheduler({"CPU": 2}, max_workers=2)
+    for ins in s.start():
+        s.worker_started(ins.worker_id)
+    # both workers are idle default ones and the limit is reached: one stops for env A's
+    assert submit(s, 1, A) == [KillWorker(1), SpawnWorker(3, 0, A)]
+    assert s.worker_started(3) == [Dispatch(3, 1, ())]
