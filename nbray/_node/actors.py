@@ -106,6 +106,8 @@ class ActorTable:
                 spec.max_task_retries,
                 owner,
                 spec.detached,
+                spec.runtime_env,
+                spec.placement[:2] if spec.placement else None,
             )
         )
 

@@ -45,6 +45,7 @@ from . import head_views as views
 from . import instructions as S
 from .actors import ActorTable
 from .bus import EventBus
+from .head_groups import GroupTable
 from .head_records import HeadConfig
 from .objects import ObjectDirectory
 from .peers import Connections, Peer
@@ -83,6 +84,9 @@ class Head:
             self.objects, self.sched, run, self.bus, self.conns, self.supervisor, self.tasks
         )
         self.tasks.actors = self.actors
+        self.groups = GroupTable(
+            self.sched, run, self.bus, self.tasks.owner_and_parent, config.node_id
+        )
         self.sampler: MetricsSampler | None = None
         self._stopping = False
         tasks, actors = self.tasks, self.actors
@@ -130,11 +134,12 @@ class Head:
                     config.node_id, self.objects, tasks.producer, tasks.tasks, ids
                 ),
                 "actor_info": lambda peer, actor_id: actors.info(actor_id, config.node_id),
+                **self.groups.requests(),
             }
         )
         self.router.instructions.update(
             {
-                S.SpawnWorker: lambda ins: self.supervisor.spawn(ins.worker_id),
+                S.SpawnWorker: lambda ins: self.supervisor.spawn(ins.worker_id, ins.runtime_env),
                 S.KillWorker: lambda ins: self.supervisor.kill(ins.worker_id),
                 S.Dispatch: tasks.do_dispatch,
                 S.Interrupt: tasks.do_interrupt,
@@ -145,6 +150,7 @@ class Head:
                 S.DispatchCall: actors.do_dispatch_call,
                 S.FailCall: actors.do_fail_call,
                 S.ActorStateChanged: actors.do_actor_state,
+                S.GroupStateChanged: self.groups.on_state,
             }
         )
 

@@ -16,6 +16,15 @@ from .states import ActorState
 class SpawnWorker(NamedTuple):
     worker_id: int
     actor_id: int = 0
+    runtime_env: str = ""  # the env the worker is started for ("" the default pool)
+
+
+class GroupStateChanged(NamedTuple):
+    """A placement group was reserved (CREATED) or removed (REMOVED)."""
+
+    group_id: int
+    state: str
+    reason: str = ""
 
 
 class KillWorker(NamedTuple):
@@ -92,6 +101,7 @@ Instruction = (
     | DispatchCall
     | FailCall
     | ActorStateChanged
+    | GroupStateChanged
 )
 
 
@@ -120,6 +130,7 @@ for _cls in (
     DispatchCall,
     FailCall,
     ActorStateChanged,
+    GroupStateChanged,
 ):
     _cls.__eq__ = _typed_eq  # type: ignore[method-assign]
     _cls.__ne__ = _typed_ne  # type: ignore[assignment,method-assign]

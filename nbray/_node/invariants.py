@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import Protocol
 
+from .placement import Group
 from .resources import ResourcePool, Shape
 from .sched_records import Actor, Task, Worker
 from .states import ACTOR, ALIVE, BUSY, DEAD, IDLE, READY, RUNNING, STARTING, WAITING
@@ -41,11 +42,12 @@ class SchedulerState(Protocol):
     tasks: dict[int, Task]
     actors: dict[int, Actor]
     ready: deque[int]
-    ready_shapes: dict[Shape, int]
+    ready_shapes: dict[tuple[str, Shape], int]
     idle: list[int]
     waiting_on: dict[int, set[int]]
     children: dict[int, set[int]]
     pending_actors: deque[int]
+    groups: dict[int, Group]
 
 
 def scheduler_problems(s: SchedulerState) -> list[str]:
@@ -125,7 +127,7 @@ def _task_problems(s: SchedulerState) -> list[str]:
                 out.append(f"{name} runs, counted as attempt {t.attempts}")
     for tid in ready.keys() - s.tasks.keys():
         out.append(f"task {tid} is in the ready queue but unknown")
-    shapes = Counter(s.tasks[tid].shape for tid in s.ready if tid in s.tasks)
+    shapes = Counter((s.tasks[tid].env, s.tasks[tid].shape) for tid in s.ready if tid in s.tasks)
     if dict(shapes) != s.ready_shapes:
         out.append(f"ready shapes {s.ready_shapes} are not the ready queue's {dict(shapes)}")
     for dep, waiting in s.waiting_on.items():
@@ -181,19 +183,41 @@ def _actor_problems(s: SchedulerState) -> list[str]:
 
 
 def _resource_problems(s: SchedulerState) -> list[str]:
+    """The node's ledger, with each reserved bundle one holding of it, and each bundle's
+    own ledger with the tasks and actors placed in it."""
     held: list[tuple[dict[str, float], tuple[int, ...]]] = []
+    in_bundle: dict[tuple[int, int], list[tuple[dict[str, float], tuple[int, ...]]]] = {}
+    out: list[str] = []
+
+    def hold(item: Task | Actor, what: str) -> None:
+        if item.placement is None:
+            held.append((item.resources, item.gpu_ids))
+        elif item.placement[0] in s.groups:
+            in_bundle.setdefault((item.placement[0], item.bundle), []).append(
+                (item.resources, item.gpu_ids)
+            )
+            if item.bundle < 0:
+                out.append(f"{what} runs in placement group {item.placement[0]} in no bundle")
+
     lent = 0.0
     for w in s.workers.values():
         lent += w.lent_cpus
         if w.task_id and not w.actor_id:
             t = s.tasks.get(w.task_id)
             if t is not None:
-                held.append((t.resources, t.gpu_ids))
+                hold(t, f"task {t.task_id}")
     placed = {w.actor_id for w in s.workers.values() if w.actor_id}
     for aid, a in s.actors.items():
         if aid in placed:
-            held.append((a.resources, a.gpu_ids))
-    out = s.pool.check(held)
+            hold(a, f"actor {aid}")
+    for gid, group in s.groups.items():
+        if group.state != "CREATED":
+            continue
+        held.extend(zip(group.bundles, group.gpu_ids, strict=True))
+        for i, pool in enumerate(group.pools):
+            for problem in pool.check(in_bundle.get((gid, i), [])):
+                out.append(f"placement group {gid} bundle {i}: {problem}")
+    out.extend(s.pool.check(held))
     if abs(lent - s.pool.lent) > TOLERANCE:
         out.append(f"workers lent {lent:g} CPU but the pool counts {s.pool.lent:g}")
     return out

@@ -19,6 +19,7 @@ class Worker:
     __slots__ = (
         "actor_id",
         "blocked",
+        "env",
         "killed",
         "lent_cpus",
         "queued",
@@ -27,8 +28,9 @@ class Worker:
         "worker_id",
     )
 
-    def __init__(self, worker_id: int, actor_id: int = 0) -> None:
+    def __init__(self, worker_id: int, actor_id: int = 0, env: str = "") -> None:
         self.worker_id = worker_id
+        self.env = env  # the runtime_env it was started for: it runs nothing else
         self.state: WorkerState = STARTING
         self.task_id = 0
         self.actor_id = actor_id
@@ -41,13 +43,16 @@ class Worker:
 class Task:
     __slots__ = (
         "attempts",
+        "bundle",
         "cancelled",
         "deps",
+        "env",
         "gpu_ids",
         "max_retries",
         "name",
         "owner",
         "parent",
+        "placement",
         "resources",
         "shape",
         "short",
@@ -80,6 +85,9 @@ class Task:
         self.gpu_ids: tuple[int, ...] = ()
         self.shape: Shape = ()  # resources as a hashable key
         self.short = False  # its function is known to run in well under a millisecond
+        self.env = ""  # its runtime_env: runs only on a worker started for it
+        self.placement: tuple[int, int] | None = None  # (group, bundle index or -1)
+        self.bundle = -1  # the bundle whose reservation it holds while it runs
 
 
 class Actor:
@@ -92,8 +100,12 @@ class Actor:
         max_task_retries: int,
         owner: int,
         detached: bool,
+        env: str = "",
     ) -> None:
         self.actor_id = actor_id
+        self.env = env  # its runtime_env: its worker starts with it
+        self.placement: tuple[int, int] | None = None  # (group, bundle index or -1)
+        self.bundle = -1
         self.name = name
         self.resources = resources
         self.max_restarts = max_restarts

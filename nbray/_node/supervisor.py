@@ -127,8 +127,9 @@ class Supervisor:
 
     # --- workers -------------------------------------------------------------------------
 
-    def spawn(self, worker_id: int) -> None:
-        self._send(("spawn", worker_id))
+    def spawn(self, worker_id: int, runtime_env: str = "") -> None:
+        """Ask the fork server for a worker (one started for ``runtime_env``, if given)."""
+        self._send(("spawn", worker_id, runtime_env) if runtime_env else ("spawn", worker_id))
 
     def kill(self, worker_id: int) -> None:
         pid = self.pids.get(worker_id)

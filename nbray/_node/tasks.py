@@ -132,6 +132,8 @@ class TaskTable:
                 unready,
                 rec.parent,
                 short=self.func_time.get(spec.func_id, SHORT_TASK) < SHORT_TASK,
+                runtime_env=spec.runtime_env,
+                placement=spec.placement[:2] if spec.placement else None,
             )
         )
 

@@ -54,6 +54,8 @@ EVENTS = (
     "actor_call",
     "call_finished",
     "kill_actor",
+    "create_placement_group",
+    "remove_placement_group",
 )
 
 CANCELLED_BEFORE = "the task was cancelled before it ran"
@@ -86,7 +88,15 @@ def validate_after_every_event(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_every_event_is_validated() -> None:
     """EVENTS lists every public method that changes the scheduler."""
-    views = {"counts", "busy_workers", "worker_states", "validate", "total", "available"}
+    views = {
+        "counts",
+        "busy_workers",
+        "worker_states",
+        "validate",
+        "total",
+        "available",
+        "placement_group_problem",
+    }
     public = {n for n in vars(Scheduler) if not n.startswith("_")} - views - {"gpu_free"}
     assert public == set(EVENTS)
 

@@ -5,8 +5,9 @@ it carries out every instruction the way the head and a worker do (a worker runs
 was sent in order, answers Unqueue with the tasks it has not started, fails a task it is
 told to cancel; killed processes exit and the fork server reports it; a worker's messages
 reach the head in order, interleaved with everyone else's). Rules submit tasks (with
-ObjectRef arguments, parents, owners, resources), finish or fail them, block workers in
-``get``, crash and kill workers, cancel, drop owners, create and kill actors and call them.
+ObjectRef arguments, parents, owners, resources, runtime_envs, placement groups), finish or
+fail them, block workers in ``get``, crash and kill workers, cancel, drop owners, create
+and kill actors and call them, create and remove placement groups.
 
 After every step: ``Scheduler.validate()`` holds, the scheduler's tasks are the model's
 live ones, and liveness: on a copy of the world, once actors are killed and workers keep
@@ -25,6 +26,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from nbray._node.instructions import GroupStateChanged
 from nbray._node.scheduler import (
     ActorStateChanged,
     Dispatch,
@@ -73,6 +75,7 @@ class World:
         self.actors: set[int] = set()  # actors not DEAD
         self.calls: dict[int, int] = {}  # call id -> actor id, calls not ended
         self.gone: set[int] = set()  # owners that disconnected
+        self.groups: dict[int, str] = {}  # placement group -> its state
         self.next_id = 1
 
     def new_id(self) -> int:
@@ -117,6 +120,11 @@ class World:
             elif isinstance(ins, ActorStateChanged):
                 if ins.state == "DEAD":
                     self.actors.discard(ins.actor_id)
+            elif isinstance(ins, GroupStateChanged):
+                if ins.state == "REMOVED":
+                    self.groups.pop(ins.group_id, None)
+                else:
+                    self.groups[ins.group_id] = ins.state
             else:
                 assert isinstance(ins, (Retry, StartActor)), ins
 
@@ -149,6 +157,8 @@ class World:
         deps: list[int],
         parent: int,
         short: bool,
+        env: str = "",
+        placement: tuple[int, int] | None = None,
     ) -> None:
         tid = self.new_id()
         self.objects[tid] = None  # the task's return object is its id
@@ -157,7 +167,11 @@ class World:
             return
         unready = {d for d in deps if self.objects.get(d) is None}
         self.live.add(tid)
-        self.run(self.s.submit(tid, f"t{tid}", resources, retries, owner, unready, parent, short))
+        self.run(
+            self.s.submit(
+                tid, f"t{tid}", resources, retries, owner, unready, parent, short, env, placement
+            )
+        )
 
     def deliver(self, wid: int) -> None:
         """The head reads the worker's oldest message."""
@@ -208,6 +222,20 @@ class World:
         invariants hold after each round)."""
         for aid in sorted(self.actors):
             self.run(self.s.kill_actor(aid))
+        self._rounds()
+        # tasks may wait forever for what placement groups reserve, as in Ray: once the
+        # groups are removed too, every task ends
+        for gid in sorted(self.groups):
+            self.run(self.s.remove_placement_group(gid))
+        self._rounds()
+        tasks = {t: (v.state, v.worker_id, sorted(v.deps)) for t, v in self.s.tasks.items()}
+        workers = {w: (v.state, v.task_id, list(v.queued)) for w, v in self.s.workers.items()}
+        assert not self.live, (
+            f"tasks {sorted(self.live)} never end: scheduler tasks {tasks}, "
+            f"workers {workers}, available {self.s.available}"
+        )
+
+    def _rounds(self) -> None:
         for _ in range(DRAIN_ROUNDS):
             moved = False
             for wid in sorted(self.procs):
@@ -235,12 +263,6 @@ class World:
             self.s.validate()
             if not moved:
                 break
-        tasks = {t: (v.state, v.worker_id, sorted(v.deps)) for t, v in self.s.tasks.items()}
-        workers = {w: (v.state, v.task_id, list(v.queued)) for w, v in self.s.workers.items()}
-        assert not self.live, (
-            f"tasks {sorted(self.live)} never end: scheduler tasks {tasks}, "
-            f"workers {workers}, available {self.s.available}"
-        )
 
 
 resources = st.sampled_from(
@@ -283,6 +305,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         data=st.data(),
         nested=st.booleans(),
         short=st.booleans(),
+        env=st.sampled_from(["", "", "A", "B"]),
+        in_group=st.booleans(),
     )
     def submit(
         self,
@@ -293,6 +317,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         data: st.DataObject,
         nested: bool,
         short: bool,
+        env: str,
+        in_group: bool,
     ) -> None:
         w = self.world
         if owner in w.gone:
@@ -303,7 +329,11 @@ class SchedulerMachine(RuleBasedStateMachine):
         running = [p.running for p in w.procs.values() if p.running and p.running in w.live]
         if nested and running:
             parent = data.draw(st.sampled_from(running))  # submitted by a running task
-        w.submit(res, retries, owner, deps, parent, short)
+        placement = None
+        if in_group and w.groups:
+            gid = data.draw(st.sampled_from(sorted(w.groups)))
+            placement = (gid, data.draw(st.sampled_from([-1, 0])))
+        w.submit(res, retries, owner, deps, parent, short, env, placement)
 
     @precondition(lambda self: self.world.live)
     @rule(data=st.data(), force=st.booleans(), recursive=st.booleans())
@@ -315,6 +345,28 @@ class SchedulerMachine(RuleBasedStateMachine):
     def owner_gone(self, owner: int) -> None:
         self.world.gone.add(owner)
         self.world.run(self.world.s.owner_gone(owner))
+
+    @rule(
+        bundles=st.sampled_from(
+            [[{"CPU": 1.0}], [{"CPU": 1.0}, {"CPU": 0.5}], [{"GPU": 1.0}], [{"x": 1.0}],
+             [{"CPU": 2.0}], [{"CPU": 3.0}]]
+        ),
+        owner=st.sampled_from(OWNERS),
+        detached=st.booleans(),
+    )  # fmt: skip
+    def create_group(self, bundles: list[dict[str, float]], owner: int, detached: bool) -> None:
+        w = self.world
+        if owner in w.gone or w.s.placement_group_problem(bundles, "PACK"):
+            return
+        gid = w.new_id()
+        w.groups[gid] = "PENDING"
+        w.run(w.s.create_placement_group(gid, "", bundles, "PACK", owner, detached))
+
+    @precondition(lambda self: self.world.groups)
+    @rule(data=st.data())
+    def remove_group(self, data: st.DataObject) -> None:
+        gid = data.draw(st.sampled_from(sorted(self.world.groups)))
+        self.world.run(self.world.s.remove_placement_group(gid))
 
     @rule()
     def trim(self) -> None:
