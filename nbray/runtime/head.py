@@ -185,7 +185,7 @@ class Head:
         data = views.task_data(
             self.config.node_id, spec, rec.owner, rec.parent, state, time.time(), extra
         )
-        if state == "SUBMITTED":
+        if state == "PENDING":
             rec.published = True
         self.publish(data)
 
@@ -269,7 +269,7 @@ class Head:
             peer.holds.add(oid)
         self.objects.pin(spec.deps)
         self.objects.pin(spec.contained)
-        self.task_event(rec, "SUBMITTED")
+        self.task_event(rec, "PENDING")
         return rec
 
     def on_submit(self, peer: Peer, msg: P.Submit) -> None:

@@ -141,7 +141,7 @@ def task_data(
         "actor_id": f"{spec.actor_id:016x}" if spec.actor_id else "",
         "parent": f"{parent:016x}" if parent else "",
     }
-    if state == "SUBMITTED":
+    if state == "PENDING":
         data["deps"] = [f"{d:016x}" for d in spec.deps]
         data["returns"] = [f"{r:016x}" for r in spec.return_ids]
         data["resources"] = spec.resources
@@ -152,7 +152,7 @@ def task_data(
 def _lifecycle(
     node_id: str, t: EndedTask | TaskRecord, ended: EndedTask | None
 ) -> list[dict[str, Any]]:
-    """The events a subscriber missed for one task: SUBMITTED and RUNNING unless they were
+    """The events a subscriber missed for one task: PENDING and RUNNING unless they were
     published, and its end if it ended."""
     if isinstance(t, EndedTask):
         spec = P.TaskSpec(
@@ -167,7 +167,7 @@ def _lifecycle(
         submitted, started, wid, pid = t.submitted, t.started, t.worker_id, t.pid
     out = []
     if not t.published:
-        out.append(task_data(node_id, spec, owner, parent, "SUBMITTED", submitted, {}))
+        out.append(task_data(node_id, spec, owner, parent, "PENDING", submitted, {}))
         if started:
             out.append(
                 task_data(

@@ -8,8 +8,10 @@
     GET  <base>/nbray/api/tasks?state=&name=&owner=&limit=   recent tasks, newest first
     GET  <base>/nbray/api/tasks/<id>/logs    a task's latest output (while watched)
     GET  <base>/nbray/api/summary            tasks by state, rate, latest failures
+    GET  <base>/nbray/api/graph?limit=       the task DAG, laid out in layers (grouped)
+    GET  <base>/nbray/api/timeline?limit=    one bar per task attempt, per worker
     WS   <base>/nbray/api/events             batches of events every ~0.5 s
-    GET  <base>/nbray/dashboard              the dashboard page (static/)
+    GET  <base>/nbray/dashboard              the dashboard page (the frontend's bundle)
 
 Every route is ``@tornado.web.authenticated`` and authorized against the resource
 "nbray" (read for GET, write for POST). Manager calls block (they talk to the head), so
@@ -104,17 +106,46 @@ class TasksHandler(_Base):
         self.manager.ensure_started()
         await self.call(self.manager.touch)
         try:
-            owner = self.get_argument("owner", None)
+            owner_arg = self.get_argument("owner", None)
+            owner = int(owner_arg) if owner_arg else None
             limit = int(self.get_argument("limit", "200"))
+        except ValueError as exc:
+            raise web.HTTPError(400, f"owner and limit must be whole numbers ({exc})") from None
+        try:
             tasks = self.manager.tasks.query(
                 state=self.get_argument("state", None),
                 name=self.get_argument("name", None),
-                owner=int(owner) if owner else None,
+                owner=owner,
                 limit=max(1, min(limit, 5000)),
             )
-        except ValueError as exc:
-            raise web.HTTPError(400, f"owner and limit must be whole numbers ({exc})") from None
+        except ValueError as exc:  # an unknown state: the message lists the known ones
+            raise web.HTTPError(400, str(exc)) from None
         self.reply({"tasks": tasks})
+
+
+def _limit(handler: _Base, default: int) -> int:
+    try:
+        return max(1, min(int(handler.get_argument("limit", str(default))), 20_000))
+    except ValueError as exc:
+        raise web.HTTPError(400, f"limit must be a whole number ({exc})") from None
+
+
+class GraphHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        await self.call(self.manager.touch)
+        limit = _limit(self, 2000)
+        self.reply(await self.call(self.manager.tasks.graph, limit))
+
+
+class TimelineHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        await self.call(self.manager.touch)
+        limit = _limit(self, 2000)
+        self.reply({"segments": await self.call(self.manager.tasks.timeline, limit)})
 
 
 class TaskLogsHandler(_Base):
@@ -266,6 +297,8 @@ def route_table() -> list[tuple[str, type]]:
         (url("api/tasks"), TasksHandler),
         (url(r"api/tasks/([0-9a-f]{1,32})/logs"), TaskLogsHandler),
         (url("api/summary"), SummaryHandler),
+        (url("api/graph"), GraphHandler),
+        (url("api/timeline"), TimelineHandler),
         (url("api/events"), EventsHandler),
         (url("dashboard"), DashboardHandler),
         (url(r"static/([a-z.]+)"), StaticHandler),

@@ -101,7 +101,7 @@ async def test_kernel_restart_cancels_its_tasks_and_cluster_carries_on(
 
         # the WebSocket streamed the whole story: submitted, running, cancelled
         seen: set[str] = set()
-        while not {"SUBMITTED", "RUNNING", "CANCELLED"} <= seen:
+        while not {"PENDING", "RUNNING", "CANCELLED"} <= seen:
             msg = json.loads(await asyncio.wait_for(ws.read_message(), 10))
             seen |= {e["state"] for e in msg["events"] if e.get("type") == "task"}
         assert msg["summary"]["counts"]
