@@ -41,7 +41,19 @@ Example::
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict, get_args
+import types
+from collections.abc import Mapping
+from typing import (
+    Any,
+    Literal,
+    NotRequired,
+    TypedDict,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+    is_typeddict,
+)
 
 __all__ = [
     "ACTOR_STATES",
@@ -75,6 +87,8 @@ __all__ = [
     "WorkerRecord",
     "WorkerSample",
     "WorkerState",
+    "event_problems",
+    "record_problems",
 ]
 
 TaskState = Literal["PENDING", "RUNNING", "RETRYING", "FINISHED", "FAILED", "CANCELLED"]
@@ -319,3 +333,104 @@ class SummaryRecord(TypedDict):
     counts: dict[str, int]
     rate: float  # tasks ended per second over the last ten seconds
     failures: list[TaskRecord]
+
+
+# --- checking a value against the contract (tests, debugging) ---------------------------
+
+EVENT_CLASSES: dict[str, type] = {
+    "task": TaskEvent,
+    "actor": ActorEvent,
+    "worker": WorkerEvent,
+    "node": NodeEvent,
+    "metrics": MetricsEvent,
+    "log": LogEvent,
+    "cluster": ClusterEvent,
+}
+
+
+def event_problems(event: Mapping[str, Any]) -> list[str]:
+    """What in ``event`` breaks the contract: a missing or unknown key, a value of the
+    wrong type, a state outside its vocabulary. Empty when the event keeps it.
+
+    >>> event_problems({"type": "log", "task_id": "a1", "stream": "stdout", "text": "hi",
+    ...                 "truncated": False, "pid": 7, "time": 1.0})
+    []
+    >>> event_problems({"type": "log", "task_id": "a1", "stream": "out", "text": "hi",
+    ...                 "truncated": False, "pid": 7, "time": 1.0})
+    ["log.stream: 'out' is not one of 'stdout', 'stderr'"]
+    """
+    kind = event.get("type")
+    cls = EVENT_CLASSES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        return [f"unknown event type {kind!r}; the types are {', '.join(EVENT_TYPES)}"]
+    return record_problems(cls, event, str(kind))
+
+
+def record_problems(cls: type, value: Mapping[str, Any], where: str = "") -> list[str]:
+    """What in ``value`` does not fit the TypedDict ``cls`` (see ``event_problems``)."""
+    where = where or cls.__name__
+    hints = get_type_hints(cls, include_extras=True)
+    out: list[str] = []
+    for key, tp in hints.items():
+        optional = get_origin(tp) is NotRequired
+        if optional:
+            tp = get_args(tp)[0]
+        if key not in value:
+            if not optional:
+                out.append(f"{where}: {key!r} is missing")
+            continue
+        problem = _mismatch(value[key], tp, f"{where}.{key}")
+        if problem:
+            out.append(problem)
+    extra = sorted(set(value) - set(hints))
+    if extra:
+        out.append(f"{where}: {', '.join(map(repr, extra))} not in the contract")
+    return out
+
+
+def _mismatch(value: Any, tp: Any, where: str) -> str:
+    origin = get_origin(tp)
+    ok: bool
+    if tp is Any:
+        ok = True
+    elif tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp in (str, bool):
+        ok = isinstance(value, tp)
+    elif tp is type(None):
+        ok = value is None
+    elif origin is Literal:
+        if value not in get_args(tp):
+            return f"{where}: {value!r} is not one of {', '.join(map(repr, get_args(tp)))}"
+        return ""
+    elif origin in (Union, types.UnionType):
+        ok = any(not _mismatch(value, arg, where) for arg in get_args(tp))
+    elif origin is list:
+        (item,) = get_args(tp)
+        if not isinstance(value, list):
+            ok = False
+        else:
+            return next((p for p in (_mismatch(v, item, f"{where}[]") for v in value) if p), "")
+    elif origin is tuple:
+        args = get_args(tp)
+        ok = isinstance(value, list | tuple) and len(value) == len(args)
+        ok = ok and all(not _mismatch(v, a, where) for v, a in zip(value, args, strict=False))
+    elif origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            ok = False
+        else:
+            item = get_args(tp)[1]
+            return next(
+                (p for p in (_mismatch(v, item, f"{where}[{k!r}]") for k, v in value.items()) if p),
+                "",
+            )
+    elif is_typeddict(tp):
+        if not isinstance(value, dict):
+            ok = False
+        else:
+            return "; ".join(record_problems(tp, value, where))
+    else:
+        raise TypeError(f"the contract has a type this check does not know: {tp!r}")
+    return "" if ok else f"{where}: {value!r} is not {getattr(tp, '__name__', tp)}"

@@ -215,6 +215,7 @@ def test_cluster_resources_and_nodes(engine: str) -> None:
 
 
 def test_event_stream_has_task_lifecycle_and_node_metrics(engine: str) -> None:
+    from nbray._base.events import event_problems
     from nbray.session import current_engine
 
     events: list[dict[str, Any]] = []
@@ -235,6 +236,8 @@ def test_event_stream_has_task_lifecycle_and_node_metrics(engine: str) -> None:
         submitted = next(e for e in events if e["type"] == "task" and e["state"] == "PENDING")
         for key in ("task_id", "name", "time", "returns", "resources"):
             assert key in submitted, key
+        # every event keeps the one contract (nbray/_base/events.py)
+        assert [p for e in list(events) for p in event_problems(e)] == []
     finally:
         unsubscribe()
 
