@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = TARGET.read_text() if TARGET.exists() else ""
         if current != text:
-            print(f"{TARGET} is stale: run python scripts/gen_events_ts.py", file=sys.stderr)
+            sys.stderr.write(f"{TARGET} is stale: run python scripts/gen_events_ts.py\n")
             return 1
         return 0
     TARGET.write_text(text)

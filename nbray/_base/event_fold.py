@@ -220,13 +220,13 @@ def layered_layout(nodes: list[GraphNode], edges: list[tuple[int, int]]) -> None
     for i, n in enumerate(nodes):
         n.x = float(column_of[n.stage])
         by_column.setdefault(column_of[n.stage], []).append(i)
+
+    def barycenter(i: int) -> float:
+        placed = [nodes[p].y for p in preds.get(i, ()) if nodes[p].x < nodes[i].x]
+        return sum(placed) / len(placed) if placed else 0.0
+
     for col in range(len(columns)):
         idx = by_column.get(col, [])
-
-        def barycenter(i: int) -> float:
-            placed = [nodes[p].y for p in preds.get(i, ()) if nodes[p].x < col]
-            return sum(placed) / len(placed) if placed else 0.0
-
         order = sorted(range(len(idx)), key=lambda j: (barycenter(idx[j]), j))
         k = len(idx)
         for rank, j in enumerate(order):
@@ -501,9 +501,7 @@ class EventFold:
             while self._ends and self._ends[0] < cutoff:
                 self._ends.popleft()  # mostly in time order: the old ones are in front
             recent = sum(1 for t in self._ends if t >= cutoff)
-            failures = [
-                self.tasks[t].record() for t in reversed(self._failures) if t in self.tasks
-            ]
+            failures = [self.tasks[t].record() for t in reversed(self._failures) if t in self.tasks]
             return {
                 "counts": {s: self._counts.get(s, 0) for s in STATES},
                 "rate": recent / RATE_WINDOW,
@@ -534,8 +532,10 @@ class EventFold:
             for info in reversed(self.tasks.values()):
                 if states and info.state not in states:
                     continue
-                if needle and needle not in info.name.lower() and not info.task_id.startswith(
+                if (
                     needle
+                    and needle not in info.name.lower()
+                    and not info.task_id.startswith(needle)
                 ):
                     continue
                 if owner is not None and info.owner != owner:
@@ -648,7 +648,7 @@ class EventFold:
 
     @staticmethod
     def _graph_node(key: str, group: list[TaskInfo]) -> GraphNode:
-        states = Counter(t.state for t in group)
+        states: Counter[str] = Counter(t.state for t in group)
         ran = [d for d in (t.duration for t in group) if d is not None]
         first = group[0]
         return GraphNode(

@@ -30,7 +30,8 @@ EVENTS_TS = REPO / "frontend" / "src" / "events.ts"
 
 
 def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_events_ts", REPO / "scripts/gen_events_ts.py")
+    path = REPO / "scripts" / "gen_events_ts.py"
+    spec = importlib.util.spec_from_file_location("gen_events_ts", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
