@@ -16,8 +16,10 @@ export const NODE_STATES: readonly NodeState[] = ['ALIVE', 'DEAD'];
 export type ClusterState = 'stopped' | 'starting' | 'running' | 'stopping';
 export const CLUSTER_STATES: readonly ClusterState[] = ['stopped', 'starting', 'running', 'stopping'];
 
-export type EventType = 'task' | 'actor' | 'worker' | 'node' | 'metrics' | 'log' | 'cluster';
-export const EVENT_TYPES: readonly EventType[] = ['task', 'actor', 'worker', 'node', 'metrics', 'log', 'cluster'];
+export type ClientState = 'CONNECTED' | 'DISCONNECTED';
+
+export type EventType = 'task' | 'actor' | 'worker' | 'node' | 'metrics' | 'log' | 'cluster' | 'client';
+export const EVENT_TYPES: readonly EventType[] = ['task', 'actor', 'worker', 'node', 'metrics', 'log', 'cluster', 'client'];
 
 export const TERMINAL_STATES: readonly TaskState[] = ['FINISHED', 'FAILED', 'CANCELLED'];
 
@@ -31,7 +33,7 @@ export const STATE_COLORS: { [state in TaskState]: string } = {
   CANCELLED: '#6b7280'
 };
 
-export type Event = ITaskEvent | IActorEvent | IWorkerEvent | INodeEvent | IMetricsEvent | ILogEvent | IClusterEvent;
+export type Event = ITaskEvent | IActorEvent | IWorkerEvent | INodeEvent | IMetricsEvent | ILogEvent | IClusterEvent | IClientEvent;
 export type GraphEdge = [number, number];
 
 /**
@@ -148,6 +150,17 @@ export interface IClusterEvent {
   type: 'cluster';
   state: ClusterState;
   error: string;
+  time: number;
+}
+
+/** A kernel (or script) connected to the cluster, or left it (its work is cancelled). */
+export interface IClientEvent {
+  type: 'client';
+  conn_id: number;
+  pid: number;
+  role: string;
+  state: ClientState;
+  clients: number;
   time: number;
 }
 

@@ -66,6 +66,8 @@ __all__ = [
     "WORKER_STATES",
     "ActorEvent",
     "ActorState",
+    "ClientEvent",
+    "ClientState",
     "ClusterEvent",
     "ClusterState",
     "Event",
@@ -107,7 +109,9 @@ NODE_STATES: tuple[NodeState, ...] = get_args(NodeState)
 ClusterState = Literal["stopped", "starting", "running", "stopping"]
 CLUSTER_STATES: tuple[ClusterState, ...] = get_args(ClusterState)
 
-EventType = Literal["task", "actor", "worker", "node", "metrics", "log", "cluster"]
+ClientState = Literal["CONNECTED", "DISCONNECTED"]
+
+EventType = Literal["task", "actor", "worker", "node", "metrics", "log", "cluster", "client"]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
 # The one colour per task state, for the widgets, the side panel and the dashboard (the
@@ -246,7 +250,28 @@ class ClusterEvent(TypedDict):
     time: float
 
 
-Event = TaskEvent | ActorEvent | WorkerEvent | NodeEvent | MetricsEvent | LogEvent | ClusterEvent
+class ClientEvent(TypedDict):
+    """A kernel (or script) connected to the cluster, or left it (its work is cancelled)."""
+
+    type: Literal["client"]
+    conn_id: int
+    pid: int
+    role: str  # "client" | "owner"
+    state: ClientState
+    clients: int  # connections other than workers, after the change
+    time: float
+
+
+Event = (
+    TaskEvent
+    | ActorEvent
+    | WorkerEvent
+    | NodeEvent
+    | MetricsEvent
+    | LogEvent
+    | ClusterEvent
+    | ClientEvent
+)
 
 
 # --- records: what the fold makes of the stream (and the REST API returns) -------------
@@ -345,6 +370,7 @@ EVENT_CLASSES: dict[str, type] = {
     "metrics": MetricsEvent,
     "log": LogEvent,
     "cluster": ClusterEvent,
+    "client": ClientEvent,
 }
 
 

@@ -215,6 +215,9 @@ class Head:
         )
         if msg.role == "worker":
             self.run(self.sched.worker_started(msg.worker_id))
+        else:
+            event = views.client_event(self, peer.conn_id, peer.pid, peer.role, "CONNECTED")
+            self.publish(event, history=False)
 
     def peer_lost(self, peer: Peer) -> None:
         self.peers.pop(peer.conn_id, None)
@@ -235,6 +238,9 @@ class Head:
         if self._stopping:
             return
         self.run(self.sched.owner_gone(peer.conn_id))
+        if peer.conn_id:  # it had said Hello: a kernel left
+            event = views.client_event(self, peer.conn_id, peer.pid, peer.role, "DISCONNECTED")
+            self.publish(event, history=False)
         if peer.role == "owner":
             log.info("the owner of this cluster disconnected: shutting down")
             self.shutdown()

@@ -4,6 +4,7 @@ status, object and actor details for notebook reprs) and the periodic metrics sa
     Peer ─Request("status")─▶ Head.on_request ─▶ views.status(head) ─▶ Reply
     Head.tick ─▶ views.metrics(head) ─▶ publish({"type": "metrics", ...})
     Head.on_output ─▶ views.log_event(msg) ─▶ publish({"type": "log", ...}) (subscribers only)
+    Head.on_hello / peer_lost ─▶ views.client_event ─▶ publish({"type": "client", ...})
 """
 
 from __future__ import annotations
@@ -200,6 +201,19 @@ def replay(head: Head) -> list[dict[str, Any]]:
         head.events.clear()
         head.events.extend(merged)
     return list(head.events)
+
+
+def client_event(head: Head, conn_id: int, pid: int, role: str, state: str) -> dict[str, Any]:
+    """A kernel connected or left (``ClientEvent``): the panel's kernel count follows it."""
+    return {
+        "type": "client",
+        "conn_id": conn_id,
+        "pid": pid,
+        "role": role,
+        "state": state,
+        "clients": sum(1 for p in head.peers.values() if p.role != "worker"),
+        "time": time.time(),
+    }
 
 
 def log_event(msg: P.Output, pid: int) -> dict[str, Any]:

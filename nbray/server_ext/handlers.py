@@ -21,6 +21,7 @@ they run in a thread.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +40,7 @@ from ..errors import NbrayError
 from .manager import ClusterManager, ClusterSettings, ClusterStateError
 
 AUTH_RESOURCE = "nbray"
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).parent / "static"  # the frontend's standalone build
 WS_FLUSH_MS = 500
 WS_MAX_BATCH = 500  # events per message; the rest are counted as dropped
 
@@ -250,8 +251,26 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             flusher.stop()
 
 
+DASHBOARD_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>nbray dashboard</title>
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <link rel="stylesheet" href="{base}nbray/static/dashboard.css">
+  <script id="jupyter-config-data" type="application/json">{config}</script>
+</head>
+<body>
+  <noscript>The nbray dashboard needs JavaScript.</noscript>
+  <script src="{base}nbray/static/dashboard.js"></script>
+</body>
+</html>
+"""
+
+
 class DashboardHandler(JupyterHandler):
-    """The dashboard page: static HTML that reads the REST API and the WebSocket."""
+    """The dashboard page: a shell for the frontend's standalone bundle (the same widget as
+    JupyterLab's dashboard tab), with the server's base URL where ServerConnection reads it."""
 
     auth_resource = AUTH_RESOURCE
 
@@ -259,14 +278,26 @@ class DashboardHandler(JupyterHandler):
     @authorized
     def get(self) -> None:
         self.settings["nbray_manager"].ensure_started()
+        if not (STATIC_DIR / "dashboard.js").exists():
+            raise web.HTTPError(
+                500,
+                "the dashboard is not built: run `make install` (or `jlpm build:prod` in "
+                "frontend/), which writes nbray/server_ext/static/",
+            )
+        self.xsrf_token  # noqa: B018 (sets the _xsrf cookie the page's POSTs send back)
+        config = json.dumps({"baseUrl": self.base_url, "appName": "nbray dashboard"})
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        html = (STATIC_DIR / "dashboard.html").read_text()
-        self.finish(html.replace("{{base_url}}", self.base_url))
+        self.finish(
+            DASHBOARD_PAGE.format(
+                base=html.escape(self.base_url, quote=True),
+                config=config.replace("</", "<\\/"),
+            )
+        )
 
 
 class StaticHandler(JupyterHandler):
-    """The dashboard's script and style sheet, behind the same login."""
+    """The dashboard's script and style sheet (built from frontend/), behind the same login."""
 
     auth_resource = AUTH_RESOURCE
     FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
@@ -278,10 +309,12 @@ class StaticHandler(JupyterHandler):
     @authorized
     def get(self, name: str) -> None:
         kind = self.FILES.get(name)
-        if kind is None:
+        path = STATIC_DIR / name
+        if kind is None or not path.exists():
             raise web.HTTPError(404)
         self.set_header("Content-Type", f"{kind}; charset=utf-8")
-        self.finish((STATIC_DIR / name).read_bytes())
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(path.read_bytes())
 
 
 def route_table() -> list[tuple[str, type]]:
