@@ -230,7 +230,7 @@ def layered_layout(nodes: list[GraphNode], edges: list[tuple[int, int]]) -> None
         order = sorted(range(len(idx)), key=lambda j: (barycenter(idx[j]), j))
         k = len(idx)
         for rank, j in enumerate(order):
-            nodes[idx[j]].y = (rank - (k - 1) / 2) / k if k > 1 else 0.0
+            nodes[idx[j]].y = ((k - 1) / 2 - rank) / k if k > 1 else 0.0  # first on top
 
 
 class EventFold:
