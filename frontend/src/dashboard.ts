@@ -5,12 +5,12 @@
 //   ClusterModel (status, nodes, summary; the event stream) ─▶ header, node cards
 //   received(events) ─▶ throttled ─▶ GET tasks, graph, timeline (the server's fold)
 //   row click ─▶ details; GET tasks/<id>/logs (again when the task prints)
-import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { graphCaption, graphFigure, IFigure, PLOT_CONFIG, timelineFigure } from './charts';
 import { Event, IGraphRecord, ISegmentRecord, ITaskRecord, TASK_STATES } from './events';
 import { formatDuration, h, stateColor } from './format';
+import { LiveWidget } from './live';
 import { ClusterModel } from './model';
 import { nodeCard } from './nodes';
 import { requestAPI } from './request';
@@ -43,7 +43,7 @@ function loadPlotly(): Promise<Plotly> {
   return plotly;
 }
 
-export class NbrayDashboard extends Widget {
+export class NbrayDashboard extends LiveWidget {
   constructor(options: NbrayDashboard.IOptions) {
     super();
     this.addClass('nbray-dashboard');
@@ -98,29 +98,11 @@ export class NbrayDashboard extends Widget {
     }
   }
 
-  protected onAfterShow(msg: Message): void {
-    this._setActive(true);
-  }
-
-  protected onAfterAttach(msg: Message): void {
-    if (this.isVisible) {
-      this._setActive(true);
-    }
-  }
-
-  protected onBeforeHide(msg: Message): void {
-    this._setActive(false);
-  }
-
-  protected onBeforeDetach(msg: Message): void {
-    this._setActive(false);
-  }
-
   protected onResize(msg: Widget.ResizeMessage): void {
     void this._resizePlots();
   }
 
-  private _setActive(active: boolean): void {
+  protected setLive(active: boolean): void {
     this._model.setActive(active, this);
     window.clearInterval(this._tick);
     if (active) {

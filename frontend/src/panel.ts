@@ -1,9 +1,7 @@
 // The side panel: cluster state and controls, node cards, tasks by state, failures, and
 // the SSH cluster of `nbray up` (a form for its fields, per-host progress, node liveness).
-import { Message } from '@lumino/messaging';
-import { Widget } from '@lumino/widgets';
-
 import { TASK_STATES } from './events';
+import { LiveWidget } from './live';
 import { h, stateColor } from './format';
 import { ClusterModel, ISshStatus } from './model';
 import { nodeCard } from './nodes';
@@ -19,7 +17,7 @@ export namespace NbrayPanel {
   }
 }
 
-export class NbrayPanel extends Widget {
+export class NbrayPanel extends LiveWidget {
   constructor(options: NbrayPanel.IOptions) {
     super();
     this.addClass('nbray-panel');
@@ -38,22 +36,8 @@ export class NbrayPanel extends Widget {
     super.dispose();
   }
 
-  protected onAfterShow(msg: Message): void {
-    this._model.setActive(true, this);
-  }
-
-  protected onAfterAttach(msg: Message): void {
-    if (this.isVisible) {
-      this._model.setActive(true, this);
-    }
-  }
-
-  protected onBeforeHide(msg: Message): void {
-    this._model.setActive(false, this);
-  }
-
-  protected onBeforeDetach(msg: Message): void {
-    this._model.setActive(false, this);
+  protected setLive(live: boolean): void {
+    this._model.setActive(live, this);
   }
 
   private _build(): void {

@@ -23,7 +23,7 @@ import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 from .events import (
@@ -123,14 +123,7 @@ class Segment:
     state: TaskState
 
     def record(self) -> SegmentRecord:
-        return {
-            "worker": self.worker,
-            "task_id": self.task_id,
-            "name": self.name,
-            "start": self.start,
-            "end": self.end,
-            "state": self.state,
-        }
+        return cast(SegmentRecord, asdict(self))
 
 
 @dataclass(slots=True)
@@ -151,20 +144,7 @@ class GraphNode:
     y: float = 0.0  # the place within the column, in [-0.5, 0.5]
 
     def record(self) -> GraphNodeRecord:
-        return {
-            "key": self.key,
-            "name": self.name,
-            "stage": self.stage,
-            "count": self.count,
-            "state": self.state,
-            "states": dict(self.states),
-            "duration": self.duration,
-            "workers": list(self.workers),
-            "error": self.error,
-            "task_ids": list(self.task_ids),
-            "x": self.x,
-            "y": self.y,
-        }
+        return cast(GraphNodeRecord, asdict(self))
 
 
 @dataclass(slots=True)

@@ -137,7 +137,7 @@ class GraphHandler(_Base):
     async def get(self) -> None:
         await self.call(self.manager.touch)
         limit = _limit(self, 2000)
-        self.reply(await self.call(self.manager.tasks.graph, limit))
+        self.reply(await self.call(self.manager.tasks.graph_record, limit))
 
 
 class TimelineHandler(_Base):
@@ -146,7 +146,7 @@ class TimelineHandler(_Base):
     async def get(self) -> None:
         await self.call(self.manager.touch)
         limit = _limit(self, 2000)
-        self.reply({"segments": await self.call(self.manager.tasks.timeline, limit)})
+        self.reply({"segments": await self.call(self.manager.tasks.timeline_records, limit)})
 
 
 class TaskLogsHandler(_Base):

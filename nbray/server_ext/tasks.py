@@ -3,8 +3,8 @@
     head ──events──▶ ClusterManager (reader thread) ──▶ TaskTable.apply() ──▶ EventFold
     REST /nbray/api/tasks    ──▶ TaskTable.query(state=, name=, owner=, limit=)
     REST /nbray/api/summary  ──▶ TaskTable.summary(): counts by state, rate, latest failures
-    REST /nbray/api/graph    ──▶ TaskTable.graph(): the DAG, laid out in layers (grouped)
-    REST /nbray/api/timeline ──▶ TaskTable.timeline(): one bar per attempt per worker
+    REST /nbray/api/graph    ──▶ TaskTable.graph_record(): the DAG in layers (grouped)
+    REST /nbray/api/timeline ──▶ TaskTable.timeline_records(): a bar per attempt per worker
     head ──log events──▶ TaskLogs.apply() ──▶ REST /nbray/api/tasks/<id>/logs
 
 The fold (``nbray._base.event_fold.EventFold``, the same the notebook widgets use) keeps
@@ -21,13 +21,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from .._base.event_fold import EventFold
-from .._base.events import (
-    TERMINAL_STATES,
-    GraphRecord,
-    SegmentRecord,
-    SummaryRecord,
-    TaskRecord,
-)
+from .._base.events import TERMINAL_STATES, GraphRecord, SegmentRecord
 
 __all__ = ["TERMINAL_STATES", "TaskLogs", "TaskTable"]
 
@@ -38,8 +32,9 @@ GRAPH_TASKS = 2000  # the newest tasks the dashboard's graph shows
 GROUP_ABOVE = 60  # a graph of more tasks is grouped by function and stage
 
 
-class TaskTable:
-    """The newest ``capacity`` tasks seen on the event stream, as REST answers.
+class TaskTable(EventFold):
+    """The newest ``capacity`` tasks seen on the event stream, as REST answers: the fold's
+    ``query``, ``get``, ``summary`` and ``clear``, plus the graph and timeline records.
 
     >>> table = TaskTable()
     >>> table.apply({"type": "task", "task_id": "a1", "name": "f", "state": "PENDING",
@@ -49,47 +44,17 @@ class TaskTable:
     """
 
     def __init__(self, capacity: int = 5000) -> None:
+        super().__init__(max_tasks=capacity, max_segments=4 * capacity)
         self.capacity = capacity
-        self.fold = EventFold(max_tasks=capacity, max_segments=4 * capacity)
 
-    def apply(self, event: Any) -> None:
-        """Fold one event (see ``nbray._base.events``) in; malformed ones are ignored."""
-        if isinstance(event, dict):
-            self.fold.apply(event)
-
-    def query(
-        self,
-        *,
-        state: str | None = None,
-        name: str | None = None,
-        owner: int | None = None,
-        limit: int = 200,
-    ) -> list[TaskRecord]:
-        """The newest tasks first, filtered by state (comma-separated list allowed), a
-        substring of the name or the start of the id, and the owning connection. Raises
-        ValueError for a state outside ``nbray._base.events.TASK_STATES``."""
-        return self.fold.query(state=state, name=name, owner=owner, limit=limit)
-
-    def get(self, task_id: str) -> TaskRecord | None:
-        """One task's record, or None when the table does not hold it."""
-        return self.fold.get(task_id)
-
-    def summary(self, now: float | None = None) -> SummaryRecord:
-        """Counts by state, tasks ended per second over the last ten seconds, and the
-        latest failures (newest first)."""
-        return self.fold.summary(now)
-
-    def graph(self, limit: int = GRAPH_TASKS) -> GraphRecord:
+    def graph_record(self, limit: int = GRAPH_TASKS) -> GraphRecord:
         """The DAG of the newest ``limit`` tasks, grouped by function and stage above
         ``GROUP_ABOVE`` tasks, each node placed by the layered layout."""
-        return self.fold.graph(newest=limit, group_above=GROUP_ABOVE).record()
+        return self.graph(newest=limit, group_above=GROUP_ABOVE).record()
 
-    def timeline(self, limit: int = 2000) -> list[SegmentRecord]:
+    def timeline_records(self, limit: int = 2000) -> list[SegmentRecord]:
         """The latest ``limit`` attempts (running ones end now), oldest first."""
-        return [s.record() for s in self.fold.timeline(limit=limit)]
-
-    def clear(self) -> None:
-        self.fold.clear()
+        return [s.record() for s in self.timeline(limit=limit)]
 
 
 class TaskLogs:
