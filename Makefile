@@ -2,7 +2,8 @@
 #
 #   make demo    create .venv, install nbray, open JupyterLab on demo_notebooks/
 #   make test    install what the tests need and run the whole suite
-#   make lint    ruff (lint + format check), mypy; eslint, prettier, tsc for frontend/
+#   make lint    ruff (lint + format check), mypy, the layers' import contract; eslint,
+#                prettier, tsc for frontend/ and its events.ts current
 #   make soak    the fault-injection suite at soak size (~30 min); figures in test-artifacts/chaos/
 #   make bench   install the peers (Ray, Dask, ...) and run the benchmark suite (~15 min);
 #                bench-quick is a smoke run of it (~3 min)
@@ -82,6 +83,7 @@ lint: install
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy -p nbray
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV_PY) scripts/gen_events_ts.py --check
 	cd frontend && ../$(VENV)/bin/jlpm lint
 

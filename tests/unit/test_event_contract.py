@@ -91,7 +91,8 @@ def test_event_problems_names_what_breaks_the_contract() -> None:
 
 
 def test_the_local_heads_task_and_log_events_keep_the_contract() -> None:
-    from nbray.runtime import head_views, protocol
+    from nbray._node import head_views
+    from nbray._wire import protocol
 
     spec = protocol.TaskSpec(
         0xA1, "square", b"", b"", (0xB1,), (), (0xC1,), {"CPU": 1.0}, 0, False, 0
@@ -114,7 +115,7 @@ def test_the_local_heads_task_and_log_events_keep_the_contract() -> None:
 def test_the_metrics_sampler_keeps_the_contract() -> None:
     import os
 
-    from nbray.runtime.metrics import MetricsSampler
+    from nbray._wire.metrics import MetricsSampler
 
     sampler = MetricsSampler("n1")
     try:
@@ -127,7 +128,7 @@ def test_the_metrics_sampler_keeps_the_contract() -> None:
 
 
 def test_the_ray_engines_node_events_keep_the_contract() -> None:
-    from nbray.ray_engine.events import _node_event
+    from nbray._engines.ray.events import _node_event
 
     node = {"NodeID": "ab" * 14, "NodeManagerAddress": "127.0.0.1", "Resources": {"CPU": 2}}
     assert event_problems(_node_event(node, "ALIVE")) == []
