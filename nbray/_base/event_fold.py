@@ -207,7 +207,7 @@ def layered_layout(nodes: list[GraphNode], edges: list[tuple[int, int]]) -> None
 
     for col in range(len(columns)):
         idx = by_column.get(col, [])
-        order = sorted(range(len(idx)), key=lambda j: (barycenter(idx[j]), j))
+        order = sorted(range(len(idx)), key=lambda j: (-barycenter(idx[j]), j))  # top first
         k = len(idx)
         for rank, j in enumerate(order):
             nodes[idx[j]].y = ((k - 1) / 2 - rank) / k if k > 1 else 0.0  # first on top

@@ -309,3 +309,49 @@ def test_hover_and_labels_name_function_duration_worker_and_error() -> None:
     assert label(nodes[0], grouped=False, total=4) == "a"
     assert [p[0] for p in layout(nodes)] == [0.0, 1.0, 1.0, 2.0]
     assert layout(nodes)[1][1] == -layout(nodes)[2][1]  # a stage's nodes centred
+
+
+def test_layered_layout_columns_by_stage_and_order_by_predecessors() -> None:
+    """Stages become consecutive columns; within one, nodes follow their predecessors'
+    places (so a fan-out/fan-in has no crossing edges), first on top, all in [-0.5, 0.5]."""
+    agg = EventAggregator()
+    # two chains a1 -> b1 and a2 -> b2, whose b's are submitted in the crossed order
+    agg.apply(submitted(1, 0.0, returns=(11,), name="a1"))
+    agg.apply(submitted(2, 0.0, returns=(12,), name="a2"))
+    agg.apply(submitted(4, 0.0, deps=[12], returns=(14,), name="b2"))
+    agg.apply(submitted(3, 0.0, deps=[11], returns=(13,), name="b1"))
+    nodes = {n.name: n for n in agg.graph().nodes}
+    assert [nodes[k].x for k in ("a1", "a2", "b1", "b2")] == [0.0, 0.0, 1.0, 1.0]
+    assert nodes["a1"].y > nodes["a2"].y  # the first submitted on top
+    assert nodes["b1"].y > nodes["b2"].y  # ordered like their inputs: no crossing
+    assert all(-0.5 <= n.y <= 0.5 for n in nodes.values())
+
+
+def test_graph_of_the_newest_tasks_and_records_for_the_api() -> None:
+    agg = diamond()
+    g = agg.graph(newest=2)  # c and d: only the edge between them
+    assert [n.name for n in g.nodes] == ["c", "d"] and g.edges == [(0, 1)]
+    assert [n["x"] for n in g.record()["nodes"]] == [0.0, 1.0]  # columns made consecutive
+    assert json.loads(json.dumps(g.record()))["total_tasks"] == 2
+    assert agg.graph(newest=0).nodes == []
+
+
+def test_eviction_drops_ended_tasks_before_live_ones() -> None:
+    agg = EventAggregator(max_tasks=3)
+    agg.apply(submitted(1, 0.0))
+    agg.apply(task(1, "RUNNING", 1.0, worker_id=1))
+    for i in range(2, 6):
+        agg.apply(submitted(i, 0.0))
+        agg.apply(task(i, "FINISHED", 1.0))
+    assert oid(1) in agg.tasks and len(agg.tasks) == 3 and agg.dropped_tasks == 2
+    assert agg.counts()["RUNNING"] == 1 and agg.counts()["FINISHED"] == 2
+    agg.clear()
+    assert agg.tasks == {} and agg.counts()["FINISHED"] == 0
+
+
+def test_events_outside_the_vocabulary_are_not_folded() -> None:
+    agg = EventAggregator()
+    agg.apply(task(1, "SUBMITTED", 0.0))  # the old name: not a state any more
+    agg.apply(task(2, "running", 0.0))
+    agg.apply({"type": "log", "task_id": oid(1), "text": "x"})
+    assert agg.tasks == {} and agg.version == 0
