@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 STATES = TASK_STATES
+_STATE_SET = frozenset(TASK_STATES)
 TERMINAL = TERMINAL_STATES
 RATE_WINDOW = 10.0  # seconds over which the finish rate is measured
 MAX_FAILURES = 20
@@ -263,7 +264,7 @@ class EventFold:
         self.version = 0  # bumped by every event that changed something
         self.last_event = 0.0  # local time of the latest event
         self.dropped_tasks = 0
-        self._handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
+        self._handlers: dict[str, Callable[[Mapping[str, Any]], bool | None]] = {
             "task": self._on_task,
             "metrics": self._on_metrics,
             "worker": self._on_worker,
@@ -279,15 +280,11 @@ class EventFold:
         handler = self._handlers.get(event.get("type"))  # type: ignore[arg-type]
         if handler is None:
             return
-        if event["type"] == "task" and not (
-            isinstance(event.get("task_id"), str) and event.get("state") in TASK_STATES
-        ):
-            return  # malformed: nothing to fold
         self.last_event = time.monotonic()
         if self._pending is None:
             with self._lock:
-                handler(event)
-                self.version += 1
+                if handler(event) is not False:  # False: malformed, nothing folded
+                    self.version += 1
             return
         # the cell is read now: by the time the queue is drained another may be running
         cell = self._cell_of() if self._cell_of and event.get("state") == "PENDING" else None
@@ -376,9 +373,11 @@ class EventFold:
         self._counts[state] += 1
         info.state = state
 
-    def _on_task(self, ev: Mapping[str, Any]) -> None:
+    def _on_task(self, ev: Mapping[str, Any]) -> bool:
+        state: TaskState = ev.get("state")  # type: ignore[assignment]
+        if state not in _STATE_SET or type(ev.get("task_id")) is not str:
+            return False  # malformed, or outside the vocabulary: nothing to fold
         info = self._task(ev)
-        state: TaskState = ev["state"]
         now = ev.get("time", 0.0)
         if state == "PENDING":
             info.submitted = now
@@ -394,7 +393,7 @@ class EventFold:
                 info.cell = self._cell_now
             elif self._cell_of is not None:
                 info.cell = self._cell_of()
-            return
+            return True
         if state == "RUNNING":
             info.started, info.ended, info.error = now, 0.0, ""
             info.attempts += 1
@@ -411,13 +410,12 @@ class EventFold:
         elif "error" in ev:
             info.error = str(ev["error"])[:2000]
         if state in TERMINAL:
-            info.ended = info.ended or now
-            if ev.get("worker_id") is not None:
-                info.worker_id = ev["worker_id"]
+            info.ended = info.ended or now  # also when it never started
             self._ends.append(now)
             if state == "FAILED":
                 self._failures.append(info.task_id)
         self._set_state(info, state)
+        return True
 
     def _on_metrics(self, ev: Mapping[str, Any]) -> None:
         node_id = ev.get("node_id", "")
