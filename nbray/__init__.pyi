@@ -26,6 +26,7 @@ from ._model.remote_function import RemoteFunction as RemoteFunction
 from .widgets import monitor as monitor
 from .widgets import task_graph as task_graph
 from .widgets import timeline as timeline
+from . import runtime_env as runtime_env
 from . import errors as errors
 from . import exceptions as exceptions
 from . import widgets as widgets

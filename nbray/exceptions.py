@@ -25,9 +25,11 @@ from ._base.errors import (
     ObjectStoreFullError,
     OutOfMemoryError,
     RemoteTraceback,
+    RuntimeEnvSetupError,
     SerializationError,
     TaskCancelledError,
     TaskError,
+    TaskPlacementGroupRemoved,
     UnschedulableError,
     WorkerCrashedError,
 )
@@ -50,9 +52,11 @@ __all__ = [
     "RayError",
     "RayTaskError",
     "RemoteTraceback",
+    "RuntimeEnvSetupError",
     "SerializationError",
     "TaskCancelledError",
     "TaskError",
+    "TaskPlacementGroupRemoved",
     "UnschedulableError",
     "WorkerCrashedError",
 ]

@@ -10,14 +10,18 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .runtime_env import validate as validate_runtime_env
+from .scheduling import check_strategy
+
 __all__ = ["ActorOptions", "TaskOptions"]
 
 # accepted for compatibility with Ray code; the local engine ignores them, the Ray engine
 # passes them on (kept in ``ray_options``)
 _IGNORED = {
     "memory",
-    "scheduling_strategy",
     "placement_group",
+    "placement_group_bundle_index",
+    "placement_group_capture_child_tasks",
     "accelerator_type",
     "label_selector",
 }
@@ -34,6 +38,8 @@ class TaskOptions:
     max_retries: int = 3
     retry_exceptions: bool | tuple[type[BaseException], ...] = False
     name: str = ""
+    runtime_env: dict[str, Any] | None = None  # validated (``_base.runtime_env``)
+    scheduling_strategy: Any = None  # None, "DEFAULT", "SPREAD" or a strategy object
     ray_options: dict[str, Any] = field(default_factory=dict)
 
     def resource_request(self) -> dict[str, float]:
@@ -60,6 +66,8 @@ class ActorOptions:
     namespace: str | None = None
     lifetime: str | None = None
     get_if_exists: bool = False
+    runtime_env: dict[str, Any] | None = None  # applies to the actor's every call
+    scheduling_strategy: Any = None  # None, "DEFAULT", "SPREAD" or a strategy object
     ray_options: dict[str, Any] = field(default_factory=dict)
 
     def resource_request(self) -> dict[str, float]:
@@ -75,7 +83,12 @@ def _valid_names(cls: type) -> list[str]:
 def make_options(cls: type[Any], base: Any | None, kwargs: dict[str, Any]) -> Any:
     """``base`` updated with ``kwargs``, validated; raises ValueError/TypeError on misuse."""
     names = _valid_names(cls)
-    values = dataclasses.asdict(cls() if base is None else base)
+    current = cls() if base is None else base
+    # not dataclasses.asdict: it would deep-copy a strategy's placement group
+    values = {
+        f.name: dict(v) if isinstance(v := getattr(current, f.name), dict) else v
+        for f in dataclasses.fields(cls)
+    }
     for key, value in kwargs.items():
         if key in _IGNORED:
             values["ray_options"] = {**values["ray_options"], key: value}
@@ -86,6 +99,10 @@ def make_options(cls: type[Any], base: Any | None, kwargs: dict[str, Any]) -> An
                 f"{'function' if cls is TaskOptions else 'actor'}; valid options are: "
                 f"{', '.join(sorted(names + list(_IGNORED)))}"
             )
+        if key == "runtime_env":
+            value = validate_runtime_env(value) or None
+        elif key == "scheduling_strategy":
+            check_strategy(value)
         values[key] = value
     _check(values)
     if isinstance(values.get("retry_exceptions"), list):

@@ -71,6 +71,9 @@ class TaskSpec(NamedTuple):
     method: str = ""
     max_task_retries: int = 0
     job_namespace: str = ""  # the submitter's namespace: named actors are looked up there
+    runtime_env: str = ""  # resolved runtime_env (JSON): only workers started for it run it
+    # (placement group id, bundle index or -1, capture child tasks): runs in that reservation
+    placement: tuple[int, int, bool] | None = None
 
 
 class ActorSpec(NamedTuple):
@@ -92,6 +95,8 @@ class ActorSpec(NamedTuple):
     is_async: bool
     methods: tuple[tuple[str, int], ...] = ()
     job_namespace: str = ""  # the creator's namespace, which the actor's code runs in
+    runtime_env: str = ""  # resolved runtime_env (JSON) the actor's worker starts with
+    placement: tuple[int, int, bool] | None = None  # as TaskSpec.placement
 
 
 # --- handshake after authentication --------------------------------------------------

@@ -91,7 +91,7 @@ def test_event_problems_names_what_breaks_the_contract() -> None:
 
 
 def test_the_local_heads_task_and_log_events_keep_the_contract() -> None:
-    from nbray._node import head_views
+    from nbray._node import bus
     from nbray._wire import protocol
 
     spec = protocol.TaskSpec(
@@ -106,10 +106,10 @@ def test_the_local_heads_task_and_log_events_keep_the_contract() -> None:
         "CANCELLED": {"worker_id": None, "duration": 0.1, "error": "cancelled"},
     }
     for state, extra in extras.items():
-        data = head_views.task_data("n1", spec, 1, 0, state, time.time(), extra)
+        data = bus.task_data("n1", spec, 1, 0, state, time.time(), extra)
         assert event_problems(data) == [], state
     out = protocol.Output(0xA1, "stderr", "x" * 5000)
-    assert event_problems(head_views.log_event(out, 99)) == []
+    assert event_problems(bus.log_event(out, 99)) == []
 
 
 def test_the_metrics_sampler_keeps_the_contract() -> None:

@@ -27,6 +27,7 @@ EXPECTED = {
     "nodes",
     "put",
     "remote",
+    "runtime_env",
     "shutdown",
     "task_graph",
     "timeline",

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from nbray._base.errors import NbrayError, SerializationError
 from nbray._base.options import ActorOptions, TaskOptions
+from nbray._base.runtime_env import canonical
+from nbray._base.runtime_env import merge as merge_runtime_env
 from nbray._model.actor import ActorHandle, actor_methods, is_async_class
 from nbray._model.engine import Engine
 from nbray._model.object_ref import ObjectRef
@@ -33,6 +35,8 @@ from nbray._wire.serialization import (
 )
 
 from .client import INLINE_LIMIT
+from .groups import PlacementGroups
+from .runtime_env import resolve, warm_up
 
 if TYPE_CHECKING:
     import subprocess
@@ -52,7 +56,7 @@ class OwnedCluster(Protocol):
     def stop(self, timeout: float = ...) -> None: ...
 
 
-class LocalEngine(Engine):
+class LocalEngine(PlacementGroups, Engine):
     name = "local"
 
     def __init__(self, client: Client, cluster: OwnedCluster | None = None) -> None:
@@ -66,6 +70,11 @@ class LocalEngine(Engine):
         self._self_calls: set[int] = set()
         self._sub_lock = threading.Lock()
         client.output_handler = print_task_output
+        # runtime_env: init's (the job's), the one this worker runs in (nested tasks inherit
+        # it), and resolved envs by their canonical form (directories packaged once)
+        self.job_runtime_env: dict[str, Any] = {}
+        self.inherited_env = ""
+        self._resolved_envs: dict[str, str] = {}
 
     @property
     def address(self) -> str:
@@ -122,6 +131,26 @@ class LocalEngine(Engine):
         keep.append(ref)
         return ref
 
+    def resolved_env(self, own: dict[str, Any] | None) -> str:
+        """The resolved runtime_env (JSON, "" for none) of a task or actor with ``own``."""
+        if own is None and not self.job_runtime_env:
+            return self.inherited_env  # the common case: no env anywhere
+        merged = merge_runtime_env(self.job_runtime_env, own)
+        key = canonical(merged)
+        resolved = self._resolved_envs.get(key)
+        if resolved is None:  # relative paths are taken from this process's cwd
+            resolved = self._resolved_envs[key] = resolve(merged)
+        return resolved
+
+    def install_job_env(self) -> None:
+        """``init(runtime_env=...)`` with pip/uv and ``config.eager_install`` (default True,
+        as in Ray): start building the env's virtualenv now, in a worker for it, instead of
+        at the first task. Nothing waits for it; a failure shows at the first task."""
+        env = self.job_runtime_env
+        if ("pip" in env or "uv" in env) and env.get("config", {}).get("eager_install", True):
+            options = TaskOptions(num_cpus=0, max_retries=0)
+            self.submit_task(warm_up, (id(warm_up),), (), {}, options, "runtime_env.install")
+
     # --- tasks ---------------------------------------------------------------------------
 
     def submit_task(
@@ -136,6 +165,8 @@ class LocalEngine(Engine):
         client = self.client
         # arguments first: if they cannot be pickled nothing is sent, and the function must
         # not be marked as known to the head (the next call would then ship it without code)
+        runtime_env = self.resolved_env(options.runtime_env)
+        placement = self.placement(options.scheduling_strategy)
         args_blob, deps, contained, _keep = self._args(args, kwargs, name)
         func_id, blob = self._export(func, fingerprint, f"remote function {name}")
         retry: bool | bytes = options.retry_exceptions  # type: ignore[assignment]
@@ -155,6 +186,8 @@ class LocalEngine(Engine):
             options.max_retries,
             retry,
             job_namespace=client.namespace,
+            runtime_env=runtime_env,
+            placement=placement,
         )
         refs = [ObjectRef(oid, self) for oid in return_ids]
         if self.submit_listener is not None:
@@ -174,6 +207,8 @@ class LocalEngine(Engine):
                 return self.get_actor(options.name, namespace)
             except ValueError:
                 pass
+        runtime_env = self.resolved_env(options.runtime_env)
+        placement = self.placement(options.scheduling_strategy)
         blob = dumps_function(cls, f"actor class {cls.__name__}")
         args_blob, deps, contained, _keep = self._args(args, kwargs, f"{cls.__name__}.__init__")
         is_async = is_async_class(cls)
@@ -196,6 +231,8 @@ class LocalEngine(Engine):
             is_async,
             methods,
             job_namespace=client.namespace,
+            runtime_env=runtime_env,
+            placement=placement,
         )
         if options.name:
             client.request("create_actor", spec, blob)

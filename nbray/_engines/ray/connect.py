@@ -35,6 +35,7 @@ def connect(
     num_gpus: int | None,
     resources: dict[str, float] | None,
     object_store_memory: int | None = None,
+    runtime_env: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Connect (``ray.init``); returns (the RayEngine, facts for the ClusterContext)."""
     current = record.read()
@@ -46,6 +47,8 @@ def connect(
     # "default", as the local engine: named actors are shared by the kernels of a cluster
     # (Ray would give each driver an anonymous namespace)
     kwargs: dict[str, Any] = {"namespace": namespace or "default", "log_to_driver": True}
+    if runtime_env:  # the job's env: Ray packages local directories and installs pip itself
+        kwargs["runtime_env"] = runtime_env
     private_dir: Path | None = None
     if address in (None, "", "local"):
         private_dir, _ = sf.new_session_dir()

@@ -27,8 +27,10 @@ from nbray._model import session
 from nbray._model.actor import ActorHandle, actor_methods
 from nbray._model.engine import Engine
 from nbray._model.object_ref import ObjectRef
+from nbray._model.placement_group import PlacementGroup
 
 from .errors import to_nbray_error
+from .groups import RayPlacementGroups, ray_strategy
 
 if TYPE_CHECKING:
     from .events import EventStream
@@ -172,6 +174,10 @@ def _task_options(options: TaskOptions, name: str) -> dict[str, Any]:
     }
     if options.resources:
         opts["resources"] = dict(options.resources)
+    if options.runtime_env:
+        opts["runtime_env"] = options.runtime_env
+    if options.scheduling_strategy is not None:
+        opts["scheduling_strategy"] = ray_strategy(options.scheduling_strategy)
     opts.update(options.ray_options)
     return opts
 
@@ -194,6 +200,10 @@ def _actor_options(options: ActorOptions) -> dict[str, Any]:
         opts["namespace"] = options.namespace
     if options.lifetime:
         opts["lifetime"] = options.lifetime
+    if options.runtime_env:
+        opts["runtime_env"] = options.runtime_env
+    if options.scheduling_strategy is not None:
+        opts["scheduling_strategy"] = ray_strategy(options.scheduling_strategy)
     opts.update(options.ray_options)
     return opts
 
@@ -201,7 +211,7 @@ def _actor_options(options: ActorOptions) -> dict[str, Any]:
 CANCELLABLE_PRUNE = 1000
 
 
-class RayEngine(Engine):
+class RayEngine(RayPlacementGroups, Engine):
     """Runs the nbray API on the Ray cluster this process is connected to (``ray.init``)."""
 
     name = "ray"
@@ -259,6 +269,10 @@ class RayEngine(Engine):
             self._events.submitted(name, ray_refs, options.resource_request(), args, kwargs)
         self._notify(refs)
         return refs
+
+    def placement_group_ready(self, group: PlacementGroup) -> ObjectRef:
+        """Ray's own ``pg.ready()`` (its value is Ray's PlacementGroup)."""
+        return RayRef(group._ray.ready(), self)
 
     # --- actors --------------------------------------------------------------------------
 
