@@ -4,6 +4,7 @@
         ├──▶ history (the last EVENT_HISTORY events; not logs) ──▶ Request("events")
         └──▶ each subscriber's connection (Event frames) ──▶ widgets, the server extension
     TaskTable ──ended(record) while nobody subscribes──▶ unwatched (compact records)
+    Head.on_hello / peer_lost ──client_event (not kept in the history)──▶ subscribers
     Subscribe(replay=True) ──▶ replay: history + the lifecycles nobody watched, in time order
 
 Nobody subscribed is the common case on the hot path (a script, a notebook without
@@ -62,7 +63,7 @@ class EventBus:
         if not self.subscribers:  # nobody listens: keep the hot path free of event dicts
             return
         data = task_data(self.node_id, rec.spec, rec.owner, rec.parent, state, time.time(), extra)
-        if state == "SUBMITTED":
+        if state == "PENDING":
             rec.published = True
         self.publish(data)
 
@@ -132,7 +133,7 @@ def task_data(
         "actor_id": f"{spec.actor_id:016x}" if spec.actor_id else "",
         "parent": f"{parent:016x}" if parent else "",
     }
-    if state == "SUBMITTED":
+    if state == "PENDING":
         data["deps"] = [f"{d:016x}" for d in spec.deps]
         data["returns"] = [f"{r:016x}" for r in spec.return_ids]
         data["resources"] = spec.resources
@@ -143,7 +144,7 @@ def task_data(
 def _lifecycle(
     node_id: str, t: EndedTask | TaskRecord, ended: EndedTask | None
 ) -> list[dict[str, Any]]:
-    """The events a subscriber missed for one task: SUBMITTED and RUNNING unless they were
+    """The events a subscriber missed for one task: PENDING and RUNNING unless they were
     published, and its end if it ended."""
     if isinstance(t, EndedTask):
         spec = P.TaskSpec(
@@ -158,7 +159,7 @@ def _lifecycle(
         submitted, started, wid, pid = t.submitted, t.started, t.worker_id, t.pid
     out = []
     if not t.published:
-        out.append(task_data(node_id, spec, owner, parent, "SUBMITTED", submitted, {}))
+        out.append(task_data(node_id, spec, owner, parent, "PENDING", submitted, {}))
         if started:
             out.append(
                 task_data(
@@ -171,6 +172,20 @@ def _lifecycle(
             extra["error"] = ended.error
         out.append(task_data(node_id, spec, owner, parent, ended.state, ended.ended, extra))
     return out
+
+
+def client_event(conn_id: int, pid: int, role: str, state: str, clients: int) -> dict[str, Any]:
+    """A kernel (or script) connected or left (``ClientEvent``): the side panel's kernel
+    count follows it. ``clients``: connections other than workers, after the change."""
+    return {
+        "type": "client",
+        "conn_id": conn_id,
+        "pid": pid,
+        "role": role,
+        "state": state,
+        "clients": clients,
+        "time": time.time(),
+    }
 
 
 def log_event(msg: P.Output, pid: int) -> dict[str, Any]:

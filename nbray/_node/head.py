@@ -44,7 +44,7 @@ from nbray._wire.session_files import pid_alive, read_secret, remove_session_dir
 from . import head_views as views
 from . import instructions as S
 from .actors import ActorTable
-from .bus import EventBus
+from .bus import EventBus, client_event
 from .head_groups import GroupTable
 from .head_records import HeadConfig
 from .objects import ObjectDirectory
@@ -166,6 +166,12 @@ class Head:
         peer.send(P.Welcome(peer.conn_id, cfg.session, cfg.node_id, cfg.namespace, cfg.spill_dir))
         if msg.role == "worker":
             self.run(self.sched.worker_started(msg.worker_id))
+        else:
+            self._client_changed(peer, "CONNECTED")
+
+    def _client_changed(self, peer: Peer, state: str) -> None:
+        event = client_event(peer.conn_id, peer.pid, peer.role, state, self.conns.clients())
+        self.bus.publish(event, history=False)
 
     def peer_lost(self, peer: Peer) -> None:
         """A registered connection closed (it already left ``conns``)."""
@@ -182,6 +188,7 @@ class Head:
         if self._stopping:
             return
         self.run(self.sched.owner_gone(peer.conn_id))
+        self._client_changed(peer, "DISCONNECTED")  # the kernel count follows at once
         if peer.role == "owner":
             log.info("the owner of this cluster disconnected: shutting down")
             self.shutdown()

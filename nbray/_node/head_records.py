@@ -75,7 +75,7 @@ class TaskRecord:
         self.submitted = submitted
         self.started = 0.0  # when it was last dispatched
         self.pid = 0
-        self.published = False  # its SUBMITTED event went out to subscribers
+        self.published = False  # its PENDING event went out to subscribers
 
 
 class EndedTask(NamedTuple):

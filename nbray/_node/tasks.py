@@ -103,7 +103,7 @@ class TaskTable:
             peer.holds.add(oid)
         self.objects.pin(spec.deps)
         self.objects.pin(spec.contained)
-        self.bus.task_event(rec, "SUBMITTED")
+        self.bus.task_event(rec, "PENDING")
         return rec
 
     def on_submit(self, peer: Peer, msg: P.Submit) -> None:

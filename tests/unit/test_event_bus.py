@@ -33,7 +33,7 @@ def record(task_id: int, submitted: float = 1.0) -> TaskRecord:
 def test_nobody_subscribed_builds_no_event_but_keeps_the_end() -> None:
     bus = EventBus("node1")
     rec = record(1)
-    bus.task_event(rec, "SUBMITTED")
+    bus.task_event(rec, "PENDING")
     bus.task_event(rec, "RUNNING", worker_id=2, pid=99)
     assert (rec.state, rec.pid, rec.published) == ("RUNNING", 99, False)
     bus.task_ended(rec, "FINISHED")
@@ -45,7 +45,7 @@ def test_a_late_subscriber_gets_the_unwatched_lifecycles_in_time_order() -> None
     bus = EventBus("node1")
     ended, live = record(1, submitted=1.0), record(2, submitted=2.0)
     for rec in (ended, live):
-        bus.task_event(rec, "SUBMITTED")
+        bus.task_event(rec, "PENDING")
         bus.task_event(rec, "RUNNING", worker_id=3, pid=7)
     bus.task_ended(ended, "FAILED", error="boom")
     bus.publish({"type": "actor", "state": "ALIVE", "time": 0.5})
@@ -53,8 +53,8 @@ def test_a_late_subscriber_gets_the_unwatched_lifecycles_in_time_order() -> None
     bus.subscribe(10, sub, [live], replay=True)
     assert sub.events() == [
         ("actor", "ALIVE"),
-        ("task", "SUBMITTED"),
-        ("task", "SUBMITTED"),
+        ("task", "PENDING"),
+        ("task", "PENDING"),
         ("task", "RUNNING"),
         ("task", "RUNNING"),
         ("task", "FAILED"),
@@ -77,12 +77,12 @@ def test_subscribers_get_live_events_until_they_unsubscribe() -> None:
     bus.subscribe(1, a, [], replay=False)
     bus.subscribe(2, b, [], replay=False)
     rec = record(5)
-    bus.task_event(rec, "SUBMITTED")
+    bus.task_event(rec, "PENDING")
     assert rec.published
     bus.unsubscribe(1)
     bus.task_ended(rec, "FINISHED")
-    assert a.events() == [("task", "SUBMITTED")]
-    assert b.events() == [("task", "SUBMITTED"), ("task", "FINISHED")]
+    assert a.events() == [("task", "PENDING")]
+    assert b.events() == [("task", "PENDING"), ("task", "FINISHED")]
     assert not bus.unwatched  # someone watched its end
     submitted = b.sent[0].data
     assert submitted["returns"] == [f"{5 << 8:016x}"] and submitted["resources"] == {"CPU": 1.0}
