@@ -34,12 +34,14 @@ class TaskOptions:
     num_cpus: float = 1
     num_gpus: float = 0
     resources: dict[str, float] = field(default_factory=dict)
-    num_returns: int = 1
+    num_returns: int | str = 1  # or "streaming" / "dynamic" (generator functions)
     max_retries: int = 3
     retry_exceptions: bool | tuple[type[BaseException], ...] = False
     name: str = ""
     runtime_env: dict[str, Any] | None = None  # validated (``_base.runtime_env``)
     scheduling_strategy: Any = None  # None, "DEFAULT", "SPREAD" or a strategy object
+    # a streaming generator pauses while this many of its yields are unconsumed (-1: never)
+    _generator_backpressure_num_objects: int = -1
     ray_options: dict[str, Any] = field(default_factory=dict)
 
     def resource_request(self) -> dict[str, float]:
@@ -130,8 +132,15 @@ def _check(values: dict[str, Any]) -> None:
             raise ValueError(f"{key} must be an int >= -1 (-1: unlimited), got {values[key]!r}")
     if "num_returns" in values:
         n = values["num_returns"]
-        if not isinstance(n, int) or n < 0:
-            raise ValueError(f"num_returns must be an int >= 0, got {n!r}")
+        if n not in ("streaming", "dynamic") and (not isinstance(n, int) or n < 0):
+            raise ValueError(
+                f"num_returns must be an int >= 0, 'streaming' or 'dynamic', got {n!r}"
+            )
+    bp = values.get("_generator_backpressure_num_objects", -1)
+    if not isinstance(bp, int) or isinstance(bp, bool) or bp == 0 or bp < -1:
+        raise ValueError(
+            f"_generator_backpressure_num_objects must be an int >= 1, or -1 (no limit), got {bp!r}"
+        )
     mc = values.get("max_concurrency")
     if mc is not None and (not isinstance(mc, int) or mc < 1):
         raise ValueError(f"max_concurrency must be an int >= 1, got {mc!r}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbray._base.options import ActorOptions, make_options
 
+from .generator import STREAMING, is_generator_function, returns_code
 from .remote_function import _returns
 
 if TYPE_CHECKING:
@@ -23,11 +24,11 @@ if TYPE_CHECKING:
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "method"]
 
 
-def method(*, num_returns: int = 1) -> Any:
+def method(*, num_returns: int | str = 1) -> Any:
     """Set options of one actor method, e.g. ``@nbray.method(num_returns=2)``."""
 
     def decorate(func: Any) -> Any:
-        func.__nbray_num_returns__ = num_returns
+        func.__nbray_num_returns__ = returns_code(num_returns)
         return func
 
     return decorate
@@ -37,7 +38,10 @@ def actor_methods(cls: type) -> tuple[tuple[str, int], ...]:
     out = []
     for name, member in inspect.getmembers(cls):
         if callable(member) and (not name.startswith("__") or name == "__call__"):
-            out.append((name, int(getattr(member, "__nbray_num_returns__", 1))))
+            n = getattr(member, "__nbray_num_returns__", None)
+            if n is None:  # a generator method streams its yields, as in Ray
+                n = STREAMING if is_generator_function(member) else 1
+            out.append((name, int(n)))
     return tuple(out)
 
 
@@ -173,9 +177,11 @@ class ActorMethod:
         refs = h._engine.call_actor(h, self._name, args, kwargs, self._num_returns)
         return _returns(refs, self._num_returns)
 
-    def options(self, *, num_returns: int | None = None, **_: Any) -> ActorMethod:
+    def options(self, *, num_returns: int | str | None = None, **_: Any) -> ActorMethod:
         return ActorMethod(
-            self._handle, self._name, self._num_returns if num_returns is None else num_returns
+            self._handle,
+            self._name,
+            self._num_returns if num_returns is None else returns_code(num_returns),
         )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -113,6 +113,26 @@ class Engine(ABC):
     @abstractmethod
     def decref(self, object_id: int) -> None: ...
 
+    # --- generator tasks (ObjectRefGenerator) -------------------------------------------------
+
+    def stream_next(self, completed: ObjectRef, index: int, timeout: float | None) -> Any:
+        """The ref of yield ``index`` of the generator task whose completion ref is
+        ``completed`` once it exists; None when the task ended with fewer yields (after one
+        ref holding its error, if it failed before yielding its own); TimeoutError after
+        ``timeout`` seconds."""
+        raise NotImplementedError(f"the {self.name} engine does not run generator tasks")
+
+    def stream_ready(self, completed: ObjectRef, index: int) -> bool:
+        """Whether ``stream_next(completed, index, ...)`` would return at once."""
+        raise NotImplementedError(f"the {self.name} engine does not run generator tasks")
+
+    def stream_finished(self, completed: ObjectRef, index: int) -> bool:
+        """Whether the task has ended and ``index`` is past its last yield."""
+        raise NotImplementedError(f"the {self.name} engine does not run generator tasks")
+
+    def stream_drop(self, completed: ObjectRef, index: int) -> None:
+        """The generator is gone: release the yields it never handed out."""
+
     # --- placement groups (nbray.util.placement_group) -------------------------------------
 
     def create_placement_group(

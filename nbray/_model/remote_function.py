@@ -15,6 +15,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from nbray._base.options import TaskOptions, make_options
 
+from .generator import DYNAMIC, STREAMING, dynamic, is_generator_function, returns_code
 from .object_ref import ObjectRef
 
 __all__ = ["RemoteFunction"]
@@ -63,6 +64,8 @@ class RemoteFunction(Generic[P, R]):
 
     def __init__(self, func: Any, options: TaskOptions) -> None:
         self._function = func
+        if options.num_returns == 1 and is_generator_function(func):
+            options = make_options(TaskOptions, options, {"num_returns": "streaming"})
         self._options = options
         self._name = options.name or getattr(func, "__qualname__", repr(func))
         functools.update_wrapper(self, func)
@@ -78,15 +81,16 @@ class RemoteFunction(Generic[P, R]):
         """Submit a task; returns an ObjectRef (a list of them if ``num_returns`` > 1)."""
         from .session import current_engine
 
+        func, options = self._function, self._options
+        if options.num_returns == "dynamic":  # one ref to a DynamicObjectRefGenerator
+            func = self.__dict__.get("_dynamic")
+            if func is None:
+                func = self.__dict__["_dynamic"] = dynamic(self._function)
+            options = make_options(TaskOptions, options, {"num_returns": 1})
         refs = current_engine().submit_task(
-            self._function,
-            fingerprint(self._function),
-            args,
-            kwargs,
-            self._options,
-            self._name,
+            func, fingerprint(func), args, kwargs, options, self._name
         )
-        return _returns(refs, self._options.num_returns)
+        return _returns(refs, options.num_returns)
 
     def options(self, **options: Any) -> RemoteFunction[P, R]:
         """A copy with some options changed, e.g. ``f.options(num_cpus=2).remote(x)``."""
@@ -96,8 +100,10 @@ class RemoteFunction(Generic[P, R]):
         return f"<RemoteFunction {self._name}>"
 
 
-def _returns(refs: list[ObjectRef], num_returns: int) -> Any:
-    if num_returns == 1:
+def _returns(refs: list[ObjectRef], num_returns: int | str) -> Any:
+    """What ``.remote()`` returns: a ref, a list of them, None or an ObjectRefGenerator
+    (which the engine made, as ``refs[0]``)."""
+    if num_returns == 1 or returns_code(num_returns) in (STREAMING, DYNAMIC):
         return refs[0]
     if num_returns == 0:
         return None

@@ -109,6 +109,8 @@ class Head:
                 P.TaskDone: tasks.on_task_done,
                 P.TaskFailed: tasks.on_task_failed,
                 P.Blocked: tasks.on_blocked,
+                P.Yielded: tasks.on_yielded,
+                P.StreamAck: tasks.on_stream_ack,
                 P.Unqueued: tasks.on_unqueued,
                 P.ForgetFunction: tasks.on_forget_function,
                 P.ActorStartFailed: actors.on_actor_start_failed,

@@ -55,6 +55,8 @@ class HeadConfig:
 
 class TaskRecord:
     __slots__ = (
+        "acked",
+        "caller",
         "owner",
         "parent",
         "pid",
@@ -64,6 +66,7 @@ class TaskRecord:
         "state",
         "submitted",
         "worker_id",
+        "yielded",
     )
 
     def __init__(self, spec: P.TaskSpec, owner: int, parent: int, submitted: float) -> None:
@@ -76,6 +79,11 @@ class TaskRecord:
         self.started = 0.0  # when it was last dispatched
         self.pid = 0
         self.published = False  # its PENDING event went out to subscribers
+        # a generator task: the connection its yields go to, how many arrived (a retry's
+        # replay of those is dropped), how many the caller consumed (backpressure)
+        self.caller = 0
+        self.yielded = 0
+        self.acked = 0
 
 
 class EndedTask(NamedTuple):

@@ -97,6 +97,8 @@ class TaskTable:
         owner, parent = self.owner_and_parent(peer)
         rec = TaskRecord(spec, owner, parent, time.time())
         self.tasks[spec.task_id] = rec
+        if spec.stream:
+            rec.caller = peer.conn_id
         for oid in spec.return_ids:
             self.objects.create(oid, peer.conn_id)
             self.producer[oid] = spec.task_id
@@ -169,6 +171,8 @@ class TaskTable:
         self.supervisor.dispatched(ins.worker_id)
         job = self.job_for(peer, rec.owner)
         peer.send(P.RunTask(spec, func, self.dep_payloads(spec.deps), env, job))
+        if rec.acked:  # a retry: the caller consumed these before, no need to wait for them
+            peer.send(P.StreamAck(spec.return_ids[0], rec.acked))
         self.bus.task_event(
             rec, "RUNNING", worker_id=ins.worker_id, pid=peer.pid, gpu_ids=list(ins.gpu_ids)
         )
@@ -267,6 +271,36 @@ class TaskTable:
         if rec is not None:
             self.objects.discard_partial(rec.spec.return_ids)
             self.bus.task_event(rec, "RETRYING", attempt=ins.attempt, reason=ins.reason)
+
+    # --- generator tasks ------------------------------------------------------------------
+
+    def on_yielded(self, peer: Peer, msg: P.Yielded) -> None:
+        """A generator task yielded: the object is its caller's, who is told at once. A
+        retried task yields again from the start: the yields already reported are dropped."""
+        rec = self.tasks.get(msg.task_id)
+        caller = self.conns.peers.get(rec.caller) if rec is not None else None
+        if rec is None or caller is None or msg.index < rec.yielded:
+            self.objects.set(msg.object_id, msg.payload, ())  # nobody wants it: freed
+            return
+        rec.yielded = msg.index + 1
+        self.objects.create(msg.object_id, caller.conn_id)
+        caller.holds.add(msg.object_id)
+        self.store(msg.object_id, msg.payload, msg.contained)
+        caller.send(
+            P.StreamItem(
+                rec.spec.return_ids[0], msg.index, msg.object_id, msg.payload.kind == P.ERROR
+            )
+        )
+
+    def on_stream_ack(self, peer: Peer, msg: P.StreamAck) -> None:
+        """The caller consumed yields: tell the worker running the generator (backpressure)."""
+        rec = self.tasks.get(self.producer.get(msg.completed, 0))
+        if rec is None or msg.consumed <= rec.acked:
+            return
+        rec.acked = msg.consumed
+        worker = self.conns.workers.get(rec.worker_id) if rec.worker_id else None
+        if worker is not None:
+            worker.send(msg)
 
     # --- cancelling, blocking, pipelining ------------------------------------------------
 

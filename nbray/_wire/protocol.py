@@ -6,7 +6,8 @@ receiver dispatches on ``type(msg)`` through a table of handlers, never a chain 
     client ──Submit/Put/Fetch/Release/AddHold/Cancel/...──▶ head
     head   ──ObjectReady/Output/Event/Reply──▶ client
     head   ──RunTask/CreateActor/RunActorCall/CancelTask──▶ worker
-    worker ──TaskDone/TaskFailed/Blocked/Unblocked/Output──▶ head
+    worker ──TaskDone/TaskFailed/Yielded/Blocked/Unblocked/Output──▶ head
+    head   ──StreamItem──▶ caller ──StreamAck──▶ head ──▶ worker (generator tasks)
 
 Ids are ints: ``client_id << 32 | counter`` so any process can mint ids without a round
 trip. Object payloads travel as :class:`Payload`: inline bytes, a shared-memory segment,
@@ -74,6 +75,9 @@ class TaskSpec(NamedTuple):
     runtime_env: str = ""  # resolved runtime_env (JSON): only workers started for it run it
     # (placement group id, bundle index or -1, capture child tasks): runs in that reservation
     placement: tuple[int, int, bool] | None = None
+    # a generator: 0 no; -1 streaming (each yield sent as Yielded); -2 dynamic
+    stream: int = 0
+    backpressure: int = -1  # a streaming task pauses while this many yields are unconsumed
 
 
 class ActorSpec(NamedTuple):
@@ -280,8 +284,39 @@ class ForgetFunction(NamedTuple):
     func_id: bytes
 
 
+class Yielded(NamedTuple):
+    """One value yielded by a streaming generator task (its ``index``-th), stored as
+    ``object_id``; an error payload is the exception the generator raised."""
+
+    task_id: int
+    index: int
+    object_id: int
+    payload: Payload
+    contained: tuple[int, ...]
+
+
 class Blocked(NamedTuple):
     pass
+
+
+# --- generator streams: head → caller, caller → head → worker ------------------------------
+
+
+class StreamItem(NamedTuple):
+    """Yield ``index`` of the generator task whose completion object is ``completed`` is
+    ``object_id`` (held for the caller); ``error``: its value is the generator's exception."""
+
+    completed: int
+    index: int
+    object_id: int
+    error: bool
+
+
+class StreamAck(NamedTuple):
+    """The caller has consumed ``consumed`` yields of that generator (for backpressure)."""
+
+    completed: int
+    consumed: int
 
 
 class Unblocked(NamedTuple):

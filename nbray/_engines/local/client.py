@@ -29,6 +29,8 @@ from nbray._wire import protocol as P
 from nbray._wire import serialization, shm
 from nbray._wire.transport import Connection
 
+from .streams import Streams
+
 log = logging.getLogger("nbray._engines.local.client")
 INLINE_LIMIT = 100 * 1024  # larger values go to shared memory
 
@@ -103,6 +105,8 @@ class Client:
             P.Output: self._on_output,
             P.Event: self._on_event,
         }
+        self.streams = Streams(self)  # generator tasks this process called
+        self.handlers[P.StreamItem] = self.streams.on_item
         for queued in first[1:]:
             self._handle(queued)
         self._reader = threading.Thread(target=self._read_loop, name="nbray-reader", daemon=True)

@@ -22,6 +22,7 @@ from nbray._base.runtime_env import canonical
 from nbray._base.runtime_env import merge as merge_runtime_env
 from nbray._model.actor import ActorHandle, actor_methods, is_async_class
 from nbray._model.engine import Engine
+from nbray._model.generator import STREAMING, ObjectRefGenerator
 from nbray._model.object_ref import ObjectRef
 from nbray._wire import protocol as P
 from nbray._wire.serialization import (
@@ -173,7 +174,9 @@ class LocalEngine(PlacementGroups, Engine):
         if not isinstance(retry, bool):
             retry = dumps_function(tuple(retry), "retry_exceptions")
         task_id = client.new_id()
-        return_ids = tuple(client.new_id() for _ in range(max(options.num_returns, 1)))
+        num_returns = options.num_returns
+        streaming = num_returns.__class__ is str  # "streaming" ("dynamic" is a wrapper)
+        return_ids = tuple(client.new_id() for _ in range(1 if streaming else max(num_returns, 1)))  # type: ignore[call-overload]
         spec = P.TaskSpec(
             task_id,
             name,
@@ -189,7 +192,13 @@ class LocalEngine(PlacementGroups, Engine):
             runtime_env=runtime_env,
             placement=placement,
         )
-        refs = [ObjectRef(oid, self) for oid in return_ids]
+        if streaming:
+            bp = options._generator_backpressure_num_objects
+            spec = spec._replace(stream=STREAMING, backpressure=bp)
+            client.streams.open(return_ids[0], bp)
+            refs: list[Any] = [ObjectRefGenerator(ObjectRef(return_ids[0], self), self)]
+        else:
+            refs = [ObjectRef(oid, self) for oid in return_ids]
         if self.submit_listener is not None:
             self.submit_listener(task_id, return_ids[0])
         client.post(P.Submit(spec, blob))
@@ -274,8 +283,13 @@ class LocalEngine(PlacementGroups, Engine):
             False,
             actor_id=handle._actor_id,
             method=method,
+            stream=min(num_returns, 0),  # STREAMING or DYNAMIC for a generator method
         )
-        refs = [ObjectRef(oid, self) for oid in return_ids]
+        if num_returns == STREAMING:
+            client.streams.open(return_ids[0], -1)
+            refs: list[Any] = [ObjectRefGenerator(ObjectRef(return_ids[0], self), self)]
+        else:
+            refs = [ObjectRef(oid, self) for oid in return_ids]
         if self.submit_listener is not None:
             self.submit_listener(task_id, return_ids[0])
         client.post(P.CallActor(spec))
@@ -345,6 +359,24 @@ class LocalEngine(PlacementGroups, Engine):
 
     def actor_info(self, actor_id: int) -> dict[str, Any]:
         return dict(self.client.request("actor_info", actor_id))
+
+    # --- generator tasks -----------------------------------------------------------------
+
+    def stream_next(self, completed: ObjectRef, index: int, timeout: float | None) -> Any:
+        found = self.client.streams.next(completed.id, index, timeout)
+        if found is None:
+            return None
+        oid, taken_over = found
+        return ObjectRef(oid, self) if taken_over else completed
+
+    def stream_ready(self, completed: ObjectRef, index: int) -> bool:
+        return self.client.streams.ready(completed.id, index)
+
+    def stream_finished(self, completed: ObjectRef, index: int) -> bool:
+        return self.client.streams.finished(completed.id, index)
+
+    def stream_drop(self, completed: ObjectRef, index: int) -> None:
+        self.client.streams.drop(completed.id)
 
     def incref(self, object_id: int, borrowed: bool) -> None:
         self.client.incref(object_id, borrowed)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import contextvars
 import importlib
+import inspect
 import io
 import json
 import os
@@ -34,6 +35,7 @@ from typing import Any
 
 from nbray._base.errors import NbrayError, RemoteError, RuntimeEnvSetupError, TaskCancelledError
 from nbray._model import session
+from nbray._model.generator import DYNAMIC, DynamicObjectRefGenerator
 from nbray._model.object_ref import ObjectRef
 from nbray._model.tracebacks import capture_frames
 from nbray._wire import protocol as P
@@ -120,6 +122,9 @@ class Worker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.semaphore: asyncio.Semaphore | None = None
         self.streams: tuple[TaskStream, TaskStream]
+        # generator tasks: yields consumed by the caller, by completion id (backpressure)
+        self.acks: dict[int, int] = {}
+        self.acks_cv = threading.Condition()
         self.handlers: dict[type, Callable[[Any], None]] = {
             P.RunTask: self.run_task,
             P.StartActor: self.start_actor,
@@ -140,6 +145,11 @@ class Worker:
                 for run in self._take_queued({msg.task_id}):  # cancelled: it never runs
                     exc = TaskCancelledError("the task was cancelled before it ran")
                     self.client.send(self._failure(run.spec, exc))
+            return
+        if kind is P.StreamAck:
+            with self.acks_cv:
+                self.acks[msg.completed] = max(self.acks.get(msg.completed, 0), msg.consumed)
+                self.acks_cv.notify_all()
             return
         if kind is P.Unqueue:
             with self.inbox_cv:
@@ -266,7 +276,9 @@ class Worker:
             )
             return P.TaskFailed(spec.task_id, pickle.dumps(err), False)
         err = RemoteError.from_exception(exc, spec.name, tid, capture_frames(exc))
-        return P.TaskFailed(spec.task_id, pickle.dumps(err), _retriable(spec, exc))
+        # a generator's error is one of its yields, already sent: a retry would not replay it
+        retriable = not spec.stream and _retriable(spec, exc)
+        return P.TaskFailed(spec.task_id, pickle.dumps(err), retriable)
 
     def _execute(self, spec: P.TaskSpec, fn: Any, deps: dict[int, P.Payload]) -> Any:
         """Run one call; returns the message reporting its outcome."""
@@ -275,6 +287,8 @@ class Worker:
         try:
             args, kwargs = self._resolve(spec.args, deps)
             result = fn(*args, **kwargs)
+            if spec.stream:
+                result = self._generate(spec, result)
             return self._results(spec, result)._replace(duration=time.perf_counter() - started)
         except SystemExit:  # sys.exit() in a task ends the worker, as in Ray
             raise
@@ -418,6 +432,8 @@ class Worker:
                 result = method(*args, **kwargs)
                 if asyncio.iscoroutine(result):
                     result = await result
+                if spec.stream:
+                    result = await self._agenerate(spec, result)
                 reply: Any = self._results(spec, result)
             except SystemExit:  # sys.exit() in a method ends the actor, as in a sync actor
                 exiting = True
@@ -430,6 +446,72 @@ class Worker:
         if exiting:
             os._exit(1)
         self._send_reply(reply)
+
+
+    # --- generator tasks -----------------------------------------------------------------
+
+    def _generate(self, spec: P.TaskSpec, gen: Any) -> Any:
+        """Run a generator task's generator: each yield goes to the head as it comes
+        (streaming), or into a DynamicObjectRefGenerator of puts (dynamic, the result)."""
+        if spec.stream == DYNAMIC:
+            return DynamicObjectRefGenerator([self.engine.put(v) for v in gen])
+        index = 0
+        try:
+            for value in gen:
+                self._yield(spec, index, value)
+                index += 1
+                self._backpressure(spec, index)
+        except BaseException as exc:
+            self._yield_error(spec, index, exc)
+            raise
+        finally:
+            self.acks.pop(spec.return_ids[0], None)
+        return None
+
+    async def _agenerate(self, spec: P.TaskSpec, gen: Any) -> Any:
+        """``_generate`` for an async actor: an async generator runs on the actor's loop."""
+        if not inspect.isasyncgen(gen):
+            return await asyncio.to_thread(self._generate, spec, gen)
+        if spec.stream == DYNAMIC:
+            return DynamicObjectRefGenerator([self.engine.put(v) async for v in gen])
+        index = 0
+        try:
+            async for value in gen:
+                self._yield(spec, index, value)
+                index += 1
+                if spec.backpressure > 0:
+                    await asyncio.to_thread(self._backpressure, spec, index)
+        except BaseException as exc:
+            self._yield_error(spec, index, exc)
+            raise
+        finally:
+            self.acks.pop(spec.return_ids[0], None)
+        return None
+
+    def _yield(self, spec: P.TaskSpec, index: int, value: Any) -> None:
+        oid = self.client.new_id()
+        payload, contained = self.client.store(value, oid, f"a value yielded by {spec.name}")
+        # sent now, while ``value`` keeps the refs it contains alive
+        self.client.send(P.Yielded(spec.task_id, index, oid, payload, contained))
+
+    def _yield_error(self, spec: P.TaskSpec, index: int, exc: BaseException) -> None:
+        """The generator raised: its error is the value of the caller's next ``next``."""
+        if isinstance(exc, SystemExit):
+            return
+        error = self._failure(spec, exc).error
+        self.client.send(
+            P.Yielded(spec.task_id, index, self.client.new_id(), P.Payload(P.ERROR, error), ())
+        )
+
+    def _backpressure(self, spec: P.TaskSpec, produced: int) -> None:
+        """Pause while ``spec.backpressure`` yields are unconsumed by the caller."""
+        limit = spec.backpressure
+        if limit <= 0:
+            return
+        completed = spec.return_ids[0]
+        with self.acks_cv:
+            while produced - self.acks.get(completed, 0) >= limit:
+                self.acks_cv.wait(1.0)
 
 
 def _unloadable(exc: Exception) -> Any:
