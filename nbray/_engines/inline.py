@@ -20,6 +20,13 @@ from nbray._base.errors import ActorNotFoundError
 from nbray._base.options import ActorOptions, TaskOptions
 from nbray._model.actor import ActorHandle, actor_methods, is_async_class
 from nbray._model.engine import Engine
+from nbray._model.generator import (
+    DYNAMIC,
+    STREAMING,
+    ObjectRefGenerator,
+    dynamic,
+    returns_code,
+)
 from nbray._model.object_ref import ObjectRef
 
 __all__ = ["InlineEngine"]
@@ -30,6 +37,34 @@ class _Failed:
 
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
+
+
+class _Stream:
+    """A generator task run lazily: each ``next`` runs the generator to its next yield."""
+
+    __slots__ = ("buffer", "done", "gen", "loop")
+
+    def __init__(self, gen: Any) -> None:
+        self.gen = gen
+        self.buffer: list[ObjectRef] = []  # yields run ahead by a get of the completion
+        self.done = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def step(self) -> Any:
+        """The next value; StopIteration at the end."""
+        if not hasattr(self.gen, "__anext__"):
+            return next(self.gen)
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+        try:
+            return self.loop.run_until_complete(self.gen.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        self.done = True
+        if self.loop is not None:
+            self.loop.close()
 
 
 class InlineEngine(Engine):
@@ -44,6 +79,7 @@ class InlineEngine(Engine):
         self._actors: dict[int, Any] = {}
         self._names: dict[tuple[str, str], ActorHandle] = {}
         self._lock = threading.Lock()
+        self._streams: dict[int, _Stream] = {}  # by completion id
 
     def _store(self, value: Any) -> ObjectRef:
         oid = next(self._ids)
@@ -56,7 +92,14 @@ class InlineEngine(Engine):
 
         return [value(a) for a in args], {k: value(v) for k, v in kwargs.items()}
 
-    def _call(self, func: Callable[..., Any], args: Any, kwargs: Any, n: int) -> list[ObjectRef]:
+    def _call(
+        self, func: Callable[..., Any], args: Any, kwargs: Any, n: int | str
+    ) -> list[Any]:
+        code = returns_code(n)
+        if code == DYNAMIC:
+            return self._call(dynamic(func), args, kwargs, 1)
+        if code == STREAMING:
+            return [self._generator(func, args, kwargs)]
         try:
             a, k = self._resolve(args, kwargs)
             result = func(*a, **k)
@@ -114,9 +157,70 @@ class InlineEngine(Engine):
     def put(self, value: Any) -> ObjectRef:
         return self._store(value)
 
+    # --- generator tasks: run lazily, one yield per next --------------------------------------
+
+    def _generator(self, func: Callable[..., Any], args: Any, kwargs: Any) -> ObjectRefGenerator:
+        completed = ObjectRef(next(self._ids), self)
+        try:
+            a, k = self._resolve(args, kwargs)
+            st = _Stream(func(*a, **k))
+        except Exception as exc:
+            st = _Stream(iter(()))
+            st.close()
+            self._values[completed.id] = _Failed(exc)
+        self._streams[completed.id] = st
+        return ObjectRefGenerator(completed, self)
+
+    def _step(self, cid: int, st: _Stream) -> ObjectRef | None:
+        """Run the generator to its next yield: its ref, or None once it has ended."""
+        try:
+            return self._store(st.step())
+        except StopIteration:
+            self._values[cid] = None
+        except Exception as exc:
+            self._values[cid] = _Failed(exc)
+            st.close()
+            return self._store(_Failed(exc))
+        st.close()
+        return None
+
+    def stream_next(self, completed: ObjectRef, index: int, timeout: float | None) -> Any:
+        st = self._streams.get(completed.id)
+        if st is None:
+            return None
+        if st.buffer:
+            return st.buffer.pop(0)
+        if st.done:
+            if isinstance(self._values.get(completed.id), _Failed) and index == 0:
+                st.done = False  # the call itself raised: its error is the first ref, once
+                st.close()
+                return completed
+            return None
+        return self._step(completed.id, st)
+
+    def stream_ready(self, completed: ObjectRef, index: int) -> bool:
+        return True
+
+    def stream_finished(self, completed: ObjectRef, index: int) -> bool:
+        st = self._streams.get(completed.id)
+        return st is None or (st.done and not st.buffer)
+
+    def stream_drop(self, completed: ObjectRef, index: int) -> None:
+        self._streams.pop(completed.id, None)
+
+    def _finish(self, cid: int) -> None:
+        """``get`` of a generator's completion: run the rest of it now."""
+        st = self._streams.get(cid)
+        while st is not None and not st.done:
+            ref = self._step(cid, st)
+            if ref is not None:
+                st.buffer.append(ref)
+
     def get(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]:
         out = []
         for ref in refs:
+            if ref.id not in self._values:
+                self._finish(ref.id)
             value = self._values[ref.id]
             if isinstance(value, _Failed):
                 raise value.exc
@@ -169,3 +273,4 @@ class InlineEngine(Engine):
     def shutdown(self) -> None:
         self._values.clear()
         self._actors.clear()
+        self._streams.clear()
