@@ -21,6 +21,8 @@ from ._compose.lifecycle import shutdown as shutdown
 from ._model.actor import ActorClass as ActorClass
 from ._model.actor import ActorHandle as ActorHandle
 from ._model.actor import method as method
+from ._model.generator import DynamicObjectRefGenerator as DynamicObjectRefGenerator
+from ._model.generator import ObjectRefGenerator as ObjectRefGenerator
 from ._model.object_ref import ObjectRef as ObjectRef
 from ._model.remote_function import RemoteFunction as RemoteFunction
 from .widgets import monitor as monitor

@@ -9,6 +9,7 @@ runs the work.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any, TypeVar, overload
 
@@ -16,6 +17,7 @@ from nbray._base.options import ActorOptions, TaskOptions, make_options
 from nbray._model import session
 from nbray._model.actor import ActorClass, ActorHandle
 from nbray._model.engine import Engine
+from nbray._model.generator import ObjectRefGenerator
 from nbray._model.object_ref import ObjectRef
 from nbray._model.remote_function import RemoteFunction
 
@@ -166,6 +168,8 @@ def wait(
     """
     if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, list | tuple):
         raise TypeError("wait takes a list of ObjectRefs")
+    if any(isinstance(r, ObjectRefGenerator) for r in object_refs):
+        return _wait_generators(list(object_refs), num_returns, timeout)
     _check_refs(object_refs, "wait")
     if len({r.id for r in object_refs}) != len(object_refs):
         raise ValueError("wait got the same ObjectRef more than once")
@@ -187,10 +191,41 @@ def wait(
     return ready, [r for r in refs if r.id not in ready_ids]
 
 
+def _wait_generators(
+    refs: list[Any], num_returns: int, timeout: float | None
+) -> tuple[list[Any], list[Any]]:
+    """``wait`` over refs and ObjectRefGenerators: a generator is ready when its ``next``
+    would return at once (as in Ray)."""
+    if not 0 <= num_returns <= len(refs):
+        raise ValueError(
+            f"num_returns must be between 0 and the number of refs ({len(refs)}), "
+            f"got {num_returns}"
+        )
+    _check_refs([r for r in refs if not isinstance(r, ObjectRefGenerator)], "wait")
+    engine = _engine()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    plain = [r for r in refs if not isinstance(r, ObjectRefGenerator)]
+    while True:
+        done = {r.id for r in engine.wait(plain, len(plain), 0)} if plain else set()
+        ready = [
+            r
+            for r in refs
+            if (r.next_ready() if isinstance(r, ObjectRefGenerator) else r.id in done)
+        ][:num_returns]
+        if len(ready) >= num_returns or (deadline is not None and time.monotonic() >= deadline):
+            taken = {id(r) for r in ready}
+            return ready, [r for r in refs if id(r) not in taken]
+        time.sleep(0.005)
+
+
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
-    """Cancel the task that produces ``object_ref``: a queued task never runs; a running one
-    gets ``TaskCancelledError`` raised inside it (``force=True``: its worker is killed).
-    ``get`` on the ref then raises ``TaskCancelledError``."""
+    """Cancel the task that produces ``object_ref`` (or an ObjectRefGenerator's task): a
+    queued task never runs; a running one gets ``TaskCancelledError`` raised inside it
+    (``force=True``: its worker is killed). ``get`` on the ref then raises
+    ``TaskCancelledError``."""
+    if isinstance(object_ref, ObjectRefGenerator):
+        object_ref._cancel(force, recursive)
+        return
     _check_refs([object_ref], "cancel")
     _engine().cancel(object_ref, force, recursive)
 

@@ -119,8 +119,9 @@ class ObjectRefGenerator:
         """Whether ``next`` would return at once (used by ``wait`` on a generator)."""
         return self._done or self._engine.stream_ready(self._completed, self._index)
 
-    def task_id(self) -> int:
-        return self._completed.id
+    def _cancel(self, force: bool, recursive: bool) -> None:
+        """``nbray.cancel(gen)``: cancel the generator's task."""
+        self._engine.cancel(self._completed, force, recursive)
 
     def __del__(self) -> None:
         engine = getattr(self, "_engine", None)

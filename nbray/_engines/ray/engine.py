@@ -15,6 +15,7 @@ the process's engine, so tasks can call ``nbray.get`` and submit tasks themselve
 from __future__ import annotations
 
 import hashlib
+import inspect
 import itertools
 import threading
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from nbray._base.options import ActorOptions, TaskOptions
 from nbray._model import session
 from nbray._model.actor import ActorHandle, actor_methods
 from nbray._model.engine import Engine
+from nbray._model.generator import DYNAMIC, STREAMING, ObjectRefGenerator
 from nbray._model.object_ref import ObjectRef
 from nbray._model.placement_group import PlacementGroup
 
@@ -61,6 +63,53 @@ class RayRef(ObjectRef):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_ref, (self.ray_ref,))
+
+
+class RayGenerator(ObjectRefGenerator):
+    """An nbray ObjectRefGenerator backed by Ray's ``ObjectRefGenerator``."""
+
+    def __init__(self, ray_gen: Any, engine: Engine) -> None:
+        self._ray_gen = ray_gen
+        super().__init__(RayRef(ray_gen.completed(), engine), engine)
+
+    def _next(self, timeout: float | None) -> ObjectRef | None:
+        if self._done:
+            return None
+        try:
+            if timeout is None:
+                ray_ref = next(self._ray_gen)
+            else:
+                ray_ref = self._ray_gen._next_sync(timeout_s=timeout)
+                if ray_ref.is_nil():
+                    from nbray._base.errors import GetTimeoutError
+
+                    raise GetTimeoutError(
+                        f"the generator yielded no value within {timeout} s; it keeps running"
+                    )
+        except StopIteration:
+            self._done = True
+            return None
+        self._index += 1
+        return RayRef(ray_ref, self._engine)
+
+    def is_finished(self) -> bool:
+        return self._done or bool(self._ray_gen.is_finished())
+
+    def next_ready(self) -> bool:
+        if self._done:
+            return True
+        import ray
+
+        ready, _ = ray.wait([self._ray_gen], timeout=0)
+        return bool(ready)
+
+    def _cancel(self, force: bool, recursive: bool) -> None:
+        import ray
+
+        ray.cancel(self._ray_gen, force=force, recursive=recursive)
+
+    def __del__(self) -> None:
+        return None  # Ray's generator releases its own objects
 
 
 def _rebuild_ref(ray_ref: Any) -> RayRef:
@@ -126,6 +175,15 @@ def _task_function(func: Any, name: str) -> Callable[..., Any]:
         except Exception as exc:  # raised as nbray's error, naming the task, as locally
             raise _task_error(exc, name) from None
 
+    def generator_task(*args: Any, **kwargs: Any) -> Any:  # Ray streams what it yields
+        worker_engine()
+        try:
+            yield from func(*args, **kwargs)
+        except Exception as exc:
+            raise _task_error(exc, name) from None
+
+    if inspect.isgeneratorfunction(func):
+        task = generator_task
     task.__name__ = task.__qualname__ = name.rsplit(".", 1)[-1] or "task"
     task.__module__ = getattr(func, "__module__", None) or "__main__"
     task.__doc__ = getattr(func, "__doc__", None)
@@ -174,6 +232,8 @@ def _task_options(options: TaskOptions, name: str) -> dict[str, Any]:
     }
     if options.resources:
         opts["resources"] = dict(options.resources)
+    if options._generator_backpressure_num_objects > 0:
+        opts["_generator_backpressure_num_objects"] = options._generator_backpressure_num_objects
     if options.runtime_env:
         opts["runtime_env"] = options.runtime_env
     if options.scheduling_strategy is not None:
@@ -263,7 +323,15 @@ class RayEngine(RayPlacementGroups, Engine):
             out = rf.options(**_task_options(options, name)).remote(*ray_args, **ray_kwargs)
         except Exception as exc:
             raise _submit_error(exc, f"remote function {name}") from exc
-        ray_refs = _as_list(out, options.num_returns)
+        if options.num_returns == "streaming":
+            gen = RayGenerator(out, self)
+            if self._events is not None:
+                self._events.submitted(
+                    name, [out.completed()], options.resource_request(), args, kwargs
+                )
+            self._notify([gen.completed()])
+            return [gen]
+        ray_refs = _as_list(out, options.num_returns)  # type: ignore[arg-type]
         refs: list[ObjectRef] = [RayRef(r, self) for r in ray_refs]
         if self._events is not None:
             self._events.submitted(name, ray_refs, options.resource_request(), args, kwargs)
@@ -307,11 +375,18 @@ class RayEngine(RayPlacementGroups, Engine):
         ray_args, ray_kwargs = _to_ray_args(args, kwargs)
         what = f"{handle._class_name}.{method}"
         ray_method = getattr(ray_handle, method)
+        ray_returns: int | str = {STREAMING: "streaming", DYNAMIC: "dynamic"}.get(
+            num_returns, num_returns
+        )
         try:
-            out = ray_method.options(num_returns=num_returns).remote(*ray_args, **ray_kwargs)
+            out = ray_method.options(num_returns=ray_returns).remote(*ray_args, **ray_kwargs)
         except Exception as exc:
             raise _submit_error(exc, f"actor method {what}") from exc
-        ray_refs = _as_list(out, num_returns)
+        if num_returns == STREAMING:
+            gen = RayGenerator(out, self)
+            self._notify([gen.completed()])
+            return [gen]
+        ray_refs = _as_list(out, max(num_returns, 1))
         if self._events is not None:
             self._events.submitted(what, ray_refs, {}, args, kwargs, actor_id=handle.actor_id)
         refs: list[ObjectRef] = [RayRef(r, self) for r in ray_refs]
