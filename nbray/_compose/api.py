@@ -198,8 +198,7 @@ def _wait_generators(
     would return at once (as in Ray)."""
     if not 0 <= num_returns <= len(refs):
         raise ValueError(
-            f"num_returns must be between 0 and the number of refs ({len(refs)}), "
-            f"got {num_returns}"
+            f"num_returns must be between 0 and the number of refs ({len(refs)}), got {num_returns}"
         )
     _check_refs([r for r in refs if not isinstance(r, ObjectRefGenerator)], "wait")
     engine = _engine()

@@ -92,9 +92,7 @@ class InlineEngine(Engine):
 
         return [value(a) for a in args], {k: value(v) for k, v in kwargs.items()}
 
-    def _call(
-        self, func: Callable[..., Any], args: Any, kwargs: Any, n: int | str
-    ) -> list[Any]:
+    def _call(self, func: Callable[..., Any], args: Any, kwargs: Any, n: int | str) -> list[Any]:
         code = returns_code(n)
         if code == DYNAMIC:
             return self._call(dynamic(func), args, kwargs, 1)
@@ -105,11 +103,11 @@ class InlineEngine(Engine):
             result = func(*a, **k)
             if asyncio.iscoroutine(result):
                 result = asyncio.run(result)
-            values = [result] if n <= 1 else list(result)
+            values = [result] if code <= 1 else list(result)
         except Exception as exc:
-            values = [_Failed(exc)] * max(n, 1)
+            values = [_Failed(exc)] * max(code, 1)
         refs = [self._store(v) for v in values]
-        return refs if n else []
+        return refs if code else []
 
     def submit_task(
         self,

@@ -132,6 +132,7 @@ class Engine(ABC):
 
     def stream_drop(self, completed: ObjectRef, index: int) -> None:
         """The generator is gone: release the yields it never handed out."""
+        return None
 
     # --- placement groups (nbray.util.placement_group) -------------------------------------
 

@@ -279,16 +279,16 @@ class TaskTable:
         retried task yields again from the start: the yields already reported are dropped."""
         rec = self.tasks.get(msg.task_id)
         caller = self.conns.peers.get(rec.caller) if rec is not None else None
-        if rec is None or caller is None or msg.index < rec.yielded:
+        if rec is None or caller is None or msg.seq < rec.yielded:
             self.objects.set(msg.object_id, msg.payload, ())  # nobody wants it: freed
             return
-        rec.yielded = msg.index + 1
+        rec.yielded = msg.seq + 1
         self.objects.create(msg.object_id, caller.conn_id)
         caller.holds.add(msg.object_id)
         self.store(msg.object_id, msg.payload, msg.contained)
         caller.send(
             P.StreamItem(
-                rec.spec.return_ids[0], msg.index, msg.object_id, msg.payload.kind == P.ERROR
+                rec.spec.return_ids[0], msg.seq, msg.object_id, msg.payload.kind == P.ERROR
             )
         )
 

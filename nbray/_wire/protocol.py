@@ -285,11 +285,11 @@ class ForgetFunction(NamedTuple):
 
 
 class Yielded(NamedTuple):
-    """One value yielded by a streaming generator task (its ``index``-th), stored as
+    """One value yielded by a streaming generator task (its ``seq``-th), stored as
     ``object_id``; an error payload is the exception the generator raised."""
 
     task_id: int
-    index: int
+    seq: int  # 0 for the first yield
     object_id: int
     payload: Payload
     contained: tuple[int, ...]
@@ -303,11 +303,11 @@ class Blocked(NamedTuple):
 
 
 class StreamItem(NamedTuple):
-    """Yield ``index`` of the generator task whose completion object is ``completed`` is
+    """Yield ``seq`` of the generator task whose completion object is ``completed`` is
     ``object_id`` (held for the caller); ``error``: its value is the generator's exception."""
 
     completed: int
-    index: int
+    seq: int
     object_id: int
     error: bool
 

@@ -21,8 +21,7 @@ GET_TIMEOUT = 60.0
 
 @nbray.remote
 def count(n: int) -> object:
-    for i in range(n):
-        yield i
+    yield from range(n)
 
 
 @nbray.remote
@@ -40,8 +39,7 @@ def gated(gate: str) -> object:
 
 @nbray.remote
 def fails_after(n: int) -> object:
-    for i in range(n):
-        yield i
+    yield from range(n)
     raise ValueError(f"failed after {n}")
 
 

@@ -176,7 +176,8 @@ class LocalEngine(PlacementGroups, Engine):
         task_id = client.new_id()
         num_returns = options.num_returns
         streaming = num_returns.__class__ is str  # "streaming" ("dynamic" is a wrapper)
-        return_ids = tuple(client.new_id() for _ in range(1 if streaming else max(num_returns, 1)))  # type: ignore[call-overload]
+        count = 1 if streaming else max(int(num_returns), 1)
+        return_ids = tuple(client.new_id() for _ in range(count))
         spec = P.TaskSpec(
             task_id,
             name,

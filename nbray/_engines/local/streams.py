@@ -54,7 +54,7 @@ class Streams:
             self._release(msg.object_id)
             return
         with self.client._lock:
-            st.items[msg.index] = msg.object_id
+            st.items[msg.seq] = msg.object_id
             if msg.error:
                 st.failed = True
             waiter = st.waiter

@@ -447,7 +447,6 @@ class Worker:
             os._exit(1)
         self._send_reply(reply)
 
-
     # --- generator tasks -----------------------------------------------------------------
 
     def _generate(self, spec: P.TaskSpec, gen: Any) -> Any:

@@ -330,7 +330,7 @@ class RayEngine(RayPlacementGroups, Engine):
                     name, [out.completed()], options.resource_request(), args, kwargs
                 )
             self._notify([gen.completed()])
-            return [gen]
+            return [gen]  # type: ignore[list-item]
         ray_refs = _as_list(out, options.num_returns)  # type: ignore[arg-type]
         refs: list[ObjectRef] = [RayRef(r, self) for r in ray_refs]
         if self._events is not None:
@@ -385,7 +385,7 @@ class RayEngine(RayPlacementGroups, Engine):
         if num_returns == STREAMING:
             gen = RayGenerator(out, self)
             self._notify([gen.completed()])
-            return [gen]
+            return [gen]  # type: ignore[list-item]
         ray_refs = _as_list(out, max(num_returns, 1))
         if self._events is not None:
             self._events.submitted(what, ray_refs, {}, args, kwargs, actor_id=handle.actor_id)
