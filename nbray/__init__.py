@@ -50,7 +50,13 @@ _EXPORTS = {
     "task_graph": "widgets",
     "timeline": "widgets",
 }
-_MODULES = {"errors": "errors", "exceptions": "errors", "widgets": "widgets"}
+_MODULES = {
+    "errors": "errors",
+    "exceptions": "errors",
+    "experimental": "experimental",
+    "util": "util",
+    "widgets": "widgets",
+}
 
 __all__ = [
     "ActorClass",
@@ -64,6 +70,7 @@ __all__ = [
     "cluster_resources",
     "errors",
     "exceptions",
+    "experimental",
     "get",
     "get_actor",
     "get_gpu_ids",
@@ -78,6 +85,7 @@ __all__ = [
     "shutdown",
     "task_graph",
     "timeline",
+    "util",
     "wait",
     "widgets",
 ]
@@ -117,7 +125,7 @@ _register_in_ipython()
 
 
 if TYPE_CHECKING:
-    from . import errors, widgets
+    from . import errors, experimental, util, widgets
     from . import errors as exceptions
     from .actor import ActorClass, ActorHandle, method
     from .api import (
