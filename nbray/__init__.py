@@ -22,6 +22,8 @@ import importlib
 import sys
 from typing import TYPE_CHECKING
 
+from . import progress_lines as _progress_lines
+
 __version__ = "0.1.0"
 
 # public name -> module that defines it
@@ -122,6 +124,9 @@ def _register_in_ipython() -> None:
 
 
 _register_in_ipython()
+
+# progress bars drawn by tasks (nbray.experimental.tqdm_ray) show where their output lands
+_progress_lines.sink_path = "nbray.experimental.tqdm_ray:show_remote_state"
 
 
 if TYPE_CHECKING:

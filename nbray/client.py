@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import progress_lines
 from .errors import GetTimeoutError, NbrayConnectionError, RemoteError
 from .runtime import protocol as P
 from .runtime import serialization, shm
@@ -404,6 +405,10 @@ class Client:
                 self._cond.notify_all()
 
     def _on_output(self, msg: P.Output) -> None:
+        if self.role != "worker" and progress_lines.MAGIC in msg.text:
+            msg = progress_lines.intercept(msg, self)  # progress bars of tasks (tqdm_ray)
+            if msg is None:
+                return
         if self.output_handler is not None:
             self.output_handler(msg)
 
