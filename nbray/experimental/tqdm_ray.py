@@ -242,12 +242,14 @@ class _TextView:
     def __init__(self, state: dict[str, Any], manager: _BarManager) -> None:
         self.manager = manager
         self.text = ""
+        self.announced = False  # its first line written (not on a TTY)
 
     def draw(self, state: dict[str, Any], text: str, end: str | None) -> None:
         self.text = text + {"done": "", "died": " (died)"}.get(end or "", "")
         out = sys.stderr
         if not out.isatty():
-            if end is not None or not self.manager.announced(self):
+            if end is not None or not self.announced:
+                self.announced = True
                 out.write(self.text + "\n")
                 out.flush()
             return
@@ -270,7 +272,6 @@ class _BarManager:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.bars: dict[str, _Bar] = {}
-        self._announced: set[int] = set()
         self.lines_drawn = 0  # bar lines under the cursor in a terminal
         self._watcher: threading.Thread | None = None
 
@@ -299,11 +300,6 @@ class _BarManager:
         bar.view.draw(bar.state, _format(bar.state, bar.started), end)
         if end is not None:
             del self.bars[bar.state["uuid"]]
-
-    def announced(self, view: Any) -> bool:
-        seen = id(view) in self._announced
-        self._announced.add(id(view))
-        return seen
 
     def redraw_terminal(self, final: str | None, view: Any) -> None:
         """Redraw the open bars in place (cursor up over the last drawing); a bar that

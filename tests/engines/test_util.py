@@ -271,9 +271,7 @@ def test_pool_map_family_matches_the_standard_library(engine: str) -> None:
         assert pool.apply(divmod, (7, 2)) == (3, 1)
         assert pool.apply(dict, (), {"a": 1}) == {"a": 1}
         assert list(pool.imap(_square, range(20))) == [x * x for x in range(20)]
-        assert list(pool.imap(_square, iter(range(20)), chunksize=6)) == [
-            x * x for x in range(20)
-        ]
+        assert list(pool.imap(_square, iter(range(20)), chunksize=6)) == [x * x for x in range(20)]
         assert sorted(pool.imap_unordered(_square, range(20), chunksize=3)) == sorted(
             x * x for x in range(20)
         )
@@ -373,7 +371,11 @@ def test_joblib_backend_runs_parallel_and_puts_large_arrays_once(engine: str) ->
     assert out == [(300_000.0 + i, False) for i in range(4)]
     with joblib.parallel_backend("ray"):
         assert joblib.Parallel(n_jobs=-1)(joblib.delayed(_square)(i) for i in range(5)) == [
-            0, 1, 4, 9, 16,
+            0,
+            1,
+            4,
+            9,
+            16,
         ]
     with joblib.parallel_backend("nbray"), pytest.raises(ValueError, match="three"):
         joblib.Parallel(n_jobs=2)(joblib.delayed(_fail_on_3)(i) for i in range(6))
