@@ -406,9 +406,10 @@ class Client:
 
     def _on_output(self, msg: P.Output) -> None:
         if self.role != "worker" and progress_lines.MAGIC in msg.text:
-            msg = progress_lines.intercept(msg, self)  # progress bars of tasks (tqdm_ray)
-            if msg is None:
+            rest = progress_lines.intercept(msg, self)  # progress bars of tasks (tqdm_ray)
+            if rest is None:
                 return
+            msg = rest
         if self.output_handler is not None:
             self.output_handler(msg)
 

@@ -217,7 +217,7 @@ class _WidgetView:
         try:
             display(self.box)
         finally:
-            if token is not None:
+            if token is not None and pub is not None:
                 pub.reset_thread_parent(token)
 
     def draw(self, state: dict[str, Any], text: str, end: str | None) -> None:

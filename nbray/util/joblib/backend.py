@@ -60,7 +60,7 @@ class _StoredCalls:
         return batch()
 
 
-class NbrayBackend(PoolManagerMixin, AutoBatchingMixin, ParallelBackendBase):  # type: ignore[misc]
+class NbrayBackend(PoolManagerMixin, AutoBatchingMixin, ParallelBackendBase):
     """joblib's backend on nbray: ``n_jobs=-1`` is the cluster's CPUs (not this
     machine's), more jobs than CPUs are capped to the CPUs.
 
@@ -97,7 +97,7 @@ class NbrayBackend(PoolManagerMixin, AutoBatchingMixin, ParallelBackendBase):  #
             n_jobs = max(cpus + 1 + n_jobs, 1)
         return min(n_jobs, cpus)
 
-    def configure(  # type: ignore[override]
+    def configure(
         self,
         n_jobs: int = 1,
         parallel: Any = None,
