@@ -21,7 +21,8 @@ def test_rays_paths_resolve_and_load_lazily() -> None:
         assert ray.util.ActorPool is ActorPool
         assert ray.util.queue.Queue is Queue and issubclass(Empty, queue.Empty)
         assert issubclass(Full, queue.Full)
-        assert ray.util.multiprocessing.Pool is Pool and TimeoutError is multiprocessing.TimeoutError
+        assert ray.util.multiprocessing.Pool is Pool
+        assert TimeoutError is multiprocessing.TimeoutError
         assert ray.util.inspect_serializability is inspect_serializability
         assert ray.util.tqdm is tqdm is ray.experimental.tqdm_ray.tqdm
         assert set(ray.util.__all__) <= set(dir(ray.util))
