@@ -115,7 +115,7 @@ class NbrayBackend(PoolManagerMixin, AutoBatchingMixin, ParallelBackendBase):
         # arrays go through the store read-only, as joblib's memmaps in mode "r"
         self._max_nbytes = max_nbytes if mmap_mode in ("r", "c") else None
         args = ray_remote_args if ray_remote_args is not None else self.ray_remote_args
-        self._pool = Pool(processes=n, ray_remote_args=args)
+        self._pool = _reusable_pool(n, args)
         return n
 
     def submit(self, func: Any, callback: Any = None) -> Any:
@@ -147,5 +147,36 @@ class NbrayBackend(PoolManagerMixin, AutoBatchingMixin, ParallelBackendBase):
         return _Stored(held[1])
 
     def terminate(self) -> None:
-        super().terminate()
+        # the pool stays for the next Parallel call (as loky's reusable executor does);
+        # it goes with nbray.shutdown(), or when a call needs another size
+        self._pool = None
         self._stored.clear()
+
+    def abort_everything(self, ensure_ready: bool = True) -> None:
+        # a failed call: stop its remaining batches for real, with the pool's processes
+        _drop_reusable_pool()
+        super().abort_everything(ensure_ready)
+
+
+_reusable: tuple[tuple[int, str], Pool] | None = None
+
+
+def _reusable_pool(processes: int, remote_args: dict[str, Any] | None) -> Pool:
+    """The pool of the previous Parallel call when it fits and its processes still
+    answer (the cluster may have been restarted since), else a new one."""
+    global _reusable
+    key = (processes, repr(sorted((remote_args or {}).items())))
+    if _reusable is not None and _reusable[0] == key and _reusable[1].alive():
+        return _reusable[1]
+    _drop_reusable_pool()
+    pool = Pool(processes=processes, ray_remote_args=remote_args)
+    _reusable = (key, pool)
+    return pool
+
+
+def _drop_reusable_pool() -> None:
+    global _reusable
+    if _reusable is not None:
+        _, pool = _reusable
+        _reusable = None
+        pool.terminate()

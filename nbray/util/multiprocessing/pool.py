@@ -463,6 +463,18 @@ class Pool:
                 nbray.wait(refs, num_returns=len(refs))
         self._kill_actors()
 
+    def alive(self, timeout: float = 10.0) -> bool:
+        """Whether the pool runs and all its processes answer within ``timeout`` s."""
+        if self._state != "RUN":
+            return False
+        try:
+            pings = [s.actor.ping.remote() for s in self._slots]
+            ready, _ = nbray.wait(pings, num_returns=len(pings), timeout=timeout)
+            nbray.get(ready)
+        except Exception:  # a dead actor, or a cluster that is gone: not usable
+            return False
+        return len(ready) == len(pings)
+
     def _kill_actors(self) -> None:
         with self._lock:
             actors = [s.actor for s in self._slots]
