@@ -13,9 +13,6 @@ knows nothing of widgets.
 
 from __future__ import annotations
 
-import importlib
-import json
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +20,7 @@ __all__ = ["MAGIC", "intercept", "sink_path"]
 
 MAGIC = "__ray_tqdm_magic_token__"
 _START = '{"__magic_token__"'
-log = logging.getLogger("nbray.progress")
+# json, logging and importlib load on the first bar: ``import nbray`` imports this module
 
 #: ``"module:function"`` called as ``function(state, task_id, client)`` for each bar state
 sink_path = ""
@@ -33,6 +30,8 @@ _sink: Callable[[dict[str, Any], int, Any], None] | None = None
 def intercept(msg: Any, client: Any) -> Any | None:
     """``msg`` (a task's ``Output``) without its bar-state lines, which go to the sink;
     ``None`` when nothing else is left."""
+    import json
+
     kept = []
     for line in msg.text.splitlines(keepends=True):
         start = line.find(_START)
@@ -53,6 +52,9 @@ def intercept(msg: Any, client: Any) -> Any | None:
 
 def _deliver(state: dict[str, Any], task_id: int, client: Any) -> None:
     global _sink
+    import importlib
+    import logging
+
     try:
         if _sink is None:
             if not sink_path:
@@ -61,4 +63,4 @@ def _deliver(state: dict[str, Any], task_id: int, client: Any) -> None:
             _sink = getattr(importlib.import_module(module), name)
         _sink(state, task_id, client)
     except Exception:  # a broken bar must never break the output routing
-        log.exception("showing a progress bar from a task failed")
+        logging.getLogger("nbray.progress").exception("showing a progress bar from a task failed")
