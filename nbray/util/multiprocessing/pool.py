@@ -2,7 +2,7 @@
 
     Pool(processes) ──▶ one _PoolActor per process (initializer run in each)
     map / starmap / imap / apply ──▶ chunks of items ──▶ run_batch on the least busy actor
-        (a 10,000-item map with the default chunksize is 4 chunks per process: a handful
+        (a 10,000-item map with the default chunksize is 2 chunks per process: a handful
         of messages, not 10,000)
     AsyncResult ──▶ the chunks' ObjectRefs; callbacks run on a thread once all are in
     maxtasksperchild ──▶ an actor that ran that many chunks is dropped (it stops once its
@@ -54,9 +54,13 @@ class _PoolActor:
 _PoolActorClass = nbray.remote(_PoolActor)
 
 
+#: chunks per process when ``chunksize`` is not given (the standard library makes four:
+#: each chunk is a round trip through the cluster here, so fewer, larger ones)
+CHUNKS_PER_PROCESS = 2
+
+
 def _chunksize(n_items: int, processes: int) -> int:
-    # the standard library's default: about four chunks per process
-    size, extra = divmod(n_items, processes * 4)
+    size, extra = divmod(n_items, processes * CHUNKS_PER_PROCESS)
     return size + 1 if extra else max(size, 1)
 
 
@@ -112,16 +116,17 @@ class AsyncResult:
         """Fetch the chunks' values once all are there (within ``timeout``)."""
         if self._done.is_set():
             return True
-        if self._refs:
-            ready, _ = nbray.wait(self._refs, num_returns=len(self._refs), timeout=timeout)
-            if len(ready) < len(self._refs):
+        refs = self._refs
+        if refs and timeout is not None:  # without a timeout, get below waits for them
+            ready, _ = nbray.wait(refs, num_returns=len(refs), timeout=timeout)
+            if len(ready) < len(refs):
                 return False
         with self._lock:
             if self._done.is_set():
                 return True
             try:
                 chunks = nbray.get(self._refs)
-                values = [v for chunk in chunks for v in chunk]
+                values = list(itertools.chain.from_iterable(chunks))
                 self._value = values[0] if self._single else values
             except Exception as exc:
                 self._error = exc
@@ -387,7 +392,7 @@ class Pool:
     def map(
         self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int | None = None
     ) -> list[Any]:
-        """``[func(x) for x in iterable]`` over the pool, in chunks (default: about four
+        """``[func(x) for x in iterable]`` over the pool, in chunks (default: about two
         per process); raises the first exception a call raised."""
         return self.map_async(func, iterable, chunksize).get()
 
