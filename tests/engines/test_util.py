@@ -184,19 +184,21 @@ class _Consumer:
 
 def test_queue_shared_by_kernel_tasks_and_actors_at_once(engine: str) -> None:
     """Consumers block in a task, a sync actor and an async actor at the same time, on a
-    small queue that also blocks the producers; every item arrives exactly once."""
+    small queue that also blocks the producers (two tasks and the kernel itself); every
+    item arrives exactly once."""
     q = Queue(maxsize=2)
     consumer, async_consumer = _Consumer.remote(q), _Consumer.remote(q)
     takes = [
-        _consume.remote(q, 10),
-        consumer.take.remote(10),
-        async_consumer.take_async.remote(10),
+        _consume.remote(q, 12),
+        consumer.take.remote(12),
+        async_consumer.take_async.remote(11),
     ]
     producers = [_produce.remote(q, 0, 15), _produce.remote(q, 100, 15)]
-    got = [q.get(timeout=60) for _ in range(0)]  # the kernel also puts while they block
+    for item in range(1000, 1005):  # blocks whenever the queue is full
+        q.put(item, timeout=60)
     assert nbray.get(producers, timeout=120) == [15, 15]
     got = [x for part in nbray.get(takes, timeout=120) for x in part]
-    assert sorted(got) == sorted([*range(15), *range(100, 115)])
+    assert sorted(got) == sorted([*range(15), *range(100, 115), *range(1000, 1005)])
     assert q.empty()
     q.shutdown()
 
