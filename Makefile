@@ -2,7 +2,7 @@
 #
 #   make demo    create .venv, install nbray, open JupyterLab on demo_notebooks/
 #   make test    install what the tests need and run the whole suite
-#   make lint    ruff (lint + format check) and mypy
+#   make lint    ruff (lint + format check), mypy, and the layers' import contract
 #   make soak    the fault-injection suite at soak size (~30 min); figures in test-artifacts/chaos/
 #   make bench   install the peers (Ray, Dask, ...) and run the benchmark suite (~15 min);
 #                bench-quick is a smoke run of it (~3 min)
@@ -81,6 +81,7 @@ lint: install
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy -p nbray
+	$(VENV)/bin/lint-imports --no-cache
 
 $(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
 	$(VENV_PY) -m pip install -r benchmarks/requirements.txt

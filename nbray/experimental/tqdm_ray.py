@@ -30,7 +30,7 @@ RAY_TQDM_MAGIC = "__ray_tqdm_magic_token__"
 
 
 def _in_task() -> bool:
-    from nbray import session
+    from nbray._model import session
 
     return bool(session.in_worker)
 

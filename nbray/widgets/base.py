@@ -17,7 +17,8 @@ from typing import Any
 
 import ipywidgets
 
-from ..engine import Engine
+from nbray._model.engine import Engine
+
 from .hub import EventHub, hub_for
 from .state import EventAggregator
 

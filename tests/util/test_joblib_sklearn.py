@@ -30,9 +30,7 @@ def test_grid_search_runs_on_the_cluster(cluster: nbray.ClusterContext) -> None:
         assert joblib.effective_n_jobs(-1) == 2  # the cluster's CPUs
         search = GridSearchCV(DecisionTreeClassifier(random_state=0), grid, cv=3, n_jobs=-1)
         search.fit(X, y)
-        pids: list[Any] = joblib.Parallel(n_jobs=-1)(
-            joblib.delayed(os.getpid)() for _ in range(20)
-        )
+        pids: list[Any] = joblib.Parallel(n_jobs=-1)(joblib.delayed(os.getpid)() for _ in range(20))
     assert search.best_params_ == plain.best_params_
     assert search.best_score_ == pytest.approx(plain.best_score_)
     assert os.getpid() not in pids and 1 <= len(set(pids)) <= 2

@@ -72,6 +72,7 @@ class NbrayBackend(PoolManagerMixin, AutoBatchingMixin, ParallelBackendBase):
     supports_timeout = True
     supports_inner_max_num_threads = False
     default_n_jobs = -1
+    _pool: Pool | None = None
 
     def __init__(
         self,
