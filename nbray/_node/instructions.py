@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from .states import ActorState
+
 
 class SpawnWorker(NamedTuple):
     worker_id: int
@@ -74,7 +76,7 @@ class FailCall(NamedTuple):
 
 class ActorStateChanged(NamedTuple):
     actor_id: int
-    state: str  # "PENDING" | "ALIVE" | "RESTARTING" | "DEAD"
+    state: ActorState
     reason: str = ""
 
 

@@ -3,9 +3,10 @@
     head ──event method call (submit, object_ready, worker_started, worker_died, ...)──▶
     Scheduler ──list of instructions (SpawnWorker, Dispatch, FailTask, ...)──▶ head executes
 
-It owns task states, the worker pool, resource accounting (CPU, GPU ids, custom
-resources) and actor placement/restarts. It knows nothing of sockets, payloads or
-processes, so its tests feed events and compare instructions without starting anything.
+It owns task states, the worker pool and actor placement/restarts; the amounts (CPU, GPU
+ids, custom resources, CPUs lent by blocked tasks) live in its ``ResourcePool``
+(resources.py). It knows nothing of sockets, payloads or processes, so its tests feed
+events and compare instructions without starting anything.
 
 Rules, following Ray:
 
@@ -41,6 +42,25 @@ from .instructions import (
     StartActor,
     Unqueue,
 )
+from .invariants import scheduler_problems
+from .resources import ResourcePool, Shape, normalize, shape_of
+from .sched_records import Actor as _Actor
+from .sched_records import Task as _Task
+from .sched_records import Worker as _Worker
+from .states import (
+    ACTOR,
+    ALIVE,
+    BUSY,
+    DEAD,
+    IDLE,
+    PENDING,
+    READY,
+    RESTARTING,
+    RUNNING,
+    STARTING,
+    WAITING,
+    WorkerState,
+)
 
 __all__ = [
     "ActorStateChanged",
@@ -62,108 +82,8 @@ __all__ = [
 
 # --- state ------------------------------------------------------------------------------
 
-STARTING, IDLE, BUSY, ACTOR, DEAD = "STARTING", "IDLE", "BUSY", "ACTOR", "DEAD"
-WAITING, READY, RUNNING = "WAITING", "READY", "RUNNING"
-_EPS = 1e-9
 MAX_STARTUP_FAILURES = 5
 SCAN_LIMIT = 64  # tasks looked past per pass when the head of the queue does not fit
-
-
-class _Worker:
-    __slots__ = (
-        "actor_id",
-        "blocked",
-        "killed",
-        "lent_cpus",
-        "queued",
-        "state",
-        "task_id",
-        "worker_id",
-    )
-
-    def __init__(self, worker_id: int, actor_id: int = 0) -> None:
-        self.worker_id = worker_id
-        self.state = STARTING
-        self.task_id = 0
-        self.actor_id = actor_id
-        self.lent_cpus = 0.0
-        self.blocked = False  # its task waits in get/wait: queue nothing behind it
-        self.killed = False
-        self.queued: deque[int] = deque()  # pipelined behind task_id
-
-
-class _Task:
-    __slots__ = (
-        "attempts",
-        "cancelled",
-        "deps",
-        "gpu_ids",
-        "max_retries",
-        "name",
-        "owner",
-        "parent",
-        "resources",
-        "shape",
-        "short",
-        "state",
-        "task_id",
-        "worker_id",
-    )
-
-    def __init__(
-        self,
-        task_id: int,
-        name: str,
-        resources: dict[str, float],
-        max_retries: int,
-        owner: int,
-        parent: int,
-        deps: set[int],
-    ) -> None:
-        self.task_id = task_id
-        self.name = name
-        self.resources = resources
-        self.max_retries = max_retries
-        self.owner = owner
-        self.parent = parent
-        self.deps = deps
-        self.state = WAITING
-        self.worker_id = 0
-        self.attempts = 0
-        self.cancelled = False
-        self.gpu_ids: tuple[int, ...] = ()
-        self.shape: tuple[tuple[str, float], ...] = ()  # resources as a hashable key
-        self.short = False  # its function is known to run in well under a millisecond
-
-
-class _Actor:
-    def __init__(
-        self,
-        actor_id: int,
-        name: str,
-        resources: dict[str, float],
-        max_restarts: int,
-        max_task_retries: int,
-        owner: int,
-        detached: bool,
-    ) -> None:
-        self.actor_id = actor_id
-        self.name = name
-        self.resources = resources
-        self.max_restarts = max_restarts
-        self.max_task_retries = max_task_retries
-        self.owner = owner
-        self.detached = detached
-        self.state = "PENDING"
-        self.worker_id = 0
-        self.restarts = 0
-        self.no_restart = False
-        self.death_reason = ""
-        self.exit_when_idle = False  # its handles are gone: stop once its calls are done
-        self.gpu_ids: tuple[int, ...] = ()
-        self.queue: deque[int] = deque()
-        self.inflight: dict[int, int] = {}  # call id -> attempts (ordered)
-        self.call_attempts: dict[int, int] = {}
 
 
 class Scheduler:
@@ -176,11 +96,8 @@ class Scheduler:
         max_workers: int = 256,
         pipeline_depth: int = 1,
     ) -> None:
-        self.total = {k: float(v) for k, v in resources.items() if v > 0}
-        self.available = dict(self.total)
-        gpus = list(gpu_ids if gpu_ids is not None else range(int(self.total.get("GPU", 0))))
-        self.gpu_free: dict[int, float] = {g: 1.0 for g in gpus}
-        self.pool_size = max(1, int(self.total.get("CPU", 1)))
+        self.pool = ResourcePool(resources, gpu_ids)
+        self.pool_size = max(1, int(self.pool.total.get("CPU", 1)))
         self.max_workers = max_workers
         # short tasks may queue on a busy worker (behind one of the same resource shape),
         # up to this many per worker, so the worker never waits for the head between them
@@ -189,13 +106,25 @@ class Scheduler:
         self.tasks: dict[int, _Task] = {}
         self.actors: dict[int, _Actor] = {}
         self.ready: deque[int] = deque()
-        self.ready_shapes: dict[tuple[tuple[str, float], ...], int] = {}  # shape -> count
+        self.ready_shapes: dict[Shape, int] = {}  # shape -> count
         self.idle: list[int] = []
         self.waiting_on: dict[int, set[int]] = {}  # object id -> tasks waiting for it
         self.children: dict[int, set[int]] = {}
         self.pending_actors: deque[int] = deque()
         self._next_worker = 1
         self._startup_failures = 0
+
+    @property
+    def total(self) -> dict[str, float]:
+        return self.pool.total
+
+    @property
+    def available(self) -> dict[str, float]:
+        return self.pool.available
+
+    @property
+    def gpu_free(self) -> dict[int, float]:
+        return self.pool.gpu_free
 
     # --- pool --------------------------------------------------------------------------
 
@@ -217,14 +146,14 @@ class Scheduler:
         out: list[Instruction] = []
         if w.actor_id:
             actor = self.actors.get(w.actor_id)
-            if actor is None or actor.state == "DEAD":
+            if actor is None or actor.state == DEAD:
                 w.killed = True
                 return [KillWorker(worker_id)]
             w.state = ACTOR
             actor.worker_id = worker_id
-            actor.state = "ALIVE"
+            actor.state = ALIVE
             out.append(StartActor(worker_id, actor.actor_id, actor.gpu_ids))
-            out.append(ActorStateChanged(actor.actor_id, "ALIVE"))
+            out.append(ActorStateChanged(actor.actor_id, ALIVE))
             while actor.queue:
                 out.append(self._dispatch_call(actor, actor.queue.popleft()))
             return out
@@ -266,7 +195,7 @@ class Scheduler:
             self._requeue(w, list(w.queued), out)
             t = self.tasks.get(w.task_id)
             if t is not None and t.state == RUNNING:
-                self._release(t.resources, t.gpu_ids)
+                self.pool.release(t.resources, t.gpu_ids)
                 self._give_back_lent(w)
                 self._task_lost(t, exit_code, out, cause)
         if self._startup_failures >= MAX_STARTUP_FAILURES:
@@ -324,7 +253,7 @@ class Scheduler:
         if w.queued and not w.killed:
             w.task_id = w.queued.popleft()
             return
-        self._release(t.resources, t.gpu_ids)
+        self.pool.release(t.resources, t.gpu_ids)
         w.task_id = 0
         if w.state == BUSY and not w.killed:  # a killed worker takes no more work
             w.state = IDLE
@@ -339,7 +268,7 @@ class Scheduler:
         """The worker's task no longer waits (it woke up, ended or died)."""
         w.blocked = False
         if w.lent_cpus:
-            self.available["CPU"] = self.available.get("CPU", 0.0) - w.lent_cpus
+            self.pool.reclaim(w.lent_cpus)
             w.lent_cpus = 0.0
 
     def _task_lost(
@@ -386,12 +315,12 @@ class Scheduler:
         short: bool = False,
     ) -> list[Instruction]:
         """A new task; ``unready_deps`` are its ObjectRef arguments that do not exist yet."""
-        resources = {k: float(v) for k, v in resources.items() if v}
-        problem = self._infeasible(resources)
+        resources = normalize(resources)
+        problem = self.pool.infeasible(resources)
         if problem:
             return [FailTask(task_id, "unschedulable", f"task {name} {problem}")]
         t = _Task(task_id, name, resources, max_retries, owner, parent, set(unready_deps))
-        t.shape = tuple(sorted(resources.items()))
+        t.shape = shape_of(resources)
         t.short = short and "GPU" not in resources
         self.tasks[task_id] = t
         if parent:
@@ -405,7 +334,7 @@ class Scheduler:
             # a task's children go first (depth-first), so nested fan-out finishes the work
             # already started instead of blocking ever more workers breadth-first
             self._ready_push(t, left=bool(parent))
-            if self.idle or self._fits_now(t.shape):
+            if self.idle or self.pool.fits_now(t.shape):
                 self._schedule(out)
             else:  # nothing changed for the tasks already waiting: only this one is new
                 self._pipeline(out)
@@ -445,7 +374,7 @@ class Scheduler:
         elif w is not None:
             self._current_ended(w, t)
         else:
-            self._release(t.resources, t.gpu_ids)
+            self.pool.release(t.resources, t.gpu_ids)
         if (
             not ok
             and retriable
@@ -472,7 +401,7 @@ class Scheduler:
         cpus = t.resources.get("CPU", 0.0) if t else 0.0
         if cpus:
             w.lent_cpus = cpus
-            self.available["CPU"] = self.available.get("CPU", 0.0) + cpus
+            self.pool.lend(cpus)
         if w.queued:  # they could wait forever behind the blocked task: take them back
             out.append(Unqueue(worker_id, tuple(w.queued)))
         self._schedule(out)
@@ -554,7 +483,7 @@ class Scheduler:
         self._shape_count(t.shape, -1)
         return t
 
-    def _shape_count(self, shape: tuple[tuple[str, float], ...], delta: int) -> None:
+    def _shape_count(self, shape: Shape, delta: int) -> None:
         n = self.ready_shapes.get(shape, 0) + delta
         if n:
             self.ready_shapes[shape] = n
@@ -573,7 +502,7 @@ class Scheduler:
         while self.ready:
             tid = self.ready[0]
             t = self.tasks[tid]
-            if not self._fits(t.resources):
+            if not self.pool.fits(t.resources):
                 skipped.append(self.ready.popleft())
                 if len(skipped) >= SCAN_LIMIT:
                     break
@@ -592,7 +521,7 @@ class Scheduler:
             t.state = RUNNING
             t.worker_id = wid
             t.attempts += 1
-            t.gpu_ids = self._acquire(t.resources)
+            t.gpu_ids = self.pool.acquire(t.resources)
             out.append(Dispatch(wid, tid, t.gpu_ids))
         self.ready.extendleft(reversed(skipped))
 
@@ -627,95 +556,13 @@ class Scheduler:
 
     def _maybe_spawn(self, out: list[Instruction]) -> None:
         """No idle worker: start one if ready tasks fit in the free resources."""
-        avail = self.available
-        if not any(
-            all(avail.get(k, 0.0) + _EPS >= v for k, v in shape) for shape in self.ready_shapes
-        ):
+        if not self.pool.any_fits(self.ready_shapes):
             return  # the usual case under load: every CPU is taken
         starting = sum(1 for w in self.workers.values() if w.state == STARTING and not w.actor_id)
-        if starting < self._count_fitting(starting + 1):
+        if starting < self.pool.count_fitting(self.ready_shapes, starting + 1):
             alive = sum(1 for w in self.workers.values() if w.state != DEAD)
             if alive < self.max_workers:
                 out.append(self._spawn())
-
-    def _count_fitting(self, limit: int) -> int:
-        """How many ready tasks (up to ``limit``) fit in the free resources together: the
-        most that new workers could run now (GPU ids are not checked, so an upper bound).
-        Looks at each distinct resource shape once, however long the queue."""
-        avail = dict(self.available)
-        fitting = 0
-        for shape, count in self.ready_shapes.items():
-            for _ in range(count):
-                if fitting >= limit or not all(avail.get(k, 0.0) + _EPS >= v for k, v in shape):
-                    break
-                for k, v in shape:
-                    avail[k] = avail.get(k, 0.0) - v
-                fitting += 1
-            if fitting >= limit:
-                break
-        return fitting
-
-    # --- resources ---------------------------------------------------------------------
-
-    def _infeasible(self, resources: dict[str, float]) -> str:
-        gpus = resources.get("GPU", 0.0)
-        if gpus > 1 and gpus != int(gpus):
-            return f"asks for {gpus} GPUs: more than one GPU must be a whole number"
-        for key, amount in resources.items():
-            if amount > self.total.get(key, 0.0) + _EPS:
-                return (
-                    f"asks for {amount:g} {key} but the cluster has "
-                    f"{self.total.get(key, 0.0):g} in total, so it can never run. Ask for "
-                    f"less, or start the cluster with more (nbray.init(resources=...))"
-                )
-        return ""
-
-    def _fits_now(self, shape: tuple[tuple[str, float], ...]) -> bool:
-        """Whether the free resources (GPU ids aside) hold this shape: a quick test."""
-        avail = self.available
-        for k, v in shape:  # a loop, not all(genexpr): this runs for every submitted task
-            if avail.get(k, 0.0) + _EPS < v:
-                return False
-        return True
-
-    def _fits(self, resources: dict[str, float]) -> bool:
-        for key, amount in resources.items():
-            if self.available.get(key, 0.0) + _EPS < amount:
-                return False
-        gpus = resources.get("GPU", 0.0)
-        if gpus >= 1:
-            return sum(1 for cap in self.gpu_free.values() if cap >= 1.0 - _EPS) >= gpus
-        if gpus > 0:
-            return any(cap + _EPS >= gpus for cap in self.gpu_free.values())
-        return True
-
-    def _acquire(self, resources: dict[str, float]) -> tuple[int, ...]:
-        for key, amount in resources.items():
-            self.available[key] = self.available.get(key, 0.0) - amount
-        gpus = resources.get("GPU", 0.0)
-        if not gpus:
-            return ()
-        if gpus >= 1:
-            ids = sorted(g for g, cap in self.gpu_free.items() if cap >= 1.0 - _EPS)
-            chosen = tuple(ids[: int(gpus)])
-            for g in chosen:
-                self.gpu_free[g] = 0.0
-            return chosen
-        # a fraction: pack onto the fullest GPU that still fits
-        g = min(
-            (g for g, cap in self.gpu_free.items() if cap + _EPS >= gpus),
-            key=lambda g: (self.gpu_free[g], g),
-        )
-        self.gpu_free[g] -= gpus
-        return (g,)
-
-    def _release(self, resources: dict[str, float], gpu_ids: tuple[int, ...]) -> None:
-        for key, amount in resources.items():
-            self.available[key] = self.available.get(key, 0.0) + amount
-        gpus = resources.get("GPU", 0.0)
-        share = 1.0 if gpus >= 1 else gpus
-        for g in gpu_ids:
-            self.gpu_free[g] = min(1.0, self.gpu_free[g] + share)
 
     # --- actors ------------------------------------------------------------------------
 
@@ -729,14 +576,14 @@ class Scheduler:
         owner: int,
         detached: bool = False,
     ) -> list[Instruction]:
-        resources = {k: float(v) for k, v in resources.items() if v}
-        problem = self._infeasible(resources)
+        resources = normalize(resources)
+        problem = self.pool.infeasible(resources)
         if problem:
-            return [ActorStateChanged(actor_id, "DEAD", f"actor {name} {problem}")]
+            return [ActorStateChanged(actor_id, DEAD, f"actor {name} {problem}")]
         actor = _Actor(actor_id, name, resources, max_restarts, max_task_retries, owner, detached)
         self.actors[actor_id] = actor
         self.pending_actors.append(actor_id)
-        out: list[Instruction] = [ActorStateChanged(actor_id, "PENDING")]
+        out: list[Instruction] = [ActorStateChanged(actor_id, PENDING)]
         self._schedule(out)
         return out
 
@@ -744,19 +591,19 @@ class Scheduler:
         for _ in range(len(self.pending_actors)):
             aid = self.pending_actors.popleft()
             actor = self.actors.get(aid)
-            if actor is None or actor.state == "DEAD":
+            if actor is None or actor.state == DEAD:
                 continue
-            if not self._fits(actor.resources):
+            if not self.pool.fits(actor.resources):
                 self.pending_actors.append(aid)
                 continue
-            actor.gpu_ids = self._acquire(actor.resources)
+            actor.gpu_ids = self.pool.acquire(actor.resources)
             out.append(self._spawn(actor_id=aid))
 
     def actor_call(self, call_id: int, actor_id: int) -> list[Instruction]:
         actor = self.actors.get(actor_id)
-        if actor is None or actor.state == "DEAD":
+        if actor is None or actor.state == DEAD:
             return [FailCall(call_id, actor_id, "actor_died", "the actor is dead")]
-        if actor.state == "ALIVE":
+        if actor.state == ALIVE:
             return [self._dispatch_call(actor, call_id)]
         actor.queue.append(call_id)
         return []
@@ -784,7 +631,7 @@ class Scheduler:
         out-of-scope termination) only once the calls submitted so far have finished.
         ``reason`` (e.g. its constructor raised) is what failed calls report."""
         actor = self.actors.get(actor_id)
-        if actor is None or actor.state == "DEAD":
+        if actor is None or actor.state == DEAD:
             return []
         if reason:
             actor.death_reason = reason
@@ -800,7 +647,7 @@ class Scheduler:
             if any(w.actor_id == actor_id for w in self.workers.values()):
                 # placed, its worker not started yet: it holds resources, give them back
                 # (worker_started then stops that worker)
-                self._release(actor.resources, actor.gpu_ids)
+                self.pool.release(actor.resources, actor.gpu_ids)
                 actor.gpu_ids = ()
             self._actor_dead(actor, actor.death_reason or "the actor was killed", out)
             self._schedule(out)
@@ -813,9 +660,9 @@ class Scheduler:
         if actor is None or actor.worker_id not in (w.worker_id, 0):
             return
         actor.worker_id = 0
-        self._release(actor.resources, actor.gpu_ids)
+        self.pool.release(actor.resources, actor.gpu_ids)
         actor.gpu_ids = ()
-        if actor.state == "DEAD":
+        if actor.state == DEAD:
             return
         why = actor.death_reason or (
             cause.text
@@ -837,8 +684,8 @@ class Scheduler:
             self._actor_dead(actor, why, out)
             return
         actor.restarts += 1
-        actor.state = "RESTARTING"
-        out.append(ActorStateChanged(actor.actor_id, "RESTARTING", why))
+        actor.state = RESTARTING
+        out.append(ActorStateChanged(actor.actor_id, RESTARTING, why))
         retry: list[int] = []
         for call_id, attempts in actor.inflight.items():
             if actor.max_task_retries < 0 or attempts <= actor.max_task_retries:
@@ -851,8 +698,8 @@ class Scheduler:
         self.pending_actors.appendleft(actor.actor_id)
 
     def _actor_dead(self, actor: _Actor, cause: str, out: list[Instruction]) -> None:
-        actor.state = "DEAD"
-        out.append(ActorStateChanged(actor.actor_id, "DEAD", cause))
+        actor.state = DEAD
+        out.append(ActorStateChanged(actor.actor_id, DEAD, cause))
         for call_id in [*actor.inflight, *actor.queue]:
             out.append(FailCall(call_id, actor.actor_id, "actor_died", cause))
         actor.inflight.clear()
@@ -860,11 +707,25 @@ class Scheduler:
         actor.call_attempts.clear()
         self.actors.pop(actor.actor_id, None)
 
+    # --- invariants --------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise ``AssertionError`` naming every broken invariant (see invariants.py).
+        For tests, after each event; the head never calls it (it walks the whole state).
+
+        >>> s = Scheduler({"CPU": 1})
+        >>> _ = s.start()
+        >>> s.validate()
+        """
+        problems = scheduler_problems(self)
+        if problems:
+            raise AssertionError("scheduler invariants broken:\n- " + "\n- ".join(problems))
+
     # --- views -------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
         """Tasks by state, for status displays."""
-        out = {WAITING: 0, READY: 0, RUNNING: 0}
+        out: dict[str, int] = {WAITING: 0, READY: 0, RUNNING: 0}
         for t in self.tasks.values():
             out[t.state] += 1
         return out
@@ -886,5 +747,5 @@ class Scheduler:
                     out.append(BusyWorker(wid, t.task_id, 0, retriable))
         return out
 
-    def worker_states(self) -> dict[int, str]:
+    def worker_states(self) -> dict[int, WorkerState]:
         return {wid: w.state for wid, w in self.workers.items()}
