@@ -13,7 +13,10 @@ printed:
 - ``joblib.Parallel(n_jobs=2)`` of ``calls`` no-op calls: the ``nbray`` backend, joblib's
   default ``loky`` and (``--ray``) Ray's ``ray`` backend.
 
-Every pool has 2 processes.
+Every pool has 2 processes. With ``--ray``, Ray's driver threads share this process's GIL
+and its raylet and workers share the CPUs with everyone else's runs, which slows the others
+(nbray's client threads most): take the figures without ``--ray`` for nbray against the
+standard library and loky.
 """
 
 from __future__ import annotations
