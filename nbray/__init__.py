@@ -16,7 +16,8 @@ first use (PEP 562), so ``import nbray`` costs a few milliseconds, and so do the
 the head and worker processes, which import only the modules they need.
 
 This package is the top of the layers (DESIGN.md): it hands the layers below the few things
-they call back (the progress bar of ``get``/``wait``), so that none of them imports upward.
+they call back (the progress bar of ``get``/``wait``, the bars tasks draw with tqdm_ray), so
+that none of them imports upward.
 """
 
 from __future__ import annotations
@@ -73,14 +74,23 @@ def _progress_wait(engine: _Any, refs: list[_Any], num_returns: int, timeout: fl
     return wait_with_progress(engine, refs, num_returns, timeout)
 
 
+def _show_task_progress(state: dict[str, _Any], task_id: int, client: _Any) -> None:
+    from .experimental.tqdm_ray import show_remote_state
+
+    show_remote_state(state, task_id, client)
+
+
 def _install() -> None:
     """Hand the layers below their call-backs into the faces, and, in IPython, register the
     magics as ``%load_ext nbray`` does (IPython finds ``nbray.load_ipython_extension``
     through ``__getattr__``: see ``nbray.magics``)."""
     from ._model import session
+    from ._wire import progress_lines
 
     session.progress_get = _progress_get
     session.progress_wait = _progress_wait
+    # progress bars that tasks draw (nbray.experimental.tqdm_ray), found in task output
+    progress_lines.sink = _show_task_progress
     get_ipython = getattr(sys.modules.get("IPython"), "get_ipython", None)
     shell = get_ipython() if get_ipython is not None else None
     if shell is not None:

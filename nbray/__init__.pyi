@@ -29,6 +29,8 @@ from .widgets import timeline as timeline
 from . import runtime_env as runtime_env
 from . import errors as errors
 from . import exceptions as exceptions
+from . import experimental as experimental
+from . import util as util
 from . import widgets as widgets
 
 __version__: str

@@ -16,6 +16,7 @@ EXPECTED = {
     "cluster_resources",
     "errors",
     "exceptions",
+    "experimental",
     "get",
     "get_actor",
     "get_gpu_ids",
@@ -31,6 +32,7 @@ EXPECTED = {
     "shutdown",
     "task_graph",
     "timeline",
+    "util",
     "wait",
     "widgets",
 }

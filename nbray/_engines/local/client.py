@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from nbray._base.errors import GetTimeoutError, NbrayConnectionError, RemoteError
+from nbray._wire import progress_lines, serialization, shm
 from nbray._wire import protocol as P
-from nbray._wire import serialization, shm
 from nbray._wire.transport import Connection
 
 log = logging.getLogger("nbray._engines.local.client")
@@ -402,6 +402,11 @@ class Client:
                 self._cond.notify_all()
 
     def _on_output(self, msg: P.Output) -> None:
+        if self.role != "worker" and progress_lines.MAGIC in msg.text:
+            rest = progress_lines.intercept(msg, self)  # progress bars of tasks (tqdm_ray)
+            if rest is None:
+                return
+            msg = rest
         if self.output_handler is not None:
             self.output_handler(msg)
 
