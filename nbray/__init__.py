@@ -22,23 +22,18 @@ that none of them imports upward.
 
 from __future__ import annotations
 
-import importlib
-import re
 import sys
-from pathlib import Path as _Path
 from typing import Any as _Any
+
+from ._base.lazy import lazy_getattr as _lazy_getattr
+from ._base.lazy import stub_exports as _stub_exports
 
 __version__ = "0.1.0"
 
-_STUB = _Path(__file__).with_suffix(".pyi").read_text()
 # public name -> (module relative to this package, attribute or submodule name)
-_EXPORTS = {
-    public: (module, name)
-    for module, name, public in re.findall(
-        r"^from (\.[\w.]*) import (\w+) as (\w+)$", _STUB, re.MULTILINE
-    )
-}
+_EXPORTS = _stub_exports(__file__)
 __all__ = sorted([*_EXPORTS, "__version__"])
+_lazy = _lazy_getattr(__name__, _EXPORTS, globals())
 
 
 def __getattr__(name: str) -> object:
@@ -46,16 +41,7 @@ def __getattr__(name: str) -> object:
         from .magics import load_ipython_extension
 
         return load_ipython_extension
-    try:
-        module, attribute = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'nbray' has no attribute {name!r}") from None
-    if module == ".":  # a public submodule
-        value: object = importlib.import_module(f".{attribute}", __name__)
-    else:
-        value = getattr(importlib.import_module(module, __name__), attribute)
-    globals()[name] = value
-    return value
+    return _lazy(name)
 
 
 def __dir__() -> list[str]:

@@ -10,55 +10,25 @@ Everything here is built on nbray's public API only (``remote``, ``get``, ``put`
     joblib.register_nbray   nbray.util.joblib         joblib / scikit-learn n_jobs on it
     inspect_serializability nbray.util.check_serialize what in an object cannot be pickled
     tqdm                    nbray.experimental.tqdm_ray  progress bars from tasks
+    placement_group         nbray.util.placement_group  bundles of reserved resources
+    scheduling_strategies   nbray.util.scheduling_strategies  into a bundle, onto a node
 
-Modules and names load on first use, so ``import nbray.util`` stays cheap.
+The names are listed once, in ``__init__.pyi``; modules and names load on first use, so
+``import nbray.util`` stays cheap.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
+from nbray._base.lazy import lazy_getattr, stub_exports
 
-# public name -> module (relative to this package) that defines it
-_EXPORTS = {
-    "ActorPool": ".actor_pool",
-    "inspect_serializability": ".check_serialize",
-    "FailureTuple": ".check_serialize",
-    "tqdm": "nbray.experimental.tqdm_ray",
-}
-_MODULES = {"actor_pool", "check_serialize", "joblib", "multiprocessing", "queue"}
+_EXPORTS = stub_exports(__file__)
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
-__all__ = [
-    "ActorPool",
-    "FailureTuple",
-    "actor_pool",
-    "check_serialize",
-    "inspect_serializability",
-    "joblib",
-    "multiprocessing",
-    "queue",
-    "tqdm",
-]
-
-
-def __getattr__(name: str) -> object:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    elif name in _MODULES:
-        value = importlib.import_module(f".{name}", __name__)
-    else:
-        raise AttributeError(f"module 'nbray.util' has no attribute {name!r}")
-    globals()[name] = value
-    return value
+# ``placement_group`` is a function and a submodule (as in Ray): bound here, after the
+# submodule's import has set the package attribute to the module, it stays the function
+from .placement_group import placement_group as placement_group  # noqa: E402
 
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-if TYPE_CHECKING:
-    from nbray.experimental.tqdm_ray import tqdm
-
-    from . import actor_pool, check_serialize, joblib, multiprocessing, queue
-    from .actor_pool import ActorPool
-    from .check_serialize import FailureTuple, inspect_serializability
