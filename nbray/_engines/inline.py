@@ -18,7 +18,7 @@ from typing import Any
 
 from nbray._base.errors import ActorNotFoundError
 from nbray._base.options import ActorOptions, TaskOptions
-from nbray._model.actor import ActorHandle, actor_methods, is_async_class
+from nbray._model.actor import ActorHandle, actor_methods, bound_method, is_async_class
 from nbray._model.engine import Engine
 from nbray._model.object_ref import ObjectRef
 
@@ -103,13 +103,14 @@ class InlineEngine(Engine):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         num_returns: int,
+        concurrency_group: str = "",
     ) -> list[ObjectRef]:
         instance = self._actors.get(handle._actor_id)
         if instance is None:
             from nbray._base.errors import ActorDiedError
 
             return [self._store(_Failed(ActorDiedError("the actor was killed")))]
-        return self._call(getattr(instance, method), args, kwargs, num_returns)
+        return self._call(bound_method(instance, method), args, kwargs, num_returns)
 
     def put(self, value: Any) -> ObjectRef:
         return self._store(value)

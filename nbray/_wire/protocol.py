@@ -71,6 +71,9 @@ class TaskSpec(NamedTuple):
     method: str = ""
     max_task_retries: int = 0
     job_namespace: str = ""  # the submitter's namespace: named actors are looked up there
+    concurrency_group: str = ""  # an actor call's group ("": the method's own, or default)
+    max_calls: int = 0  # a task: the worker exits after running this many of its function
+    job_id: int = 0  # the client id of the driver whose work this is (nested tasks keep it)
 
 
 class ActorSpec(NamedTuple):
@@ -92,6 +95,8 @@ class ActorSpec(NamedTuple):
     is_async: bool
     methods: tuple[tuple[str, int], ...] = ()
     job_namespace: str = ""  # the creator's namespace, which the actor's code runs in
+    concurrency_groups: tuple[tuple[str, int], ...] = ()  # (name, threads or async tasks)
+    job_id: int = 0  # the creator's job (see TaskSpec.job_id)
 
 
 # --- handshake after authentication --------------------------------------------------

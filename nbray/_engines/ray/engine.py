@@ -194,6 +194,8 @@ def _actor_options(options: ActorOptions) -> dict[str, Any]:
         opts["namespace"] = options.namespace
     if options.lifetime:
         opts["lifetime"] = options.lifetime
+    if options.concurrency_groups:
+        opts["concurrency_groups"] = dict(options.concurrency_groups)
     opts.update(options.ray_options)
     return opts
 
@@ -228,12 +230,14 @@ class RayEngine(Engine):
 
     # --- tasks ---------------------------------------------------------------------------
 
-    def _remote_function(self, func: Any, fingerprint: Any, name: str) -> Any:
-        key = (fingerprint, name)
+    def _remote_function(self, func: Any, fingerprint: Any, name: str, max_calls: int = 0) -> Any:
+        key = (fingerprint, name, max_calls)
         cached = self._functions.get(key)
         if cached is not None and cached[0] is func:
             return cached[1]
-        rf = self._ray.remote(_task_function(func, name))
+        wrapped = _task_function(func, name)
+        # Ray takes max_calls only in @ray.remote, not in .options()
+        rf = self._ray.remote(max_calls=max_calls)(wrapped) if max_calls else self._ray.remote(wrapped)
         with self._lock:
             self._functions[key] = (func, rf)
         return rf
@@ -247,7 +251,7 @@ class RayEngine(Engine):
         options: TaskOptions,
         name: str,
     ) -> list[ObjectRef]:
-        rf = self._remote_function(func, fingerprint, name)
+        rf = self._remote_function(func, fingerprint, name, options.max_calls)
         ray_args, ray_kwargs = _to_ray_args(args, kwargs)
         try:
             out = rf.options(**_task_options(options, name)).remote(*ray_args, **ray_kwargs)
@@ -288,13 +292,17 @@ class RayEngine(Engine):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         num_returns: int,
+        concurrency_group: str = "",
     ) -> list[ObjectRef]:
         ray_handle = _ray_handle(handle)
         ray_args, ray_kwargs = _to_ray_args(args, kwargs)
         what = f"{handle._class_name}.{method}"
         ray_method = getattr(ray_handle, method)
         try:
-            out = ray_method.options(num_returns=num_returns).remote(*ray_args, **ray_kwargs)
+            method_options: dict[str, Any] = {"num_returns": num_returns}
+            if concurrency_group:
+                method_options["concurrency_group"] = concurrency_group
+            out = ray_method.options(**method_options).remote(*ray_args, **ray_kwargs)
         except Exception as exc:
             raise _submit_error(exc, f"actor method {what}") from exc
         ray_refs = _as_list(out, num_returns)

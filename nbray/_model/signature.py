@@ -1,0 +1,71 @@
+"""Arguments checked against the signature at ``.remote()``, as Ray binds them there.
+
+    RemoteFunction / ActorClass / ActorMethod .remote(*args, **kwargs)
+        ──▶ ArgCheck(args, kwargs) ──TypeError──▶ the caller, before anything is sent
+
+The ``inspect.Signature`` is computed once per function (on the first call). Most calls
+pass positional arguments to a function without ``*args``/keyword-only parameters: those
+are checked by counting, so the check costs a comparison on the per-task path; any other
+call is bound with ``Signature.bind``, whose message Ray shows too.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+__all__ = ["ArgCheck", "method_check", "signature_check"]
+
+_SIMPLE_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+class ArgCheck:
+    """Checks that ``(args, kwargs)`` bind to one function's parameters."""
+
+    __slots__ = ("least", "most", "name", "signature")
+
+    def __init__(self, signature: inspect.Signature, name: str) -> None:
+        self.signature = signature
+        self.name = name
+        params = list(signature.parameters.values())
+        if all(p.kind in _SIMPLE_KINDS for p in params):
+            self.most = len(params)
+            self.least = sum(p.default is inspect.Parameter.empty for p in params)
+        else:  # *args, **kwargs or keyword-only: always bind
+            self.most, self.least = -1, 0
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if not kwargs and self.least <= len(args) <= self.most:
+            return
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}(): {exc}") from None
+
+
+def signature_check(func: Any, name: str, ignore_first: bool = False) -> ArgCheck | None:
+    """The check for ``func``'s arguments (without its first, ``self``, when
+    ``ignore_first``), or None when Python cannot tell its signature (some builtins)."""
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+    if ignore_first:
+        params = list(signature.parameters.values())
+        if not params or params[0].kind not in _SIMPLE_KINDS:
+            return None  # no ``self`` to drop (``*args``): the call will tell
+        signature = signature.replace(parameters=params[1:])
+    return ArgCheck(signature, name)
+
+
+def method_check(cls: type, name: str) -> ArgCheck | None:
+    """The check for calls of method ``name`` of an actor class: ``self`` dropped, as Ray
+    does, except for static and class methods."""
+    if name == "__init__" and cls.__init__ is object.__init__:  # no constructor: no arguments
+        return ArgCheck(inspect.Signature(), f"{cls.__name__}.__init__")
+    static = inspect.getattr_static(cls, name, None)
+    member = getattr(cls, name, None)
+    if member is None:
+        return None
+    bound = isinstance(static, staticmethod | classmethod)
+    return signature_check(member, f"{cls.__name__}.{name}", ignore_first=not bound)
