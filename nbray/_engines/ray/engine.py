@@ -114,6 +114,26 @@ def worker_engine() -> Engine:
         return engine
 
 
+def _was_reconstructed(rc: Any) -> bool:
+    """Ray's ``was_current_actor_reconstructed`` (it asks the state API, which needs Ray's
+    dashboard: without one, an actor counts as never restarted)."""
+    try:
+        return bool(rc.was_current_actor_reconstructed)
+    except Exception:  # no dashboard / state API here
+        return False
+
+
+def _wrap_ray_handle(engine: Engine, ray_handle: Any) -> RayActorHandle:
+    """An nbray handle for a Ray actor handle (``current_actor``)."""
+    descriptor = ray_handle._ray_actor_creation_function_descriptor
+    num_returns = getattr(ray_handle, "_ray_method_num_returns", {}) or {}
+    methods = tuple(
+        (name, int(num_returns.get(name) or 1))
+        for name in ray_handle._ray_method_signatures
+    )
+    return RayActorHandle(engine, ray_handle, descriptor.class_name, methods)
+
+
 def _task_function(func: Any, name: str) -> Callable[..., Any]:
     """``func`` wrapped so that the worker has an nbray engine before it runs."""
 
@@ -342,6 +362,33 @@ class RayEngine(Engine):
         for ref in refs:
             if ref is not None:
                 self._ray.cancel(ref, force=force, recursive=True)
+
+    def exit_actor(self) -> None:
+        if not session.in_worker or self._ray.get_runtime_context().get_actor_id() is None:
+            super().exit_actor()  # raises: not in an actor
+        self._ray.actor.exit_actor()
+
+    def runtime_context(self) -> dict[str, Any]:
+        rc = self._ray.get_runtime_context()
+        in_worker = session.in_worker
+        actor_id = rc.get_actor_id() if in_worker else None
+        out: dict[str, Any] = {
+            "job_id": rc.get_job_id(),
+            "node_id": rc.get_node_id(),
+            "worker_id": rc.get_worker_id(),
+            "namespace": rc.namespace,
+            "task_id": rc.get_task_id() if in_worker else None,
+            "task_name": rc.get_task_name() if in_worker else None,
+            "actor_id": actor_id,
+            "actor_name": rc.get_actor_name() if actor_id else None,
+            "in_worker": in_worker,
+            "resources": rc.get_assigned_resources() if in_worker else None,
+            "gpu_ids": rc.get_accelerator_ids().get("GPU", []) if in_worker else [],
+        }
+        if actor_id:
+            out["restarted"] = _was_reconstructed(rc)
+            out["actor_handle"] = _wrap_ray_handle(self, rc.current_actor)
+        return out
 
     def kill_actor(self, handle: ActorHandle, no_restart: bool) -> None:
         ray_handle = _ray_handle(handle)
