@@ -22,7 +22,7 @@ _SIMPLE_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL
 class ArgCheck:
     """Checks that ``(args, kwargs)`` bind to one function's parameters."""
 
-    __slots__ = ("least", "most", "name", "signature")
+    __slots__ = ("keywords", "least", "most", "name", "names", "required", "signature")
 
     def __init__(self, signature: inspect.Signature, name: str) -> None:
         self.signature = signature
@@ -33,10 +33,23 @@ class ArgCheck:
             self.least = sum(p.default is inspect.Parameter.empty for p in params)
         else:  # *args, **kwargs or keyword-only: always bind
             self.most, self.least = -1, 0
+        self.names = tuple(p.name for p in params)
+        self.keywords = frozenset(
+            p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        )
+        self.required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if not kwargs and self.least <= len(args) <= self.most:
-            return
+        n = len(args)
+        if not kwargs:
+            if self.least <= n <= self.most:
+                return
+        elif n <= self.most and self.keywords.issuperset(kwargs):
+            given = self.names[:n]
+            if not any(k in given for k in kwargs) and self.required.issubset(
+                (*given, *kwargs)
+            ):
+                return
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
