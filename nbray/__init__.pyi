@@ -21,7 +21,7 @@ from ._compose.lifecycle import shutdown as shutdown
 from ._model.actor import ActorClass as ActorClass
 from ._model.actor import ActorHandle as ActorHandle
 from ._model.actor import method as method
-from ._model.object_ref import ObjectRef as ObjectID
+from ._model.object_ref import ObjectID as ObjectID
 from ._model.object_ref import ObjectRef as ObjectRef
 from ._model.remote_function import RemoteFunction as RemoteFunction
 from ._model.runtime_context import get_runtime_context as get_runtime_context

@@ -106,7 +106,7 @@ class RemoteFunction(Generic[P, R]):
         """``f._remote(args=[...], kwargs={...}, **options)``, as Ray's: the options and the
         arguments in one call."""
         target = self.options(**options) if options else self
-        return target.remote(*(args or ()), **(kwargs or {}))  # type: ignore[arg-type]
+        return target.remote(*(args or ()), **(kwargs or {}))
 
     def options(self, **options: Any) -> RemoteFunction[P, R]:
         """A copy with some options changed, e.g. ``f.options(num_cpus=2).remote(x)``."""

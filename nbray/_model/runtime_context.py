@@ -110,7 +110,7 @@ class RuntimeContext:
             raise RuntimeError("current_actor is only available inside an actor")
         handle = info.get("actor_handle")
         if handle is not None:
-            return handle  # type: ignore[no-any-return]
+            return handle
         return ActorHandle(
             current_engine(),
             int(info["actor_id_int"]),

@@ -46,9 +46,7 @@ class ArgCheck:
                 return
         elif n <= self.most and self.keywords.issuperset(kwargs):
             given = self.names[:n]
-            if not any(k in given for k in kwargs) and self.required.issubset(
-                (*given, *kwargs)
-            ):
+            if not any(k in given for k in kwargs) and self.required.issubset((*given, *kwargs)):
                 return
         try:
             self.signature.bind(*args, **kwargs)
@@ -74,7 +72,7 @@ def signature_check(func: Any, name: str, ignore_first: bool = False) -> ArgChec
 def method_check(cls: type, name: str) -> ArgCheck | None:
     """The check for calls of method ``name`` of an actor class: ``self`` dropped, as Ray
     does, except for static and class methods."""
-    if name == "__init__" and cls.__init__ is object.__init__:  # no constructor: no arguments
+    if name == "__init__" and "__init__" not in _defined(cls):  # no constructor: no arguments
         return ArgCheck(inspect.Signature(), f"{cls.__name__}.__init__")
     static = inspect.getattr_static(cls, name, None)
     member = getattr(cls, name, None)
@@ -82,3 +80,8 @@ def method_check(cls: type, name: str) -> ArgCheck | None:
         return None
     bound = isinstance(static, staticmethod | classmethod)
     return signature_check(member, f"{cls.__name__}.{name}", ignore_first=not bound)
+
+
+def _defined(cls: type) -> set[str]:
+    """The names defined by ``cls`` or its bases other than ``object``."""
+    return {name for klass in cls.__mro__ if klass is not object for name in vars(klass)}

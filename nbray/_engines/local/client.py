@@ -271,9 +271,7 @@ class Client:
         with self._lock:
             missing = [o for o in oids if o not in objects]
             waiter = _Waiter(num_ready - (len(oids) - len(missing)), stop_on_error)
-            failed = stop_on_error and any(
-                objects[o].kind == P.ERROR for o in oids if o in objects
-            )
+            failed = stop_on_error and any(objects[o].kind == P.ERROR for o in oids if o in objects)
             if waiter.remaining > 0 and not self.closed and not failed:
                 for o in missing:
                     self._waiters.setdefault(o, []).append(waiter)

@@ -128,8 +128,7 @@ def _wrap_ray_handle(engine: Engine, ray_handle: Any) -> RayActorHandle:
     descriptor = ray_handle._ray_actor_creation_function_descriptor
     num_returns = getattr(ray_handle, "_ray_method_num_returns", {}) or {}
     methods = tuple(
-        (name, int(num_returns.get(name) or 1))
-        for name in ray_handle._ray_method_signatures
+        (name, int(num_returns.get(name) or 1)) for name in ray_handle._ray_method_signatures
     )
     return RayActorHandle(engine, ray_handle, descriptor.class_name, methods)
 
@@ -257,7 +256,10 @@ class RayEngine(Engine):
             return cached[1]
         wrapped = _task_function(func, name)
         # Ray takes max_calls only in @ray.remote, not in .options()
-        rf = self._ray.remote(max_calls=max_calls)(wrapped) if max_calls else self._ray.remote(wrapped)
+        if max_calls:
+            rf = self._ray.remote(max_calls=max_calls)(wrapped)
+        else:
+            rf = self._ray.remote(wrapped)
         with self._lock:
             self._functions[key] = (func, rf)
         return rf
