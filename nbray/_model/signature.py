@@ -22,7 +22,7 @@ _SIMPLE_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL
 class ArgCheck:
     """Checks that ``(args, kwargs)`` bind to one function's parameters."""
 
-    __slots__ = ("keywords", "least", "most", "name", "names", "required", "signature")
+    __slots__ = ("keywords", "least", "most", "name", "names", "required", "shapes", "signature")
 
     def __init__(self, signature: inspect.Signature, name: str) -> None:
         self.signature = signature
@@ -38,20 +38,35 @@ class ArgCheck:
             p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
         )
         self.required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
+        # call shapes (number of positional arguments, keyword names) found to bind
+        self.shapes: set[tuple[Any, ...]] = set()
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         n = len(args)
         if not kwargs:
             if self.least <= n <= self.most:
                 return
-        elif n <= self.most and self.keywords.issuperset(kwargs):
-            given = self.names[:n]
-            if not any(k in given for k in kwargs) and self.required.issubset((*given, *kwargs)):
+        else:
+            shape = (n, *kwargs)
+            if shape in self.shapes:
                 return
+            if n <= self.most and self.keywords.issuperset(kwargs):
+                given = self.names[:n]
+                if not any(k in given for k in kwargs) and self.required.issubset(
+                    (*given, *kwargs)
+                ):
+                    self._remember(shape)
+                    return
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{self.name}(): {exc}") from None
+        if kwargs:
+            self._remember((n, *kwargs))
+
+    def _remember(self, shape: tuple[Any, ...]) -> None:
+        if len(self.shapes) < 64:  # a few shapes per function; a bound set, all the same
+            self.shapes.add(shape)
 
 
 def signature_check(func: Any, name: str, ignore_first: bool = False) -> ArgCheck | None:

@@ -147,6 +147,22 @@ def test_argument_check_counts_then_binds() -> None:
         check((), {})
     with pytest.raises(TypeError, match="too many positional arguments"):
         check((1, 2, 3), {})
+    for _ in range(2):  # a shape that bound once is remembered; a bad one never is
+        check((1,), {"b": 3})
+        with pytest.raises(TypeError, match="multiple values for argument 'a'"):
+            check((1,), {"a": 3})
+        with pytest.raises(TypeError, match="unexpected keyword argument 'z'"):
+            check((1,), {"z": 3})
+
+    def kw_only(a: int, *, c: int = 0) -> int:
+        return a + c
+
+    check = signature_check(kw_only, "kw_only")
+    assert check is not None
+    for _ in range(2):
+        check((1,), {"c": 2})
+        with pytest.raises(TypeError, match="too many positional arguments"):
+            check((1, 2), {})
 
     class C:
         def m(self, x: int) -> int:
