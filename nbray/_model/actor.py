@@ -175,12 +175,24 @@ class ActorClass:
         if cls is None or name.startswith("__"):
             raise AttributeError(name)
         try:
-            return getattr(cls, name)
+            raw = inspect.getattr_static(cls, name)
         except AttributeError:
+            raw = None
+        if raw is None or inspect.isfunction(raw):
             raise AttributeError(
-                f"actor class {cls.__name__} has no attribute {name!r}; to call a method, "
-                f"start an actor: {cls.__name__}.remote(...).{name}.remote(...)"
-            ) from None
+                f"actor class {cls.__name__} has no attribute {name!r}"
+                + (
+                    f": {name} is a method of its actors; start one and call it: "
+                    f"{cls.__name__}.remote(...).{name}.remote(...)"
+                    if raw is not None
+                    else ""
+                )
+            )
+        if isinstance(raw, staticmethod):
+            # a new callable each time: pickled by value (by reference, ``Cls.name`` would
+            # resolve to it in a process that cannot import the class's module)
+            return functools.partial(raw.__func__)
+        return getattr(cls, name)
 
     def __dir__(self) -> list[str]:
         return sorted(set(dir(self._cls)) | {"remote", "options", "_remote"})

@@ -223,6 +223,8 @@ def test_actor_class_keeps_the_user_s_class_visible(engine: str) -> None:
     assert Counter.__doc__ == "A counter."
     with pytest.raises(AttributeError, match="no attribute 'missing'"):
         _ = Counter.missing
+    with pytest.raises(AttributeError, match=r"Counter.remote\(...\).incr.remote"):
+        _ = Counter.incr  # a method of the actors, not of the class
     c = Counter.remote(1)
     names = dir(c)
     for method in ("incr", "pair", "describe", "double", "__ray_ready__", "__ray_terminate__"):

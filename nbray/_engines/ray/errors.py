@@ -76,10 +76,10 @@ def _message(exc: BaseException) -> str:
 
 def _task_error(exc: Any) -> BaseException:
     cause = getattr(exc, "cause", None)
-    if isinstance(cause, E.NbrayError) and not isinstance(cause, E.TaskError):
-        return cause  # already ours (an error passed on by a task)
-    while isinstance(cause, E.TaskError) and cause.cause is not None:
-        cause = cause.cause  # a nested task's error: keep its class; the traceback has both
+    if isinstance(cause, E.NbrayError):
+        # already ours: the task wrapper in the worker made it (RemoteError.to_exception),
+        # so a nested task's error has its innermost class and both tracebacks already
+        return cause
     import ray.exceptions as R
 
     if isinstance(cause, R.RayError) and not isinstance(cause, R.RayTaskError):
