@@ -125,3 +125,23 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_calls_submitted_before_the_handle_is_dropped_finish(
+    cluster: nbray.ClusterContext, concurrency: int
+) -> None:
+    @nbray.remote(max_concurrency=concurrency)
+    class Slow:
+        def work(self, i: int) -> int:
+            time.sleep(0.01)
+            return i
+
+    s = Slow.remote()
+    refs = [s.work.remote(i) for i in range(20)]
+    del s  # out of scope: the actor ends once the calls submitted before have finished
+    assert nbray.get(refs, timeout=60) == list(range(20))
+    s2 = Slow.remote()
+    refs = [s2.work.remote(i) for i in range(20)]
+    s2.__ray_terminate__.remote()  # the same, asked for
+    assert nbray.get(refs, timeout=60) == list(range(20))

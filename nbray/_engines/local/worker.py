@@ -127,6 +127,8 @@ class Worker:
         self.method_groups: dict[str, str] = {}
         # calls running now, and whether exit_actor() was called (see exit_gracefully)
         self.running_calls = 0
+        self.received = 0  # actor calls received, and finished (answered)
+        self.finished = 0
         self.calls_cv = threading.Condition()
         self.exiting = False
         self.calls_by_func: dict[bytes, int] = {}  # max_calls: runs per function
@@ -415,6 +417,16 @@ class Worker:
             return
         if self.exiting:  # exit_actor() was called: the head fails the calls left
             return
+        self.received += 1
+        if spec.method == "__ray_terminate__":
+            # a termination queued like a call, as Ray's: the calls received before it
+            # finish first (on their threads or event loops), then the actor ends gracefully
+            if self.pool is None and self.loop is None and not self.group_pools:
+                self.exit_gracefully(spec)  # in order on this thread: the others are done
+                return
+            before = self.received - 1
+            threading.Thread(target=self.exit_gracefully, args=(spec, before), daemon=True).start()
+            return
         group = spec.concurrency_group or self.method_groups.get(spec.method, "")
         try:
             method = bound_method(self.actor, spec.method)
@@ -427,6 +439,9 @@ class Worker:
                 )
         except (AttributeError, ValueError) as exc:
             self.client.send(self._failure(spec, exc))
+            with self.calls_cv:
+                self.finished += 1
+                self.calls_cv.notify_all()
             return
         if self.loop is not None:
             loop, semaphore = self.group_loops.get(group) or (self.loop, self.semaphore)
@@ -453,6 +468,7 @@ class Worker:
     def _leave_call(self) -> None:
         with self.calls_cv:
             self.running_calls -= 1
+            self.finished += 1
             self.calls_cv.notify_all()
 
     def _call(self, spec: P.TaskSpec, method: Any, deps: dict[int, P.Payload]) -> None:
@@ -550,13 +566,16 @@ class Worker:
             raise AsyncioActorExit("exit_actor() was called")
         raise _ExitActor(0)
 
-    def exit_gracefully(self, spec: P.TaskSpec) -> None:
-        """The method ``spec`` called exit_actor(): let the calls running on other threads
-        finish, run ``__ray_shutdown__``, answer the call with ActorDiedError and have the
-        head end the actor for good (calls not started fail with ActorDiedError)."""
+    def exit_gracefully(self, spec: P.TaskSpec, after: int = 0) -> None:
+        """The call ``spec`` (exit_actor() in a method, or ``__ray_terminate__``) ends the
+        actor: wait until the first ``after`` calls received have finished (for
+        ``__ray_terminate__``) and the calls running on other threads too, run
+        ``__ray_shutdown__``, answer the call with ActorDiedError and have the head end the
+        actor for good (calls not started fail with ActorDiedError)."""
         actor_spec = self.actor_spec
         assert actor_spec is not None
         with self.calls_cv:
+            self.calls_cv.wait_for(lambda: self.finished >= after, timeout=None)
             self.exiting = True
             self.calls_cv.wait_for(lambda: self.running_calls <= 0, timeout=EXIT_GRACE)
         token = _current_task.set((0, actor_spec.class_name))
@@ -570,7 +589,12 @@ class Worker:
             kind="actor_died",
             message=(
                 f"the actor {actor_spec.class_name} ({actor_spec.actor_id:016x}) exited: "
-                f"{spec.method}() called exit_actor(); it is not restarted"
+                + (
+                    "__ray_terminate__ ended it"
+                    if spec.method == "__ray_terminate__"
+                    else f"{spec.method}() called exit_actor()"
+                )
+                + "; it is not restarted"
             ),
         )
         self.flush_replies()
