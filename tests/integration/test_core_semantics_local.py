@@ -145,3 +145,38 @@ def test_calls_submitted_before_the_handle_is_dropped_finish(
     refs = [s2.work.remote(i) for i in range(20)]
     s2.__ray_terminate__.remote()  # the same, asked for
     assert nbray.get(refs, timeout=60) == list(range(20))
+
+
+def test_a_function_over_the_size_limit_is_refused_as_in_ray(
+    cluster: nbray.ClusterContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FUNCTION_SIZE_ERROR_THRESHOLD", str(2 * 1024 * 1024))
+    captured = bytes(3 * 1024 * 1024)
+
+    @nbray.remote
+    def closure() -> int:
+        return len(captured)
+
+    with pytest.raises(ValueError, match=r"The remote function .*closure is too large \(3 MiB"):
+        closure.remote()
+    with pytest.raises(ValueError, match="FUNCTION_SIZE_ERROR_THRESHOLD=2 MiB"):
+        closure.remote()  # refused every time, never half-sent
+
+    @nbray.remote
+    class Holder:
+        def size(self) -> int:
+            return len(captured)
+
+    with pytest.raises(ValueError, match="The actor Holder is too large"):
+        Holder.remote()
+    monkeypatch.delenv("FUNCTION_SIZE_ERROR_THRESHOLD")
+    with pytest.warns(UserWarning, match="is very large"):
+        big = bytes(11 * 1024 * 1024)
+
+        @nbray.remote
+        def large() -> int:
+            return len(big)
+
+        ref = large.remote()
+    assert nbray.get(ref, timeout=60) == 11 * 1024 * 1024
+    assert nbray.get(nbray.remote(lambda: 1).remote(), timeout=60) == 1

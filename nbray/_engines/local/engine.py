@@ -30,6 +30,7 @@ from nbray._wire import protocol as P
 from nbray._wire.serialization import (
     SIMPLE_TYPES,
     Serialized,
+    check_function_size,
     dumps_function,
     pack,
     pack_plain,
@@ -90,6 +91,7 @@ class LocalEngine(Engine):
             func_id, blob = cached[1], cached[2]
         else:
             blob = dumps_function(func, what)
+            check_function_size(blob, "remote function", what.rsplit(" ", 1)[-1])
             func_id = hashlib.blake2b(blob, digest_size=16).digest()
             try:
                 ref: weakref.ref[Any] | None = weakref.ref(func)
@@ -187,6 +189,7 @@ class LocalEngine(Engine):
             except ValueError:
                 pass
         blob = dumps_function(cls, f"actor class {cls.__name__}")
+        check_function_size(blob, "actor", cls.__name__)
         args_blob, deps, contained, _keep = self._args(args, kwargs, f"{cls.__name__}.__init__")
         is_async = is_async_class(cls)
         concurrency = options.max_concurrency or (1000 if is_async else 1)
