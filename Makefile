@@ -2,7 +2,8 @@
 #
 #   make demo    create .venv, install nbray, open JupyterLab on demo_notebooks/
 #   make test    install what the tests need and run the whole suite
-#   make lint    ruff (lint + format check), mypy, and the layers' import contract
+#   make lint    ruff (lint + format check), mypy, the layers' import contract; eslint,
+#                prettier, tsc for frontend/ and its events.ts current
 #   make soak    the fault-injection suite at soak size (~30 min); figures in test-artifacts/chaos/
 #   make bench   install the peers (Ray, Dask, ...) and run the benchmark suite (~15 min);
 #                bench-quick is a smoke run of it (~3 min)
@@ -39,7 +40,7 @@ help:
 	@echo "make demo       create $(VENV), install nbray, open JupyterLab on $(DEMO_DIR)/"
 	@echo "make test       install test dependencies and run the whole suite"
 	@echo "make soak       the fault-injection suite at soak size"
-	@echo "make lint       ruff check, ruff format --check, mypy"
+	@echo "make lint       ruff, mypy; eslint, prettier, tsc --noEmit on frontend/"
 	@echo "make bench      benchmarks: nbray against Ray, Dask, ipyparallel, loky, pools"
 	@echo "make bench-quick  a quick smoke run of the benchmarks"
 	@echo "make clean      remove build outputs and caches"
@@ -48,15 +49,16 @@ help:
 $(VENV_PY):
 	$(PYTHON) -m venv $(VENV)
 
-# The side panel's sources: the install rebuilds it only when its build output is missing
-# (hatch-jupyter-builder's skip-if-exists), so a change to them drops the old build.
+# The side panel's and dashboard's sources: the install rebuilds them only when the build
+# output is missing (hatch-jupyter-builder's skip-if-exists), so a change drops the old build.
 FRONTEND_SRC := $(shell find frontend/src frontend/style -type f 2>/dev/null) \
 	frontend/package.json frontend/tsconfig.json
 LABEXT := nbray/labextension
+DASHBOARD_BUILD := nbray/server_ext/static
 
 $(STAMP): $(VENV_PY) pyproject.toml Makefile $(FRONTEND_SRC)
 	if [ -d $(LABEXT) ] && [ -n "$$(find $(FRONTEND_SRC) -newer $(LABEXT)/package.json)" ]; then \
-		rm -rf $(LABEXT); fi
+		rm -rf $(LABEXT) $(DASHBOARD_BUILD); fi
 	$(VENV_PY) -m pip install --upgrade pip
 	$(VENV_PY) -m pip install -e ".[$(EXTRAS)]"
 	touch $@
@@ -82,6 +84,8 @@ lint: install
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy -p nbray
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV_PY) scripts/gen_events_ts.py --check
+	cd frontend && ../$(VENV)/bin/jlpm lint
 
 $(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
 	$(VENV_PY) -m pip install -r benchmarks/requirements.txt

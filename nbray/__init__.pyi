@@ -29,6 +29,7 @@ from .widgets import monitor as monitor
 from .widgets import task_graph as task_graph
 from .widgets import timeline as timeline
 from . import actor as actor
+from . import runtime_env as runtime_env
 from . import errors as errors
 from . import exceptions as exceptions
 from . import runtime_context as runtime_context

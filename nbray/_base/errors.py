@@ -39,9 +39,11 @@ __all__ = [
     "RaySystemError",
     "RemoteError",
     "RemoteTraceback",
+    "RuntimeEnvSetupError",
     "SerializationError",
     "TaskCancelledError",
     "TaskError",
+    "TaskPlacementGroupRemoved",
     "TaskUnschedulableError",
     "UnschedulableError",
     "WorkerCrashedError",
@@ -183,6 +185,17 @@ class AsyncioActorExit(NbrayError):
     the caller."""
 
 
+class RuntimeEnvSetupError(NbrayError):
+    """Raised when a task's or actor's ``runtime_env`` could not be set up (a ``pip``
+    install failed, a ``working_dir`` is missing); the message carries the installer's
+    output. Ray: ``ray.exceptions.RuntimeEnvSetupError``."""
+
+
+class TaskPlacementGroupRemoved(NbrayError):
+    """Raised when a task's placement group was removed before or while it ran (Ray:
+    ``ray.exceptions.TaskPlacementGroupRemoved``)."""
+
+
 class NbrayConnectionError(NbrayError, ConnectionError):
     """Raised when the cluster cannot be reached, refuses authentication, or went away."""
 
@@ -211,6 +224,8 @@ _KINDS: dict[str, type[NbrayError]] = {
     "oom": OutOfMemoryError,
     "unschedulable": UnschedulableError,
     "store_full": ObjectStoreFullError,
+    "runtime_env": RuntimeEnvSetupError,
+    "pg_removed": TaskPlacementGroupRemoved,
 }
 
 

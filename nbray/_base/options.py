@@ -10,14 +10,18 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .runtime_env import validate as validate_runtime_env
+from .scheduling import check_strategy
+
 __all__ = ["ActorOptions", "TaskOptions"]
 
 # accepted for compatibility with Ray code; the local engine ignores them, the Ray engine
 # passes them on (kept in ``ray_options``)
 _IGNORED = {
     "memory",
-    "scheduling_strategy",
     "placement_group",
+    "placement_group_bundle_index",
+    "placement_group_capture_child_tasks",
     "accelerator_type",
     "label_selector",
 }
@@ -36,6 +40,8 @@ class TaskOptions:
     name: str = ""
     #: the worker exits after running this function this many times (0: never), as in Ray
     max_calls: int = 0
+    runtime_env: dict[str, Any] | None = None  # validated (``_base.runtime_env``)
+    scheduling_strategy: Any = None  # None, "DEFAULT", "SPREAD" or a strategy object
     ray_options: dict[str, Any] = field(default_factory=dict)
 
     def resource_request(self) -> dict[str, float]:
@@ -64,6 +70,8 @@ class ActorOptions:
     get_if_exists: bool = False
     #: named groups of threads (or async tasks) and their sizes: ``{"io": 2}``
     concurrency_groups: dict[str, int] = field(default_factory=dict)
+    runtime_env: dict[str, Any] | None = None  # applies to the actor's every call
+    scheduling_strategy: Any = None  # None, "DEFAULT", "SPREAD" or a strategy object
     ray_options: dict[str, Any] = field(default_factory=dict)
 
     def resource_request(self) -> dict[str, float]:
@@ -81,7 +89,12 @@ def make_options(cls: type[Any], base: Any | None, kwargs: dict[str, Any]) -> An
     names = _valid_names(cls)
     if base is not None and "max_calls" in kwargs:
         raise ValueError("Setting 'max_calls' is not supported in '.options()'.")
-    values = dataclasses.asdict(cls() if base is None else base)
+    current = cls() if base is None else base
+    # not dataclasses.asdict: it would deep-copy a strategy's placement group
+    values = {
+        f.name: dict(v) if isinstance(v := getattr(current, f.name), dict) else v
+        for f in dataclasses.fields(cls)
+    }
     for key, value in kwargs.items():
         if key in _IGNORED:
             values["ray_options"] = {**values["ray_options"], key: value}
@@ -92,7 +105,13 @@ def make_options(cls: type[Any], base: Any | None, kwargs: dict[str, Any]) -> An
                 f"{'function' if cls is TaskOptions else 'actor'}; valid options are: "
                 f"{', '.join(sorted(names + list(_IGNORED)))}"
             )
-        values[key] = getattr(cls(), key) if value is None else value  # None: the default
+        if value is None:  # None: the default, as in Ray
+            value = getattr(cls(), key)
+        elif key == "runtime_env":
+            value = validate_runtime_env(value) or None
+        elif key == "scheduling_strategy":
+            check_strategy(value)
+        values[key] = value
     _check_types(kwargs)
     _check(values)
     if isinstance(values.get("retry_exceptions"), list):

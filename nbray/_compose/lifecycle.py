@@ -28,7 +28,6 @@ _RAY_INIT_IGNORED = {
     "logging_level",
     "logging_format",
     "configure_logging",
-    "runtime_env",
     "_temp_dir",
     "_system_config",
     "job_config",
@@ -96,6 +95,7 @@ def init(
     port: int | None = None,
     host: str | None = None,
     object_store_memory: int | None = None,
+    runtime_env: dict[str, Any] | None = None,
     **ray_kwargs: Any,
 ) -> ClusterContext:
     """Start a local cluster owned by this process, or connect to a running one.
@@ -110,6 +110,10 @@ def init(
     says otherwise). ``object_store_memory`` caps the bytes of /dev/shm that objects use
     (default: 30% of the memory, at most what /dev/shm holds); past it the least recently
     used objects spill to disk.
+
+    ``runtime_env`` is the job's environment (Ray's): every task and actor of this process
+    runs in it, merged with their own ``runtime_env`` (theirs wins, ``env_vars`` merge). See
+    README "Ray libraries" for the fields the local engine supports.
 
     ``engine="ray"`` runs everything on Ray instead: on the cluster at ``address``
     (``host:port`` of its head), else on the cluster `nbray up` provisioned, else on a private
@@ -133,6 +137,9 @@ def init(
     unknown = set(ray_kwargs) - _RAY_INIT_IGNORED
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    from nbray._base.runtime_env import validate as validate_runtime_env
+
+    job_env = validate_runtime_env(runtime_env)
     engine = engine or os.environ.get("NBRAY_ENGINE") or None
     if engine not in (None, "local", "ray"):
         raise ValueError(f"unknown engine {engine!r}: use 'local' (the default) or 'ray'")
@@ -164,7 +171,9 @@ def init(
         if engine is None:
             engine = "ray" if address is None and _ray_cluster_recorded() else "local"
         if engine == "ray":
-            return _init_ray(address, namespace, num_cpus, num_gpus, resources, object_store_memory)
+            return _init_ray(
+                address, namespace, num_cpus, num_gpus, resources, object_store_memory, job_env
+            )
         from nbray._compose.cluster.local import (
             START_TIMEOUT,
             resolve_address,
@@ -212,7 +221,9 @@ def init(
         if namespace:
             client.namespace = namespace
         eng = LocalEngine(client, cluster)
+        eng.job_runtime_env = job_env
         session.set_engine(eng)
+        eng.install_job_env()
         info = eng.cluster_info()
         _context = ClusterContext(
             address=cluster.address if cluster else address or sock,
@@ -242,6 +253,7 @@ def _init_ray(
     num_gpus: int | None,
     resources: dict[str, float] | None,
     object_store_memory: int | None,
+    runtime_env: dict[str, Any],
 ) -> ClusterContext:
     global _context
     from nbray._engines.ray.connect import connect
@@ -253,6 +265,7 @@ def _init_ray(
         num_gpus=num_gpus,
         resources=resources,
         object_store_memory=object_store_memory,
+        runtime_env=runtime_env,
     )
     session.set_engine(eng)
     _context = ClusterContext(engine="ray", resources=eng.cluster_info()["total"], **facts)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from .actor import ActorHandle
     from .object_ref import ObjectRef
+    from .placement_group import PlacementGroup
 
 __all__ = ["Engine"]
 
@@ -128,6 +129,30 @@ class Engine(ABC):
 
     @abstractmethod
     def decref(self, object_id: int) -> None: ...
+
+    # --- placement groups (nbray.util.placement_group) -------------------------------------
+
+    def create_placement_group(
+        self, bundles: list[dict[str, float]], strategy: str, name: str, lifetime: str | None
+    ) -> PlacementGroup:
+        """Reserve ``bundles``; raises when they can never be placed."""
+        raise NotImplementedError(f"the {self.name} engine has no placement groups")
+
+    def remove_placement_group(self, group: PlacementGroup) -> None:
+        raise NotImplementedError(f"the {self.name} engine has no placement groups")
+
+    def get_placement_group(self, name: str) -> PlacementGroup:
+        raise NotImplementedError(f"the {self.name} engine has no placement groups")
+
+    def placement_group_table(self, group: PlacementGroup | None) -> dict[str, Any]:
+        raise NotImplementedError(f"the {self.name} engine has no placement groups")
+
+    def placement_group_ready(self, group: PlacementGroup) -> ObjectRef:
+        raise NotImplementedError(f"the {self.name} engine has no placement groups")
+
+    def current_placement_group(self) -> PlacementGroup | None:
+        """The group the running task or actor captures its children into (None here)."""
+        return None
 
     @abstractmethod
     def shutdown(self) -> None: ...

@@ -74,6 +74,9 @@ class TaskSpec(NamedTuple):
     concurrency_group: str = ""  # an actor call's group ("": the method's own, or default)
     max_calls: int = 0  # a task: the worker exits after running this many of its function
     job_id: int = 0  # the client id of the driver whose work this is (nested tasks keep it)
+    runtime_env: str = ""  # resolved runtime_env (JSON): only workers started for it run it
+    # (placement group id, bundle index or -1, capture child tasks): runs in that reservation
+    placement: tuple[int, int, bool] | None = None
 
 
 class ActorSpec(NamedTuple):
@@ -97,6 +100,8 @@ class ActorSpec(NamedTuple):
     job_namespace: str = ""  # the creator's namespace, which the actor's code runs in
     concurrency_groups: tuple[tuple[str, int], ...] = ()  # (name, threads or async tasks)
     job_id: int = 0  # the creator's job (see TaskSpec.job_id)
+    runtime_env: str = ""  # resolved runtime_env (JSON) the actor's worker starts with
+    placement: tuple[int, int, bool] | None = None  # as TaskSpec.placement
 
 
 # --- handshake after authentication --------------------------------------------------

@@ -31,6 +31,7 @@ EXPECTED = {
     "put",
     "remote",
     "runtime_context",
+    "runtime_env",
     "shutdown",
     "task_graph",
     "timeline",

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from nbray._base.errors import NbrayError, SerializationError
 from nbray._base.options import ActorOptions, TaskOptions
+from nbray._base.runtime_env import canonical
+from nbray._base.runtime_env import merge as merge_runtime_env
 from nbray._model.actor import (
     ActorHandle,
     actor_methods,
@@ -39,6 +41,8 @@ from nbray._wire.serialization import (
 )
 
 from .client import INLINE_LIMIT
+from .groups import PlacementGroups
+from .runtime_env import resolve, warm_up
 
 if TYPE_CHECKING:
     import subprocess
@@ -58,7 +62,7 @@ class OwnedCluster(Protocol):
     def stop(self, timeout: float = ...) -> None: ...
 
 
-class LocalEngine(Engine):
+class LocalEngine(PlacementGroups, Engine):
     name = "local"
 
     def __init__(self, client: Client, cluster: OwnedCluster | None = None) -> None:
@@ -77,6 +81,11 @@ class LocalEngine(Engine):
         #: set in a worker: ends the actor it hosts (``exit_actor``), and tells what runs
         self.exit_hook: Callable[[], None] | None = None
         self.context_hook: Callable[[], dict[str, Any]] | None = None
+        # runtime_env: init's (the job's), the one this worker runs in (nested tasks inherit
+        # it), and resolved envs by their canonical form (directories packaged once)
+        self.job_runtime_env: dict[str, Any] = {}
+        self.inherited_env = ""
+        self._resolved_envs: dict[str, str] = {}
 
     @property
     def address(self) -> str:
@@ -134,6 +143,26 @@ class LocalEngine(Engine):
         keep.append(ref)
         return ref
 
+    def resolved_env(self, own: dict[str, Any] | None) -> str:
+        """The resolved runtime_env (JSON, "" for none) of a task or actor with ``own``."""
+        if own is None and not self.job_runtime_env:
+            return self.inherited_env  # the common case: no env anywhere
+        merged = merge_runtime_env(self.job_runtime_env, own)
+        key = canonical(merged)
+        resolved = self._resolved_envs.get(key)
+        if resolved is None:  # relative paths are taken from this process's cwd
+            resolved = self._resolved_envs[key] = resolve(merged)
+        return resolved
+
+    def install_job_env(self) -> None:
+        """``init(runtime_env=...)`` with pip/uv and ``config.eager_install`` (default True,
+        as in Ray): start building the env's virtualenv now, in a worker for it, instead of
+        at the first task. Nothing waits for it; a failure shows at the first task."""
+        env = self.job_runtime_env
+        if ("pip" in env or "uv" in env) and env.get("config", {}).get("eager_install", True):
+            options = TaskOptions(num_cpus=0, max_retries=0)
+            self.submit_task(warm_up, (id(warm_up),), (), {}, options, "runtime_env.install")
+
     # --- tasks ---------------------------------------------------------------------------
 
     def submit_task(
@@ -148,6 +177,8 @@ class LocalEngine(Engine):
         client = self.client
         # arguments first: if they cannot be pickled nothing is sent, and the function must
         # not be marked as known to the head (the next call would then ship it without code)
+        runtime_env = self.resolved_env(options.runtime_env)
+        placement = self.placement(options.scheduling_strategy)
         args_blob, deps, contained, _keep = self._args(args, kwargs, name)
         func_id, blob = self._export(func, fingerprint, f"remote function {name}")
         retry: bool | bytes = options.retry_exceptions  # type: ignore[assignment]
@@ -169,6 +200,8 @@ class LocalEngine(Engine):
             job_namespace=client.namespace,
             max_calls=options.max_calls,
             job_id=self.job_id,
+            runtime_env=runtime_env,
+            placement=placement,
         )
         refs = [ObjectRef(oid, self) for oid in return_ids]
         if self.submit_listener is not None:
@@ -188,6 +221,8 @@ class LocalEngine(Engine):
                 return self.get_actor(options.name, namespace)
             except ValueError:
                 pass
+        runtime_env = self.resolved_env(options.runtime_env)
+        placement = self.placement(options.scheduling_strategy)
         blob = dumps_function(cls, f"actor class {cls.__name__}")
         check_function_size(blob, "actor", cls.__name__)
         args_blob, deps, contained, _keep = self._args(args, kwargs, f"{cls.__name__}.__init__")
@@ -215,6 +250,8 @@ class LocalEngine(Engine):
             job_namespace=client.namespace,
             concurrency_groups=groups,
             job_id=self.job_id,
+            runtime_env=runtime_env,
+            placement=placement,
         )
         if options.name:
             client.request("create_actor", spec, blob)

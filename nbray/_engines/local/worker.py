@@ -19,6 +19,7 @@ import contextlib
 import contextvars
 import importlib
 import io
+import json
 import os
 import pickle
 import random
@@ -32,7 +33,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from nbray._base.errors import AsyncioActorExit, NbrayError, RemoteError, TaskCancelledError
+from nbray._base.errors import (
+    AsyncioActorExit,
+    NbrayError,
+    RemoteError,
+    RuntimeEnvSetupError,
+    TaskCancelledError,
+)
 from nbray._model import session
 from nbray._model.actor import bound_method, concurrency_group_of
 from nbray._model.object_ref import ObjectRef
@@ -40,6 +47,7 @@ from nbray._model.tracebacks import capture_frames
 from nbray._wire import protocol as P
 from nbray._wire.serialization import unpack
 
+from . import runtime_env as renv
 from .client import Client
 from .engine import LocalEngine
 
@@ -118,6 +126,9 @@ class Worker:
         self.actor: Any = None
         self.actor_error: RemoteError | None = None
         self.actor_spec: P.ActorSpec | None = None
+        # this worker's runtime_env could not be set up: every task and actor fails with it
+        self.setup_error = ""
+        self.fixed_cwd = False  # runtime_env working_dir: the client's cwd does not apply
         self.pool: ThreadPoolExecutor | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.semaphore: asyncio.Semaphore | None = None
@@ -302,10 +313,20 @@ class Worker:
 
     def run_task(self, msg: P.RunTask) -> None:
         spec = msg.spec
+        if self.setup_error:
+            err = RemoteError(
+                kind="runtime_env",
+                message=self.setup_error,
+                function_name=spec.name,
+                task_id=f"{spec.task_id:016x}",
+            )
+            self.client.defer(P.TaskFailed(spec.task_id, pickle.dumps(err), False))
+            self.unflushed += 1
+            return
         if msg.env:
             os.environ.update(msg.env)
         if msg.job is not None:
-            apply_job(msg.job)
+            apply_job(msg.job, self.fixed_cwd)
         if spec.job_namespace:  # run in the submitter's namespace, as Ray's jobs do
             self.client.namespace = spec.job_namespace
         self.engine.job_id = spec.job_id or spec.task_id >> 32
@@ -318,6 +339,9 @@ class Worker:
                 fn = _unloadable(exc)  # the task fails, the worker lives
                 self.head_forgets_function(spec.func_id)
         self.running_task = spec.task_id
+        # placement_group_capture_child_tasks: the tasks it submits run in its group too
+        placement = spec.placement
+        self.engine.captured = (placement[0], -1, True) if placement and placement[2] else None
         try:
             reply = self._execute(spec, fn, msg.deps)
         except TaskCancelledError as exc:  # the cancel landed outside the user's code
@@ -351,12 +375,21 @@ class Worker:
     def start_actor(self, msg: P.StartActor) -> None:
         spec = msg.spec
         self.actor_spec = spec
+        if self.setup_error:
+            self.actor_error = RemoteError(
+                kind="actor_died",
+                message=(f"the actor {spec.class_name} could not start: {self.setup_error}"),
+            )
+            self.client.send(P.ActorStartFailed(spec.actor_id, self.actor_error.message))
+            return
         if msg.env:
             os.environ.update(msg.env)
         if msg.job is not None:
-            apply_job(msg.job)
+            apply_job(msg.job, self.fixed_cwd)
         if spec.job_namespace:
             self.client.namespace = spec.job_namespace
+        placement = spec.placement
+        self.engine.captured = (placement[0], -1, True) if placement and placement[2] else None
         token = _current_task.set((0, spec.class_name))
         self.engine.job_id = spec.job_id or spec.actor_id >> 32
         try:
@@ -639,11 +672,13 @@ class _ArgumentFailed(Exception):
         self.error = error
 
 
-def apply_job(job: P.Job) -> None:
+def apply_job(job: P.Job, fixed_cwd: bool = False) -> None:
     """Run in the submitting client's working directory, with its import path, so modules
-    next to a notebook import in tasks as they do in the kernel (as Ray's workers do)."""
-    with contextlib.suppress(OSError):
-        os.chdir(job.cwd)
+    next to a notebook import in tasks as they do in the kernel (as Ray's workers do).
+    A runtime_env ``working_dir`` (``fixed_cwd``) stays the working directory."""
+    if not fixed_cwd:
+        with contextlib.suppress(OSError):
+            os.chdir(job.cwd)
     missing = [p for p in job.sys_path if p not in sys.path]
     if missing:
         sys.path.extend(missing)
@@ -658,15 +693,37 @@ def _retriable(spec: P.TaskSpec, exc: BaseException) -> bool:
     return isinstance(exc, classes)
 
 
-def main(address: str, secret: bytes, worker_id: int, session_token: str) -> int:
-    """Entry point in a freshly forked worker; returns the exit code."""
+def main(
+    address: str, secret: bytes, worker_id: int, session_token: str, runtime_env: str = ""
+) -> int:
+    """Entry point in a freshly forked worker; returns the exit code. A worker for a
+    ``runtime_env`` sets it up first; one with a pip/uv env re-executes itself from that
+    env's python (``main_from_argv``), which comes back here."""
     random.seed()
     worker = Worker()
+    if runtime_env:
+        env = json.loads(runtime_env)
+        try:
+            python = renv.prepare(env)
+        except RuntimeEnvSetupError as exc:
+            worker.setup_error = str(exc)
+        else:
+            if python and os.path.realpath(sys.prefix) != os.path.realpath(
+                os.path.dirname(os.path.dirname(python))
+            ):
+                sys.stdout.flush()
+                os.execv(
+                    python,
+                    [python, "-c", _REEXEC, address, str(worker_id), session_token, runtime_env],
+                )
+            renv.apply(env)
+            worker.fixed_cwd = "working_dir" in env
     client = Client(
         address, secret, role="worker", worker_id=worker_id, task_handler=worker.on_message
     )
     worker.client = client
     worker.engine = engine = LocalEngine(client)
+    engine.inherited_env = "" if worker.setup_error else runtime_env  # nested tasks inherit it
     worker.streams = (TaskStream(client, "stdout"), TaskStream(client, "stderr"))
     session.set_engine(engine)
     session.in_worker = True
@@ -684,3 +741,16 @@ def main(address: str, secret: bytes, worker_id: int, session_token: str) -> int
     sys.stdout, sys.stderr = worker.streams
     worker.serve()
     return 0
+
+
+_REEXEC = "from nbray._engines.local.worker import main_from_argv; main_from_argv()"
+
+
+def main_from_argv() -> None:
+    """A worker re-executed from a runtime_env's virtualenv: the same worker, another python.
+    The secret is read from the session directory's 0600 file, never passed in argv."""
+    from pathlib import Path
+
+    address, worker_id, session_token, runtime_env = sys.argv[1:5]
+    secret = (Path(address.removeprefix("unix:")).parent / "secret").read_bytes()
+    os._exit(main(address, secret, int(worker_id), session_token, runtime_env))

@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any
 from nbray._base.errors import ActorNotFoundError
 from nbray._base.options import ActorOptions, TaskOptions
 from nbray._model import session
-from nbray._model.actor import ActorHandle, actor_methods
+from nbray._model.actor import ActorHandle, actor_methods, check_concurrency_groups
 from nbray._model.engine import Engine
 from nbray._model.object_ref import ObjectRef
+from nbray._model.placement_group import PlacementGroup
 
 from .errors import to_nbray_error
+from .groups import RayPlacementGroups, ray_strategy
 
 if TYPE_CHECKING:
     from .events import EventStream
@@ -150,11 +152,12 @@ def _task_function(func: Any, name: str) -> Callable[..., Any]:
 
 
 def _task_error(exc: Exception, name: str) -> Exception:
-    from nbray._base.errors import NbrayError, RemoteError
+    from nbray._base.errors import NbrayError, RemoteError, TaskError
     from nbray._model.tracebacks import capture_frames
 
-    if isinstance(exc, NbrayError):
-        return exc
+    if isinstance(exc, NbrayError) and not isinstance(exc, TaskError):
+        return exc  # passed on as it is (a nested task's TaskError is rebuilt below: it
+        # keeps its innermost class, and its traceback goes under this task's)
     import ray
 
     task_id = ray.get_runtime_context().get_task_id() or ""
@@ -191,6 +194,10 @@ def _task_options(options: TaskOptions, name: str) -> dict[str, Any]:
     }
     if options.resources:
         opts["resources"] = dict(options.resources)
+    if options.runtime_env:
+        opts["runtime_env"] = options.runtime_env
+    if options.scheduling_strategy is not None:
+        opts["scheduling_strategy"] = ray_strategy(options.scheduling_strategy)
     opts.update(options.ray_options)
     return opts
 
@@ -213,8 +220,10 @@ def _actor_options(options: ActorOptions) -> dict[str, Any]:
         opts["namespace"] = options.namespace
     if options.lifetime:
         opts["lifetime"] = options.lifetime
-    if options.concurrency_groups:
-        opts["concurrency_groups"] = dict(options.concurrency_groups)
+    if options.runtime_env:
+        opts["runtime_env"] = options.runtime_env
+    if options.scheduling_strategy is not None:
+        opts["scheduling_strategy"] = ray_strategy(options.scheduling_strategy)
     opts.update(options.ray_options)
     return opts
 
@@ -222,7 +231,7 @@ def _actor_options(options: ActorOptions) -> dict[str, Any]:
 CANCELLABLE_PRUNE = 1000
 
 
-class RayEngine(Engine):
+class RayEngine(RayPlacementGroups, Engine):
     """Runs the nbray API on the Ray cluster this process is connected to (``ray.init``)."""
 
     name = "ray"
@@ -234,7 +243,7 @@ class RayEngine(Engine):
         self.owns_ray = owns_ray
         self.address = address
         self._functions: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-        self._actor_classes: dict[type, Any] = {}
+        self._actor_classes: dict[tuple[type, Any], Any] = {}
         self._lock = threading.Lock()
         self._events: EventStream | None = None
         # while the magics listen: submissions they may cancel by id (Ray cancels only
@@ -286,15 +295,27 @@ class RayEngine(Engine):
         self._notify(refs)
         return refs
 
+    def placement_group_ready(self, group: PlacementGroup) -> ObjectRef:
+        """Ray's own ``pg.ready()`` (its value is Ray's PlacementGroup)."""
+        return RayRef(group._ray.ready(), self)
+
     # --- actors --------------------------------------------------------------------------
 
     def create_actor(
         self, cls: type, args: tuple[Any, ...], kwargs: dict[str, Any], options: ActorOptions
     ) -> ActorHandle:
-        ray_cls = self._actor_classes.get(cls)
+        check_concurrency_groups(cls, options.concurrency_groups)
+        groups = tuple(sorted(options.concurrency_groups.items()))
+        ray_cls = self._actor_classes.get((cls, groups))
         if ray_cls is None:
-            ray_cls = self._ray.remote(_actor_class(cls))
-            self._actor_classes[cls] = ray_cls
+            # Ray takes concurrency_groups only in @ray.remote, not in .options()
+            remote: Any = self._ray.remote
+            ray_cls = (
+                remote(concurrency_groups=dict(groups))(_actor_class(cls))
+                if groups
+                else remote(_actor_class(cls))
+            )
+            self._actor_classes[(cls, groups)] = ray_cls
         ray_args, ray_kwargs = _to_ray_args(args, kwargs)
         try:
             ray_handle = ray_cls.options(**_actor_options(options)).remote(*ray_args, **ray_kwargs)
