@@ -49,6 +49,10 @@ def test_requests_the_clients_make_are_answered(head: Head) -> None:
         "events",
         "object_info",
         "actor_info",
+        "pg_create",
+        "pg_remove",
+        "pg_table",
+        "pg_get",
     }
     # the views take the parts they read, not the head
     status = head.router.requests["status"](None)
