@@ -256,6 +256,11 @@ class Unqueued(NamedTuple):
     task_ids: tuple[int, ...]  # the ones given back, never started
 
 
+class Retire(NamedTuple):
+    """The worker exits on its own (``max_calls`` reached) after reporting every task it
+    ran: what the head still sees on it never started there."""
+
+
 # --- worker → head -------------------------------------------------------------------
 
 

@@ -51,7 +51,7 @@ def test_a_get_that_waits_still_lends_the_cpu(cluster: nbray.ClusterContext) -> 
 
 
 def test_max_calls_retires_the_worker(cluster: nbray.ClusterContext) -> None:
-    @nbray.remote(max_calls=2)
+    @nbray.remote(max_calls=2, max_retries=0)
     def pid(i: int) -> tuple[int, int]:
         return i, os.getpid()
 

@@ -359,12 +359,10 @@ class Worker:
                 self.retire()
 
     def retire(self) -> None:
-        """``max_calls`` reached: give back the tasks queued here, report, and exit (the
-        head starts another worker when one is needed)."""
-        with self.inbox_cv:
-            taken = self._take_queued({m.spec.task_id for m in self.inbox if type(m) is P.RunTask})
-            self.client.send(P.Unqueued(tuple(run.spec.task_id for run in taken)))
-        self.flush_replies()
+        """``max_calls`` reached: report (the results first), and exit. The head runs the
+        tasks it had sent here elsewhere, and starts another worker when one is needed."""
+        self.unflushed = 0
+        self.client.send(P.Retire())  # after the results deferred in the client's queue
         self.client.close()
         os._exit(0)
 
