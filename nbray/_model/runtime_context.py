@@ -84,7 +84,8 @@ class RuntimeContext:
         assert info.get("actor_id") is not None, (
             "was_current_actor_reconstructed is only available inside an actor"
         )
-        return bool(info.get("restarted"))
+        restarted = info.get("restarted")
+        return bool(restarted() if callable(restarted) else restarted)
 
     def get_assigned_resources(self) -> dict[str, float]:
         """The resources reserved for the calling task or actor, e.g. ``{"CPU": 1.0}``

@@ -170,6 +170,7 @@ class KillActor(NamedTuple):
     actor_id: int
     no_restart: bool
     when_idle: bool = False  # the last handle was dropped: let submitted calls finish first
+    reason: str = ""  # what the calls it fails report (the actor called exit_actor(), say)
 
 
 class Request(NamedTuple):

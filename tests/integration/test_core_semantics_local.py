@@ -180,3 +180,36 @@ def test_a_function_over_the_size_limit_is_refused_as_in_ray(
         ref = large.remote()
     assert nbray.get(ref, timeout=60) == 11 * 1024 * 1024
     assert nbray.get(nbray.remote(lambda: 1).remote(), timeout=60) == 1
+
+
+def test_restarted_actor_knows_it_and_exit_reason_reaches_queued_calls(
+    cluster: nbray.ClusterContext,
+) -> None:
+    @nbray.remote(max_restarts=1)
+    class Phoenix:
+        def reborn(self) -> bool:
+            return bool(nbray.get_runtime_context().was_current_actor_reconstructed)
+
+        def crash(self) -> None:
+            os._exit(3)
+
+        def stop(self) -> None:
+            nbray.actor.exit_actor()
+
+    p = Phoenix.remote()
+    assert nbray.get(p.reborn.remote(), timeout=60) is False
+    with pytest.raises(nbray.exceptions.ActorDiedError):
+        nbray.get(p.crash.remote(), timeout=60)
+    assert nbray.get(p.reborn.remote(), timeout=60) is True
+    stop, after = p.stop.remote(), p.reborn.remote()
+    with pytest.raises(nbray.exceptions.ActorDiedError, match="exit_actor"):
+        nbray.get(stop, timeout=60)
+    with pytest.raises(nbray.exceptions.ActorDiedError, match="exit_actor"):
+        nbray.get(after, timeout=60)  # the queued call says why the actor is gone
+
+    named = Phoenix.options(name="phoenix").remote()
+    with pytest.raises(nbray.exceptions.ActorAlreadyExistsError, match="already exists"):
+        Phoenix.options(name="phoenix").remote()
+    with pytest.raises(ValueError):  # also a ValueError, as in Ray
+        Phoenix.options(name="phoenix").remote()
+    nbray.kill(named)

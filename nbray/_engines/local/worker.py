@@ -143,6 +143,7 @@ class Worker:
         self.calls_cv = threading.Condition()
         self.exiting = False
         self.calls_by_func: dict[bytes, int] = {}  # max_calls: runs per function
+        self._restarted: bool | None = None
         self.streams: tuple[TaskStream, TaskStream]
         self.handlers: dict[type, Callable[[Any], None]] = {
             P.RunTask: self.run_task,
@@ -582,7 +583,16 @@ class Worker:
             out["actor_methods"] = actor.methods
             out["actor_is_async"] = actor.is_async
             out["actor_id_int"] = actor.actor_id
+            out["restarted"] = self.restarted  # asked only when read: one round trip
         return out
+
+    def restarted(self) -> bool:
+        """Whether this actor was restarted (the head counts; asked once per process)."""
+        if self._restarted is None:
+            assert self.actor_spec is not None
+            info = self.client.request("actor_info", self.actor_spec.actor_id)
+            self._restarted = bool(info.get("restarts"))
+        return self._restarted
 
     # --- exit_actor() --------------------------------------------------------------------
 
@@ -631,7 +641,7 @@ class Worker:
         self.flush_replies()
         self.client.send(
             P.TaskFailed(spec.task_id, pickle.dumps(err), False),
-            P.KillActor(actor_spec.actor_id, True),
+            P.KillActor(actor_spec.actor_id, True, reason=err.message),
         )
         time.sleep(EXIT_GRACE)  # the head ends this process; if it does not, end it here
         os._exit(0)
