@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbray._base.errors import ActorNotFoundError
+from nbray._base.errors import ActorNotFoundError, TaskError
 from nbray._base.options import ActorOptions, TaskOptions
 from nbray._model import session
 from nbray._model.actor import ActorHandle, actor_methods, check_concurrency_groups
@@ -451,7 +451,9 @@ class RayEngine(RayPlacementGroups, Engine):
             err = to_nbray_error(exc)
             if err is exc:
                 raise
-            raise err from None
+            # Ray's exception is not shown; a task's remote traceback (its __cause__) is,
+            # so that a task that fails on it shows both (nested tasks)
+            raise err from err.__cause__ if isinstance(err, TaskError) else None
 
     def wait(
         self, refs: list[ObjectRef], num_returns: int, timeout: float | None
