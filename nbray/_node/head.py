@@ -110,6 +110,7 @@ class Head:
                 P.TaskFailed: tasks.on_task_failed,
                 P.Blocked: tasks.on_blocked,
                 P.Unqueued: tasks.on_unqueued,
+                P.Retire: tasks.on_retire,
                 P.ForgetFunction: tasks.on_forget_function,
                 P.ActorStartFailed: actors.on_actor_start_failed,
                 P.Unblocked: tasks.on_unblocked,
