@@ -28,7 +28,6 @@ _RAY_INIT_IGNORED = {
     "logging_level",
     "logging_format",
     "configure_logging",
-    "local_mode",
     "_temp_dir",
     "_system_config",
     "job_config",
@@ -121,6 +120,10 @@ def init(
     local Ray. After `nbray up`, a bare ``nbray.init()`` picks that cluster and the Ray engine
     (``engine`` defaults to ``NBRAY_ENGINE``, else that). See README "Scale out".
 
+    ``local_mode=True`` starts no cluster: every task and actor call runs at once in this
+    process (Ray's old local mode), so breakpoints, ``pdb`` and ``%debug`` work on the
+    remote functions as on plain code.
+
     Example::
 
         import nbray
@@ -129,6 +132,8 @@ def init(
         nbray.shutdown()
     """
     global _context
+    local_mode = bool(ray_kwargs.pop("local_mode", False))
+    asked_engine = engine
     unknown = set(ray_kwargs) - _RAY_INIT_IGNORED
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
@@ -150,6 +155,13 @@ def init(
                 "nbray.init() was already called in this process. Call nbray.shutdown() "
                 "first, or pass ignore_reinit_error=True to keep the running cluster."
             )
+        if local_mode:
+            if asked_engine == "ray" or address is not None:
+                raise ValueError(
+                    "local_mode=True runs every task and actor in this process: it cannot be "
+                    "combined with an address or engine='ray'"
+                )
+            return _init_inline(namespace)
         explicit = num_cpus is not None or num_gpus is not None or bool(resources)
         if address is None and engine != "ray" and explicit:
             # the call describes a cluster of its own: NBRAY_ADDRESS (e.g. the cluster a
@@ -257,6 +269,24 @@ def _init_ray(
     )
     session.set_engine(eng)
     _context = ClusterContext(engine="ray", resources=eng.cluster_info()["total"], **facts)
+    return _context
+
+
+def _init_inline(namespace: str | None) -> ClusterContext:
+    """``init(local_mode=True)``: no cluster; every ``.remote()`` runs at once, here."""
+    global _context
+    from nbray._engines.inline import InlineEngine
+
+    eng = InlineEngine(namespace or "default")
+    session.set_engine(eng)
+    _context = ClusterContext(
+        address="",
+        engine="inline",
+        node_id="inline",
+        namespace=eng.namespace,
+        owned=True,
+        resources=eng.cluster_info()["total"],
+    )
     return _context
 
 

@@ -57,7 +57,24 @@ class Engine(ABC):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         num_returns: int,
-    ) -> list[ObjectRef]: ...
+        concurrency_group: str = "",
+    ) -> list[ObjectRef]:
+        """Call ``method`` of the actor; ``concurrency_group`` overrides the method's."""
+
+    def exit_actor(self) -> None:
+        """End the actor this code runs in (``nbray.actor.exit_actor``); never returns.
+        Raises ``TypeError`` outside an actor."""
+        raise TypeError(
+            "exit_actor() ends the actor it is called in: call it inside an actor method "
+            "(use nbray.kill(handle) to end an actor from outside)"
+        )
+
+    def runtime_context(self) -> dict[str, Any]:
+        """What ``nbray.get_runtime_context()`` reports here: ``job_id``, ``task_id``,
+        ``actor_id``, ``actor_name``, ``node_id``, ``worker_id``, ``namespace``,
+        ``resources`` (assigned to the task or actor), ``gpu_ids``, ``restarted``
+        (``None`` for what this process is not running)."""
+        return {}
 
     @abstractmethod
     def put(self, value: Any) -> ObjectRef: ...

@@ -17,6 +17,7 @@ from nbray._base.options import TaskOptions, make_options
 
 from .generator import DYNAMIC, STREAMING, dynamic, is_generator_function, returns_code
 from .object_ref import ObjectRef
+from .signature import ArgCheck, signature_check
 
 __all__ = ["RemoteFunction"]
 
@@ -68,6 +69,8 @@ class RemoteFunction(Generic[P, R]):
             options = make_options(TaskOptions, options, {"num_returns": "streaming"})
         self._options = options
         self._name = options.name or getattr(func, "__qualname__", repr(func))
+        # the argument check, made on the first call (shared by .options() copies)
+        self._check: list[ArgCheck | None] = []
         functools.update_wrapper(self, func)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -81,6 +84,12 @@ class RemoteFunction(Generic[P, R]):
         """Submit a task; returns an ObjectRef (a list of them if ``num_returns`` > 1)."""
         from .session import current_engine
 
+        checks = self._check
+        if not checks:
+            checks.append(signature_check(self._function, self._name))
+        check = checks[0]
+        if check is not None:
+            check(args, kwargs)  # TypeError here, as in Ray, before anything is sent
         func, options = self._function, self._options
         if options.num_returns == "dynamic":  # one ref to a DynamicObjectRefGenerator
             func = self.__dict__.get("_dynamic")
@@ -92,9 +101,24 @@ class RemoteFunction(Generic[P, R]):
         )
         return _returns(refs, options.num_returns)
 
+    def _remote(
+        self,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        """``f._remote(args=[...], kwargs={...}, **options)``, as Ray's: the options and the
+        arguments in one call."""
+        target = self.options(**options) if options else self
+        return target.remote(*(args or ()), **(kwargs or {}))
+
     def options(self, **options: Any) -> RemoteFunction[P, R]:
         """A copy with some options changed, e.g. ``f.options(num_cpus=2).remote(x)``."""
-        return RemoteFunction(self._function, make_options(TaskOptions, self._options, options))
+        copy: RemoteFunction[P, R] = RemoteFunction(
+            self._function, make_options(TaskOptions, self._options, options)
+        )
+        copy._check = self._check
+        return copy
 
     def __repr__(self) -> str:
         return f"<RemoteFunction {self._name}>"

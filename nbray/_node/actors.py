@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nbray._base.errors import ActorNotFoundError
+from nbray._base.errors import ActorAlreadyExistsError, ActorNotFoundError
 from nbray._wire import protocol as P
 
 from . import instructions as S
@@ -115,7 +115,7 @@ class ActorTable:
         key = (spec.namespace, spec.name)
         existing = self.names.get(key)
         if existing is not None and existing in self.actors:
-            raise ValueError(
+            raise ActorAlreadyExistsError(
                 f"an actor named {spec.name!r} already exists in namespace "
                 f"{spec.namespace!r}; pick another name or use nbray.get_actor({spec.name!r})"
             )
@@ -216,7 +216,7 @@ class ActorTable:
         self.run(self.sched.kill_actor(msg.actor_id, no_restart=True, reason=msg.reason))
 
     def on_kill_actor(self, peer: Peer, msg: P.KillActor) -> None:
-        self.run(self.sched.kill_actor(msg.actor_id, msg.no_restart, msg.when_idle))
+        self.run(self.sched.kill_actor(msg.actor_id, msg.no_restart, msg.when_idle, msg.reason))
 
     # --- views ---------------------------------------------------------------------------
 
@@ -233,6 +233,9 @@ class ActorTable:
             "owner": actor.owner,
             "resources": dict(actor.spec.resources),
             "pending_calls": len(actor.calls),
+            "restarts": self.sched.actors[actor_id].restarts
+            if actor_id in self.sched.actors
+            else 0,
             "pid": self.supervisor.pids.get(wid, 0),
             "node_id": node_id,
         }

@@ -112,6 +112,7 @@ class Head:
                 P.Yielded: tasks.on_yielded,
                 P.StreamAck: tasks.on_stream_ack,
                 P.Unqueued: tasks.on_unqueued,
+                P.Retire: tasks.on_retire,
                 P.ForgetFunction: tasks.on_forget_function,
                 P.ActorStartFailed: actors.on_actor_start_failed,
                 P.Unblocked: tasks.on_unblocked,

@@ -266,6 +266,29 @@ class Scheduler:
         self._schedule(out)
         return out
 
+    def worker_retiring(self, worker_id: int) -> list[Instruction]:
+        """The worker exits on its own (``max_calls``), after reporting every task it ran:
+        its current and pipelined tasks never started there; they run elsewhere, and it
+        takes no more work (its exit is then an ordinary death with nothing lost)."""
+        w = self.workers.get(worker_id)
+        out: list[Instruction] = []
+        if w is None or w.actor_id or w.state == DEAD:
+            return out
+        w.killed = True
+        current = self.tasks.get(w.task_id)
+        if current is not None:
+            w.queued.appendleft(w.task_id)
+            self._requeue(w, list(w.queued), out)
+            self._current_ended(w, current)
+        else:
+            self._requeue(w, list(w.queued), out)
+        if worker_id in self.idle:
+            self.idle.remove(worker_id)
+        w.state = DEAD
+        self._refill_pool(out)
+        self._schedule(out)
+        return out
+
     def _current_ended(self, w: _Worker, t: _Task) -> None:
         """``t``, the current task of ``w``, is over: the next pipelined task takes over its
         resources, or they are released and the worker is idle."""

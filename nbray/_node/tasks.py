@@ -326,6 +326,9 @@ class TaskTable:
     def on_unqueued(self, peer: Peer, msg: P.Unqueued) -> None:
         self.run(self.sched.unqueued(peer.worker_id, msg.task_ids))
 
+    def on_retire(self, peer: Peer, msg: P.Retire) -> None:
+        self.run(self.sched.worker_retiring(peer.worker_id))
+
     def on_blocked(self, peer: Peer, msg: P.Blocked) -> None:
         self.run(self.sched.worker_blocked(peer.worker_id))
 

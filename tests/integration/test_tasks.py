@@ -204,27 +204,28 @@ def test_options_override_without_changing_the_original(cluster: nbray.ClusterCo
 
 
 @pytest.mark.parametrize(
-    "options",
+    ("options", "error"),
     [
-        {"num_cpus": -1},
-        {"num_cpus": "two"},
-        {"num_gpus": 1.5},
-        {"num_returns": -1},
-        {"max_retries": -2},
-        {"resources": {"CPU": 1}},
-        {"resources": {"x": -1}},
-        {"not_an_option": 1},
+        ({"num_cpus": -1}, ValueError),
+        ({"num_cpus": "two"}, TypeError),  # a wrong type is a TypeError, as in Ray
+        ({"num_gpus": 1.5}, ValueError),
+        ({"num_returns": -1}, ValueError),
+        ({"max_retries": -2}, ValueError),
+        ({"max_retries": 1.5}, TypeError),
+        ({"resources": {"CPU": 1}}, ValueError),
+        ({"resources": {"x": -1}}, ValueError),
+        ({"not_an_option": 1}, ValueError),
     ],
 )
-def test_invalid_options_raise_value_error_at_decoration(options: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+def test_invalid_options_raise_at_decoration(options: dict[str, Any], error: type) -> None:
+    with pytest.raises(error):
         nbray.remote(**options)(lambda: None)
 
     @nbray.remote
     def f() -> None:
         return None
 
-    with pytest.raises(ValueError):
+    with pytest.raises(error):
         f.options(**options)
     assert not nbray.is_initialized()  # validation started no cluster
 

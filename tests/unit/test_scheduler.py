@@ -43,6 +43,7 @@ EVENTS = (
     "trim",
     "worker_died",
     "unqueued",
+    "worker_retiring",
     "submit",
     "object_ready",
     "task_finished",
@@ -1833,3 +1834,22 @@ def test_counts_follow_task_states() -> None:
     assert s.task_finished(3, ok=True) == []
     assert s.counts() == idle_counts()
     assert s.available == s.total
+
+
+def test_a_retiring_worker_s_tasks_run_elsewhere_without_losing_an_attempt() -> None:
+    # max_calls: the worker reported task 1, then retires; 2 (current by now) and 3
+    # (pipelined) never started there
+    s = boot({"CPU": 1}, pipeline_depth=4)
+    assert [submit(s, tid, short=True) for tid in (1, 2, 3)] == [
+        [Dispatch(1, 1)],
+        [Dispatch(1, 2)],
+        [Dispatch(1, 3)],
+    ]
+    assert s.task_finished(1, ok=True) == []
+    assert s.worker_retiring(1) == [SpawnWorker(2)]  # its place in the pool is refilled
+    assert s.counts() == {"WAITING": 0, "READY": 2, "RUNNING": 0}
+    assert s.worker_died(1, 0) == []  # its exit loses nothing
+    assert s.worker_started(2) == [Dispatch(2, 2)]
+    assert s.task_finished(2, ok=True) == [Dispatch(2, 3)]
+    assert s.tasks[3].attempts == 1  # the first attempt, not a retry
+    assert s.worker_retiring(99) == []  # unknown (already gone): nothing to do

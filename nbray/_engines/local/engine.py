@@ -20,7 +20,12 @@ from nbray._base.errors import NbrayError, SerializationError
 from nbray._base.options import ActorOptions, TaskOptions
 from nbray._base.runtime_env import canonical
 from nbray._base.runtime_env import merge as merge_runtime_env
-from nbray._model.actor import ActorHandle, actor_methods, is_async_class
+from nbray._model.actor import (
+    ActorHandle,
+    actor_methods,
+    check_concurrency_groups,
+    is_async_class,
+)
 from nbray._model.engine import Engine
 from nbray._model.generator import STREAMING, ObjectRefGenerator
 from nbray._model.object_ref import ObjectRef
@@ -28,6 +33,7 @@ from nbray._wire import protocol as P
 from nbray._wire.serialization import (
     SIMPLE_TYPES,
     Serialized,
+    check_function_size,
     dumps_function,
     pack,
     pack_plain,
@@ -71,6 +77,11 @@ class LocalEngine(PlacementGroups, Engine):
         self._self_calls: set[int] = set()
         self._sub_lock = threading.Lock()
         client.output_handler = print_task_output
+        #: the job (the driver's client id) whose work runs here: a worker sets it per task
+        self.job_id = client.client_id
+        #: set in a worker: ends the actor it hosts (``exit_actor``), and tells what runs
+        self.exit_hook: Callable[[], None] | None = None
+        self.context_hook: Callable[[], dict[str, Any]] | None = None
         # runtime_env: init's (the job's), the one this worker runs in (nested tasks inherit
         # it), and resolved envs by their canonical form (directories packaged once)
         self.job_runtime_env: dict[str, Any] = {}
@@ -90,6 +101,7 @@ class LocalEngine(PlacementGroups, Engine):
             func_id, blob = cached[1], cached[2]
         else:
             blob = dumps_function(func, what)
+            check_function_size(blob, "remote function", what.rsplit(" ", 1)[-1])
             func_id = hashlib.blake2b(blob, digest_size=16).digest()
             try:
                 ref: weakref.ref[Any] | None = weakref.ref(func)
@@ -190,6 +202,8 @@ class LocalEngine(PlacementGroups, Engine):
             options.max_retries,
             retry,
             job_namespace=client.namespace,
+            max_calls=options.max_calls,
+            job_id=self.job_id,
             runtime_env=runtime_env,
             placement=placement,
         )
@@ -220,10 +234,13 @@ class LocalEngine(PlacementGroups, Engine):
         runtime_env = self.resolved_env(options.runtime_env)
         placement = self.placement(options.scheduling_strategy)
         blob = dumps_function(cls, f"actor class {cls.__name__}")
+        check_function_size(blob, "actor", cls.__name__)
         args_blob, deps, contained, _keep = self._args(args, kwargs, f"{cls.__name__}.__init__")
         is_async = is_async_class(cls)
         concurrency = options.max_concurrency or (1000 if is_async else 1)
         methods = actor_methods(cls)
+        groups = tuple(options.concurrency_groups.items())
+        check_concurrency_groups(cls, options.concurrency_groups)
         spec = P.ActorSpec(
             client.new_id(),
             cls.__name__,
@@ -241,6 +258,8 @@ class LocalEngine(PlacementGroups, Engine):
             is_async,
             methods,
             job_namespace=client.namespace,
+            concurrency_groups=groups,
+            job_id=self.job_id,
             runtime_env=runtime_env,
             placement=placement,
         )
@@ -265,6 +284,7 @@ class LocalEngine(PlacementGroups, Engine):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         num_returns: int,
+        concurrency_group: str = "",
     ) -> list[ObjectRef]:
         client = self.client
         what = f"{handle._class_name}.{method}"
@@ -285,6 +305,7 @@ class LocalEngine(PlacementGroups, Engine):
             actor_id=handle._actor_id,
             method=method,
             stream=min(num_returns, 0),  # STREAMING or DYNAMIC for a generator method
+            concurrency_group=concurrency_group,
         )
         if num_returns == STREAMING:
             client.streams.open(return_ids[0], -1)
@@ -303,10 +324,36 @@ class LocalEngine(PlacementGroups, Engine):
             self.client.send(P.KillActor(handle._actor_id, no_restart))
 
     def release_actor(self, handle: ActorHandle) -> None:
-        # the head stops the actor once the calls submitted before this have finished, so
+        # a graceful end, as Ray's out-of-scope actors: after the calls submitted before,
+        # __ray_terminate__ runs the actor's __ray_shutdown__ and ends it; the head stops
+        # the actor once those calls have finished (at the latest), so
         # ``nbray.get(Actor.remote().method.remote())`` works as in Ray
         if not self.client.closed:
+            self.call_actor(handle, "__ray_terminate__", (), {}, 0)
             self.client.send(P.KillActor(handle._actor_id, True, when_idle=True))
+
+    def exit_actor(self) -> None:
+        if self.exit_hook is None:
+            super().exit_actor()  # raises: not in an actor
+            return
+        self.exit_hook()
+
+    def runtime_context(self) -> dict[str, Any]:
+        client = self.client
+        out: dict[str, Any] = {
+            "job_id": f"{self.job_id:08x}",
+            "node_id": client.node_id,
+            "worker_id": f"{client.client_id:08x}",
+            "namespace": client.namespace,
+            "task_id": None,
+            "actor_id": None,
+            "resources": None,
+            "gpu_ids": [],
+            "in_worker": False,
+        }
+        if self.context_hook is not None:
+            out.update(self.context_hook())
+        return out
 
     def get_actor(self, name: str, namespace: str | None) -> ActorHandle:
         aid, class_name, methods, is_async, _ = self.client.request(
