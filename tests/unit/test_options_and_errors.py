@@ -34,7 +34,7 @@ def test_defaults_follow_ray() -> None:
         ({"num_returns": "2"}, ValueError, "num_returns"),
         ({"num_returns": -1}, ValueError, "num_returns"),
         ({"num_returns": 1.0}, TypeError, "num_returns"),
-        ({"num_returns": "streaming"}, ValueError, "not supported by nbray yet"),
+        ({"num_returns": "stream"}, ValueError, "only accepts"),
         ({"retry_exceptions": [int]}, TypeError, "retry_exceptions"),
         ({"name": 3}, TypeError, "'name' must be str"),
     ],

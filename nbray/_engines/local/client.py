@@ -30,22 +30,10 @@ from nbray._wire import protocol as P
 from nbray._wire.transport import Connection
 
 from .streams import Streams
+from .waiter import Waiter as _Waiter
 
 log = logging.getLogger("nbray._engines.local.client")
 INLINE_LIMIT = 100 * 1024  # larger values go to shared memory
-
-
-class _Waiter:
-    """A blocked ``get``/``wait``: woken once ``remaining`` more objects arrived, or (for a
-    ``get``, ``stop_on_error``) as soon as one of them is an error, as Ray's ``get`` raises
-    at the first failed object without waiting for the others."""
-
-    __slots__ = ("event", "remaining", "stop_on_error")
-
-    def __init__(self, remaining: int, stop_on_error: bool = False) -> None:
-        self.remaining = remaining
-        self.stop_on_error = stop_on_error
-        self.event = threading.Event()
 
 
 class Client:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 from nbray._base.errors import GetTimeoutError, NbrayConnectionError
 from nbray._wire import protocol as P
 
+from .waiter import Waiter
+
 if TYPE_CHECKING:
     from .client import Client
 
@@ -34,7 +36,7 @@ class _Stream:
         self.items: dict[int, int] = {}  # index -> object id, not yet handed out
         self.failed = False  # a yield carried the generator's error (or it was handed out)
         self.dropped = False
-        self.waiter: object | None = None
+        self.waiter: Waiter | None = None
 
 
 class Streams:
@@ -59,7 +61,7 @@ class Streams:
                 st.failed = True
             waiter = st.waiter
             if waiter is not None:
-                waiter.event.set()  # type: ignore[attr-defined]
+                waiter.event.set()
         if st.dropped:  # dropped while this item went in
             self._drain(st)
 
@@ -80,8 +82,6 @@ class Streams:
     def next(self, completed: int, index: int, timeout: float | None) -> tuple[int, bool] | None:
         """``(object id, taken over)`` of yield ``index``: taken over is False for the
         completion object itself (the task's error); None once the stream has ended."""
-        from .client import _Waiter
-
         c = self.client
         st = self.live.get(completed)
         if st is None:
@@ -99,7 +99,7 @@ class Streams:
                         st.failed = True
                         return completed, False
                     return None
-                waiter = _Waiter(1)
+                waiter = Waiter(1)
                 st.waiter = waiter
                 c._waiters.setdefault(completed, []).append(waiter)
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())

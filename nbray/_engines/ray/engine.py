@@ -197,7 +197,10 @@ def _task_function(func: Any, name: str) -> Callable[..., Any]:
     def generator_task(*args: Any, **kwargs: Any) -> Any:  # Ray streams what it yields
         worker_engine()
         try:
-            yield from func(*args, **kwargs)
+            # not ``yield from``: Ray's executor calls send() on this generator, which
+            # ``yield from`` would pass on to the user's (a range iterator has no send)
+            for value in func(*args, **kwargs):  # noqa: UP028
+                yield value
         except Exception as exc:
             raise _task_error(exc, name) from None
 
