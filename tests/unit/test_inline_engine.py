@@ -138,3 +138,50 @@ def test_actor_lifecycle_and_context_inline(inline: InlineEngine) -> None:
         nbray.actor.exit_actor()
     ctx = nbray.get_runtime_context()
     assert ctx.get_task_id() is None and ctx.get_actor_id() is None
+
+
+def test_generators_run_lazily_one_yield_per_next(inline: InlineEngine) -> None:
+    produced: list[int] = []
+
+    @nbray.remote
+    def numbers(n: int):  # type: ignore[no-untyped-def]
+        for i in range(n):
+            produced.append(i)
+            yield i
+        raise ValueError("after the last")
+
+    gen = numbers.remote(3)
+    assert isinstance(gen, nbray.ObjectRefGenerator)
+    assert produced == []  # nothing ran yet
+    assert nbray.get(next(gen)) == 0
+    assert produced == [0]
+    assert [nbray.get(next(gen)) for _ in range(2)] == [1, 2]
+    with pytest.raises(ValueError, match="after the last"):
+        nbray.get(next(gen))  # the error is the matching next's value
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert gen.is_finished()
+
+
+def test_generator_completed_runs_the_rest(inline: InlineEngine) -> None:
+    @nbray.remote
+    def numbers(n: int):  # type: ignore[no-untyped-def]
+        yield from range(n)
+
+    gen = numbers.remote(3)
+    assert nbray.get(gen.completed()) is None  # runs it to the end; the yields are kept
+    assert [nbray.get(r) for r in gen] == [0, 1, 2]
+
+    @nbray.remote
+    class Source:
+        async def numbers(self, n: int):  # type: ignore[no-untyped-def]
+            for i in range(n):
+                yield i * 10
+
+    assert [nbray.get(r) for r in Source.remote().numbers.remote(2)] == [0, 10]
+
+    @nbray.remote(num_returns="dynamic")
+    def parts(n: int):  # type: ignore[no-untyped-def]
+        yield from range(n)
+
+    assert [nbray.get(r) for r in nbray.get(parts.remote(2))] == [0, 1]
