@@ -67,6 +67,8 @@ class Streams:
 
     def _release(self, object_id: int) -> None:
         c = self.client
+        if c.closed:  # the cluster is gone, and its objects with it
+            return
         with c._ref_lock:
             c._outq.append(-object_id)
         c._flush_needed.set()
