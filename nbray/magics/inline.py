@@ -44,6 +44,7 @@ class InlineEngine(Engine):
         self._actors: dict[int, Any] = {}
         self._names: dict[tuple[str, str], ActorHandle] = {}
         self._lock = threading.Lock()
+        self.calls = 0  # tasks, actor creations and actor calls run so far (%%compare)
 
     def _store(self, value: Any) -> ObjectRef:
         oid = next(self._ids)
@@ -57,6 +58,7 @@ class InlineEngine(Engine):
         return [value(a) for a in args], {k: value(v) for k, v in kwargs.items()}
 
     def _call(self, func: Callable[..., Any], args: Any, kwargs: Any, n: int) -> list[ObjectRef]:
+        self.calls += 1
         try:
             a, k = self._resolve(args, kwargs)
             result = func(*a, **k)
@@ -86,6 +88,7 @@ class InlineEngine(Engine):
             existing = self._names.get((options.namespace or "", options.name))
             if existing is not None:
                 return existing
+        self.calls += 1
         a, k = self._resolve(args, kwargs)
         aid = next(self._ids)
         self._actors[aid] = cls(*a, **k)

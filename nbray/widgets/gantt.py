@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from ..engine import Engine
 from .base import LiveWidget
 from .hub import hub_for
+from .pictures import timeline_svg
 from .state import EventAggregator, Segment
 
 __all__ = ["Timeline", "write_chrome_trace"]
@@ -114,6 +115,9 @@ class Timeline(LiveWidget):
                     f"{s.name} ({s.state})<br>{s.end - s.start:.3f} s on worker {s.worker}"
                     for s in group
                 ]
+
+    def _picture(self, state: EventAggregator) -> str:
+        return timeline_svg(self.segments, self.workers)
 
     def _text(self, state: EventAggregator) -> str:
         self.segments = state.timeline(limit=self.limit)
