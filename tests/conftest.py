@@ -8,9 +8,38 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from isolation import check_enabled, isolate, leaks, remove, watched
 from nbray_testing import SHUTDOWN_LIMIT, assert_no_children, session_segments, wait_until
 
 import nbray
+
+_ROOT: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Jupyter's, IPython's, nbray's and Ray's per-user dirs, and TMPDIR, point into one
+    private root for the whole session (see isolation.py)."""
+    global _ROOT
+    _ROOT = isolate()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _ROOT is not None:
+        remove(_ROOT)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_files_left_in_home_or_tmp() -> Iterator[None]:
+    """Fails the session when its tests left files in $HOME's Jupyter/IPython/nbray/Ray
+    dirs, /tmp/nbray-<uid> or /tmp/ray (NBRAY_LEAK_CHECK=0 turns it off)."""
+    before = watched()
+    yield
+    if check_enabled():
+        left = leaks(before)
+        assert not left, (
+            "the tests left files outside their private dirs (isolation.py):\n  "
+            + "\n  ".join(left[:40])
+        )
 
 
 @pytest.fixture

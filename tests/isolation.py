@@ -1,0 +1,106 @@
+"""Keep the test session's files out of $HOME and /tmp, and prove it.
+
+    pytest_configure ──▶ isolate(): one private root (/tmp/nbtXXXXXXXX, short: Unix sockets
+                         live under it) that TMPDIR, NBRAY_TMPDIR, RAY_TMPDIR, IPYTHONDIR and
+                         Jupyter's config, data, runtime, settings and workspaces dirs point to;
+                         every child process (kernels, JupyterLab, clusters) inherits them
+    session end      ──▶ leaks(): files that appeared during the session in the places tests
+                         used to write to ($HOME's Jupyter/IPython/nbray dirs, /tmp/nbray-<uid>,
+                         /tmp/ray) fail the run; then the private root is removed
+
+``NBRAY_LEAK_CHECK=0`` turns the check off (on a machine where other test runs write to the
+same places at the same time). ``NBRAY_KEEP_TEST_TMP=1`` keeps the private root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# the places tests used to leave files in (issue 13 item 9), relative to $HOME or absolute
+WATCHED_HOME = (
+    ".jupyter",
+    ".local/share/jupyter",
+    ".ipython",
+    ".nbray",
+    ".ray",
+)
+
+
+def watched_tmp() -> tuple[Path, ...]:
+    return (Path("/tmp") / f"nbray-{os.getuid()}", Path("/tmp/ray"))
+
+
+def isolate() -> Path:
+    """Point every per-user directory the suite touches at a fresh private root; returns it."""
+    root = Path(tempfile.mkdtemp(prefix="nbt", dir="/tmp"))
+    dirs = {
+        "JUPYTER_CONFIG_DIR": root / "jupyter-config",
+        "JUPYTER_DATA_DIR": root / "jupyter-data",
+        "JUPYTER_RUNTIME_DIR": root / "jupyter-runtime",
+        "JUPYTERLAB_SETTINGS_DIR": root / "lab-settings",
+        "JUPYTERLAB_WORKSPACES_DIR": root / "lab-workspaces",
+        "IPYTHONDIR": root / "ipython",
+        "TMPDIR": root / "tmp",
+        "NBRAY_TMPDIR": root,
+        "RAY_TMPDIR": root,
+    }
+    for name, path in dirs.items():
+        path.mkdir(parents=True, exist_ok=True)
+        os.environ[name] = str(path)
+    tempfile.tempdir = None  # computed again from TMPDIR
+    return root
+
+
+def watched(home: Path | None = None) -> set[str]:
+    """Every file and folder under the watched places now."""
+    home = home or Path.home()
+    found: set[str] = set()
+    for place in [home / p for p in WATCHED_HOME] + list(watched_tmp()):
+        for dirpath, dirnames, filenames in os.walk(place):
+            found.update(str(Path(dirpath) / name) for name in dirnames + filenames)
+    return found
+
+
+def leaks(before: set[str], home: Path | None = None) -> list[str]:
+    """What appeared in the watched places since ``before`` (from ``watched``), less the
+    session folders of nbray clusters whose creator is a live process of another run on the
+    same machine (their names end in ``-<pid>-<token>``)."""
+    ours = {os.getpid()}
+    new = sorted(watched(home) - before)
+    return [p for p in new if not _someone_elses(p, ours)]
+
+
+def _someone_elses(path: str, ours: set[int]) -> bool:
+    import psutil
+
+    for part in Path(path).parts:
+        if part.startswith("session-"):
+            bits = part.split("-")
+            if len(bits) >= 4 and bits[3].isdigit():
+                pid = int(bits[3])
+                return pid not in ours and psutil.pid_exists(pid) and not _descends(pid, ours)
+    return False
+
+
+def _descends(pid: int, ours: set[int]) -> bool:
+    import psutil
+
+    try:
+        return any(p.pid in ours for p in psutil.Process(pid).parents())
+    except psutil.Error:
+        return False
+
+
+def check_enabled() -> bool:
+    return os.environ.get("NBRAY_LEAK_CHECK", "1") != "0"
+
+
+def remove(root: Path) -> None:
+    if os.environ.get("NBRAY_KEEP_TEST_TMP") == "1":
+        return
+    shutil.rmtree(root, ignore_errors=True)
+
+
