@@ -30,8 +30,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def no_files_left_in_home_or_tmp() -> Iterator[None]:
-    """Fails the session when its tests left files in $HOME's Jupyter/IPython/nbray/Ray
-    dirs, /tmp/nbray-<uid> or /tmp/ray (NBRAY_LEAK_CHECK=0 turns it off)."""
+    """Fails the session when its tests left files in $HOME's Jupyter or IPython dirs,
+    /tmp/nbray-<uid> or /tmp/ray (NBRAY_LEAK_CHECK=0 turns it off)."""
     before = watched()
     yield
     if check_enabled():

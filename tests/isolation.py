@@ -15,18 +15,15 @@ same places at the same time). ``NBRAY_KEEP_TEST_TMP=1`` keeps the private root.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
-# the places tests used to leave files in (issue 13 item 9), relative to $HOME or absolute
-WATCHED_HOME = (
-    ".jupyter",
-    ".local/share/jupyter",
-    ".ipython",
-    ".nbray",
-    ".ray",
-)
+# the places tests used to leave files in (issue 13 item 9), relative to $HOME. Not ~/.nbray:
+# the SSH "hosts" of tests/cluster share this machine's $HOME by design, and their tests
+# check that `nbray down` removed what `nbray up` wrote there.
+WATCHED_HOME = (".jupyter", ".local/share/jupyter", ".ipython")
 
 
 def watched_tmp() -> tuple[Path, ...]:
@@ -65,33 +62,38 @@ def watched(home: Path | None = None) -> set[str]:
 
 
 def leaks(before: set[str], home: Path | None = None) -> list[str]:
-    """What appeared in the watched places since ``before`` (from ``watched``), less the
-    session folders of nbray clusters whose creator is a live process of another run on the
-    same machine (their names end in ``-<pid>-<token>``)."""
-    ours = {os.getpid()}
+    """What appeared in the watched places since ``before`` (from ``watched``), less what
+    belongs to a live process of another run on the same machine."""
     new = sorted(watched(home) - before)
-    return [p for p in new if not _someone_elses(p, ours)]
+    if not new:
+        return []
+    others = _other_processes()
+    return [p for p in new if not _belongs_to(p, others)]
 
 
-def _someone_elses(path: str, ours: set[int]) -> bool:
+_PID_IN_NAME = re.compile(r"^(?:jpserver|jupyter|nbserver)-(\d+)|^session-\d+-\d+-(\d+)-")
+
+
+def _other_processes() -> dict[int, str]:
+    """Live processes other than this one (the session's children are gone by now), with
+    their command lines."""
     import psutil
 
+    found: dict[int, str] = {}
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        if p.info["pid"] != os.getpid():
+            found[p.info["pid"]] = " ".join(p.info["cmdline"] or ())
+    return found
+
+
+def _belongs_to(path: str, others: dict[int, str]) -> bool:
+    """A server's or cluster's file whose process (named in the file name) lives, or a
+    file named on a live process's command line (a kernel's connection file)."""
     for part in Path(path).parts:
-        if part.startswith("session-"):
-            bits = part.split("-")
-            if len(bits) >= 4 and bits[3].isdigit():
-                pid = int(bits[3])
-                return pid not in ours and psutil.pid_exists(pid) and not _descends(pid, ours)
-    return False
-
-
-def _descends(pid: int, ours: set[int]) -> bool:
-    import psutil
-
-    try:
-        return any(p.pid in ours for p in psutil.Process(pid).parents())
-    except psutil.Error:
-        return False
+        m = _PID_IN_NAME.match(part)
+        if m and int(m.group(1) or m.group(2)) in others:
+            return True
+    return any(path in cmdline for cmdline in others.values())
 
 
 def check_enabled() -> bool:
@@ -102,5 +104,3 @@ def remove(root: Path) -> None:
     if os.environ.get("NBRAY_KEEP_TEST_TMP") == "1":
         return
     shutil.rmtree(root, ignore_errors=True)
-
-

@@ -8,7 +8,7 @@ A widget is an ``ipywidgets.VBox``; in a kernel its children are built, elsewher
 IPython, a script) it holds no children and its ``repr`` is a text summary, so
 ``print(nbray.monitor())`` works in a terminal.
 
-Its output also carries a static picture of its last state (``text/html``, inline SVG; see
+Its output also carries a static picture of its last state (``text/html``, no script; see
 ``pictures.py``), so a notebook saved with it shows the picture where no kernel draws the
 live view (nbconvert's HTML, nbviewer, GitHub, an untrusted notebook in JupyterLab):
 
@@ -96,11 +96,11 @@ class LiveWidget(ipywidgets.VBox):
         self._refresh(self._hub.state, self._hub.check_gone())
 
     def picture(self) -> str:
-        """The static picture of the widget's current state: HTML with inline SVG, no
-        script. It is the ``text/html`` entry of the widget's output, kept current at the
-        end of each cell, so a saved notebook shows it where no kernel draws the widget."""
-        with self._draw_lock:
-            return self._banner.value + self._picture(self._hub.state)
+        """The static picture of the widget's current state: HTML, no script. It is the
+        ``text/html`` entry of the widget's output, kept current at the end of each cell,
+        so a saved notebook shows it where no kernel draws the widget."""
+        with self._draw_lock:  # no banner: "cluster gone" is news for the live view only
+            return self._picture(self._hub.state)
 
     def snapshot(self) -> bool:
         """Refresh the picture in the outputs that show this widget (done at the end of

@@ -126,11 +126,11 @@ class TimeComparison:
         return fig
 
     def picture(self) -> str:
-        """A static HTML (inline SVG) picture of the chart and its summary lines: the
+        """A static HTML picture of the chart and its summary lines: the
         output's ``text/html``, which nbconvert's HTML, nbviewer and GitHub show."""
-        from .pictures import comparison_svg
+        from .pictures import comparison_picture
 
-        return comparison_svg(self.runs)
+        return comparison_picture(self.runs)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         bundle: dict[str, Any] = {"text/plain": self.summary()}

@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from ..engine import Engine
 from .base import LiveWidget
 from .hub import hub_for
-from .pictures import timeline_svg
+from .pictures import timeline_picture
 from .state import EventAggregator, Segment
 
 __all__ = ["Timeline", "write_chrome_trace"]
@@ -117,7 +117,7 @@ class Timeline(LiveWidget):
                 ]
 
     def _picture(self, state: EventAggregator) -> str:
-        return timeline_svg(self.segments, self.workers)
+        return timeline_picture(self.segments, self.workers)
 
     def _text(self, state: EventAggregator) -> str:
         self.segments = state.timeline(limit=self.limit)

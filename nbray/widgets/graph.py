@@ -19,7 +19,7 @@ from ..engine import Engine
 from ..object_ref import ObjectRef
 from .base import LiveWidget
 from .hub import _current_cell
-from .pictures import graph_svg
+from .pictures import graph_picture
 from .state import STATE_COLORS, STATES, EventAggregator, GraphNode, GraphView
 
 __all__ = ["TaskGraph"]
@@ -147,7 +147,7 @@ class TaskGraph(LiveWidget):
     def _picture(self, state: EventAggregator) -> str:
         v = self.view
         labels = [label(n, v.grouped, len(v.nodes)) for n in v.nodes]
-        return graph_svg(v, layout(v.nodes), self._headline(state), labels)
+        return graph_picture(v, layout(v.nodes), self._headline(state), labels)
 
     def _headline(self, state: EventAggregator) -> str:
         v = self.view

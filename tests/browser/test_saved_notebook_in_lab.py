@@ -1,0 +1,61 @@
+"""A saved notebook reopened in JupyterLab, whose kernel holds none of its widgets (a fresh
+kernel runs no cell), shows a picture of every nbray widget's last state and no widget
+error (a real JupyterLab, Debian's Chromium). The notebook comes from nbclient, so
+JupyterLab does not trust it, as with a notebook from someone else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from browser_support import artifact, lab_serving, notebook_cell, open_lab
+from saved_notebook import CELL_OF, KINDS, execute_and_save
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+
+
+def test_reopened_notebook_shows_every_widgets_picture(
+    page: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every cell in the DOM (JupyterLab otherwise draws only the cells in view)
+    settings = tmp_path / "lab-settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
+    monkeypatch.setenv("JUPYTERLAB_SETTINGS_DIR", str(tmp_path / "lab-settings"))
+    saved = tmp_path / "executed.ipynb"
+    execute_and_save(saved)
+    nb = nbformat.read(saved, as_version=4)
+    console: list[str] = []
+    page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+    with lab_serving(nb, "shared.ipynb", tmp_path) as lab:
+        open_lab(page, lab, "lab/tree/shared.ipynb")
+        page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+        page.wait_for_timeout(2000)
+        for kind in KINDS:
+            cell = notebook_cell(page, CELL_OF[kind])
+            cell.scroll_into_view_if_needed()
+            # %%compare's chart: plotly's renderer when it trusts the output, else the picture
+            selector = f".nbray-picture-{kind}" + (", .main-svg" if kind == "comparison" else "")
+            cell.locator(".jp-OutputArea-output").locator(selector).first.wait_for(timeout=30_000)
+        notebook_cell(page, 0).scroll_into_view_if_needed()
+        page.wait_for_timeout(1000)
+        outputs = page.locator(".jp-NotebookPanel .jp-OutputArea-output")
+        text = " ".join(outputs.all_text_contents())
+        page.screenshot(path=str(artifact("saved-notebook-without-kernel.png")), full_page=True)
+        assert "Error displaying widget" not in text
+        assert "Loading widget" not in text
+        # JupyterLab's sanitizer kept the picture's boxes and their places
+        graph = page.locator(".nbray-picture-task-graph").first
+        nodes = graph.locator(".nbray-mark-node")
+        assert nodes.count() == 13
+        boxes = [nodes.nth(i).bounding_box() for i in range(13)]
+        assert all(b is not None and b["width"] >= 10 and b["height"] >= 10 for b in boxes)
+        assert len({(round(b["x"]), round(b["y"])) for b in boxes if b}) == 13  # not stacked
+        assert page.locator(".nbray-picture-timeline .nbray-mark-bar").count() >= 13
+        cores = page.locator(".nbray-picture-monitor .nbray-mark-core")
+        assert cores.count() >= 1
+        assert "6/6 done" in page.locator(".nbray-picture-progress").first.text_content()
+    errors = [line for line in console if "anywidget" in line or "Failed to initialize" in line]
+    assert errors == []
