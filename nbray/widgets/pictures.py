@@ -91,7 +91,7 @@ class _Canvas:
         self, x: float, y: float, text: str, *, anchor: str = "start", color: str = "#374151"
     ) -> None:
         """Words whose baseline-ish top is ``y``; ``anchor`` as in SVG: start, middle, end."""
-        width = 160.0
+        width = max(160.0, self.width - x) if anchor == "start" else 160.0
         left = {"start": x, "middle": x - width / 2, "end": x - width}[anchor]
         align = {"start": "left", "middle": "center", "end": "right"}[anchor]
         self.parts.append(
