@@ -80,9 +80,14 @@ class ActorClass:
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
         """Start an actor; returns its handle at once (the constructor runs remotely)."""
+        from .errors import SerializationError
         from .session import current_engine
 
-        return current_engine().create_actor(self._cls, args, kwargs, self._options)
+        __tracebackhide__ = True  # IPython and pytest leave this frame out
+        try:
+            return current_engine().create_actor(self._cls, args, kwargs, self._options)
+        except SerializationError as exc:  # the message says it all: no nbray frames
+            raise exc.with_traceback(None) from None
 
     def options(self, **options: Any) -> ActorClass:
         """A copy with some options changed, e.g. ``Cls.options(name="a").remote()``."""

@@ -75,16 +75,21 @@ class RemoteFunction(Generic[P, R]):
 
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """Submit a task; returns an ObjectRef (a list of them if ``num_returns`` > 1)."""
+        from .errors import SerializationError
         from .session import current_engine
 
-        refs = current_engine().submit_task(
-            self._function,
-            fingerprint(self._function),
-            args,
-            kwargs,
-            self._options,
-            self._name,
-        )
+        __tracebackhide__ = True  # IPython and pytest leave this frame out
+        try:
+            refs = current_engine().submit_task(
+                self._function,
+                fingerprint(self._function),
+                args,
+                kwargs,
+                self._options,
+                self._name,
+            )
+        except SerializationError as exc:  # the message says it all: no nbray frames
+            raise exc.with_traceback(None) from None
         return _returns(refs, self._options.num_returns)
 
     def options(self, **options: Any) -> RemoteFunction[P, R]:
