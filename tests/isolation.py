@@ -14,6 +14,7 @@ same places at the same time). ``NBRAY_KEEP_TEST_TMP=1`` keeps the private root.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,6 +25,12 @@ from pathlib import Path
 # the SSH "hosts" of tests/cluster share this machine's $HOME by design, and their tests
 # check that `nbray down` removed what `nbray up` wrote there.
 WATCHED_HOME = (".jupyter", ".local/share/jupyter", ".ipython")
+
+
+LAB_SETTINGS = {
+    "@jupyterlab/docmanager-extension/plugin": {"autoStartDefaultKernel": True},
+    "@jupyterlab/apputils-extension/notification": {"fetchNews": "false"},
+}
 
 
 def watched_tmp() -> tuple[Path, ...]:
@@ -48,6 +55,13 @@ def isolate() -> Path:
         path.mkdir(parents=True, exist_ok=True)
         os.environ[name] = str(path)
     tempfile.tempdir = None  # computed again from TMPDIR
+    # JupyterLab as the browser tests expect it: a notebook's kernel starts without asking
+    # (as ~/.jupyter's settings had it once someone ticked "Always start the preferred
+    # kernel"), and no "Jupyter news?" toast over the page
+    for plugin, settings in LAB_SETTINGS.items():
+        path = dirs["JUPYTERLAB_SETTINGS_DIR"] / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings))
     return root
 
 

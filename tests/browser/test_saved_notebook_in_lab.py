@@ -5,6 +5,8 @@ JupyterLab does not trust it, as with a notebook from someone else."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,12 @@ def test_reopened_notebook_shows_every_widgets_picture(
     page: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # every cell in the DOM (JupyterLab otherwise draws only the cells in view)
-    settings = tmp_path / "lab-settings" / "@jupyterlab" / "notebook-extension"
-    settings.mkdir(parents=True)
-    (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
-    monkeypatch.setenv("JUPYTERLAB_SETTINGS_DIR", str(tmp_path / "lab-settings"))
+    settings = tmp_path / "lab-settings"
+    shutil.copytree(os.environ["JUPYTERLAB_SETTINGS_DIR"], settings)
+    tracker = settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True, exist_ok=True)
+    tracker.write_text('{"windowingMode": "none"}')
+    monkeypatch.setenv("JUPYTERLAB_SETTINGS_DIR", str(settings))
     saved = tmp_path / "executed.ipynb"
     execute_and_save(saved)
     nb = nbformat.read(saved, as_version=4)
