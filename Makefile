@@ -3,7 +3,7 @@
 #   make demo    create .venv, install nbray[demo] (no test tools, no Ray), open JupyterLab
 #   make test    install what the tests need and run the whole suite
 #   make test-unit  the fast inner loop: tests/unit only (no browser, ssh, Ray or kernels)
-#   make lint    ruff (lint + format check) and mypy
+#   make lint    ruff (lint + format check), mypy, and the layers' import contract
 #   make soak    the fault-injection suite at soak size (~30 min); figures in test-artifacts/chaos/
 #   make bench   install the peers (Ray, Dask, ...) and run the benchmark suite (~15 min);
 #                bench-quick is a smoke run of it (~3 min)
@@ -93,6 +93,7 @@ lint: install
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy -p nbray
+	$(VENV)/bin/lint-imports --no-cache
 
 $(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
 	$(VENV_PY) -m pip install -r benchmarks/requirements.txt

@@ -35,7 +35,7 @@ def child(mode: str, tasks: int, repeats: int) -> dict[str, Any]:
     import psutil
 
     import nbray
-    from nbray import session
+    from nbray._model import session
 
     nbray.init(num_cpus=2)
 

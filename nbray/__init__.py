@@ -11,76 +11,33 @@ starts in a blink::
 
     print(nbray.get([square.remote(i) for i in range(4)]))   # [0, 1, 4, 9]
 
-The names below are imported on first use (PEP 562), so ``import nbray`` costs a few
-milliseconds, and so do the start-up of the head and worker processes, which import only
-the runtime modules they need.
+The public names are listed once, in ``__init__.pyi`` beside this file; each is imported on
+first use (PEP 562), so ``import nbray`` costs a few milliseconds, and so do the start-up of
+the head and worker processes, which import only the modules they need.
+
+This package is the top of the layers (DESIGN.md): it hands the layers below the few things
+they call back (the progress bar of ``get``/``wait``), so that none of them imports upward.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path as _Path
+from typing import Any as _Any
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it
+_STUB = _Path(__file__).with_suffix(".pyi").read_text()
+# public name -> (module relative to this package, attribute or submodule name)
 _EXPORTS = {
-    "ActorClass": "actor",
-    "ActorHandle": "actor",
-    "method": "actor",
-    "ClusterContext": "lifecycle",
-    "available_resources": "api",
-    "cancel": "api",
-    "cluster_resources": "api",
-    "get": "api",
-    "get_actor": "api",
-    "get_gpu_ids": "api",
-    "init": "lifecycle",
-    "is_initialized": "lifecycle",
-    "kill": "api",
-    "nodes": "api",
-    "put": "api",
-    "remote": "api",
-    "shutdown": "lifecycle",
-    "wait": "api",
-    "ObjectRef": "object_ref",
-    "RemoteFunction": "remote_function",
-    "monitor": "widgets",
-    "task_graph": "widgets",
-    "timeline": "widgets",
+    public: (module, name)
+    for module, name, public in re.findall(
+        r"^from (\.[\w.]*) import (\w+) as (\w+)$", _STUB, re.MULTILINE
+    )
 }
-_MODULES = {"errors": "errors", "exceptions": "errors", "widgets": "widgets"}
-
-__all__ = [
-    "ActorClass",
-    "ActorHandle",
-    "ClusterContext",
-    "ObjectRef",
-    "RemoteFunction",
-    "__version__",
-    "available_resources",
-    "cancel",
-    "cluster_resources",
-    "errors",
-    "exceptions",
-    "get",
-    "get_actor",
-    "get_gpu_ids",
-    "init",
-    "is_initialized",
-    "kill",
-    "method",
-    "monitor",
-    "nodes",
-    "put",
-    "remote",
-    "shutdown",
-    "task_graph",
-    "timeline",
-    "wait",
-    "widgets",
-]
+__all__ = sorted([*_EXPORTS, "__version__"])
 
 
 def __getattr__(name: str) -> object:
@@ -88,12 +45,14 @@ def __getattr__(name: str) -> object:
         from .magics import load_ipython_extension
 
         return load_ipython_extension
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    elif name in _MODULES:
-        value = importlib.import_module(f".{_MODULES[name]}", __name__)
+    try:
+        module, attribute = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'nbray' has no attribute {name!r}") from None
+    if module == ".":  # a public submodule
+        value: object = importlib.import_module(f".{attribute}", __name__)
     else:
-        raise AttributeError(f"module 'nbray' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, __name__), attribute)
     globals()[name] = value
     return value
 
@@ -102,9 +61,26 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-def _register_in_ipython() -> None:
-    """``import nbray`` in IPython registers the magics, as ``%load_ext nbray`` does (IPython
-    finds ``nbray.load_ipython_extension`` through ``__getattr__``: see ``nbray.magics``)."""
+def _progress_get(engine: _Any, refs: list[_Any], timeout: float | None) -> list[_Any]:
+    from .widgets.progress import get_with_progress
+
+    return get_with_progress(engine, refs, timeout)
+
+
+def _progress_wait(engine: _Any, refs: list[_Any], num_returns: int, timeout: float | None) -> _Any:
+    from .widgets.progress import wait_with_progress
+
+    return wait_with_progress(engine, refs, num_returns, timeout)
+
+
+def _install() -> None:
+    """Hand the layers below their call-backs into the faces, and, in IPython, register the
+    magics as ``%load_ext nbray`` does (IPython finds ``nbray.load_ipython_extension``
+    through ``__getattr__``: see ``nbray.magics``)."""
+    from ._model import session
+
+    session.progress_get = _progress_get
+    session.progress_wait = _progress_wait
     get_ipython = getattr(sys.modules.get("IPython"), "get_ipython", None)
     shell = get_ipython() if get_ipython is not None else None
     if shell is not None:
@@ -113,29 +89,4 @@ def _register_in_ipython() -> None:
         load_ipython_extension(shell)
 
 
-_register_in_ipython()
-
-
-if TYPE_CHECKING:
-    from . import errors, widgets
-    from . import errors as exceptions
-    from .actor import ActorClass, ActorHandle, method
-    from .api import (
-        available_resources,
-        cancel,
-        cluster_resources,
-        get,
-        get_actor,
-        get_gpu_ids,
-        kill,
-        nodes,
-        put,
-        remote,
-        wait,
-    )
-    from .lifecycle import ClusterContext, init, is_initialized, shutdown
-    from .object_ref import ObjectRef
-    from .remote_function import RemoteFunction
-    from .widgets import monitor, task_graph, timeline
-
-del TYPE_CHECKING
+_install()

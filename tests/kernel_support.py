@@ -28,8 +28,8 @@ def ident():
 
 refs = [sleepy.remote() for _ in range(2)]   # busy workers
 big = nbray.put(bytes(1 << 21))               # a shared-memory segment
-ctx = nbray.lifecycle._context
-head = psutil.Process(nbray.session.get_engine().cluster_info()["raw"]["pid"])
+ctx = nbray._compose.lifecycle._context
+head = psutil.Process(nbray._model.session.get_engine().cluster_info()["raw"]["pid"])
 import time
 deadline = time.monotonic() + 30
 while len(head.children(recursive=True)) < 3 and time.monotonic() < deadline:

@@ -27,7 +27,7 @@ _routers: dict[int, Any] = {}
 
 def _show_task_error(shell: Any, etype: Any, value: Any, tb: Any, tb_offset: Any = None) -> Any:
     """Show a TaskError as a traceback through the user's own frames, local and remote."""
-    from ..tracebacks import remote_traceback
+    from nbray._model.tracebacks import remote_traceback
 
     frames = list(getattr(value, "remote_frames", ()) or ())
     if frames:
@@ -92,8 +92,9 @@ def _make_magics_class() -> Any:
             from IPython.core.error import UsageError
             from IPython.display import HTML, display
 
-            from .. import lifecycle, session
-            from ..reprs import session_html, session_text
+            from nbray._compose import lifecycle
+            from nbray._model import session
+            from nbray._model.reprs import session_html, session_text
 
             words = line.split()
             if words and words[0] == "wait" and len(words) <= 2:
@@ -116,10 +117,18 @@ def _make_magics_class() -> Any:
     return NbrayMagics
 
 
+def _error_html(err: Any) -> str:
+    """A task error shown as a cell's value: its frames, foldable (``reprs.error_html``)."""
+    from nbray._model.reprs import error_html
+
+    return error_html(err)
+
+
 def load_ipython_extension(shell: Any) -> None:
     """Register the magics, output routing and error display in ``shell`` (idempotent)."""
-    from .. import session
-    from ..errors import TaskError
+    from nbray._base.errors import TaskError
+    from nbray._model import session
+
     from .routing import CellRouter
 
     if id(shell) in _routers:
@@ -130,6 +139,7 @@ def load_ipython_extension(shell: Any) -> None:
     shell.events.register("pre_run_cell", router.pre_run_cell)
     shell.events.register("post_run_cell", router.post_run_cell)
     shell.set_custom_exc((TaskError,), _show_task_error)
+    shell.display_formatter.formatters["text/html"].for_type(TaskError, _error_html)
     session.engine_listeners.append(router.attach)
     engine = session.get_engine()
     if engine is not None:
@@ -138,7 +148,7 @@ def load_ipython_extension(shell: Any) -> None:
 
 def unload_ipython_extension(shell: Any) -> None:
     """Stop routing output and showing errors (the magics stay registered)."""
-    from .. import session
+    from nbray._model import session
 
     router = _routers.pop(id(shell), None)
     if router is None:

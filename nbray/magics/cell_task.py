@@ -50,8 +50,8 @@ def compile_cell(source: str, filename: str, has_value: bool | None = None) -> t
 def run_cell(spec: CellSpec, *values: Any) -> dict[str, Any]:
     """Run the cell in a fresh namespace holding its shipped variables; return its value
     and the values of ``spec.outputs`` (those that can be pickled)."""
-    from ..errors import SerializationError
-    from ..runtime.serialization import serialize
+    from nbray._base.errors import SerializationError
+    from nbray._wire.serialization import serialize
 
     lines = spec.source.splitlines(keepends=True)
     linecache.cache[spec.filename] = (len(spec.source), None, lines, spec.filename)

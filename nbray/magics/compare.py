@@ -22,10 +22,11 @@ import sys
 import time
 from typing import Any
 
-from .. import session
-from ..widgets.comparison import ComparisonRun, TimeComparison
+from nbray._engines.inline import InlineEngine
+from nbray._model import session
+from nbray.widgets.comparison import ComparisonRun, TimeComparison
+
 from .cell_task import compile_cell
-from .inline import InlineEngine
 
 __all__ = ["equal_results", "run_compare", "shared_comparison"]
 
@@ -77,7 +78,7 @@ def equal_results(a: Any, b: Any) -> bool:
 
             return bool(numpy.array_equal(a, b))
         except (ImportError, TypeError):
-            from ..runtime.serialization import dumps
+            from nbray._wire.serialization import dumps
 
             return dumps(a) == dumps(b)
 

@@ -142,9 +142,9 @@ def _is_ipython_name(name: str) -> bool:
 def check_shippable(name: str, value: Any) -> int:
     """The pickled size of ``value``; raises ``SerializationError`` naming the variable if it
     cannot be pickled, or is larger than ``MAX_SHIP_BYTES`` pickled."""
-    from ..errors import SerializationError
-    from ..reprs import human_size
-    from ..runtime.serialization import SIMPLE_TYPES, packed_size, serialize
+    from nbray._base.errors import SerializationError
+    from nbray._model.reprs import human_size
+    from nbray._wire.serialization import SIMPLE_TYPES, packed_size, serialize
 
     if type(value) in SIMPLE_TYPES and not isinstance(value, str | bytes):
         return 0
@@ -188,7 +188,7 @@ class _Prepared(NamedTuple):
 
 def prepare(shell: Any, opts: RemoteOptions, cell: str) -> _Prepared:
     """Analyse the cell and collect what it reads; nothing is submitted."""
-    from ..object_ref import ObjectRef
+    from nbray._model.object_ref import ObjectRef
 
     ns = shell.user_ns
     filename = _cell_filename(shell, cell)
@@ -226,7 +226,7 @@ def prepare(shell: Any, opts: RemoteOptions, cell: str) -> _Prepared:
         outputs = tuple(n for n in outputs if n != opts.each_name)
     spec = CellSpec(cell, filename, tuple(shipped), tuple(modules), tuple(outputs), names.has_value)
     if items is not None and len(items) > 1:
-        from .. import api
+        from nbray._compose import api
 
         for i in large:  # one copy in the object store instead of one per task
             values[i] = api.put(values[i])
@@ -234,7 +234,7 @@ def prepare(shell: Any, opts: RemoteOptions, cell: str) -> _Prepared:
 
 
 def _check_node(node: str) -> None:
-    from .. import api
+    from nbray._compose import api
 
     nodes = api.nodes()
     known = {
@@ -247,8 +247,8 @@ def _check_node(node: str) -> None:
 
 def submit(shell: Any, opts: RemoteOptions, prepared: _Prepared) -> list[Any]:
     """Submit the cell's task(s); returns their ObjectRefs (one per item with --each)."""
-    from ..options import TaskOptions, make_options
-    from ..remote_function import RemoteFunction
+    from nbray._base.options import TaskOptions, make_options
+    from nbray._model.remote_function import RemoteFunction
 
     if opts.node:
         _check_node(opts.node)
@@ -301,8 +301,8 @@ def _value(prepared: _Prepared, results: list[dict[str, Any]]) -> Any:
 
 def run_remote(shell: Any, line: str, cell: str) -> Any:
     """The ``%%remote`` cell magic."""
-    from .. import api
-    from ..errors import GetTimeoutError, TaskError
+    from nbray._base.errors import GetTimeoutError, TaskError
+    from nbray._compose import api
 
     opts = parse_line(line)
     if not cell.strip():
@@ -391,7 +391,7 @@ class AsyncRun:
     def _watch(self) -> None:
         import sys
 
-        from .. import api
+        from nbray._compose import api
 
         if self._parent is not None:  # this thread's displays and prints: the submitting cell
             for target in (self.shell.display_pub, sys.stdout, sys.stderr):
@@ -427,7 +427,7 @@ class AsyncRun:
         return self._done.wait(timeout)
 
     def cancel(self) -> None:
-        from .. import api
+        from nbray._compose import api
 
         for ref in self.refs:
             api.cancel(ref)

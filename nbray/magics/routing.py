@@ -26,7 +26,7 @@ from array import array
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from nbray._model.engine import Engine
 
 __all__ = ["OUTPUT_BURST_BYTES", "OUTPUT_RATE_BYTES", "CellRouter"]
 

@@ -33,7 +33,8 @@ from tornado import web
 from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from ..errors import NbrayError
+from nbray._base.errors import NbrayError
+
 from .manager import ClusterManager, ClusterSettings, ClusterStateError
 
 AUTH_RESOURCE = "nbray"

@@ -26,8 +26,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import NbrayConnectionError
-from ..runtime import session_files as sf
+from nbray._base.errors import NbrayConnectionError
+from nbray._wire import session_files as sf
+
 from .tasks import TaskLogs, TaskTable
 
 __all__ = ["ClusterManager", "ClusterSettings", "ClusterStateError"]
@@ -143,9 +144,9 @@ class ClusterManager:
 
     def start(self, settings: ClusterSettings | None = None) -> dict[str, Any]:
         """Start the cluster (with ``settings``, else the last ones); returns ``status()``."""
-        from ..client import Client
-        from ..cluster.local import START_TIMEOUT, start_local_cluster
-        from ..runtime.local_engine import LocalEngine
+        from nbray._compose.cluster.local import START_TIMEOUT, start_local_cluster
+        from nbray._engines.local.client import Client
+        from nbray._engines.local.engine import LocalEngine
 
         with self._lock:
             self._forget_dead_head()

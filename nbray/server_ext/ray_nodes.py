@@ -19,7 +19,7 @@ from typing import Any
 
 
 def main() -> int:
-    from ..ray_engine.connect import connect
+    from nbray._engines.ray.connect import connect
 
     parent = os.getppid()
     try:

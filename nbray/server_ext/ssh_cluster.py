@@ -1,12 +1,12 @@
 """`nbray up` / `nbray down` for the Jupyter server: the REST API's SSH cluster.
 
     POST ssh/up {cluster fields} ──spec.from_dict (checked here: 400 on a bad field)──▶
-        <user dir>/ssh-<name>.json (0600) ──▶ child `python -m nbray.cli up FILE`
+        <user dir>/ssh-<name>.json (0600) ──▶ child `python -m nbray._compose.cli up FILE`
         its "  [host] step: status" lines ──▶ per-host progress; exit 0 ──▶ "up", else
         "failed" with its message (host, step, remote output)
     "up" ──▶ child `python -m nbray.server_ext.ray_nodes` ──"node" events──▶ node liveness
         in status() and the panel's event stream (``on_event``)
-    POST ssh/down ──▶ child `python -m nbray.cli down FILE` ──▶ "down"
+    POST ssh/down ──▶ child `python -m nbray._compose.cli down FILE` ──▶ "down"
 
 Provisioning runs in child processes, so neither SSH nor Ray blocks the server's event
 loop or runs in its process; ``shutdown`` (server stop) ends the watcher, and leaves a
@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..cluster.spec import ClusterSpec, from_dict
-from ..ray_engine import record
-from ..runtime import session_files as sf
+from nbray._compose.cluster.spec import ClusterSpec, from_dict
+from nbray._engines.ray import record
+from nbray._wire import session_files as sf
 
 __all__ = ["SshCluster", "SshClusterError"]
 
@@ -140,7 +140,7 @@ class SshCluster:
     def _run(self, action: str, busy: str, done: str) -> None:
         self.state, self._action = busy, action
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nbray.cli", action, self.cluster_file],
+            [sys.executable, "-m", "nbray._compose.cli", action, self.cluster_file],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

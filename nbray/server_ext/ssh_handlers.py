@@ -16,7 +16,8 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from ..cluster.spec import ClusterFileError
+from nbray._compose.cluster.spec import ClusterFileError
+
 from .handlers import _Base
 from .ssh_cluster import SshCluster, SshClusterError
 

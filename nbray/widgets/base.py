@@ -26,7 +26,8 @@ from typing import Any
 
 import ipywidgets
 
-from ..engine import Engine
+from nbray._model.engine import Engine
+
 from .hub import EventHub, hub_for
 from .state import EventAggregator
 

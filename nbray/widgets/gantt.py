@@ -18,7 +18,8 @@ from typing import Any
 import ipywidgets
 import plotly.graph_objects as go
 
-from ..engine import Engine
+from nbray._model.engine import Engine
+
 from .base import LiveWidget
 from .graph import Scope, _resolve_scope
 from .hub import hub_for

@@ -15,8 +15,9 @@ from typing import Any
 import ipywidgets
 import plotly.graph_objects as go
 
-from ..engine import Engine
-from ..object_ref import ObjectRef
+from nbray._model.engine import Engine
+from nbray._model.object_ref import ObjectRef
+
 from .base import LiveWidget
 from .hub import _current_cell
 from .pictures import graph_picture

@@ -17,8 +17,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from .. import session
-from ..engine import Engine
+from nbray._model import session
+from nbray._model.engine import Engine
+
 from .state import EventAggregator
 
 __all__ = ["EventHub", "hub_for"]

@@ -15,9 +15,10 @@ from typing import Any, TextIO
 
 import ipywidgets
 
-from ..engine import Engine
-from ..errors import GetTimeoutError
-from ..object_ref import ObjectRef
+from nbray._base.errors import GetTimeoutError
+from nbray._model.engine import Engine
+from nbray._model.object_ref import ObjectRef
+
 from .base import has_frontend, publish_picture
 from .pictures import progress_html
 

@@ -6,7 +6,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..object_ref import ObjectRef
+from nbray._model.object_ref import ObjectRef
+
 from .cluster_monitor import ClusterMonitor
 from .gantt import Timeline, write_chrome_trace
 from .graph import TaskGraph

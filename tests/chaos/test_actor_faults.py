@@ -18,7 +18,7 @@ from chaos_support import BOUNDED, kill, size
 from nbray_testing import wait_until
 
 import nbray
-from nbray.errors import ActorDiedError
+from nbray.exceptions import ActorDiedError
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

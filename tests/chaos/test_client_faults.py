@@ -18,7 +18,7 @@ from kernel_support import assert_cluster_gone, running_kernel, start_cluster_in
 from nbray_testing import session_segments, wait_until
 
 import nbray
-from nbray import session
+from nbray._model import session
 
 CLIENT = """
 import os, sys, time

@@ -25,7 +25,7 @@ from chaos_support import BOUNDED
 from nbray_testing import wait_until
 
 import nbray
-from nbray import session
+from nbray._model import session
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -157,7 +157,7 @@ def test_no_room_anywhere_fails_the_put_at_once_and_the_cluster_carries_on(
         """
         import numpy as np
         import nbray
-        from nbray.errors import ObjectStoreFullError
+        from nbray.exceptions import ObjectStoreFullError
 
         nbray.init(num_cpus=2)
         block = np.ones(100 * 2**20 // 8)  # 100 MB

@@ -22,8 +22,8 @@ from chaos_support import BOUNDED, kill
 from nbray_testing import wait_until
 
 import nbray
-from nbray.errors import OutOfMemoryError, WorkerCrashedError
-from nbray.runtime.watchdog import read_memory_use
+from nbray._node.watchdog import read_memory_use
+from nbray.exceptions import OutOfMemoryError, WorkerCrashedError
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

@@ -87,7 +87,7 @@ def nbray_cli(
     *args: str, env: dict[str, str], timeout: float = 240
 ) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "nbray.cli", *args],
+        [sys.executable, "-m", "nbray._compose.cli", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **env},
@@ -308,7 +308,7 @@ def test_killing_a_node_mid_job_retries_its_tasks(ray_cluster: tuple[Path, dict[
                 import sys, time, nbray
                 nbray.init()
                 events = []
-                from nbray.session import current_engine
+                from nbray._model.session import current_engine
                 current_engine().subscribe(events.append)
 
                 @nbray.remote(scheduling_strategy="SPREAD", max_retries=3)
@@ -384,7 +384,7 @@ def test_down_leaves_no_process_and_no_file(ray_cluster: tuple[Path, dict[str, s
 
 def host_dir(path: Path, host: str) -> str:
     """The directory nbray uses on ``host`` for the cluster of ``path``."""
-    from nbray.cluster.spec import load
+    from nbray._compose.cluster.spec import load
 
     spec = load(path)
     h = next(h for h in spec.hosts if h.host == host)

@@ -20,7 +20,7 @@ import pytest
 from nbray_testing import assert_no_children
 
 import nbray
-from nbray import session
+from nbray._model import session
 
 ENGINES = os.environ.get("NBRAY_TEST_ENGINES", "local,ray").split(",")
 RAY_ADDRESS = os.environ.get("NBRAY_TEST_RAY_ADDRESS", "local")

@@ -14,7 +14,7 @@ import pytest
 from nbray_testing import wait_until
 
 import nbray
-from nbray import errors
+from nbray._base import errors
 
 
 @nbray.remote
@@ -215,7 +215,7 @@ def test_cluster_resources_and_nodes(engine: str) -> None:
 
 
 def test_event_stream_has_task_lifecycle_and_node_metrics(engine: str) -> None:
-    from nbray.session import current_engine
+    from nbray._model.session import current_engine
 
     events: list[dict[str, Any]] = []
     unsubscribe = current_engine().subscribe(events.append)
@@ -241,7 +241,7 @@ def test_event_stream_has_task_lifecycle_and_node_metrics(engine: str) -> None:
 
 def test_submissions_are_reported_and_cancellable_by_id(engine: str, tmp_path: Path) -> None:
     # what the magics use: a kernel interrupt cancels the interrupted cell's tasks by id
-    from nbray.session import current_engine
+    from nbray._model.session import current_engine
 
     eng = current_engine()
     seen: list[tuple[int, int]] = []

@@ -23,7 +23,7 @@ import pytest
 from nbray_testing import wait_until
 
 import nbray
-from nbray.errors import ActorDiedError, ActorNotFoundError, NbrayError, TaskError
+from nbray.exceptions import ActorDiedError, ActorNotFoundError, NbrayError, TaskError
 
 # Workers cannot import this test module: ship its classes and functions by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -37,10 +37,10 @@ import pytest
 from nbray_testing import run_python, wait_until
 
 import nbray
-from nbray.errors import NbrayConnectionError, UnschedulableError
-from nbray.lifecycle import PrivateClusterWarning
-from nbray.runtime import session_files
-from nbray.runtime.transport import MAGIC, NONCE_SIZE, SERVER_HELLO_SIZE, Connection
+from nbray._compose.lifecycle import PrivateClusterWarning
+from nbray._wire import session_files
+from nbray._wire.transport import MAGIC, NONCE_SIZE, SERVER_HELLO_SIZE, Connection
+from nbray.exceptions import NbrayConnectionError, UnschedulableError
 
 # Workers cannot import this test module: ship its functions by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -406,7 +406,7 @@ def test_head_killed_leaves_nothing_behind(
 
 def _nbray_command() -> list[str]:
     script = Path(sys.executable).with_name("nbray")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "nbray.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "nbray._compose.cli"]
 
 
 @dataclass
@@ -822,7 +822,7 @@ def test_wrong_secret_is_refused(
     res = run_python(
         f"""
         import nbray
-        from nbray.errors import NbrayConnectionError
+        from nbray.exceptions import NbrayConnectionError
         try:
             nbray.init(address={ctx.address!r})
         except NbrayConnectionError as exc:

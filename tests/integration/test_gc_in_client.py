@@ -7,8 +7,8 @@ import threading
 from collections.abc import Iterator
 
 import nbray
-from nbray.runtime.local_engine import LocalEngine
-from nbray.session import current_engine
+from nbray._engines.local.engine import LocalEngine
+from nbray._model.session import current_engine
 
 
 class _Cycle:

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nbray
-from nbray.runtime import protocol as P
-from nbray.runtime.transport import Connection, encode
+from nbray._wire import protocol as P
+from nbray._wire.transport import Connection, encode
 
 
 def _connect(ctx: nbray.ClusterContext) -> Connection:

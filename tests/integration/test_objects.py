@@ -23,8 +23,8 @@ import pytest
 from nbray_testing import session_segments, wait_until
 
 import nbray
-from nbray import session
-from nbray.errors import ObjectLostError, TaskError
+from nbray._model import session
+from nbray.exceptions import ObjectLostError, TaskError
 
 # pytest imports this file as a top-level module the workers cannot import: ship the
 # classes defined here by value, as a notebook's would be.

@@ -1,5 +1,5 @@
 """Pipelining on a real cluster: short tasks queued on busy workers behind a task of the
-same resource shape (see ``nbray.runtime.scheduler``).
+same resource shape (see ``nbray._node.scheduler``).
 
 The head pipelines a function once its average run time is under ``SHORT_TASK``, so each
 test first runs it a few times (``warm_up``). Where a test needs tasks to be queued on a
@@ -25,8 +25,8 @@ import pytest
 from nbray_testing import run_python, wait_until
 
 import nbray
-from nbray import session
-from nbray.errors import TaskCancelledError
+from nbray._model import session
+from nbray.exceptions import TaskCancelledError
 
 # pytest imports this file as a top-level module the workers cannot import: ship the
 # functions defined here by value, as a notebook's would be.
@@ -348,7 +348,7 @@ def test_output_of_pipelined_tasks_all_arrives(tmp_path: Path) -> None:
         f"""
         import os, sys, time
         import nbray
-        from nbray import session
+        from nbray._model import session
 
         nbray.init(num_cpus=1)
 

@@ -12,7 +12,7 @@ import psutil
 from nbray_testing import wait_until
 
 import nbray
-from nbray import session
+from nbray._model import session
 
 
 def _forms(secret: bytes) -> list[bytes]:

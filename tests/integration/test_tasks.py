@@ -24,8 +24,8 @@ import pytest
 from nbray_testing import run_python, wait_until
 
 import nbray
-from nbray import session
-from nbray.errors import (
+from nbray._model import session
+from nbray.exceptions import (
     GetTimeoutError,
     NbrayError,
     RemoteTraceback,

@@ -14,7 +14,7 @@ import pytest
 from nbray_testing import run_python, wait_until
 
 import nbray
-from nbray import session
+from nbray._model import session
 from nbray.widgets.gantt import Timeline
 from nbray.widgets.graph import TaskGraph
 

@@ -163,7 +163,7 @@ def test_interrupt_cancels_the_cells_remote_work(kernel: KernelSession) -> None:
     )
     assert "cancelled the 3 task(s) this cell started" in r.stream()
     check = kernel.execute(
-        "from nbray.errors import TaskCancelledError\n"
+        "from nbray.exceptions import TaskCancelledError\n"
         "for ref in stuck:\n"
         "    try:\n"
         "        nbray.get(ref, timeout=20)\n"

@@ -166,7 +166,7 @@ async def _nodes(api: Any, state: str, count: int) -> Any:
 def _host_dir(private_tmp: str, host: str) -> str:
     from pathlib import Path
 
-    from nbray.cluster.spec import load
+    from nbray._compose.cluster.spec import load
 
     spec = load(Path(private_tmp) / f"nbray-{os.getuid()}" / "ssh-rest.json")
     h = next(h for h in spec.hosts if h.host == host)

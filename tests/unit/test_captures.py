@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from nbray.runtime.captures import describe, unpicklable_captures
+from nbray._wire.captures import describe, unpicklable_captures
 
 LOCK = threading.Lock()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nbray.cluster.spec import ClusterFileError, load
+from nbray._compose.cluster.spec import ClusterFileError, load
 
 GOOD = """
 name = "lab"

@@ -1,4 +1,4 @@
-"""Unit tests for nbray.runtime.gpus (GPU discovery and CUDA_VISIBLE_DEVICES handling).
+"""Unit tests for nbray._wire.gpus (GPU discovery and CUDA_VISIBLE_DEVICES handling).
 
 These run without a GPU: the NVML path is exercised for real (it must degrade to ``[]``
 when no driver is present), and CUDA_VISIBLE_DEVICES filtering is tested through the pure
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nbray.runtime.gpus import (
+from nbray._wire.gpus import (
     GpuInfo,
     detect_gpus,
     filter_visible,
@@ -175,9 +175,7 @@ def _run_python(code: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_module_import_does_not_load_pynvml() -> None:
-    code = (
-        "import sys, json\nimport nbray.runtime.gpus\nprint(json.dumps('pynvml' in sys.modules))\n"
-    )
+    code = "import sys, json\nimport nbray._wire.gpus\nprint(json.dumps('pynvml' in sys.modules))\n"
     out = _run_python(code)
     assert json.loads(out.stdout) is False
 
@@ -187,7 +185,7 @@ def test_detect_gpus_without_pynvml() -> None:
     code = (
         "import sys\n"
         "sys.modules['pynvml'] = None\n"
-        "from nbray.runtime.gpus import detect_gpus\n"
+        "from nbray._wire.gpus import detect_gpus\n"
         "assert detect_gpus() == []\n"
     )
     _run_python(code)

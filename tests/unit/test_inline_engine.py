@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 import nbray
-from nbray import session
-from nbray.magics.inline import InlineEngine
+from nbray._engines.inline import InlineEngine
+from nbray._model import session
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_actors_and_multiple_returns(inline: InlineEngine) -> None:
     ready, pending = nbray.wait([c.incr.remote()], num_returns=1)
     assert len(ready) == 1 and pending == []
     nbray.kill(c)
-    with pytest.raises(nbray.errors.ActorDiedError):
+    with pytest.raises(nbray.exceptions.ActorDiedError):
         nbray.get(c.incr.remote())
     assert nbray.cluster_resources() == {"CPU": 1.0}
 

@@ -1,4 +1,4 @@
-"""Unit tests for nbray.runtime.metrics (node and per-worker samples).
+"""Unit tests for nbray._wire.metrics (node and per-worker samples).
 
 Uses real processes: a busy-looping child interpreter to check per-process CPU and RSS,
 and the real (absent, on CI) NVML to check the no-GPU path.
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from nbray.runtime.metrics import MetricsSampler
+from nbray._wire.metrics import MetricsSampler
 
 BUSY_LOOP = "import time\nend = time.monotonic() + 1.5\nwhile time.monotonic() < end:\n    pass\n"
 IDLE = "import time\ntime.sleep(30)\n"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from nbray.runtime import shm
-from nbray.runtime.objects import ObjectDirectory
-from nbray.runtime.protocol import ERROR, INLINE, SHM, Payload
+from nbray._node.objects import ObjectDirectory
+from nbray._wire import shm
+from nbray._wire.protocol import ERROR, INLINE, SHM, Payload
 
 TOKEN = secrets.token_hex(4)
 

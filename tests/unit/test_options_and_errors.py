@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from nbray.errors import RemoteError, TaskError, WorkerCrashedError
-from nbray.options import ActorOptions, TaskOptions, make_options
+from nbray._base.errors import RemoteError, TaskError, WorkerCrashedError
+from nbray._base.options import ActorOptions, TaskOptions, make_options
 
 
 def test_defaults_follow_ray() -> None:

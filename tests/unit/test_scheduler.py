@@ -1,4 +1,4 @@
-"""Unit tests for nbray.runtime.scheduler, the pure scheduling state machine.
+"""Unit tests for nbray._node.scheduler, the pure scheduling state machine.
 
 Nothing here starts a process: each test feeds events (method calls) to a ``Scheduler``
 and compares the exact list of instructions it returns. Worker ids are handed out in
@@ -15,7 +15,7 @@ from unittest.mock import ANY
 
 import pytest
 
-from nbray.runtime.scheduler import (
+from nbray._node.scheduler import (
     MAX_STARTUP_FAILURES,
     ActorStateChanged,
     BusyWorker,

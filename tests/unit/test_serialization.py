@@ -8,8 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from nbray.errors import SerializationError
-from nbray.runtime.serialization import pack, pack_into, packed_size, serialize, unpack
+from nbray._wire.serialization import pack, pack_into, packed_size, serialize, unpack
+from nbray.exceptions import SerializationError
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pickle
 import threading
 import traceback
 
-from nbray.tracebacks import Unshipped, capture_frames, remote_traceback
+from nbray._model.tracebacks import Unshipped, capture_frames, remote_traceback
 
 
 def failing(x: int) -> float:

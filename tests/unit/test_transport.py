@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from nbray.runtime import protocol as P
-from nbray.runtime.transport import (
+from nbray._wire import protocol as P
+from nbray._wire.transport import (
     CLIENT_HELLO_SIZE,
     MAGIC,
     FrameDecoder,
@@ -85,8 +85,8 @@ def test_parse_address() -> None:
 
 
 def test_connection_against_a_real_server_socket(tmp_path: os.PathLike[str]) -> None:
-    from nbray.errors import NbrayConnectionError
-    from nbray.runtime.transport import Connection
+    from nbray._wire.transport import Connection
+    from nbray.exceptions import NbrayConnectionError
 
     path = os.path.join(tmp_path, "s")
     server = socket.socket(socket.AF_UNIX)

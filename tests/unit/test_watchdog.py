@@ -8,8 +8,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from nbray.runtime.instructions import BusyWorker
-from nbray.runtime.watchdog import (
+from nbray._node.instructions import BusyWorker
+from nbray._node.watchdog import (
     DEFAULT_THRESHOLD,
     MemoryUse,
     Watchdog,

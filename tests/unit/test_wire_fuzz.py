@@ -17,7 +17,7 @@ import pickle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbray.runtime.transport import (
+from nbray._wire.transport import (
     CLIENT_HELLO_SIZE,
     MAGIC,
     MAX_FRAME,

@@ -1,0 +1,429 @@
+"""The client: one per process (kernel, script or worker) talking to the head.
+
+    API call (kernel thread) ──send()──▶ Connection ──▶ head
+    head ──▶ reader thread ──handlers──▶ object cache (wakes get/wait), replies,
+                                         task output, events, and (in workers) tasks to run
+    ObjectRef.__del__ / unpickled refs ──▶ ordered hold/release queue ──▶ flushed before the
+                                            next send, or by the flusher thread within ~20 ms
+
+The reader thread never runs user code except event and output callbacks, which must be
+quick. Payloads fetched from the head are cached while a local ObjectRef to them lives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import mmap
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from nbray._base.errors import GetTimeoutError, NbrayConnectionError, RemoteError
+from nbray._wire import protocol as P
+from nbray._wire import serialization, shm
+from nbray._wire.transport import Connection
+
+log = logging.getLogger("nbray._engines.local.client")
+INLINE_LIMIT = 100 * 1024  # larger values go to shared memory
+
+
+class _Waiter:
+    """A blocked ``get``/``wait``: woken once ``remaining`` more objects arrived."""
+
+    __slots__ = ("event", "remaining")
+
+    def __init__(self, remaining: int) -> None:
+        self.remaining = remaining
+        self.event = threading.Event()
+
+
+class Client:
+    """A connection to the head, with the object cache and reference counts of this process."""
+
+    def __init__(
+        self,
+        address: str,
+        secret: bytes,
+        role: str = "client",
+        worker_id: int = 0,
+        task_handler: Callable[[Any], None] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.address = address
+        self.role = role
+        self.conn = Connection(address, secret, timeout=timeout)
+        if role == "worker":
+            hello = P.Hello(role, os.getpid(), worker_id)
+        else:
+            cwd = os.getcwd()
+            path = tuple(os.path.abspath(p) if p else cwd for p in sys.path)
+            hello = P.Hello(role, os.getpid(), worker_id, cwd, path)
+        self.conn.send([hello])
+        first = self.conn.recv()
+        if not first or not isinstance(first[0], P.Welcome):
+            self.conn.close()
+            raise NbrayConnectionError(f"the cluster at {address} did not welcome this client")
+        welcome: P.Welcome = first[0]
+        self.client_id = welcome.client_id
+        self.session = welcome.session
+        self.spill_dir = welcome.spill_dir
+        self.node_id = welcome.node_id
+        self.namespace = welcome.namespace
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._send_lock = threading.Lock()
+        self._objects: dict[int, P.Payload] = {}
+        self._requested: set[int] = set()
+        self._maps: dict[int, mmap.mmap] = {}
+        self._refs: dict[int, int] = {}
+        self._ref_lock = threading.Lock()
+        self._late_drops: deque[int] = deque()  # released, local copy not yet dropped
+        # messages to send, and object holds (+id) and releases (-id), in order
+        self._outq: deque[Any] = deque()
+        self._waiters: dict[int, list[_Waiter]] = {}
+        self._flush_needed = threading.Event()
+        self._replies: dict[int, list[Any]] = {}
+        self.closed = False
+        self.disconnect_reason = ""
+        self.output_handler: Callable[[P.Output], None] | None = None
+        self.event_handlers: list[Callable[[dict[str, Any]], None]] = []
+        self.task_handler = task_handler
+        self.blocked_hook: Callable[[bool], None] | None = None
+        self.known_funcs: set[bytes] = set()
+        self.handlers: dict[type, Callable[[Any], None]] = {
+            P.ObjectReady: self._on_object_ready,
+            P.Reply: self._on_reply,
+            P.Output: self._on_output,
+            P.Event: self._on_event,
+        }
+        for queued in first[1:]:
+            self._handle(queued)
+        self._reader = threading.Thread(target=self._read_loop, name="nbray-reader", daemon=True)
+        self._reader.start()
+        self._flusher = threading.Thread(target=self._flush_loop, name="nbray-flush", daemon=True)
+        self._flusher.start()
+
+    # --- ids and sending -------------------------------------------------------------------
+
+    def new_id(self) -> int:
+        return (self.client_id << 32) | next(self._counter)
+
+    def send(self, *msgs: Any) -> None:
+        """Send now, after everything queued before (posts, holds and releases)."""
+        if self.closed:
+            raise NbrayConnectionError(
+                f"the connection to the cluster is closed ({self.disconnect_reason or 'shut down'})"
+                "; call nbray.init() again"
+            )
+        with self._send_lock:
+            batch = self._drain()
+            batch.extend(msgs)
+            if batch:
+                self.conn.send(batch)
+
+    def post(self, msg: Any) -> None:
+        """Queue ``msg``: the flusher thread sends it at once, batched with whatever else
+        is queued by then; any ``send`` (every blocking call) sends it first."""
+        if self.closed:
+            self.send()  # raises the connection error
+        self._outq.append(msg)
+        self._flush_needed.set()
+
+    def defer(self, msg: Any) -> None:
+        """Queue ``msg`` without waking the flusher: it goes ahead of the next message
+        sent, or with the flusher's next tick (50 ms) at the latest."""
+        self._outq.append(msg)
+
+    def _drain(self) -> list[Any]:
+        """Queued items as messages, in order; runs of hold (+id) / release (-id) marks
+        become one AddHold / Release each."""
+        out: list[Any] = []
+        q = self._outq
+        run: list[int] = []
+        holding = True
+        while q:
+            try:
+                item = q.popleft()
+            except IndexError:
+                break
+            if type(item) is int:
+                hold = item > 0
+                if run and hold is not holding:
+                    out.append(P.AddHold(tuple(run)) if holding else P.Release(tuple(run)))
+                    run = []
+                holding = hold
+                run.append(item if hold else -item)
+                continue
+            if run:
+                out.append(P.AddHold(tuple(run)) if holding else P.Release(tuple(run)))
+                run = []
+            out.append(item)
+        if run:
+            out.append(P.AddHold(tuple(run)) if holding else P.Release(tuple(run)))
+        return out
+
+    def _flush_loop(self) -> None:
+        # posts wake this thread at once; releases ride along, or go within 50 ms
+        while not self.closed:
+            self._flush_needed.wait(0.05)
+            self._flush_needed.clear()
+            if self._outq and not self.closed:
+                with contextlib.suppress(NbrayConnectionError):
+                    self.send()
+            if self._late_drops:
+                with self._lock:
+                    self._drop_late()
+
+    # --- reference counting ------------------------------------------------------------------
+
+    def incref(self, oid: int, borrowed: bool) -> None:
+        with self._ref_lock:
+            n = self._refs.get(oid, 0)
+            self._refs[oid] = n + 1
+            if n == 0 and borrowed:
+                self._outq.append(oid)
+                self._flush_needed.set()
+
+    def decref(self, oid: int) -> None:
+        if self.closed:
+            return
+        with self._ref_lock:
+            n = self._refs.get(oid, 0) - 1
+            if n > 0:
+                self._refs[oid] = n
+                return
+            self._refs.pop(oid, None)
+            self._outq.append(-oid)
+        self._late_drops.append(oid)
+        # decref runs from ObjectRef.__del__, so also from a garbage collection that fires
+        # while this very thread holds the lock (in fetch, say): never block on it here
+        if self._lock.acquire(blocking=False):
+            try:
+                self._drop_late()
+            finally:
+                self._lock.release()
+
+    def _drop_late(self) -> None:
+        """Forget the local copies of released objects (the lock is held)."""
+        while self._late_drops:
+            oid = self._late_drops.popleft()
+            self._objects.pop(oid, None)
+            self._requested.discard(oid)
+            self._maps.pop(oid, None)
+
+    # --- objects -----------------------------------------------------------------------------
+
+    def store(self, value: Any, oid: int, what: str = "value") -> tuple[P.Payload, tuple[int, ...]]:
+        """Serialise ``value`` as object ``oid``: inline when small, else a shm segment."""
+        return self.store_serialized(serialization.serialize(value, what), oid)
+
+    def store_serialized(
+        self, s: serialization.Serialized, oid: int
+    ) -> tuple[P.Payload, tuple[int, ...]]:
+        size = serialization.packed_size(s)
+        if size <= INLINE_LIMIT:
+            return P.Payload(P.INLINE, serialization.pack(s)), s.contained
+        name = shm.segment_name(self.session, oid)
+        try:
+            segment, mm = shm.create(name, size, self.spill_dir)
+        except OSError as exc:
+            from nbray._base.errors import ObjectStoreFullError
+
+            disk = shm.available_bytes(self.spill_dir) if self.spill_dir else 0
+            raise ObjectStoreFullError(
+                f"cannot store a {size / 1e6:.1f} MB object: neither /dev/shm "
+                f"({shm.available_bytes() / 1e6:.1f} MB free) nor the spill directory "
+                f"{self.spill_dir} ({disk / 1e6:.1f} MB free) has room ({exc}). Free "
+                "objects (drop their ObjectRefs) or make room on those filesystems."
+            ) from exc
+        with mm:
+            serialization.pack_into(s, memoryview(mm))
+        return P.Payload(P.SHM, segment=segment, size=size), s.contained
+
+    def fetch(self, oids: Iterable[int]) -> None:
+        """Ask the head for these objects, once each."""
+        with self._lock:
+            wanted = tuple(o for o in oids if o not in self._objects and o not in self._requested)
+            self._requested.update(wanted)
+        if wanted:
+            self.send(P.Fetch(wanted))
+
+    def ready(self, oid: int) -> bool:
+        return oid in self._objects
+
+    def wait_for(self, oids: list[int], num_ready: int, timeout: float | None) -> list[int]:
+        """Block until ``num_ready`` of ``oids`` are here (or timeout); returns those ready."""
+        self.fetch(oids)
+        objects = self._objects
+        with self._lock:
+            missing = [o for o in oids if o not in objects]
+            waiter = _Waiter(num_ready - (len(oids) - len(missing)))
+            if waiter.remaining > 0 and not self.closed:
+                for o in missing:
+                    self._waiters.setdefault(o, []).append(waiter)
+            else:
+                waiter.event.set()
+        if not waiter.event.is_set():
+            blocked = self.blocked_hook is not None
+            if blocked:
+                self.blocked_hook(True)  # type: ignore[misc]
+            try:
+                waiter.event.wait(timeout)
+            finally:
+                if blocked:
+                    self.blocked_hook(False)  # type: ignore[misc]
+                with self._lock:
+                    for o in missing:
+                        waiting = self._waiters.get(o)
+                        if waiting is not None:
+                            with contextlib.suppress(ValueError):
+                                waiting.remove(waiter)
+                            if not waiting:
+                                del self._waiters[o]
+        done = [o for o in oids if o in objects]
+        if self.closed and len(done) < num_ready:
+            raise NbrayConnectionError(
+                f"lost the connection to the cluster while waiting for objects "
+                f"({self.disconnect_reason}); call nbray.init() again"
+            )
+        return done
+
+    def get_values(self, oids: list[int], timeout: float | None) -> list[Any]:
+        done = self.wait_for(oids, len(oids), timeout)
+        if len(done) < len(oids):
+            missing = [f"{o:016x}" for o in oids if o not in self._objects]
+            raise GetTimeoutError(
+                f"get timed out after {timeout} s: {len(missing)} of {len(oids)} objects "
+                f"not ready ({', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}). "
+                "The tasks keep running; call get again or cancel them."
+            )
+        return [self.value(o) for o in oids]
+
+    def value(self, oid: int) -> Any:
+        payload = self._objects[oid]
+        return self.decode(oid, payload)
+
+    def decode(self, oid: int, payload: P.Payload) -> Any:
+        if payload.kind == P.INLINE:
+            return serialization.unpack(payload.data)
+        if payload.kind == P.SHM:
+            mm = self._maps.get(oid)
+            if mm is None:
+                try:
+                    mm = shm.open_readonly(payload.segment, payload.size, self.spill_dir)
+                except FileNotFoundError:
+                    return self.decode(oid, P.lost_payload(oid))
+                if oid in self._refs:
+                    self._maps[oid] = mm
+            return serialization.unpack(memoryview(mm)[: payload.size])
+        import pickle
+
+        err: RemoteError = pickle.loads(payload.data)
+        raise err.to_exception()
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def request(self, what: str, *args: Any, timeout: float = 60.0) -> Any:
+        req_id = next(self._counter)
+        slot: list[Any] = []
+        with self._lock:
+            self._replies[req_id] = slot
+        self.send(P.Request(req_id, what, args))
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not slot and not self.closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            self._replies.pop(req_id, None)
+        if not slot:
+            raise NbrayConnectionError(f"the cluster did not answer {what!r} in {timeout} s")
+        reply: P.Reply = slot[0]
+        if not reply.ok:
+            raise reply.value
+        return reply.value
+
+    # --- the reader thread -------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                msgs = self.conn.recv()
+                if msgs is None:
+                    break
+                for msg in msgs:
+                    self._handle(msg)
+        except Exception as exc:  # never die silently: record why
+            log.exception("the nbray reader thread failed")
+            self.disconnect_reason = f"reader failed: {exc}"
+        finally:
+            if not self.disconnect_reason:
+                self.disconnect_reason = "the cluster closed the connection"
+            self.closed = True
+            self._flush_needed.set()
+            with self._cond:
+                self._cond.notify_all()
+                for waiting in self._waiters.values():
+                    for waiter in waiting:
+                        waiter.event.set()
+            if self.task_handler is not None:
+                self.task_handler(None)
+
+    def _handle(self, msg: Any) -> None:
+        handler = self.handlers.get(type(msg))
+        if handler is not None:
+            handler(msg)
+        elif self.task_handler is not None:
+            self.task_handler(msg)
+
+    def _on_object_ready(self, msg: P.ObjectReady) -> None:
+        oid = msg.object_id
+        with self._lock:
+            if oid in self._requested:
+                self._objects[oid] = msg.payload
+                for waiter in self._waiters.pop(oid, ()):
+                    waiter.remaining -= 1
+                    if waiter.remaining <= 0:
+                        waiter.event.set()
+
+    def _on_reply(self, msg: P.Reply) -> None:
+        with self._cond:
+            slot = self._replies.get(msg.req_id)
+            if slot is not None:
+                slot.append(msg)
+                self._cond.notify_all()
+
+    def _on_output(self, msg: P.Output) -> None:
+        if self.output_handler is not None:
+            self.output_handler(msg)
+
+    def _on_event(self, msg: P.Event) -> None:
+        for handler in list(self.event_handlers):
+            try:
+                handler(msg.data)
+            except Exception:
+                log.exception("an nbray event handler failed")
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        with contextlib.suppress(NbrayConnectionError):
+            self.send()
+        self.closed = True
+        self.disconnect_reason = "shut down"
+        self._flush_needed.set()
+        self.conn.close()
+        self._reader.join(timeout=5)
+        with self._lock:
+            self._objects.clear()
+            self._maps.clear()

@@ -1,0 +1,402 @@
+"""The local engine: the Engine interface over a Client connected to an nbray head.
+
+    RemoteFunction / ActorClass / api ──▶ LocalEngine ──TaskSpec, Put, Fetch...──▶ Client ──▶ head
+
+It turns Python calls into wire records: functions pickled once per fingerprint, arguments
+serialised with their top-level ObjectRefs as dependencies, ids minted locally so
+``.remote()`` never waits for the head.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from nbray._base.errors import NbrayError, SerializationError
+from nbray._base.options import ActorOptions, TaskOptions
+from nbray._model.actor import ActorHandle, actor_methods, is_async_class
+from nbray._model.engine import Engine
+from nbray._model.object_ref import ObjectRef
+from nbray._wire import protocol as P
+from nbray._wire.serialization import (
+    SIMPLE_TYPES,
+    Serialized,
+    dumps_function,
+    pack,
+    pack_plain,
+    packed_size,
+    serialize,
+)
+
+from .client import INLINE_LIMIT
+
+if TYPE_CHECKING:
+    import subprocess
+    from pathlib import Path
+
+    from .client import Client
+
+
+class OwnedCluster(Protocol):
+    """The head this process started, stopped with the engine (what the composition
+    layer's ``cluster.local.LocalCluster`` is; the engine never imports it)."""
+
+    process: subprocess.Popen[bytes]
+    session_dir: Path
+    address: str
+
+    def stop(self, timeout: float = ...) -> None: ...
+
+
+class LocalEngine(Engine):
+    name = "local"
+
+    def __init__(self, client: Client, cluster: OwnedCluster | None = None) -> None:
+        self.client = client
+        self.cluster = cluster
+        self._exports: dict[tuple[Any, ...], tuple[weakref.ref[Any] | None, bytes, bytes]] = {}
+        self._subscribed = False
+        # in an actor's worker that runs one call at a time: its id, and the results of
+        # calls it made to itself (waiting on those would deadlock)
+        self.serial_actor_id = 0
+        self._self_calls: set[int] = set()
+        self._sub_lock = threading.Lock()
+        client.output_handler = print_task_output
+
+    @property
+    def address(self) -> str:
+        return self.client.address
+
+    # --- functions and arguments ---------------------------------------------------------
+
+    def _export(self, func: Any, fp: tuple[Any, ...], what: str) -> tuple[bytes, bytes]:
+        """(function id, pickled function or b"" if the head has it already)."""
+        cached = self._exports.get(fp)
+        if cached is not None and (cached[0] is None or cached[0]() is func):
+            func_id, blob = cached[1], cached[2]
+        else:
+            blob = dumps_function(func, what)
+            func_id = hashlib.blake2b(blob, digest_size=16).digest()
+            try:
+                ref: weakref.ref[Any] | None = weakref.ref(func)
+            except TypeError:
+                ref = None
+            self._exports[fp] = (ref, func_id, blob)
+        if func_id in self.client.known_funcs:
+            return func_id, b""
+        self.client.known_funcs.add(func_id)
+        return func_id, blob
+
+    def _args(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], what: str
+    ) -> tuple[bytes, tuple[int, ...], tuple[int, ...], list[ObjectRef]]:
+        """(packed arguments, ObjectRef arguments, refs nested in them, refs to keep alive
+        until the task is sent). Large arguments go to shared memory first, as in Ray, so
+        they are copied once and the task reads them without a copy."""
+        if not kwargs and all(type(a) in SIMPLE_TYPES for a in args):
+            return pack_plain(args), (), (), []  # the common case, without cloudpickle
+        try:
+            s = serialize((args, kwargs), f"the arguments of {what}")
+        except SerializationError:
+            raise _explain_bad_argument(args, kwargs, what) from None
+        keep: list[ObjectRef] = []
+        if packed_size(s) > INLINE_LIMIT:
+            args = tuple(self._by_ref(a, keep) for a in args)
+            kwargs = {k: self._by_ref(v, keep) for k, v in kwargs.items()}
+            s = serialize((args, kwargs), f"the arguments of {what}")
+        deps = tuple(a.id for a in (*args, *kwargs.values()) if isinstance(a, ObjectRef))
+        return pack(s), deps, s.contained, keep
+
+    def _by_ref(self, value: Any, keep: list[ObjectRef]) -> Any:
+        """``value`` itself, or an ObjectRef to it in the store when it is large."""
+        if isinstance(value, ObjectRef) or type(value) in SIMPLE_TYPES:
+            return value
+        s = serialize(value)
+        if packed_size(s) <= INLINE_LIMIT:
+            return value
+        ref = self._put_serialized(s)
+        keep.append(ref)
+        return ref
+
+    # --- tasks ---------------------------------------------------------------------------
+
+    def submit_task(
+        self,
+        func: Any,
+        fingerprint: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: TaskOptions,
+        name: str,
+    ) -> list[ObjectRef]:
+        client = self.client
+        # arguments first: if they cannot be pickled nothing is sent, and the function must
+        # not be marked as known to the head (the next call would then ship it without code)
+        args_blob, deps, contained, _keep = self._args(args, kwargs, name)
+        func_id, blob = self._export(func, fingerprint, f"remote function {name}")
+        retry: bool | bytes = options.retry_exceptions  # type: ignore[assignment]
+        if not isinstance(retry, bool):
+            retry = dumps_function(tuple(retry), "retry_exceptions")
+        task_id = client.new_id()
+        return_ids = tuple(client.new_id() for _ in range(max(options.num_returns, 1)))
+        spec = P.TaskSpec(
+            task_id,
+            name,
+            func_id,
+            args_blob,
+            deps,
+            contained,
+            return_ids,
+            options.resource_request(),
+            options.max_retries,
+            retry,
+            job_namespace=client.namespace,
+        )
+        refs = [ObjectRef(oid, self) for oid in return_ids]
+        if self.submit_listener is not None:
+            self.submit_listener(task_id, return_ids[0])
+        client.post(P.Submit(spec, blob))
+        return refs if options.num_returns else []
+
+    # --- actors --------------------------------------------------------------------------
+
+    def create_actor(
+        self, cls: type, args: tuple[Any, ...], kwargs: dict[str, Any], options: ActorOptions
+    ) -> ActorHandle:
+        client = self.client
+        namespace = options.namespace or client.namespace
+        if options.name and options.get_if_exists:
+            try:
+                return self.get_actor(options.name, namespace)
+            except ValueError:
+                pass
+        blob = dumps_function(cls, f"actor class {cls.__name__}")
+        args_blob, deps, contained, _keep = self._args(args, kwargs, f"{cls.__name__}.__init__")
+        is_async = is_async_class(cls)
+        concurrency = options.max_concurrency or (1000 if is_async else 1)
+        methods = actor_methods(cls)
+        spec = P.ActorSpec(
+            client.new_id(),
+            cls.__name__,
+            hashlib.blake2b(blob, digest_size=16).digest(),
+            args_blob,
+            deps,
+            contained,
+            options.resource_request(),
+            options.max_restarts,
+            options.max_task_retries,
+            concurrency,
+            options.name,
+            namespace,
+            options.lifetime == "detached",
+            is_async,
+            methods,
+            job_namespace=client.namespace,
+        )
+        if options.name:
+            client.request("create_actor", spec, blob)
+        else:
+            client.post(P.CreateActor(spec, blob))
+        return ActorHandle(
+            self,
+            spec.actor_id,
+            cls.__name__,
+            methods,
+            is_async=is_async,
+            original=True,
+            collectable=not options.name and options.lifetime != "detached",
+        )
+
+    def call_actor(
+        self,
+        handle: ActorHandle,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        num_returns: int,
+    ) -> list[ObjectRef]:
+        client = self.client
+        what = f"{handle._class_name}.{method}"
+        args_blob, deps, contained, _keep = self._args(args, kwargs, what)
+        task_id = client.new_id()
+        return_ids = tuple(client.new_id() for _ in range(max(num_returns, 1)))
+        spec = P.TaskSpec(
+            task_id,
+            what,
+            b"",
+            args_blob,
+            deps,
+            contained,
+            return_ids,
+            {},
+            0,
+            False,
+            actor_id=handle._actor_id,
+            method=method,
+        )
+        refs = [ObjectRef(oid, self) for oid in return_ids]
+        if self.submit_listener is not None:
+            self.submit_listener(task_id, return_ids[0])
+        client.post(P.CallActor(spec))
+        if handle._actor_id == self.serial_actor_id:  # this actor calling itself
+            self._self_calls.update(return_ids)
+        return refs if num_returns else []
+
+    def kill_actor(self, handle: ActorHandle, no_restart: bool) -> None:
+        if not self.client.closed:
+            self.client.send(P.KillActor(handle._actor_id, no_restart))
+
+    def release_actor(self, handle: ActorHandle) -> None:
+        # the head stops the actor once the calls submitted before this have finished, so
+        # ``nbray.get(Actor.remote().method.remote())`` works as in Ray
+        if not self.client.closed:
+            self.client.send(P.KillActor(handle._actor_id, True, when_idle=True))
+
+    def get_actor(self, name: str, namespace: str | None) -> ActorHandle:
+        aid, class_name, methods, is_async, _ = self.client.request(
+            "get_actor", name, namespace or self.client.namespace
+        )
+        return ActorHandle(self, aid, class_name, methods, is_async=is_async)
+
+    # --- objects -------------------------------------------------------------------------
+
+    def put(self, value: Any) -> ObjectRef:
+        return self._put_serialized(serialize(value))
+
+    def _put_serialized(self, s: Serialized) -> ObjectRef:
+        client = self.client
+        oid = client.new_id()
+        payload, contained = client.store_serialized(s, oid)
+        ref = ObjectRef(oid, self)
+        client.post(P.Put(oid, payload, contained))
+        return ref
+
+    def get(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]:
+        self._check_self_wait(refs)
+        return self.client.get_values([r.id for r in refs], timeout)
+
+    def _check_self_wait(self, refs: list[ObjectRef]) -> None:
+        """An actor that runs one call at a time waiting for its own call would wait forever."""
+        if self._self_calls and not self._self_calls.isdisjoint(r.id for r in refs):
+            raise NbrayError(
+                "an actor method waits for the result of another call to the same actor, "
+                "which runs one call at a time, so it can never finish. Call the method "
+                "directly (self.method(...)), or give the actor max_concurrency > 1 or "
+                "async methods."
+            )
+
+    def wait(
+        self, refs: list[ObjectRef], num_returns: int, timeout: float | None
+    ) -> list[ObjectRef]:
+        self._check_self_wait(refs)
+        done = set(self.client.wait_for([r.id for r in refs], num_returns, timeout))
+        return [r for r in refs if r.id in done][:num_returns]
+
+    def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:
+        self.client.send(P.Cancel(ref.id, force, recursive))
+
+    def cancel_ids(self, object_ids: Sequence[int], force: bool = False) -> None:
+        if object_ids and not self.client.closed:
+            self.client.send(*(P.Cancel(oid, force, True) for oid in object_ids))
+
+    def object_info(self, object_ids: Sequence[int]) -> list[dict[str, Any]]:
+        return list(self.client.request("object_info", list(object_ids)))
+
+    def actor_info(self, actor_id: int) -> dict[str, Any]:
+        return dict(self.client.request("actor_info", actor_id))
+
+    def incref(self, object_id: int, borrowed: bool) -> None:
+        self.client.incref(object_id, borrowed)
+
+    def decref(self, object_id: int) -> None:
+        self.client.decref(object_id)
+
+    # --- cluster -------------------------------------------------------------------------
+
+    def cluster_info(self) -> dict[str, Any]:
+        info = self.client.request("cluster_info")
+        node = {
+            "NodeID": info["node_id"],
+            "Alive": True,
+            "NodeManagerAddress": "127.0.0.1",
+            "NodeManagerHostname": _hostname(),
+            "NodeName": "127.0.0.1",
+            "Resources": info["total"],
+            "GPUIds": info["gpu_ids"],
+            "ObjectStoreBytes": info["object_store"]["shm_bytes"],
+        }
+        return {
+            "nodes": [node],
+            "total": info["total"],
+            "available": info["available"],
+            "raw": info,
+        }
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.client.request("status"))
+
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        with self._sub_lock:
+            self.client.event_handlers.append(callback)
+            if not self._subscribed:
+                self._subscribed = True
+                self.client.send(P.Subscribe(replay=True))
+
+        def unsubscribe() -> None:
+            with self._sub_lock:
+                if callback in self.client.event_handlers:
+                    self.client.event_handlers.remove(callback)
+                if not self.client.event_handlers and self._subscribed and not self.client.closed:
+                    self._subscribed = False
+                    self.client.send(P.Unsubscribe())
+
+        return unsubscribe
+
+    def shutdown(self) -> None:
+        if self.cluster is not None and not self.client.closed:
+            try:
+                self.client.send(P.Shutdown())
+            except Exception:  # already gone: stop() below makes sure
+                pass
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.stop()
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _explain_bad_argument(
+    args: tuple[Any, ...], kwargs: dict[str, Any], what: str
+) -> SerializationError:
+    items = [(f"argument {i}", a) for i, a in enumerate(args)]
+    items += [(f"argument {k}=", v) for k, v in kwargs.items()]
+    for label, value in items:
+        try:
+            serialize(value, f"{label} of {what}")
+        except SerializationError as exc:
+            return exc
+    return SerializationError(f"could not serialize the arguments of {what}")
+
+
+def print_task_output(msg: P.Output) -> None:
+    """Default output routing: write a task's lines to this process's stdout/stderr,
+    prefixed like Ray's ``(name pid=123)``."""
+    stream = sys.stderr if msg.stream == "stderr" else sys.stdout
+    prefix = f"({msg.name} pid={msg.pid}) "
+    # a partial line (flushed at the task's end) still ends its line: the driver's own
+    # output must not continue on it
+    text = msg.text if msg.text.endswith("\n") else msg.text + "\n"
+    lines = text.splitlines(keepends=True)
+    try:
+        stream.write("".join(prefix + line for line in lines))
+        stream.flush()
+    except (ValueError, OSError):  # the stream was closed (interpreter shutdown)
+        return

@@ -1,0 +1,500 @@
+"""RayEngine: the Engine interface over Ray's core API.
+
+    RemoteFunction.remote() ──▶ submit_task ──▶ ray.remote(wrapper).options(...).remote()
+    ActorClass.remote()     ──▶ create_actor ──▶ ray.remote(subclass).options(...).remote()
+    nbray.get/put/wait/...  ──▶ ray.get/put/wait/... ──errors──▶ errors.to_nbray_error
+                                    │
+                    every submission ──▶ events.EventStream (task events, node metrics)
+
+nbray's ObjectRef and ActorHandle wrap Ray's (``RayRef``, ``RayActorHandle``): pickled into
+arguments or results they travel as Ray's own, so Ray counts references across processes.
+Inside Ray's workers the wrapped functions and actors first make a worker-side RayEngine
+the process's engine, so tasks can call ``nbray.get`` and submit tasks themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nbray._base.errors import ActorNotFoundError
+from nbray._base.options import ActorOptions, TaskOptions
+from nbray._model import session
+from nbray._model.actor import ActorHandle, actor_methods
+from nbray._model.engine import Engine
+from nbray._model.object_ref import ObjectRef
+
+from .errors import to_nbray_error
+
+if TYPE_CHECKING:
+    from .events import EventStream
+
+__all__ = ["RayActorHandle", "RayEngine", "RayRef", "worker_engine"]
+
+
+def ray_id(binary: bytes) -> int:
+    """A 64-bit id for one of Ray's (28-byte object ids, 16-byte actor ids), as nbray's
+    ids are (the magics keep them in unsigned 64-bit arrays)."""
+    return int.from_bytes(hashlib.blake2b(binary, digest_size=8).digest(), "big")
+
+
+class RayRef(ObjectRef):
+    """An nbray ObjectRef backed by a ``ray.ObjectRef`` (which keeps the object alive)."""
+
+    __slots__ = ("ray_ref",)
+
+    def __init__(self, ray_ref: Any, engine: Engine) -> None:
+        self.ray_ref = ray_ref
+        super().__init__(ray_id(ray_ref.binary()), engine)
+
+    def hex(self) -> str:
+        return str(self.ray_ref.hex())
+
+    def binary(self) -> bytes:
+        return bytes(self.ray_ref.binary())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_ref, (self.ray_ref,))
+
+
+def _rebuild_ref(ray_ref: Any) -> RayRef:
+    return RayRef(ray_ref, worker_engine())
+
+
+class RayActorHandle(ActorHandle):
+    """An nbray ActorHandle backed by a Ray actor handle."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        ray_handle: Any,
+        class_name: str,
+        methods: tuple[tuple[str, int], ...],
+        is_async: bool = False,
+    ) -> None:
+        actor_id = ray_id(ray_handle._actor_id.binary())
+        super().__init__(engine, actor_id, class_name, methods, is_async=is_async)
+        self.ray_handle = ray_handle
+
+    @property
+    def actor_id(self) -> str:
+        return str(self.ray_handle._actor_id.hex())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_handle,
+            (self.ray_handle, self._class_name, tuple(self._methods.items()), self._is_async),
+        )
+
+
+def _rebuild_handle(
+    ray_handle: Any, class_name: str, methods: tuple[tuple[str, int], ...], is_async: bool
+) -> RayActorHandle:
+    return RayActorHandle(worker_engine(), ray_handle, class_name, methods, is_async)
+
+
+_worker_lock = threading.Lock()
+
+
+def worker_engine() -> Engine:
+    """This process's engine; in a Ray worker, a RayEngine made on first use."""
+    engine = session.get_engine()
+    if engine is not None:
+        return engine
+    with _worker_lock:
+        engine = session.get_engine()
+        if engine is None:
+            session.in_worker = True
+            engine = RayEngine(owns_ray=False)
+            session.set_engine(engine)
+        return engine
+
+
+def _task_function(func: Any, name: str) -> Callable[..., Any]:
+    """``func`` wrapped so that the worker has an nbray engine before it runs."""
+
+    def task(*args: Any, **kwargs: Any) -> Any:
+        worker_engine()
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:  # raised as nbray's error, naming the task, as locally
+            raise _task_error(exc, name) from None
+
+    task.__name__ = task.__qualname__ = name.rsplit(".", 1)[-1] or "task"
+    task.__module__ = getattr(func, "__module__", None) or "__main__"
+    task.__doc__ = getattr(func, "__doc__", None)
+    return task
+
+
+def _task_error(exc: Exception, name: str) -> Exception:
+    from nbray._base.errors import NbrayError, RemoteError
+    from nbray._model.tracebacks import capture_frames
+
+    if isinstance(exc, NbrayError):
+        return exc
+    import ray
+
+    task_id = ray.get_runtime_context().get_task_id() or ""
+    return RemoteError.from_exception(exc, name, task_id, capture_frames(exc)).to_exception()
+
+
+def _actor_class(cls: type) -> type:
+    """A subclass of ``cls`` whose constructor first gives the worker an nbray engine."""
+    original_init = cls.__dict__.get("__init__") or getattr(cls, "__init__")  # noqa: B009
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        worker_engine()
+        original_init(self, *args, **kwargs)
+
+    return type(
+        cls.__name__,
+        (cls,),
+        {"__init__": __init__, "__module__": cls.__module__, "__qualname__": cls.__qualname__},
+    )
+
+
+def _task_options(options: TaskOptions, name: str) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "num_cpus": options.num_cpus,
+        "num_gpus": options.num_gpus,
+        "num_returns": options.num_returns,
+        "max_retries": options.max_retries,
+        "retry_exceptions": (
+            options.retry_exceptions
+            if isinstance(options.retry_exceptions, bool)
+            else list(options.retry_exceptions)
+        ),
+        "name": name,
+    }
+    if options.resources:
+        opts["resources"] = dict(options.resources)
+    opts.update(options.ray_options)
+    return opts
+
+
+def _actor_options(options: ActorOptions) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "num_cpus": options.num_cpus,
+        "num_gpus": options.num_gpus,
+        "max_restarts": options.max_restarts,
+        "max_task_retries": options.max_task_retries,
+    }
+    if options.resources:
+        opts["resources"] = dict(options.resources)
+    if options.max_concurrency is not None:
+        opts["max_concurrency"] = options.max_concurrency
+    if options.name:
+        opts["name"] = options.name
+        opts["get_if_exists"] = options.get_if_exists
+    if options.namespace:
+        opts["namespace"] = options.namespace
+    if options.lifetime:
+        opts["lifetime"] = options.lifetime
+    opts.update(options.ray_options)
+    return opts
+
+
+CANCELLABLE_PRUNE = 1000
+
+
+class RayEngine(Engine):
+    """Runs the nbray API on the Ray cluster this process is connected to (``ray.init``)."""
+
+    name = "ray"
+
+    def __init__(self, owns_ray: bool, address: str = "") -> None:
+        import ray
+
+        self._ray = ray
+        self.owns_ray = owns_ray
+        self.address = address
+        self._functions: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        self._actor_classes: dict[type, Any] = {}
+        self._lock = threading.Lock()
+        self._events: EventStream | None = None
+        # while the magics listen: submissions they may cancel by id (Ray cancels only
+        # through an ObjectRef it still counts), pruned of finished ones as it grows
+        self._task_ids = itertools.count(1)
+        self._cancellable: dict[int, Any] = {}
+        self._prune_at = CANCELLABLE_PRUNE
+        # the session directory of a private local Ray started for this engine
+        #: a private local Ray's directory, removed by ``on_shutdown`` (set by ``connect``)
+        self.private_dir: Path | None = None
+        self.on_shutdown: Callable[[], None] | None = None
+
+    # --- tasks ---------------------------------------------------------------------------
+
+    def _remote_function(self, func: Any, fingerprint: Any, name: str) -> Any:
+        key = (fingerprint, name)
+        cached = self._functions.get(key)
+        if cached is not None and cached[0] is func:
+            return cached[1]
+        rf = self._ray.remote(_task_function(func, name))
+        with self._lock:
+            self._functions[key] = (func, rf)
+        return rf
+
+    def submit_task(
+        self,
+        func: Any,
+        fingerprint: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: TaskOptions,
+        name: str,
+    ) -> list[ObjectRef]:
+        rf = self._remote_function(func, fingerprint, name)
+        ray_args, ray_kwargs = _to_ray_args(args, kwargs)
+        try:
+            out = rf.options(**_task_options(options, name)).remote(*ray_args, **ray_kwargs)
+        except Exception as exc:
+            raise _submit_error(exc, f"remote function {name}") from exc
+        ray_refs = _as_list(out, options.num_returns)
+        refs: list[ObjectRef] = [RayRef(r, self) for r in ray_refs]
+        if self._events is not None:
+            self._events.submitted(name, ray_refs, options.resource_request(), args, kwargs)
+        self._notify(refs)
+        return refs
+
+    # --- actors --------------------------------------------------------------------------
+
+    def create_actor(
+        self, cls: type, args: tuple[Any, ...], kwargs: dict[str, Any], options: ActorOptions
+    ) -> ActorHandle:
+        ray_cls = self._actor_classes.get(cls)
+        if ray_cls is None:
+            ray_cls = self._ray.remote(_actor_class(cls))
+            self._actor_classes[cls] = ray_cls
+        ray_args, ray_kwargs = _to_ray_args(args, kwargs)
+        try:
+            ray_handle = ray_cls.options(**_actor_options(options)).remote(*ray_args, **ray_kwargs)
+        except ValueError as exc:
+            raise to_nbray_error(exc) from None
+        except Exception as exc:
+            raise _submit_error(exc, f"actor class {cls.__name__}") from exc
+        handle = RayActorHandle(self, ray_handle, cls.__name__, actor_methods(cls))
+        if self._events is not None:
+            self._events.actor_created(handle, cls.__name__, options.name)
+        return handle
+
+    def call_actor(
+        self,
+        handle: ActorHandle,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        num_returns: int,
+    ) -> list[ObjectRef]:
+        ray_handle = _ray_handle(handle)
+        ray_args, ray_kwargs = _to_ray_args(args, kwargs)
+        what = f"{handle._class_name}.{method}"
+        ray_method = getattr(ray_handle, method)
+        try:
+            out = ray_method.options(num_returns=num_returns).remote(*ray_args, **ray_kwargs)
+        except Exception as exc:
+            raise _submit_error(exc, f"actor method {what}") from exc
+        ray_refs = _as_list(out, num_returns)
+        if self._events is not None:
+            self._events.submitted(what, ray_refs, {}, args, kwargs, actor_id=handle.actor_id)
+        refs: list[ObjectRef] = [RayRef(r, self) for r in ray_refs]
+        self._notify(refs)
+        return refs
+
+    def _notify(self, refs: list[ObjectRef]) -> None:
+        """Tell the submit listener (the magics) about a submission, and keep it
+        cancellable by id."""
+        listener = self.submit_listener
+        if listener is None or not refs:
+            return
+        first = refs[0]
+        assert isinstance(first, RayRef)
+        with self._lock:
+            self._cancellable[first.id] = first.ray_ref
+            if len(self._cancellable) >= self._prune_at:
+                self._prune()
+        listener(next(self._task_ids), first.id)
+
+    def _prune(self) -> None:
+        ids = list(self._cancellable)
+        ready, _ = self._ray.wait(
+            [self._cancellable[i] for i in ids], num_returns=len(ids), timeout=0
+        )
+        done = {ray_id(r.binary()) for r in ready}
+        for i in done:
+            self._cancellable.pop(i, None)
+        self._prune_at = max(CANCELLABLE_PRUNE, 2 * len(self._cancellable))
+
+    def cancel_ids(self, object_ids: Sequence[int], force: bool = False) -> None:
+        with self._lock:
+            refs = [self._cancellable.pop(i, None) for i in object_ids]
+        for ref in refs:
+            if ref is not None:
+                self._ray.cancel(ref, force=force, recursive=True)
+
+    def kill_actor(self, handle: ActorHandle, no_restart: bool) -> None:
+        ray_handle = _ray_handle(handle)
+        self._ray.kill(ray_handle, no_restart=no_restart)
+        if no_restart:
+            _wait_dead(self._ray, ray_handle)
+
+    def release_actor(self, handle: ActorHandle) -> None:
+        """Nothing to do: Ray stops an actor once every handle to it is gone."""
+
+    def get_actor(self, name: str, namespace: str | None) -> ActorHandle:
+        try:
+            ray_handle = self._ray.get_actor(name, namespace=namespace)
+        except ValueError as exc:
+            raise ActorNotFoundError(
+                f"no live actor is named {name!r} in namespace "
+                f"{namespace or self._namespace()!r} (Ray: {exc})"
+            ) from None
+        class_name, methods = _describe_handle(ray_handle)
+        return RayActorHandle(self, ray_handle, class_name, methods)
+
+    def _namespace(self) -> str:
+        return str(self._ray.get_runtime_context().namespace)
+
+    # --- objects -------------------------------------------------------------------------
+
+    def put(self, value: Any) -> ObjectRef:
+        try:
+            return RayRef(self._ray.put(value), self)
+        except Exception as exc:
+            raise _submit_error(exc, "the value given to put") from exc
+
+    def get(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]:
+        try:
+            return list(self._ray.get([_ray_ref(r) for r in refs], timeout=timeout))
+        except Exception as exc:
+            err = to_nbray_error(exc)
+            if err is exc:
+                raise
+            raise err from None
+
+    def wait(
+        self, refs: list[ObjectRef], num_returns: int, timeout: float | None
+    ) -> list[ObjectRef]:
+        by_id = {r.id: r for r in refs}
+        ready, _ = self._ray.wait(
+            [_ray_ref(r) for r in refs], num_returns=num_returns, timeout=timeout
+        )
+        return [by_id[ray_id(r.binary())] for r in ready]
+
+    def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:
+        self._ray.cancel(_ray_ref(ref), force=force, recursive=recursive)
+
+    def incref(self, object_id: int, borrowed: bool) -> None:
+        """Nothing to do: the wrapped ``ray.ObjectRef`` holds Ray's reference."""
+
+    def decref(self, object_id: int) -> None:
+        """Nothing to do: Ray releases the object with the wrapped ``ray.ObjectRef``."""
+
+    # --- cluster -------------------------------------------------------------------------
+
+    def cluster_info(self) -> dict[str, Any]:
+        ray = self._ray
+        return {
+            "nodes": ray.nodes(),
+            "total": {k: float(v) for k, v in ray.cluster_resources().items()},
+            "available": {k: float(v) for k, v in ray.available_resources().items()},
+        }
+
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        with self._lock:
+            if self._events is None:
+                from .events import EventStream
+
+                self._events = EventStream(self._ray)
+            events = self._events
+        return events.subscribe(callback)
+
+    def shutdown(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+        self._functions.clear()
+        self._actor_classes.clear()
+        if self.owns_ray:
+            self._ray.shutdown()
+        if self.on_shutdown is not None:
+            self.on_shutdown()
+            self.on_shutdown = None
+
+
+def _wait_dead(ray: Any, ray_handle: Any, timeout: float = 10.0) -> None:
+    """Return once the killed actor is dead, as the local engine's kill does: Ray kills
+    asynchronously, and a call sent right after ``ray.kill`` could still run."""
+    import time
+
+    from ray.exceptions import RayActorError
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ray.get(
+                ray_handle.__ray_ready__.remote(), timeout=max(0.1, deadline - time.monotonic())
+            )
+        except RayActorError:
+            return
+        except Exception:  # (a get timeout: the actor is busy or being killed)
+            return
+        time.sleep(0.05)
+
+
+def _ray_ref(ref: ObjectRef) -> Any:
+    if not isinstance(ref, RayRef):
+        raise TypeError(
+            f"{ref!r} belongs to another engine (it was made before nbray.init(engine='ray')); "
+            "make it again with the Ray engine"
+        )
+    return ref.ray_ref
+
+
+def _ray_handle(handle: ActorHandle) -> Any:
+    if not isinstance(handle, RayActorHandle):
+        raise TypeError(f"{handle!r} belongs to another engine, not the Ray engine")
+    return handle.ray_handle
+
+
+def _to_ray_args(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Top-level ObjectRefs become Ray's, so Ray resolves them to values (as in Ray)."""
+    ray_args = tuple(a.ray_ref if isinstance(a, RayRef) else a for a in args)
+    ray_kwargs = {k: v.ray_ref if isinstance(v, RayRef) else v for k, v in kwargs.items()}
+    return ray_args, ray_kwargs
+
+
+def _as_list(out: Any, num_returns: int) -> list[Any]:
+    if num_returns == 0 or out is None:
+        return []
+    if num_returns == 1:
+        return [out]
+    return list(out)
+
+
+def _submit_error(exc: Exception, what: str) -> Exception:
+    """A pickling failure at submission as nbray's SerializationError (a TypeError)."""
+    from nbray._base.errors import SerializationError
+
+    text = str(exc)
+    if "pickle" in text.lower() or "serializ" in text.lower():
+        return SerializationError(f"could not serialize {what}: {text.splitlines()[0]}")
+    return exc
+
+
+def _describe_handle(ray_handle: Any) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """(class name, (method, num_returns) pairs) of a handle found by name."""
+    descriptor = getattr(ray_handle, "_ray_actor_creation_function_descriptor", None)
+    class_name = str(getattr(descriptor, "class_name", "") or "Actor").rsplit(".", 1)[-1]
+    returns = getattr(ray_handle, "_ray_method_num_returns", {}) or {}
+    methods = tuple(
+        (m, 1 if n is None else int(n) if isinstance(n, int) else 1)
+        for m, n in returns.items()
+        if not m.startswith("__") or m == "__call__"
+    )
+    return class_name, methods

@@ -1,0 +1,283 @@
+"""Wire messages between clients, workers and the head: one small record per operation.
+
+Every frame on a connection carries a list of these records (see ``transport``). The
+receiver dispatches on ``type(msg)`` through a table of handlers, never a chain of ifs.
+
+    client ──Submit/Put/Fetch/Release/AddHold/Cancel/...──▶ head
+    head   ──ObjectReady/Output/Event/Reply──▶ client
+    head   ──RunTask/CreateActor/RunActorCall/CancelTask──▶ worker
+    worker ──TaskDone/TaskFailed/Blocked/Unblocked/Output──▶ head
+
+Ids are ints: ``client_id << 32 | counter`` so any process can mint ids without a round
+trip. Object payloads travel as :class:`Payload`: inline bytes, a shared-memory segment,
+or a pickled :class:`nbray.errors.RemoteError`.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, NamedTuple
+
+from nbray._base.errors import RemoteError
+
+# Payload kinds
+INLINE = 0
+SHM = 1
+ERROR = 2
+
+
+class Payload(NamedTuple):
+    """Where an object's bytes are: ``data`` inline, or ``segment`` of ``size`` bytes."""
+
+    kind: int
+    data: bytes = b""
+    segment: str = ""
+    size: int = 0
+
+
+def lost_payload(object_id: int) -> Payload:
+    """The value of an object that was freed (read by a client or the head)."""
+    err = RemoteError(
+        kind="object_lost",
+        message=(
+            f"object {object_id:016x} was freed: every ObjectRef to it was released, or its "
+            "owner disconnected. Keep a reference to an ObjectRef while you need its value."
+        ),
+    )
+    return Payload(ERROR, pickle.dumps(err))
+
+
+class Job(NamedTuple):
+    """The working directory and import path of the client whose work a worker runs."""
+
+    cwd: str
+    sys_path: tuple[str, ...]
+
+
+class TaskSpec(NamedTuple):
+    """Everything needed to run one task or actor method call, once it is scheduled."""
+
+    task_id: int
+    name: str
+    func_id: bytes  # digest of the pickled function (b"" for actor calls)
+    args: bytes  # serialised (args, kwargs); top-level ObjectRefs are resolved by the worker
+    deps: tuple[int, ...]  # top-level ObjectRef arguments, resolved before running
+    contained: tuple[int, ...]  # refs nested in the arguments, pinned while the task lives
+    return_ids: tuple[int, ...]
+    resources: dict[str, float]
+    max_retries: int
+    retry_exceptions: bool | bytes  # bytes: pickled tuple of exception classes
+    actor_id: int = 0
+    method: str = ""
+    max_task_retries: int = 0
+    job_namespace: str = ""  # the submitter's namespace: named actors are looked up there
+
+
+class ActorSpec(NamedTuple):
+    """An actor to create: its class, constructor arguments and options."""
+
+    actor_id: int
+    class_name: str
+    class_id: bytes
+    args: bytes
+    deps: tuple[int, ...]
+    contained: tuple[int, ...]
+    resources: dict[str, float]
+    max_restarts: int
+    max_task_retries: int
+    max_concurrency: int
+    name: str
+    namespace: str
+    detached: bool
+    is_async: bool
+    methods: tuple[tuple[str, int], ...] = ()
+    job_namespace: str = ""  # the creator's namespace, which the actor's code runs in
+
+
+# --- handshake after authentication --------------------------------------------------
+
+
+class Hello(NamedTuple):
+    role: str  # "client" | "worker" | "owner"
+    pid: int
+    worker_id: int = 0
+    cwd: str = ""  # a client's working directory and import path: its tasks run with them
+    sys_path: tuple[str, ...] = ()
+
+
+class Welcome(NamedTuple):
+    client_id: int
+    session: str  # prefix of this cluster's shared-memory segment names
+    node_id: str
+    namespace: str
+    spill_dir: str  # where objects go that /dev/shm has no room for (shm.py)
+
+
+# --- client → head ----------------------------------------------------------------------
+
+
+class Submit(NamedTuple):
+    spec: TaskSpec
+    func: bytes  # pickled function when the head may not have it yet, else b""
+
+
+class CreateActor(NamedTuple):
+    spec: ActorSpec
+    cls: bytes
+
+
+class CallActor(NamedTuple):
+    spec: TaskSpec
+
+
+class Put(NamedTuple):
+    object_id: int
+    payload: Payload
+    contained: tuple[int, ...]
+
+
+class Fetch(NamedTuple):
+    """Ask for each object's payload, sent as an ObjectReady once it exists."""
+
+    object_ids: tuple[int, ...]
+
+
+class AddHold(NamedTuple):
+    object_ids: tuple[int, ...]
+
+
+class Release(NamedTuple):
+    object_ids: tuple[int, ...]
+
+
+class Cancel(NamedTuple):
+    object_id: int
+    force: bool
+    recursive: bool
+
+
+class KillActor(NamedTuple):
+    actor_id: int
+    no_restart: bool
+    when_idle: bool = False  # the last handle was dropped: let submitted calls finish first
+
+
+class Request(NamedTuple):
+    """A query with a reply: ``what`` names the handler, ``args`` its arguments."""
+
+    req_id: int
+    what: str
+    args: tuple[Any, ...] = ()
+
+
+class Subscribe(NamedTuple):
+    replay: bool = True
+
+
+class Unsubscribe(NamedTuple):
+    pass
+
+
+class Shutdown(NamedTuple):
+    pass
+
+
+# --- head → client -------------------------------------------------------------------
+
+
+class ObjectReady(NamedTuple):
+    object_id: int
+    payload: Payload
+
+
+class Reply(NamedTuple):
+    req_id: int
+    ok: bool
+    value: Any
+
+
+class Output(NamedTuple):
+    task_id: int
+    stream: str  # "stdout" | "stderr"
+    text: str
+    name: str = ""
+    pid: int = 0
+
+
+class Event(NamedTuple):
+    data: dict[str, Any]
+
+
+# --- head → worker -------------------------------------------------------------------
+
+
+class RunTask(NamedTuple):
+    spec: TaskSpec
+    func: bytes  # the pickled function, or b"" when this worker already has it
+    deps: dict[int, Payload]
+    env: dict[str, str]
+    job: Job | None = None  # set when the worker last ran work of another client
+
+
+class StartActor(NamedTuple):
+    spec: ActorSpec
+    cls: bytes
+    deps: dict[int, Payload]
+    env: dict[str, str]
+    job: Job | None = None
+
+
+class RunActorCall(NamedTuple):
+    spec: TaskSpec
+    deps: dict[int, Payload]
+
+
+class CancelTask(NamedTuple):
+    task_id: int
+
+
+class Unqueue(NamedTuple):
+    """Give back these tasks if they have not started (the worker blocked in ``get``)."""
+
+    task_ids: tuple[int, ...]
+
+
+class Unqueued(NamedTuple):
+    task_ids: tuple[int, ...]  # the ones given back, never started
+
+
+# --- worker → head -------------------------------------------------------------------
+
+
+class TaskDone(NamedTuple):
+    task_id: int
+    results: tuple[tuple[int, Payload, tuple[int, ...]], ...]  # (object id, payload, contained)
+    duration: float = 0.0  # seconds the function ran
+
+
+class TaskFailed(NamedTuple):
+    task_id: int
+    error: bytes  # pickled RemoteError
+    retriable: bool  # the exception matches retry_exceptions
+    duration: float = 0.0
+
+
+class ActorStartFailed(NamedTuple):
+    """The actor's constructor raised: the actor is dead, its calls fail with ``reason``."""
+
+    actor_id: int
+    reason: str
+
+
+class ForgetFunction(NamedTuple):
+    """The worker could not load this function: send its code again next time."""
+
+    func_id: bytes
+
+
+class Blocked(NamedTuple):
+    pass
+
+
+class Unblocked(NamedTuple):
+    pass

@@ -1,1 +1,0 @@
-"""Starting and stopping clusters: the local head process (and, later, SSH-provisioned Ray)."""

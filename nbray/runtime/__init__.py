@@ -1,1 +1,0 @@
-"""nbray runtime: scheduler, workers and node services."""
