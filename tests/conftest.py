@@ -31,7 +31,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def no_files_left_in_home_or_tmp() -> Iterator[None]:
     """Fails the session when its tests left files in $HOME's Jupyter or IPython dirs,
-    /tmp/nbray-<uid> or /tmp/ray (NBRAY_LEAK_CHECK=0 turns it off)."""
+    or /tmp/nbray-<uid> (NBRAY_LEAK_CHECK=0 turns it off)."""
     before = watched()
     yield
     if check_enabled():

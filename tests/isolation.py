@@ -5,8 +5,8 @@
                          Jupyter's config, data, runtime, settings and workspaces dirs point to;
                          every child process (kernels, JupyterLab, clusters) inherits them
     session end      ──▶ leaks(): files that appeared during the session in the places tests
-                         used to write to ($HOME's Jupyter/IPython/nbray dirs, /tmp/nbray-<uid>,
-                         /tmp/ray) fail the run; then the private root is removed
+                         used to write to ($HOME's Jupyter and IPython dirs, /tmp/nbray-<uid>)
+                         fail the run; then the private root is removed
 
 ``NBRAY_LEAK_CHECK=0`` turns the check off (on a machine where other test runs write to the
 same places at the same time). ``NBRAY_KEEP_TEST_TMP=1`` keeps the private root.
@@ -34,7 +34,10 @@ LAB_SETTINGS = {
 
 
 def watched_tmp() -> tuple[Path, ...]:
-    return (Path("/tmp") / f"nbray-{os.getuid()}", Path("/tmp/ray"))
+    # not /tmp/ray: Ray keeps its session folders after its processes end, so those of
+    # other runs on a shared machine would be blamed on this one (RAY_TMPDIR still points
+    # this session's Ray into the private root)
+    return (Path("/tmp") / f"nbray-{os.getuid()}",)
 
 
 def isolate() -> Path:
