@@ -5,6 +5,7 @@ JupyterLab does not trust it, as with a notebook from someone else."""
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from pathlib import Path
@@ -18,9 +19,33 @@ from saved_notebook import CELL_OF, KINDS, execute_and_save
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
 
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> nbformat.NotebookNode:
+    path = tmp_path_factory.mktemp("saved") / "executed.ipynb"
+    execute_and_save(path)
+    return nbformat.read(path, as_version=4)
+
+
+TRUSTED_LIMIT = (
+    "a trusted output's widget view goes to ipywidgets' renderer, which shows 'Error "
+    "displaying widget: model not found' rather than the bundle's picture (README, Widgets)"
+)
+
+
+@pytest.mark.parametrize(
+    "trusted",
+    [False, pytest.param(True, marks=pytest.mark.xfail(reason=TRUSTED_LIMIT, strict=True))],
+    ids=["untrusted", "trusted"],
+)
 def test_reopened_notebook_shows_every_widgets_picture(
-    page: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    page: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    saved: nbformat.NotebookNode,
+    trusted: bool,
 ) -> None:
+    """Untrusted: JupyterLab shows the outputs' text/html. Trusted (a notebook the user
+    saved): not yet, a known limit held by this xfail."""
     # every cell in the DOM (JupyterLab otherwise draws only the cells in view)
     settings = tmp_path / "lab-settings"
     shutil.copytree(os.environ["JUPYTERLAB_SETTINGS_DIR"], settings)
@@ -28,9 +53,12 @@ def test_reopened_notebook_shows_every_widgets_picture(
     tracker.parent.mkdir(parents=True, exist_ok=True)
     tracker.write_text('{"windowingMode": "none"}')
     monkeypatch.setenv("JUPYTERLAB_SETTINGS_DIR", str(settings))
-    saved = tmp_path / "executed.ipynb"
-    execute_and_save(saved)
-    nb = nbformat.read(saved, as_version=4)
+    nb = saved
+    if trusted:  # signed with the secret of the JupyterLab below (its data dir)
+        from nbformat.sign import NotebookNotary
+
+        nb = copy.deepcopy(saved)
+        NotebookNotary(data_dir=os.environ["JUPYTER_DATA_DIR"]).sign(nb)
     console: list[str] = []
     page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
     with lab_serving(nb, "shared.ipynb", tmp_path) as lab:
@@ -46,8 +74,9 @@ def test_reopened_notebook_shows_every_widgets_picture(
         notebook_cell(page, 0).scroll_into_view_if_needed()
         page.wait_for_timeout(1000)
         outputs = page.locator(".jp-NotebookPanel .jp-OutputArea-output")
-        text = " ".join(outputs.all_text_contents())
-        page.screenshot(path=str(artifact("saved-notebook-without-kernel.png")), full_page=True)
+        text = " ".join(outputs.all_inner_texts())  # what shows (a hidden live view not)
+        name = "trusted" if trusted else "untrusted"
+        page.screenshot(path=str(artifact(f"saved-notebook-{name}.png")), full_page=True)
         assert "Error displaying widget" not in text
         assert "Loading widget" not in text
         # JupyterLab's sanitizer kept the picture's boxes and their places
