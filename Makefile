@@ -3,7 +3,8 @@
 #   make demo    create .venv, install nbray[demo] (no test tools, no Ray), open JupyterLab
 #   make test    install what the tests need and run the whole suite
 #   make test-unit  the fast inner loop: tests/unit only (no browser, ssh, Ray or kernels)
-#   make lint    ruff (lint + format check), mypy, and the layers' import contract
+#   make lint    ruff (lint + format check), mypy, the layers' import contract; eslint,
+#                prettier, tsc for frontend/ and its events.ts current
 #   make soak    the fault-injection suite at soak size (~30 min); figures in test-artifacts/chaos/
 #   make bench   install the peers (Ray, Dask, ...) and run the benchmark suite (~15 min);
 #                bench-quick is a smoke run of it (~3 min)
@@ -47,7 +48,7 @@ help:
 	@echo "make test       install test dependencies and run the whole suite"
 	@echo "make test-unit  tests/unit only: the fast inner loop"
 	@echo "make soak       the fault-injection suite at soak size"
-	@echo "make lint       ruff check, ruff format --check, mypy"
+	@echo "make lint       ruff, mypy; eslint, prettier, tsc --noEmit on frontend/"
 	@echo "make bench      benchmarks: nbray against Ray, Dask, ipyparallel, loky, pools"
 	@echo "make bench-quick  a quick smoke run of the benchmarks"
 	@echo "make clean      remove build outputs and caches"
@@ -56,15 +57,16 @@ help:
 $(VENV_PY):
 	$(PYTHON) -m venv $(VENV)
 
-# The side panel's sources: the install rebuilds it only when its build output is missing
-# (hatch-jupyter-builder's skip-if-exists), so a change to them drops the old build.
+# The side panel's and dashboard's sources: the install rebuilds them only when the build
+# output is missing (hatch-jupyter-builder's skip-if-exists), so a change drops the old build.
 FRONTEND_SRC := $(shell find frontend/src frontend/style -type f 2>/dev/null) \
 	frontend/package.json frontend/tsconfig.json
 LABEXT := nbray/labextension
+DASHBOARD_BUILD := nbray/server_ext/static
 
 $(VENV)/.installed-%: $(VENV_PY) pyproject.toml Makefile $(FRONTEND_SRC)
 	if [ -d $(LABEXT) ] && [ -n "$$(find $(FRONTEND_SRC) -newer $(LABEXT)/package.json)" ]; then \
-		rm -rf $(LABEXT); fi
+		rm -rf $(LABEXT) $(DASHBOARD_BUILD); fi
 	$(VENV_PY) -m pip install -q --upgrade pip
 	$(VENV_PY) -m pip install -e ".[$(subst -,$(comma),$*)]"
 	touch $@
@@ -94,6 +96,8 @@ lint: install
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy -p nbray
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV_PY) scripts/gen_events_ts.py --check
+	cd frontend && ../$(VENV)/bin/jlpm lint
 
 $(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
 	$(VENV_PY) -m pip install -r benchmarks/requirements.txt

@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rec.stage("start")
     startup = [w for w in names if w in STARTUP]
+    engine.num_cpus = args.num_cpus
     try:
         if startup:
             measure_startup(engine, args.num_cpus, startup, rec, import_s)

@@ -57,6 +57,8 @@ WORKLOAD_TIMEOUT = {
     "array": 180.0,
     "primes": 180.0,
     "many_tasks": 360.0,
+    "pool_map": 180.0,
+    "joblib": 180.0,
 }
 QUICK_WORKLOAD_TIMEOUT = 60.0
 #: Repeats stop early once a workload would pass this many seconds (full mode).

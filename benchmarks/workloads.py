@@ -40,6 +40,8 @@ class Sizes:
     primes_n: int = 400_000
     primes_tasks: int = 8
     many_tasks: int = 50_000
+    pool_calls: int = 10_000
+    joblib_calls: int = 10_000
 
     @classmethod
     def for_mode(cls, quick: bool) -> Sizes:
@@ -53,6 +55,8 @@ class Sizes:
             array_mb=20,
             primes_n=100_000,
             many_tasks=2_000,
+            pool_calls=1_000,
+            joblib_calls=1_000,
         )
 
 
@@ -432,11 +436,123 @@ class ManyTasks(Workload):
         }
 
 
+#: ``Pool.map`` calls timed per repeat of the pool_map workload (their median counts)
+POOL_MAPS_PER_REPEAT = 9
+
+
+class PoolMap(Workload):
+    name = "pool_map"
+    number = 9
+    title = "Pool.map"
+    needs = "pool"
+
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric(
+                "pool_calls_per_s",
+                f"{self.sizes.pool_calls:,} no-op calls",
+                "calls/s",
+                "higher",
+                "rate",
+            ),
+            Metric("pool_start_s", "pool start", "s", None),
+        ]
+
+    def describe(self) -> str:
+        return (
+            f"`Pool(N).map(noop, range({self.sizes.pool_calls:,}))` with the default chunksize "
+            "on a started pool (the standard library's, nbray.util's and Ray's "
+            f"multiprocessing Pool); calls per second of the median of {POOL_MAPS_PER_REPEAT} "
+            "maps per repeat. The pool's start is shown apart."
+        )
+
+    def setup(self, engine: Engine) -> None:
+        start = time.perf_counter()
+        engine.start_pool(engine.num_cpus)
+        self.state["start_s"] = time.perf_counter() - start
+        check_noops(engine.pool_map(tasks.noop, list(range(50))), 50, "warm-up")
+
+    def run(self, engine: Engine) -> dict[str, Value]:
+        # a map takes milliseconds: the median of a few per repeat steadies the figure
+        n = self.sizes.pool_calls
+        items = list(range(n))
+        times = []
+        for _ in range(POOL_MAPS_PER_REPEAT):
+            start = time.perf_counter()
+            results = engine.pool_map(tasks.noop, items)
+            times.append(time.perf_counter() - start)
+            check_noops(results, n, f"Pool.map of {n} no-op calls")
+        return {"pool_calls_per_s": n / median(times), "pool_start_s": self.state["start_s"]}
+
+    def teardown(self, engine: Engine) -> None:
+        engine.stop_pool()
+
+
+class JoblibParallel(Workload):
+    name = "joblib"
+    number = 10
+    title = "joblib Parallel"
+    needs = "joblib"
+
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric(
+                "joblib_calls_per_s",
+                f"{self.sizes.joblib_calls:,} no-op calls",
+                "calls/s",
+                "higher",
+                "rate",
+            ),
+        ]
+
+    def describe(self) -> str:
+        return (
+            "`joblib.Parallel(n_jobs=N)(delayed(noop)(i) for i in "
+            f"range({self.sizes.joblib_calls:,}))` under each engine's joblib backend "
+            "(loky: joblib's default), auto-batching on; "
+            "calls per second, including the backend's start of its workers for the call."
+        )
+
+    def setup(self, engine: Engine) -> None:
+        import joblib
+
+        self.state["backend"] = engine.joblib_backend()
+        with joblib.parallel_backend(self.state["backend"]):
+            out = joblib.Parallel(n_jobs=engine.num_cpus)(
+                joblib.delayed(tasks.noop)(i) for i in range(50)
+            )
+        check_noops(out, 50, "warm-up")
+
+    def run(self, engine: Engine) -> dict[str, Value]:
+        import joblib
+
+        n = self.sizes.joblib_calls
+        start = time.perf_counter()
+        with joblib.parallel_backend(self.state["backend"]):
+            results = joblib.Parallel(n_jobs=engine.num_cpus)(
+                joblib.delayed(tasks.noop)(i) for i in range(n)
+            )
+        elapsed = time.perf_counter() - start
+        check_noops(results, n, f"joblib Parallel of {n} no-op calls")
+        return {"joblib_calls_per_s": n / elapsed}
+
+
 #: Every workload, by name, in the order of the issue's list.
 WORKLOADS: dict[str, type[Workload]] = {
     cls.name: cls
     for cls in sorted(
-        (ColdStart, Throughput, Latency, Actors, Array, Primes, Footprint, ManyTasks),
+        (
+            ColdStart,
+            Throughput,
+            Latency,
+            Actors,
+            Array,
+            Primes,
+            Footprint,
+            ManyTasks,
+            PoolMap,
+            JoblibParallel,
+        ),
         key=lambda c: c.number,
     )
 }

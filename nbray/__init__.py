@@ -16,28 +16,24 @@ first use (PEP 562), so ``import nbray`` costs a few milliseconds, and so do the
 the head and worker processes, which import only the modules they need.
 
 This package is the top of the layers (DESIGN.md): it hands the layers below the few things
-they call back (the progress bar of ``get``/``wait``), so that none of them imports upward.
+they call back (the progress bar of ``get``/``wait``, the bars tasks draw with tqdm_ray), so
+that none of them imports upward.
 """
 
 from __future__ import annotations
 
-import importlib
-import re
 import sys
-from pathlib import Path as _Path
 from typing import Any as _Any
+
+from ._base.lazy import lazy_getattr as _lazy_getattr
+from ._base.lazy import stub_exports as _stub_exports
 
 __version__ = "0.1.0"
 
-_STUB = _Path(__file__).with_suffix(".pyi").read_text()
 # public name -> (module relative to this package, attribute or submodule name)
-_EXPORTS = {
-    public: (module, name)
-    for module, name, public in re.findall(
-        r"^from (\.[\w.]*) import (\w+) as (\w+)$", _STUB, re.MULTILINE
-    )
-}
+_EXPORTS = _stub_exports(__file__)
 __all__ = sorted([*_EXPORTS, "__version__"])
+_lazy = _lazy_getattr(__name__, _EXPORTS, globals())
 
 
 def __getattr__(name: str) -> object:
@@ -45,16 +41,7 @@ def __getattr__(name: str) -> object:
         from .magics import load_ipython_extension
 
         return load_ipython_extension
-    try:
-        module, attribute = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'nbray' has no attribute {name!r}") from None
-    if module == ".":  # a public submodule
-        value: object = importlib.import_module(f".{attribute}", __name__)
-    else:
-        value = getattr(importlib.import_module(module, __name__), attribute)
-    globals()[name] = value
-    return value
+    return _lazy(name)
 
 
 def __dir__() -> list[str]:
@@ -73,14 +60,23 @@ def _progress_wait(engine: _Any, refs: list[_Any], num_returns: int, timeout: fl
     return wait_with_progress(engine, refs, num_returns, timeout)
 
 
+def _show_task_progress(state: dict[str, _Any], task_id: int, client: _Any) -> None:
+    from .experimental.tqdm_ray import show_remote_state
+
+    show_remote_state(state, task_id, client)
+
+
 def _install() -> None:
     """Hand the layers below their call-backs into the faces, and, in IPython, register the
     magics as ``%load_ext nbray`` does (IPython finds ``nbray.load_ipython_extension``
     through ``__getattr__``: see ``nbray.magics``)."""
     from ._model import session
+    from ._wire import progress_lines
 
     session.progress_get = _progress_get
     session.progress_wait = _progress_wait
+    # progress bars that tasks draw (nbray.experimental.tqdm_ray), found in task output
+    progress_lines.sink = _show_task_progress
     get_ipython = getattr(sys.modules.get("IPython"), "get_ipython", None)
     shell = get_ipython() if get_ipython is not None else None
     if shell is not None:

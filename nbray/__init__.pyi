@@ -21,13 +21,20 @@ from ._compose.lifecycle import shutdown as shutdown
 from ._model.actor import ActorClass as ActorClass
 from ._model.actor import ActorHandle as ActorHandle
 from ._model.actor import method as method
+from ._model.object_ref import ObjectID as ObjectID
 from ._model.object_ref import ObjectRef as ObjectRef
 from ._model.remote_function import RemoteFunction as RemoteFunction
+from ._model.runtime_context import get_runtime_context as get_runtime_context
 from .widgets import monitor as monitor
 from .widgets import task_graph as task_graph
 from .widgets import timeline as timeline
+from . import actor as actor
+from . import runtime_env as runtime_env
 from . import errors as errors
 from . import exceptions as exceptions
+from . import experimental as experimental
+from . import util as util
+from . import runtime_context as runtime_context
 from . import widgets as widgets
 
 __version__: str

@@ -186,6 +186,10 @@ def run_all_cells(page: Any, lab: Lab, name: str) -> None:
         "() => window.jupyterapp && document.querySelector('.jp-Notebook-ExecutionIndicator')",
         timeout=60_000,
     )
+    # a fresh workspace may ask which kernel to start: the notebook's own (Python 3)
+    dialog = page.locator(".jp-Dialog .jp-mod-accept")
+    with contextlib.suppress(Exception):
+        dialog.click(timeout=5000)
     page.wait_for_timeout(2000)  # let the kernel start
     # not awaited: the command's promise resolves only when every cell has run
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")

@@ -34,8 +34,14 @@ class Engine(ABC):
     has_objects: ClassVar[bool] = False
     #: Whether ``create_actor``/``call`` exist (stateful workers).
     has_actors: ClassVar[bool] = False
+    #: Whether ``start_pool``/``pool_map`` exist (a ``multiprocessing.Pool``-style API).
+    has_pool: ClassVar[bool] = False
+    #: Whether ``joblib_backend`` exists (a joblib backend to run ``Parallel`` on).
+    has_joblib: ClassVar[bool] = False
     #: What the engine's "start" is, in words, for the report.
     description: ClassVar[str] = ""
+    #: The worker processes asked of ``start`` (set by the child before it starts).
+    num_cpus: int = 2
 
     def load(self) -> None:  # noqa: B027 - optional hook
         """Import the engine's modules (timed separately from ``start``)."""
@@ -70,6 +76,21 @@ class Engine(ABC):
 
     def destroy_actor(self, actor: Any) -> None:  # noqa: B027 - optional hook
         """Stop an actor made by ``create_actor``."""
+
+    def start_pool(self, num_cpus: int) -> None:
+        """Start the engine's ``multiprocessing.Pool``-style pool of ``num_cpus`` processes."""
+        raise NotSupported(f"{self.name} has no multiprocessing-style Pool")
+
+    def pool_map(self, fn: Callable[..., Any], items: list[Any]) -> list[Any]:
+        """``pool.map(fn, items)`` with the default chunksize, on the pool of ``start_pool``."""
+        raise NotSupported(f"{self.name} has no multiprocessing-style Pool")
+
+    def stop_pool(self) -> None:  # noqa: B027 - optional hook
+        """Stop the pool of ``start_pool``."""
+
+    def joblib_backend(self) -> str:
+        """The name of a joblib backend (registered by this call) that runs on the engine."""
+        raise NotSupported(f"{self.name} has no joblib backend")
 
     @abstractmethod
     def shutdown(self) -> None:

@@ -13,6 +13,7 @@ class LokyEngine(Engine):
     name = "loky"
     requires = ("loky",)
     distribution = "loky"
+    has_joblib = True
     description = "loky.get_reusable_executor(max_workers=N)"
 
     def load(self) -> None:
@@ -28,6 +29,9 @@ class LokyEngine(Engine):
 
     def gather(self, handles: list[Any]) -> list[Any]:
         return [h.result() for h in handles]
+
+    def joblib_backend(self) -> str:
+        return "loky"  # joblib's default backend, on joblib's own (vendored) loky
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True, kill_workers=True)

@@ -14,6 +14,8 @@ class NbrayEngine(Engine):
     distribution = "nbray"
     has_objects = True
     has_actors = True
+    has_pool = True
+    has_joblib = True
     description = "nbray.init(num_cpus=N), local engine"
 
     def __init__(self) -> None:
@@ -53,6 +55,23 @@ class NbrayEngine(Engine):
 
     def destroy_actor(self, actor: Any) -> None:
         self.nbray.kill(actor)
+
+    def start_pool(self, num_cpus: int) -> None:
+        from nbray.util.multiprocessing import Pool
+
+        self.pool = Pool(num_cpus)
+
+    def pool_map(self, fn: Callable[..., Any], items: list[Any]) -> list[Any]:
+        return list(self.pool.map(fn, items))
+
+    def stop_pool(self) -> None:
+        self.pool.terminate()
+
+    def joblib_backend(self) -> str:
+        from nbray.util.joblib import register_nbray
+
+        register_nbray()
+        return "nbray"
 
     def shutdown(self) -> None:
         self.nbray.shutdown()

@@ -16,6 +16,8 @@ class RayEngine(Engine):
     distribution = "ray"
     has_objects = True
     has_actors = True
+    has_pool = True
+    has_joblib = True
     description = (
         "ray.init(num_cpus=N, include_dashboard=False, log_to_driver=False, logging_level=ERROR)"
     )
@@ -54,6 +56,23 @@ class RayEngine(Engine):
 
     def get(self, handle: Any) -> Any:
         return self.ray.get(handle)
+
+    def start_pool(self, num_cpus: int) -> None:
+        from ray.util.multiprocessing import Pool
+
+        self.pool = Pool(num_cpus)
+
+    def pool_map(self, fn: Callable[..., Any], items: list[Any]) -> list[Any]:
+        return list(self.pool.map(fn, items))
+
+    def stop_pool(self) -> None:
+        self.pool.terminate()
+
+    def joblib_backend(self) -> str:
+        from ray.util.joblib import register_ray
+
+        register_ray()
+        return "ray"
 
     def create_actor(self, cls: type) -> Any:
         return self._remote_of(cls).remote()

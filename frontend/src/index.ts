@@ -3,11 +3,11 @@
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, MainAreaWidget, Notification } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
-import { IFrame, LabIcon } from '@jupyterlab/ui-components';
+import { LabIcon } from '@jupyterlab/ui-components';
 
+import { NbrayDashboard } from './dashboard';
 import { ClusterModel } from './model';
 import { NbrayPanel } from './panel';
-import { dashboardURL } from './request';
 
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24">
 <g class="jp-icon3" fill="#616161"><circle cx="12" cy="5" r="3"/><circle cx="5" cy="18" r="3"/>
@@ -44,14 +44,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
     palette: ICommandPalette | null,
     notebooks: INotebookTracker | null
   ) => {
-    let dashboard: MainAreaWidget<IFrame> | null = null;
+    // one model (one event stream) for the panel and the dashboard
+    const model = new ClusterModel();
+    let dashboard: MainAreaWidget<NbrayDashboard> | null = null;
 
     app.commands.addCommand(CommandIDs.openDashboard, {
       label: 'Open nbray Dashboard',
       execute: () => {
         if (!dashboard || dashboard.isDisposed) {
-          const content = new IFrame({ sandbox: ['allow-scripts', 'allow-same-origin'] });
-          content.url = dashboardURL();
+          const content = new NbrayDashboard({ model });
           dashboard = new MainAreaWidget({ content });
           dashboard.id = 'nbray-dashboard';
           dashboard.title.label = 'nbray Dashboard';
@@ -86,7 +87,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     const panel = new NbrayPanel({
-      model: new ClusterModel(),
+      model,
       openDashboard: () => void app.commands.execute(CommandIDs.openDashboard),
       insertSnippet: () => void app.commands.execute(CommandIDs.insertSnippet)
     });

@@ -1,24 +1,15 @@
-// The panel's data: cluster status and nodes over REST, live updates over the WebSocket.
+// The data of the side panel and the dashboard: cluster status and nodes over REST, live
+// updates over the WebSocket. One model serves both views in JupyterLab (one stream).
 //
-//   REST nbray/api/cluster, nodes, summary, ssh/status ─▶ ClusterModel ─▶ changed ─▶ NbrayPanel
-//   WS   nbray/api/events (batches every ~0.5 s) ─┘  reconnects with backoff,
-//                                                     closed while the panel is hidden
+//   REST nbray/api/cluster, nodes, summary, ssh/status ─▶ ClusterModel ─▶ changed ─▶ views
+//   WS   nbray/api/events (batches every ~0.5 s) ─┘      └─▶ received(events) ─▶ dashboard
+//        reconnects with backoff; open only while some view is visible
 import { ISignal, Signal } from '@lumino/signaling';
 
+import { Event, IMetricsEvent, ISummaryRecord } from './events';
 import { eventsURL, requestAPI } from './request';
 
-export interface INodeMetrics {
-  node_id: string;
-  num_cpus: number;
-  cpu_percent: number;
-  memory_total: number;
-  memory_used: number;
-  memory_percent: number;
-  object_store_bytes?: number;
-  object_store_capacity_bytes?: number;
-  gpus: { index: number; name: string; utilization: number; memory_used: number; memory_total: number }[];
-  workers: { [id: string]: { pid: number; cpu_percent: number; rss: number; state?: string } };
-}
+export type INodeMetrics = IMetricsEvent;
 
 export interface INode {
   NodeID: string;
@@ -29,18 +20,7 @@ export interface INode {
   metrics?: INodeMetrics;
 }
 
-export interface IFailure {
-  task_id: string;
-  name: string;
-  error: string;
-  ended: number;
-}
-
-export interface ISummary {
-  counts: { [state: string]: number };
-  rate: number;
-  failures: IFailure[];
-}
+export type ISummary = ISummaryRecord;
 
 export interface IStatus {
   state: string;
@@ -64,7 +44,7 @@ export interface ISshStatus {
 }
 
 interface IMessage {
-  events: { type: string; [key: string]: any }[];
+  events: Event[];
   dropped: number;
   summary: ISummary;
   state: string;
@@ -84,13 +64,27 @@ export class ClusterModel {
     return this._changed;
   }
 
-  /** Start or stop live updates (the panel calls this when it is shown or hidden). */
-  setActive(active: boolean): void {
-    this._active = active;
+  /** Each batch of events from the stream (after the model took them in). */
+  get received(): ISignal<this, Event[]> {
+    return this._received;
+  }
+
+  /**
+   * Start or stop live updates for one view (the panel, the dashboard): the stream is
+   * open while at least one view is active.
+   */
+  setActive(active: boolean, view: object = this): void {
+    const before = this._views.size > 0;
     if (active) {
+      this._views.add(view);
+    } else {
+      this._views.delete(view);
+    }
+    this._active = this._views.size > 0;
+    if (this._active && !before) {
       void this.refresh();
       this._connect();
-    } else {
+    } else if (!this._active && before) {
       this._disconnect();
     }
   }
@@ -154,6 +148,7 @@ export class ClusterModel {
 
   dispose(): void {
     this._active = false;
+    this._views.clear();
     window.clearTimeout(this._sshTimer);
     this._disconnect();
   }
@@ -205,7 +200,7 @@ export class ClusterModel {
       if (event.type === 'metrics') {
         for (const node of this.nodes) {
           if (node.NodeID === event.node_id) {
-            node.metrics = event as unknown as INodeMetrics;
+            node.metrics = event;
           }
         }
       } else if (event.type === 'node') {
@@ -216,7 +211,8 @@ export class ClusterModel {
           }
         }
         refresh = true;
-      } else if (event.type === 'cluster' || event.type === 'worker') {
+      } else if (event.type === 'cluster' || event.type === 'worker' || event.type === 'client') {
+        // a kernel connected or left: the kernel count (and the head's counters) change
         refresh = true;
       }
     }
@@ -236,9 +232,11 @@ export class ClusterModel {
     } else {
       this._changed.emit();
     }
+    this._received.emit(msg.events);
   }
 
   private _active = false;
+  private _views = new Set<object>();
   private _lastRefresh = 0;
   private _backoff = 500;
   private _dropped = false; // the stream broke: refresh when it is back
@@ -246,4 +244,5 @@ export class ClusterModel {
   private _sshTimer = 0;
   private _ws: WebSocket | null = null;
   private _changed = new Signal<this, void>(this);
+  private _received = new Signal<this, Event[]>(this);
 }

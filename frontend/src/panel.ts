@@ -1,9 +1,10 @@
 // The side panel: cluster state and controls, node cards, tasks by state, failures, and
 // the SSH cluster of `nbray up` (a form for its fields, per-host progress, node liveness).
-import { Message } from '@lumino/messaging';
-import { Widget } from '@lumino/widgets';
-
-import { ClusterModel, INode, ISshStatus } from './model';
+import { TASK_STATES } from './events';
+import { LiveWidget } from './live';
+import { h, stateColor } from './format';
+import { ClusterModel, ISshStatus } from './model';
+import { nodeCard } from './nodes';
 
 export namespace NbrayPanel {
   export interface IOptions {
@@ -16,42 +17,7 @@ export namespace NbrayPanel {
   }
 }
 
-const STATES = ['SUBMITTED', 'WAITING', 'READY', 'RUNNING', 'FINISHED', 'FAILED', 'CANCELLED'];
-
-function h(tag: string, cls: string, text?: string): HTMLElement {
-  const el = document.createElement(tag);
-  if (cls) {
-    el.className = cls;
-  }
-  if (text !== undefined) {
-    el.textContent = text;
-  }
-  return el;
-}
-
-function bytes(n: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
-}
-
-function bar(label: string, percent: number, detail: string): HTMLElement {
-  const row = h('div', 'nbray-bar-row');
-  row.appendChild(h('span', 'nbray-bar-label', label));
-  const outer = h('div', 'nbray-bar');
-  const inner = h('div', 'nbray-bar-fill');
-  inner.style.width = `${Math.max(0, Math.min(100, percent)).toFixed(1)}%`;
-  outer.appendChild(inner);
-  row.appendChild(outer);
-  row.appendChild(h('span', 'nbray-bar-detail', detail));
-  return row;
-}
-
-export class NbrayPanel extends Widget {
+export class NbrayPanel extends LiveWidget {
   constructor(options: NbrayPanel.IOptions) {
     super();
     this.addClass('nbray-panel');
@@ -66,26 +32,12 @@ export class NbrayPanel extends Widget {
 
   dispose(): void {
     this._model.changed.disconnect(this._render, this);
-    this._model.dispose();
+    this._model.setActive(false, this);
     super.dispose();
   }
 
-  protected onAfterShow(msg: Message): void {
-    this._model.setActive(true);
-  }
-
-  protected onAfterAttach(msg: Message): void {
-    if (this.isVisible) {
-      this._model.setActive(true);
-    }
-  }
-
-  protected onBeforeHide(msg: Message): void {
-    this._model.setActive(false);
-  }
-
-  protected onBeforeDetach(msg: Message): void {
-    this._model.setActive(false);
+  protected setLive(live: boolean): void {
+    this._model.setActive(live, this);
   }
 
   private _build(): void {
@@ -106,7 +58,11 @@ export class NbrayPanel extends Widget {
     this._cpus.title = 'CPUs for start/restart (empty: all)';
     this._cpus.className = 'nbray-cpus';
     for (const name of ['start', 'stop', 'restart'] as const) {
-      const button = h('button', `jp-mod-styled nbray-${name}`, name[0].toUpperCase() + name.slice(1));
+      const button = h(
+        'button',
+        `jp-mod-styled nbray-${name}`,
+        name[0].toUpperCase() + name.slice(1)
+      );
       button.addEventListener('click', () => {
         const cpus = parseFloat(this._cpus.value);
         void this._model.action(name, name === 'stop' || isNaN(cpus) ? {} : { num_cpus: cpus });
@@ -163,11 +119,15 @@ export class NbrayPanel extends Widget {
       ['python', 'Python on the hosts', 'python3']
     ];
     for (const [name, label, example] of fields) {
+      // the label above the field, the example inside it: a long placeholder was cut off
+      const row = h('label', 'nbray-ssh-field');
+      row.appendChild(h('span', 'nbray-ssh-label', label));
       const input = document.createElement('input');
       input.className = `nbray-ssh-${name}`;
-      input.placeholder = `${label} (e.g. ${example})`;
-      input.title = label;
-      form.appendChild(input);
+      input.placeholder = example;
+      input.title = `${label}, e.g. ${example}`;
+      row.appendChild(input);
+      form.appendChild(row);
       this._sshInputs[name] = input;
     }
     const install = document.createElement('label');
@@ -222,7 +182,9 @@ export class NbrayPanel extends Widget {
     const head = h('div', 'nbray-ssh-state');
     head.appendChild(h('span', `nbray-ssh-badge nbray-state-${state}`, state));
     if (ssh && ssh.name) {
-      head.appendChild(document.createTextNode(` ${ssh.name}${ssh.address ? ` at ${ssh.address}` : ''}`));
+      head.appendChild(
+        document.createTextNode(` ${ssh.name}${ssh.address ? ` at ${ssh.address}` : ''}`)
+      );
     }
     children.push(head);
     for (const host of ssh ? ssh.hosts : []) {
@@ -268,14 +230,15 @@ export class NbrayPanel extends Widget {
       this._resources.textContent = '';
     }
 
-    this._nodes.replaceChildren(...model.nodes.map(n => this._nodeCard(n)));
+    this._nodes.replaceChildren(...model.nodes.map(n => nodeCard(n)));
     if (model.nodes.length === 0) {
       this._nodes.appendChild(h('div', 'nbray-empty', 'No nodes: the cluster is not running.'));
     }
 
     const counts = model.summary.counts;
-    const chips = STATES.filter(s => counts[s]).map(s => {
+    const chips = TASK_STATES.filter(s => counts[s]).map(s => {
       const chip = h('span', `nbray-count nbray-count-${s}`);
+      chip.style.borderLeft = `4px solid ${stateColor(s)}`;
       chip.appendChild(h('b', '', String(counts[s])));
       chip.appendChild(document.createTextNode(` ${s.toLowerCase()}`));
       return chip;
@@ -299,42 +262,6 @@ export class NbrayPanel extends Widget {
       this._failures.appendChild(h('span', 'nbray-empty', 'None.'));
     }
     this._renderSsh(model.ssh);
-  }
-
-  private _nodeCard(node: INode): HTMLElement {
-    const card = h('div', 'nbray-node-card');
-    const cpus = node.Resources.CPU ?? 0;
-    const gpus = node.Resources.GPU ?? 0;
-    card.appendChild(
-      h('div', 'nbray-node-name', `${node.NodeManagerHostname} · ${cpus} CPU${gpus ? ` · ${gpus} GPU` : ''}`)
-    );
-    if (node.Alive === false) {
-      card.classList.add('nbray-node-dead');
-      card.appendChild(h('div', 'nbray-node-note', 'gone: the node died'));
-      return card;
-    }
-    const m = node.metrics;
-    if (!m) {
-      card.appendChild(h('div', 'nbray-empty', 'waiting for the first sample…'));
-      return card;
-    }
-    card.appendChild(bar('CPU', m.cpu_percent, `${m.cpu_percent.toFixed(0)}%`));
-    card.appendChild(
-      bar('Mem', m.memory_percent, `${bytes(m.memory_used)} / ${bytes(m.memory_total)}`)
-    );
-    for (const g of m.gpus) {
-      card.appendChild(
-        bar(`GPU${g.index}`, g.utilization, `${g.utilization.toFixed(0)}% · ${bytes(g.memory_used)}`)
-      );
-    }
-    if (m.gpus.length === 0) {
-      card.appendChild(h('div', 'nbray-node-note', 'no GPU'));
-    }
-    const workers = Object.keys(m.workers).length;
-    const capacity = m.object_store_capacity_bytes;
-    const store = `${bytes(m.object_store_bytes ?? 0)}${capacity ? ` / ${bytes(capacity)}` : ''}`;
-    card.appendChild(h('div', 'nbray-node-note', `${workers} workers · object store ${store}`));
-    return card;
   }
 
   private _model: ClusterModel;

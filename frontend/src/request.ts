@@ -16,11 +16,11 @@ export async function requestAPI<T>(endPoint = '', init: RequestInit = {}): Prom
     throw new ServerConnection.NetworkError(error as TypeError);
   }
   const text = await response.text();
-  let data: any = text;
+  let data: any = text; // eslint-disable-line @typescript-eslint/no-explicit-any
   if (text.length > 0) {
     try {
       data = JSON.parse(text);
-    } catch (error) {
+    } catch {
       // not JSON: keep the text for the error message
     }
   }
@@ -28,12 +28,6 @@ export async function requestAPI<T>(endPoint = '', init: RequestInit = {}): Prom
     throw new ServerConnection.ResponseError(response, data.message || text);
   }
   return data as T;
-}
-
-/** The URL of the dashboard page, served by the extension. */
-export function dashboardURL(): string {
-  const settings = ServerConnection.makeSettings();
-  return URLExt.join(settings.baseUrl, 'nbray', 'dashboard');
 }
 
 /** The WebSocket URL of the event stream (the token rides along if there is one). */

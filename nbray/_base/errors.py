@@ -17,19 +17,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "ActorAlreadyExistsError",
     "ActorDiedError",
+    "ActorError",
     "ActorNotFoundError",
+    "ActorUnavailableError",
+    "ActorUnschedulableError",
+    "AsyncioActorExit",
     "GetTimeoutError",
     "NbrayConnectionError",
     "NbrayError",
+    "NodeDiedError",
+    "ObjectFetchTimedOutError",
+    "ObjectFreedError",
     "ObjectLostError",
+    "ObjectReconstructionFailedError",
     "ObjectStoreFullError",
     "OutOfMemoryError",
+    "OwnerDiedError",
+    "PendingCallsLimitExceeded",
+    "RaySystemError",
     "RemoteError",
     "RemoteTraceback",
+    "RuntimeEnvSetupError",
     "SerializationError",
     "TaskCancelledError",
     "TaskError",
+    "TaskPlacementGroupRemoved",
+    "TaskUnschedulableError",
     "UnschedulableError",
     "WorkerCrashedError",
 ]
@@ -71,9 +86,28 @@ class WorkerCrashedError(NbrayError):
         self.exit_code = exit_code
 
 
-class ActorDiedError(NbrayError):
+class ActorError(NbrayError):
+    """Raised never by itself: the base of the errors of an actor's calls (Ray:
+    ``RayActorError``); ``except ActorError`` catches a dead and an unavailable actor."""
+
+
+class ActorDiedError(ActorError):
     """Raised when a method is called on, or was running in, an actor that died or was killed
-    and will not be restarted (or whose constructor raised)."""
+    and will not be restarted (or whose constructor raised, or that called ``exit_actor``)."""
+
+
+class ActorUnavailableError(ActorError):
+    """Raised when an actor cannot answer for now (restarting, or unreachable) and the call
+    may succeed if made again (Ray's ``ActorUnavailableError``; the Ray engine raises it)."""
+
+
+class ActorAlreadyExistsError(NbrayError, ValueError):
+    """Raised when an actor is created with a name that a live actor in that namespace
+    already has (also a ``ValueError``, as in Ray)."""
+
+
+class PendingCallsLimitExceeded(NbrayError):
+    """Raised when an actor has more pending calls than its ``max_pending_calls`` allows."""
 
 
 class ActorNotFoundError(NbrayError, ValueError):
@@ -93,6 +127,23 @@ class ObjectLostError(NbrayError):
     """Raised when an object was freed or lost (its owner released every reference to it)."""
 
 
+class OwnerDiedError(ObjectLostError):
+    """Raised when the process that owned an object (the one that created its ObjectRef)
+    died, so the object cannot be reached any more."""
+
+
+class ObjectFetchTimedOutError(ObjectLostError):
+    """Raised when an object could not be fetched from the node that holds it in time."""
+
+
+class ObjectReconstructionFailedError(ObjectLostError):
+    """Raised when a lost object could not be made again by re-running its task."""
+
+
+class ObjectFreedError(ObjectLostError):
+    """Raised when an object was freed explicitly before it was read."""
+
+
 class ObjectStoreFullError(NbrayError):
     """Raised when the object store is full and nothing can be spilled to make room."""
 
@@ -109,6 +160,40 @@ class SerializationError(NbrayError, TypeError):
 class UnschedulableError(NbrayError):
     """Raised when a task or actor asks for more resources than the cluster has in total,
     so it could never run."""
+
+
+class ActorUnschedulableError(UnschedulableError):
+    """Raised when an actor asks for resources no node of the cluster has (Ray's
+    ``ActorUnschedulableError``; the Ray engine raises it)."""
+
+
+class TaskUnschedulableError(UnschedulableError):
+    """Raised when a task asks for resources no node of the cluster has (Ray's
+    ``TaskUnschedulableError``; the Ray engine raises it)."""
+
+
+class NodeDiedError(NbrayError):
+    """Raised when the node running a task died (the Ray engine raises it)."""
+
+
+class RaySystemError(NbrayError):
+    """Raised when the runtime itself failed (not the user's code): the message says where."""
+
+
+class AsyncioActorExit(NbrayError):
+    """Raised inside an async actor by ``nbray.actor.exit_actor()`` to end it; never seen by
+    the caller."""
+
+
+class RuntimeEnvSetupError(NbrayError):
+    """Raised when a task's or actor's ``runtime_env`` could not be set up (a ``pip``
+    install failed, a ``working_dir`` is missing); the message carries the installer's
+    output. Ray: ``ray.exceptions.RuntimeEnvSetupError``."""
+
+
+class TaskPlacementGroupRemoved(NbrayError):
+    """Raised when a task's placement group was removed before or while it ran (Ray:
+    ``ray.exceptions.TaskPlacementGroupRemoved``)."""
 
 
 class NbrayConnectionError(NbrayError, ConnectionError):
@@ -139,6 +224,8 @@ _KINDS: dict[str, type[NbrayError]] = {
     "oom": OutOfMemoryError,
     "unschedulable": UnschedulableError,
     "store_full": ObjectStoreFullError,
+    "runtime_env": RuntimeEnvSetupError,
+    "pg_removed": TaskPlacementGroupRemoved,
 }
 
 
@@ -225,6 +312,11 @@ class RemoteError:
                 cause = None
         if cause is None:
             cause = RuntimeError(f"{self.cause_type}: {self.cause_repr}")
+        while isinstance(cause, TaskError) and cause.cause is not None:
+            # raised by a nested task and passed on: the error keeps the original class
+            # (``except ZeroDivisionError`` works), and ``self.traceback``, formatted from
+            # the nested error, holds the nested task's traceback above this task's one
+            cause = cause.cause
         err = _task_error_for(cause)
         err.function_name = self.function_name
         err.task_id = self.task_id

@@ -1,6 +1,6 @@
 """The pre-warmed fork server: forks workers in ~1 ms and reports their exit codes.
 
-    head ──("spawn", worker id) | ("shutdown", 0)──▶ fork server ──fork()──▶ worker
+    head ──("spawn", worker id[, runtime_env]) | ("shutdown", 0)──▶ fork server ──fork()──▶ worker
     fork server ──("spawned", id, pid) | ("exited", id, pid, exit code)──▶ head
 
 Started once by the head with one end of a socket pair; it imports the worker's modules up
@@ -82,13 +82,13 @@ class ForkServer:
             self.running = False
             return
         for msgs in self.decoder.feed(data):
-            for what, wid in msgs:
-                if what == "spawn":
-                    self._spawn(worker, secret, wid)
+            for what, wid, *rest in msgs:
+                if what == "spawn":  # rest: the worker's runtime_env (JSON), if any
+                    self._spawn(worker, secret, wid, rest[0] if rest else "")
                 elif what == "shutdown":
                     self.running = False
 
-    def _spawn(self, worker: Any, secret: bytes, wid: int) -> None:
+    def _spawn(self, worker: Any, secret: bytes, wid: int, runtime_env: str = "") -> None:
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
@@ -98,7 +98,7 @@ class ForkServer:
                     signal.signal(sig, signal.SIG_DFL)
                 self.sock.close()
                 set_parent_death_signal(signal.SIGKILL)
-                code = worker.main(self.address, secret, wid, self.session)
+                code = worker.main(self.address, secret, wid, self.session, runtime_env)
             finally:
                 os._exit(code)
         self.children[pid] = wid

@@ -28,8 +28,6 @@ _RAY_INIT_IGNORED = {
     "logging_level",
     "logging_format",
     "configure_logging",
-    "runtime_env",
-    "local_mode",
     "_temp_dir",
     "_system_config",
     "job_config",
@@ -97,6 +95,7 @@ def init(
     port: int | None = None,
     host: str | None = None,
     object_store_memory: int | None = None,
+    runtime_env: dict[str, Any] | None = None,
     **ray_kwargs: Any,
 ) -> ClusterContext:
     """Start a local cluster owned by this process, or connect to a running one.
@@ -112,10 +111,18 @@ def init(
     (default: 30% of the memory, at most what /dev/shm holds); past it the least recently
     used objects spill to disk.
 
+    ``runtime_env`` is the job's environment (Ray's): every task and actor of this process
+    runs in it, merged with their own ``runtime_env`` (theirs wins, ``env_vars`` merge). See
+    README "Ray libraries" for the fields the local engine supports.
+
     ``engine="ray"`` runs everything on Ray instead: on the cluster at ``address``
     (``host:port`` of its head), else on the cluster `nbray up` provisioned, else on a private
     local Ray. After `nbray up`, a bare ``nbray.init()`` picks that cluster and the Ray engine
     (``engine`` defaults to ``NBRAY_ENGINE``, else that). See README "Scale out".
+
+    ``local_mode=True`` starts no cluster: every task and actor call runs at once in this
+    process (Ray's old local mode), so breakpoints, ``pdb`` and ``%debug`` work on the
+    remote functions as on plain code.
 
     Example::
 
@@ -125,9 +132,14 @@ def init(
         nbray.shutdown()
     """
     global _context
+    local_mode = bool(ray_kwargs.pop("local_mode", False))
+    asked_engine = engine
     unknown = set(ray_kwargs) - _RAY_INIT_IGNORED
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    from nbray._base.runtime_env import validate as validate_runtime_env
+
+    job_env = validate_runtime_env(runtime_env)
     engine = engine or os.environ.get("NBRAY_ENGINE") or None
     if engine not in (None, "local", "ray"):
         raise ValueError(f"unknown engine {engine!r}: use 'local' (the default) or 'ray'")
@@ -143,6 +155,13 @@ def init(
                 "nbray.init() was already called in this process. Call nbray.shutdown() "
                 "first, or pass ignore_reinit_error=True to keep the running cluster."
             )
+        if local_mode:
+            if asked_engine == "ray" or address is not None:
+                raise ValueError(
+                    "local_mode=True runs every task and actor in this process: it cannot be "
+                    "combined with an address or engine='ray'"
+                )
+            return _init_inline(namespace)
         explicit = num_cpus is not None or num_gpus is not None or bool(resources)
         if address is None and engine != "ray" and explicit:
             # the call describes a cluster of its own: NBRAY_ADDRESS (e.g. the cluster a
@@ -154,7 +173,9 @@ def init(
         if engine is None:
             engine = "ray" if address is None and _ray_cluster_recorded() else "local"
         if engine == "ray":
-            return _init_ray(address, namespace, num_cpus, num_gpus, resources, object_store_memory)
+            return _init_ray(
+                address, namespace, num_cpus, num_gpus, resources, object_store_memory, job_env
+            )
         from nbray._compose.cluster.local import (
             START_TIMEOUT,
             resolve_address,
@@ -202,7 +223,9 @@ def init(
         if namespace:
             client.namespace = namespace
         eng = LocalEngine(client, cluster)
+        eng.job_runtime_env = job_env
         session.set_engine(eng)
+        eng.install_job_env()
         info = eng.cluster_info()
         _context = ClusterContext(
             address=cluster.address if cluster else address or sock,
@@ -257,6 +280,7 @@ def _init_ray(
     num_gpus: int | None,
     resources: dict[str, float] | None,
     object_store_memory: int | None,
+    runtime_env: dict[str, Any],
 ) -> ClusterContext:
     global _context
     from nbray._engines.ray.connect import connect
@@ -268,9 +292,28 @@ def _init_ray(
         num_gpus=num_gpus,
         resources=resources,
         object_store_memory=object_store_memory,
+        runtime_env=runtime_env,
     )
     session.set_engine(eng)
     _context = ClusterContext(engine="ray", resources=eng.cluster_info()["total"], **facts)
+    return _context
+
+
+def _init_inline(namespace: str | None) -> ClusterContext:
+    """``init(local_mode=True)``: no cluster; every ``.remote()`` runs at once, here."""
+    global _context
+    from nbray._engines.inline import InlineEngine
+
+    eng = InlineEngine(namespace or "default")
+    session.set_engine(eng)
+    _context = ClusterContext(
+        address="",
+        engine="inline",
+        node_id="inline",
+        namespace=eng.namespace,
+        owned=True,
+        resources=eng.cluster_info()["total"],
+    )
     return _context
 
 

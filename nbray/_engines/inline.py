@@ -1,24 +1,28 @@
-"""An engine that runs every ``.remote()`` call at once, in the kernel (Ray's local mode).
+"""An engine that runs every ``.remote()`` call at once, in the calling process: Ray's local
+mode (``nbray.init(local_mode=True)``), and ``%%compare``'s serial run.
 
-    %%compare ──serial run──▶ session engine swapped for InlineEngine
+    %%compare / init(local_mode=True) ──▶ session engine is an InlineEngine
         f.remote(x) ──▶ f(x) runs now ──▶ value (or exception) kept under a new ObjectRef
-        Actor.remote() ──▶ the instance lives in the kernel; method calls run at once
+        Actor.remote() ──▶ the instance lives in this process; method calls run at once
         nbray.get(ref) ──▶ the kept value, or the exception raised again
 
-Used by ``%%compare`` to time the cell as if there were no cluster.
+A task's exception is raised by ``get`` as a ``TaskError`` that is also an instance of its
+class, with the task's own traceback: ``%debug`` (or ``pdb.post_mortem()``) lands in the
+task's frame, and breakpoints in remote functions stop as in plain code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nbray._base.errors import ActorNotFoundError
+from nbray._base.errors import ActorDiedError, ActorNotFoundError, TaskError, _task_error_for
 from nbray._base.options import ActorOptions, TaskOptions
-from nbray._model.actor import ActorHandle, actor_methods, is_async_class
+from nbray._model.actor import ActorHandle, actor_methods, bound_method, is_async_class
 from nbray._model.engine import Engine
 from nbray._model.object_ref import ObjectRef
 
@@ -26,10 +30,15 @@ __all__ = ["InlineEngine"]
 
 
 class _Failed:
-    __slots__ = ("exc",)
+    __slots__ = ("exc", "name")
 
-    def __init__(self, exc: BaseException) -> None:
+    def __init__(self, exc: BaseException, name: str = "") -> None:
         self.exc = exc
+        self.name = name
+
+
+class _ExitActor(Exception):
+    """Raised by ``exit_actor()`` in an actor method run inline."""
 
 
 class InlineEngine(Engine):
@@ -37,13 +46,17 @@ class InlineEngine(Engine):
 
     name = "inline"
 
-    def __init__(self) -> None:
+    def __init__(self, namespace: str = "default") -> None:
         self._ids = itertools.count(1)
         self._values: dict[int, Any] = {}
         self._counts: dict[int, int] = {}
         self._actors: dict[int, Any] = {}
+        self._actor_info: dict[int, tuple[str, ActorOptions]] = {}
         self._names: dict[tuple[str, str], ActorHandle] = {}
         self._lock = threading.Lock()
+        self.namespace = namespace
+        # what runs now, innermost last: (task id, task name, actor id or 0, resources)
+        self._running: list[tuple[int, str, int, dict[str, float]]] = []
         self.calls = 0  # tasks, actor creations and actor calls run so far (%%compare)
 
     def _store(self, value: Any) -> ObjectRef:
@@ -57,16 +70,30 @@ class InlineEngine(Engine):
 
         return [value(a) for a in args], {k: value(v) for k, v in kwargs.items()}
 
-    def _call(self, func: Callable[..., Any], args: Any, kwargs: Any, n: int) -> list[ObjectRef]:
+    def _call(
+        self,
+        func: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        n: int,
+        name: str,
+        actor_id: int = 0,
+        resources: dict[str, float] | None = None,
+    ) -> list[ObjectRef]:
         self.calls += 1
+        self._running.append((next(self._ids), name, actor_id, resources or {}))
         try:
             a, k = self._resolve(args, kwargs)
             result = func(*a, **k)
             if asyncio.iscoroutine(result):
                 result = asyncio.run(result)
             values = [result] if n <= 1 else list(result)
+        except _ExitActor:
+            raise
         except Exception as exc:
-            values = [_Failed(exc)] * max(n, 1)
+            values = [_Failed(exc, name)] * max(n, 1)
+        finally:
+            self._running.pop()
         refs = [self._store(v) for v in values]
         return refs if n else []
 
@@ -79,24 +106,38 @@ class InlineEngine(Engine):
         options: TaskOptions,
         name: str,
     ) -> list[ObjectRef]:
-        return self._call(func, args, kwargs, options.num_returns)
+        return self._call(
+            func, args, kwargs, options.num_returns, name, 0, options.resource_request()
+        )
 
     def create_actor(
         self, cls: type, args: tuple[Any, ...], kwargs: dict[str, Any], options: ActorOptions
     ) -> ActorHandle:
+        namespace = options.namespace or self.namespace
         if options.name and options.get_if_exists:
-            existing = self._names.get((options.namespace or "", options.name))
+            existing = self._names.get((namespace, options.name))
             if existing is not None:
                 return existing
         self.calls += 1
         a, k = self._resolve(args, kwargs)
         aid = next(self._ids)
-        self._actors[aid] = cls(*a, **k)
+        self._actor_info[aid] = (cls.__name__, options)
+        self._running.append((next(self._ids), f"{cls.__name__}.__init__", aid, {}))
+        try:
+            self._actors[aid] = cls(*a, **k)
+        finally:
+            self._running.pop()
         handle = ActorHandle(
-            self, aid, cls.__name__, actor_methods(cls), is_async=is_async_class(cls)
+            self,
+            aid,
+            cls.__name__,
+            actor_methods(cls),
+            is_async=is_async_class(cls),
+            original=True,
+            collectable=not options.name and options.lifetime != "detached",
         )
         if options.name:
-            self._names[(options.namespace or "", options.name)] = handle
+            self._names[(namespace, options.name)] = handle
         return handle
 
     def call_actor(
@@ -106,13 +147,74 @@ class InlineEngine(Engine):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         num_returns: int,
+        concurrency_group: str = "",
     ) -> list[ObjectRef]:
-        instance = self._actors.get(handle._actor_id)
+        aid = handle._actor_id
+        instance = self._actors.get(aid)
+        what = f"{handle._class_name}.{method}"
         if instance is None:
-            from nbray._base.errors import ActorDiedError
+            err = ActorDiedError(f"the actor {handle._class_name} is dead: {what} cannot run")
+            return [self._store(_Failed(err)) for _ in range(max(num_returns, 1))]
+        options = self._actor_info[aid][1]
+        try:
+            return self._call(
+                bound_method(instance, method),
+                args,
+                kwargs,
+                num_returns,
+                what,
+                aid,
+                options.resource_request(),
+            )
+        except _ExitActor:
+            self._end_actor(aid, graceful=True)
+            err = ActorDiedError(
+                f"the actor {handle._class_name} exited: {method}() called exit_actor()"
+            )
+            return [self._store(_Failed(err)) for _ in range(max(num_returns, 1))]
 
-            return [self._store(_Failed(ActorDiedError("the actor was killed")))]
-        return self._call(getattr(instance, method), args, kwargs, num_returns)
+    def _end_actor(self, actor_id: int, graceful: bool) -> None:
+        instance = self._actors.pop(actor_id, None)
+        for key, handle in list(self._names.items()):
+            if handle._actor_id == actor_id:
+                del self._names[key]
+        if graceful and instance is not None:
+            hook = getattr(instance, "__ray_shutdown__", None)
+            if callable(hook):
+                hook()
+
+    def exit_actor(self) -> None:
+        if not any(actor_id for _, _, actor_id, _ in self._running[-1:]):
+            super().exit_actor()  # raises: not in an actor
+        raise _ExitActor()
+
+    def runtime_context(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "job_id": "00000001",
+            "node_id": "inline",
+            "worker_id": f"{os.getpid():08x}",
+            "namespace": self.namespace,
+            "task_id": None,
+            "actor_id": None,
+            "resources": None,
+            "gpu_ids": [],
+            "in_worker": bool(self._running),
+        }
+        if self._running:
+            task_id, name, actor_id, resources = self._running[-1]
+            out.update(task_id=f"{task_id:016x}", task_name=name, resources=resources)
+            if actor_id:
+                class_name, options = self._actor_info[actor_id]
+                cls = type(self._actors.get(actor_id))
+                out.update(
+                    actor_id=f"{actor_id:016x}",
+                    actor_name=options.name,
+                    actor_class=class_name,
+                    actor_methods=actor_methods(cls),
+                    actor_id_int=actor_id,
+                    restarted=False,
+                )
+        return out
 
     def put(self, value: Any) -> ObjectRef:
         return self._store(value)
@@ -122,7 +224,7 @@ class InlineEngine(Engine):
         for ref in refs:
             value = self._values[ref.id]
             if isinstance(value, _Failed):
-                raise value.exc
+                raise _as_task_error(value)
             out.append(value)
         return out
 
@@ -138,20 +240,27 @@ class InlineEngine(Engine):
         return None
 
     def kill_actor(self, handle: ActorHandle, no_restart: bool) -> None:
-        self._actors.pop(handle._actor_id, None)
+        self._end_actor(handle._actor_id, graceful=False)  # as ray.kill: no clean-up hook
 
     def release_actor(self, handle: ActorHandle) -> None:
-        self._actors.pop(handle._actor_id, None)
+        self._end_actor(handle._actor_id, graceful=True)  # out of scope: __ray_shutdown__
 
     def get_actor(self, name: str, namespace: str | None) -> ActorHandle:
-        handle = self._names.get((namespace or "", name))
+        handle = self._names.get((namespace or self.namespace, name))
         if handle is None:
-            raise ActorNotFoundError(f"no actor named {name!r} ran in this serial run")
-        return handle
+            raise ActorNotFoundError(f"no actor named {name!r} in this process (local mode)")
+        return ActorHandle(
+            self,
+            handle._actor_id,
+            handle._class_name,
+            tuple(handle._methods.items()),
+            is_async=handle._is_async,
+        )
 
     def cluster_info(self) -> dict[str, Any]:
         total = {"CPU": 1.0}
-        return {"nodes": [], "total": total, "available": total}
+        node = {"NodeID": "inline", "Alive": True, "Resources": total}
+        return {"nodes": [node], "total": total, "available": total}
 
     def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
         return lambda: None
@@ -172,3 +281,24 @@ class InlineEngine(Engine):
     def shutdown(self) -> None:
         self._values.clear()
         self._actors.clear()
+        self._names.clear()
+
+
+def _as_task_error(failed: _Failed) -> BaseException:
+    """The error ``get`` raises for a task's exception: nbray's errors as they are, others as
+    a TaskError that is also of their class, carrying the task's own frames (so that a
+    post-mortem debugger opens in the task)."""
+    exc = failed.exc
+    if not isinstance(exc, Exception) or (isinstance(exc, TaskError) and not failed.name):
+        return exc
+    if type(exc).__module__ == "nbray._base.errors" and not isinstance(exc, TaskError):
+        return exc  # ActorDiedError and the like
+    cause = exc.cause if isinstance(exc, TaskError) and exc.cause is not None else exc
+    err = _task_error_for(cause)
+    err.function_name = failed.name
+    err.task_id = ""
+    err.cause = cause
+    err.remote_traceback = ""
+    err.__cause__ = None
+    err.__suppress_context__ = True
+    return err.with_traceback(exc.__traceback__)

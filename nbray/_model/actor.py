@@ -10,34 +10,67 @@ submitted to it have finished, as in Ray.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import TYPE_CHECKING, Any
 
 from nbray._base.options import ActorOptions, make_options
 
 from .remote_function import _returns
+from .signature import ArgCheck, method_check
 
 if TYPE_CHECKING:
     from .engine import Engine
 
-__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "method"]
+__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]
 
 
-def method(*, num_returns: int = 1) -> Any:
-    """Set options of one actor method, e.g. ``@nbray.method(num_returns=2)``."""
+def method(*, num_returns: int | None = None, concurrency_group: str | None = None) -> Any:
+    """Set options of one actor method (Ray's ``ray.method``).
+
+    ``num_returns``: how many ObjectRefs a call returns; ``concurrency_group``: the group
+    (declared in the actor's ``concurrency_groups`` option) whose threads or async tasks
+    run this method's calls.
+
+    Example::
+
+        @nbray.remote(concurrency_groups={"io": 2})
+        class Service:
+            @nbray.method(num_returns=2)
+            def pair(self):
+                return 1, 2
+
+            @nbray.method(concurrency_group="io")
+            def fetch(self, url):
+                ...
+    """
+    if num_returns is not None and (
+        not isinstance(num_returns, int) or isinstance(num_returns, bool) or num_returns < 0
+    ):
+        raise ValueError(f"num_returns must be an int >= 0, got {num_returns!r}")
+    if concurrency_group is not None and not isinstance(concurrency_group, str):
+        raise TypeError(f"concurrency_group must be a str, got {concurrency_group!r}")
 
     def decorate(func: Any) -> Any:
-        func.__nbray_num_returns__ = num_returns
+        if num_returns is not None:
+            func.__ray_num_returns__ = num_returns
+        if concurrency_group is not None:
+            func.__ray_concurrency_group__ = concurrency_group
         return func
 
     return decorate
+
+
+#: methods every actor has, as in Ray (the worker answers them itself)
+SPECIAL_METHODS = ("__ray_call__", "__ray_ready__", "__ray_terminate__")
 
 
 def actor_methods(cls: type) -> tuple[tuple[str, int], ...]:
     out = []
     for name, member in inspect.getmembers(cls):
         if callable(member) and (not name.startswith("__") or name == "__call__"):
-            out.append((name, int(getattr(member, "__nbray_num_returns__", 1))))
+            out.append((name, int(getattr(member, "__ray_num_returns__", 1))))
+    out.extend((name, 1) for name in SPECIAL_METHODS)
     return tuple(out)
 
 
@@ -48,8 +81,69 @@ def is_async_class(cls: type) -> bool:
     )
 
 
+def concurrency_group_of(cls: type, name: str) -> str:
+    """The concurrency group ``@nbray.method`` gave method ``name`` ("" for the default)."""
+    return str(getattr(getattr(cls, name, None), "__ray_concurrency_group__", "") or "")
+
+
+def check_concurrency_groups(cls: type, groups: dict[str, int]) -> None:
+    """Every ``@nbray.method(concurrency_group=...)`` of ``cls`` names a declared group."""
+    for name, _ in actor_methods(cls):
+        group = concurrency_group_of(cls, name)
+        if group and group not in groups:
+            raise ValueError(
+                f"method {cls.__name__}.{name} runs in concurrency group {group!r}, which the "
+                f"actor does not declare: add concurrency_groups={{{group!r}: N}} to its options"
+                f" (declared: {sorted(groups) or 'none'})"
+            )
+
+
+def bound_method(instance: Any, name: str) -> Any:
+    """The callable that runs a call of ``name`` on ``instance`` (an actor's object in its
+    process), the methods every actor has included."""
+    if name == "__ray_ready__":
+        return _ready
+    if name == "__ray_call__":
+        return functools.partial(_call_with_self, instance)
+    if name == "__ray_terminate__":
+        return exit_actor
+    return getattr(instance, name)
+
+
+def _ready() -> bool:
+    return True
+
+
+def _call_with_self(instance: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    return fn(instance, *args, **kwargs)
+
+
+def exit_actor() -> None:
+    """End the current actor from inside one of its methods (Ray's
+    ``ray.actor.exit_actor``).
+
+    The call that runs it gets ``ActorDiedError`` instead of a value, and so do the calls
+    queued after it; calls already running on other threads or async tasks finish first.
+    The actor's ``__ray_shutdown__`` method, if it has one, runs before the process ends;
+    the actor is not restarted. Outside an actor it raises ``TypeError``.
+
+    Example::
+
+        @nbray.remote
+        class Job:
+            def done(self):
+                nbray.actor.exit_actor()
+    """
+    from .session import current_engine
+
+    current_engine().exit_actor()
+
+
 class ActorClass:
     """A class whose instances live in their own worker process (Ray: ``ActorClass``).
+
+    The user's class stays visible through it, as in Ray: class attributes, class methods
+    and static methods read through (``Counter.LIMIT``, ``Counter.from_config(...)``).
 
     Example::
 
@@ -68,10 +162,40 @@ class ActorClass:
     def __init__(self, cls: type, options: ActorOptions) -> None:
         self._cls = cls
         self._options = options
+        self._checks: dict[str, ArgCheck | None] | None = None
         self.__name__ = cls.__name__
         self.__qualname__ = cls.__qualname__
         self.__doc__ = cls.__doc__
         self.__module__ = cls.__module__
+
+    def __getattr__(self, name: str) -> Any:
+        # the user's class attributes, classmethods and staticmethods (Ray's ActorClass
+        # derives from the user's class)
+        cls = self.__dict__.get("_cls")
+        if cls is None or name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            raw = inspect.getattr_static(cls, name)
+        except AttributeError:
+            raw = None
+        if raw is None or inspect.isfunction(raw):
+            raise AttributeError(
+                f"actor class {cls.__name__} has no attribute {name!r}"
+                + (
+                    f": {name} is a method of its actors; start one and call it: "
+                    f"{cls.__name__}.remote(...).{name}.remote(...)"
+                    if raw is not None
+                    else ""
+                )
+            )
+        if isinstance(raw, staticmethod):
+            # a new callable each time: pickled by value (by reference, ``Cls.name`` would
+            # resolve to it in a process that cannot import the class's module)
+            return functools.partial(raw.__func__)
+        return getattr(cls, name)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(dir(self._cls)) | {"remote", "options", "_remote"})
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -79,28 +203,59 @@ class ActorClass:
             f"{self.__name__}.remote(...) to start an actor"
         )
 
+    def _method_checks(self) -> dict[str, ArgCheck | None]:
+        """Argument checks of the constructor and of every method, made once."""
+        checks = self._checks
+        if checks is None:
+            cls = self._cls
+            checks = {name: method_check(cls, name) for name, _ in actor_methods(cls)}
+            checks["__init__"] = method_check(cls, "__init__")
+            self._checks = checks
+        return checks
+
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
-        """Start an actor; returns its handle at once (the constructor runs remotely)."""
+        """Start an actor; returns its handle at once (the constructor runs remotely).
+        Arguments that do not fit the constructor raise ``TypeError`` here, as in Ray."""
         from nbray._base.errors import SerializationError
 
         from .session import current_engine
 
         __tracebackhide__ = True  # IPython and pytest leave this frame out
+        checks = self._method_checks()
+        check = checks["__init__"]
+        if check is not None:
+            check(args, kwargs)
         try:
-            return current_engine().create_actor(self._cls, args, kwargs, self._options)
+            handle = current_engine().create_actor(self._cls, args, kwargs, self._options)
         except SerializationError as exc:  # the message says it all: no nbray frames
             raise exc.with_traceback(None) from None
+        handle._checks = checks
+        return handle
+
+    def _remote(
+        self,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> ActorHandle:
+        """``Cls._remote(args=[...], kwargs={...}, **options)``, as Ray's: options and
+        arguments in one call."""
+        target = self.options(**options) if options else self
+        return target.remote(*(args or ()), **(kwargs or {}))
 
     def options(self, **options: Any) -> ActorClass:
         """A copy with some options changed, e.g. ``Cls.options(name="a").remote()``."""
-        return ActorClass(self._cls, make_options(ActorOptions, self._options, options))
+        copy = ActorClass(self._cls, make_options(ActorOptions, self._options, options))
+        copy._checks = self._checks
+        return copy
 
     def __repr__(self) -> str:
         return f"<ActorClass {self.__name__}>"
 
 
 class ActorHandle:
-    """A reference to a live actor; attribute access gives its methods."""
+    """A reference to a live actor; attribute access gives its methods, ``dir()`` lists
+    them (tab completion)."""
 
     def __init__(
         self,
@@ -117,21 +272,28 @@ class ActorHandle:
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = dict(methods)
+        for name in SPECIAL_METHODS:
+            self._methods.setdefault(name, 1)
         self._is_async = is_async
         self._original = original
         self._collectable = collectable
         self._shared = False
+        #: argument checks per method (set on the handle ``Cls.remote()`` returned)
+        self._checks: dict[str, ArgCheck | None] = {}
 
     def __getattr__(self, name: str) -> ActorMethod:
         methods = self.__dict__.get("_methods")
-        if methods is None or name.startswith("__"):
+        if methods is None or (name.startswith("__") and name not in SPECIAL_METHODS):
             raise AttributeError(name)
         if name not in methods:
             raise AttributeError(
                 f"actor {self._class_name} has no method {name!r}; its methods are: "
-                f"{', '.join(sorted(methods))}"
+                f"{', '.join(sorted(n for n in methods if not n.startswith('__')))}"
             )
         return ActorMethod(self, name, methods[name])
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._methods)
 
     def __reduce__(self) -> tuple[Any, ...]:
         self._shared = True
@@ -167,21 +329,64 @@ class ActorHandle:
 
 
 class ActorMethod:
-    """``handle.method``: call it with ``.remote(...)``."""
+    """``handle.method``: call it with ``.remote(...)``; ``.options(num_returns=...,
+    concurrency_group=...)`` changes one call's options."""
 
-    def __init__(self, handle: ActorHandle, name: str, num_returns: int = 1) -> None:
+    def __init__(
+        self, handle: ActorHandle, name: str, num_returns: int = 1, concurrency_group: str = ""
+    ) -> None:
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
+        self._concurrency_group = concurrency_group
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         h = self._handle
-        refs = h._engine.call_actor(h, self._name, args, kwargs, self._num_returns)
+        check = h._checks.get(self._name)
+        if check is not None:
+            check(args, kwargs)
+        if self._concurrency_group:
+            refs = h._engine.call_actor(
+                h,
+                self._name,
+                args,
+                kwargs,
+                self._num_returns,
+                concurrency_group=self._concurrency_group,
+            )
+        else:
+            refs = h._engine.call_actor(h, self._name, args, kwargs, self._num_returns)
         return _returns(refs, self._num_returns)
 
-    def options(self, *, num_returns: int | None = None, **_: Any) -> ActorMethod:
+    def _remote(
+        self,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        """``handle.method._remote(args=[...], kwargs={...}, num_returns=...)``, as Ray's."""
+        target = self.options(**options) if options else self
+        return target.remote(*(args or ()), **(kwargs or {}))
+
+    def options(
+        self,
+        *,
+        num_returns: int | None = None,
+        concurrency_group: str | None = None,
+        name: str | None = None,
+        **_: Any,
+    ) -> ActorMethod:
+        if num_returns is not None and (
+            not isinstance(num_returns, int) or isinstance(num_returns, bool) or num_returns < 0
+        ):
+            raise ValueError(f"num_returns must be an int >= 0, got {num_returns!r}")
+        if concurrency_group is not None and not isinstance(concurrency_group, str):
+            raise TypeError(f"concurrency_group must be a str, got {concurrency_group!r}")
         return ActorMethod(
-            self._handle, self._name, self._num_returns if num_returns is None else num_returns
+            self._handle,
+            self._name,
+            self._num_returns if num_returns is None else num_returns,
+            self._concurrency_group if concurrency_group is None else concurrency_group,
         )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from .actor import ActorHandle
     from .object_ref import ObjectRef
+    from .placement_group import PlacementGroup
 
 __all__ = ["Engine"]
 
@@ -56,7 +57,24 @@ class Engine(ABC):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         num_returns: int,
-    ) -> list[ObjectRef]: ...
+        concurrency_group: str = "",
+    ) -> list[ObjectRef]:
+        """Call ``method`` of the actor; ``concurrency_group`` overrides the method's."""
+
+    def exit_actor(self) -> None:
+        """End the actor this code runs in (``nbray.actor.exit_actor``); never returns.
+        Raises ``TypeError`` outside an actor."""
+        raise TypeError(
+            "exit_actor() ends the actor it is called in: call it inside an actor method "
+            "(use nbray.kill(handle) to end an actor from outside)"
+        )
+
+    def runtime_context(self) -> dict[str, Any]:
+        """What ``nbray.get_runtime_context()`` reports here: ``job_id``, ``task_id``,
+        ``actor_id``, ``actor_name``, ``node_id``, ``worker_id``, ``namespace``,
+        ``resources`` (assigned to the task or actor), ``gpu_ids``, ``restarted``
+        (``None`` for what this process is not running)."""
+        return {}
 
     @abstractmethod
     def put(self, value: Any) -> ObjectRef: ...
@@ -111,6 +129,30 @@ class Engine(ABC):
 
     @abstractmethod
     def decref(self, object_id: int) -> None: ...
+
+    # --- placement groups (nbray.util.placement_group) -------------------------------------
+
+    def create_placement_group(
+        self, bundles: list[dict[str, float]], strategy: str, name: str, lifetime: str | None
+    ) -> PlacementGroup:
+        """Reserve ``bundles``; raises when they can never be placed."""
+        raise NotImplementedError(f"the {self.name} engine has no placement groups")
+
+    def remove_placement_group(self, group: PlacementGroup) -> None:
+        raise NotImplementedError(f"the {self.name} engine has no placement groups")
+
+    def get_placement_group(self, name: str) -> PlacementGroup:
+        raise NotImplementedError(f"the {self.name} engine has no placement groups")
+
+    def placement_group_table(self, group: PlacementGroup | None) -> dict[str, Any]:
+        raise NotImplementedError(f"the {self.name} engine has no placement groups")
+
+    def placement_group_ready(self, group: PlacementGroup) -> ObjectRef:
+        raise NotImplementedError(f"the {self.name} engine has no placement groups")
+
+    def current_placement_group(self) -> PlacementGroup | None:
+        """The group the running task or actor captures its children into (None here)."""
+        return None
 
     @abstractmethod
     def shutdown(self) -> None: ...

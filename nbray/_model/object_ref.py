@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from .engine import Engine
 
-__all__ = ["ObjectRef"]
+__all__ = ["ObjectID", "ObjectRef"]
 
 
 class ObjectRef:
@@ -90,6 +90,10 @@ class ObjectRef:
         import asyncio
 
         return asyncio.wrap_future(self.future()).__await__()
+
+
+#: Ray's older name for ObjectRef (``ray.ObjectID``)
+ObjectID = ObjectRef
 
 
 def _rebuild_ref(object_id: int) -> ObjectRef:

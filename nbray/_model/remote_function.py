@@ -16,6 +16,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from nbray._base.options import TaskOptions, make_options
 
 from .object_ref import ObjectRef
+from .signature import ArgCheck, signature_check
 
 __all__ = ["RemoteFunction"]
 
@@ -65,6 +66,8 @@ class RemoteFunction(Generic[P, R]):
         self._function = func
         self._options = options
         self._name = options.name or getattr(func, "__qualname__", repr(func))
+        # the argument check, made on the first call (shared by .options() copies)
+        self._check: list[ArgCheck | None] = []
         functools.update_wrapper(self, func)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -81,6 +84,12 @@ class RemoteFunction(Generic[P, R]):
         from .session import current_engine
 
         __tracebackhide__ = True  # IPython and pytest leave this frame out
+        checks = self._check
+        if not checks:
+            checks.append(signature_check(self._function, self._name))
+        check = checks[0]
+        if check is not None:
+            check(args, kwargs)  # TypeError here, as in Ray, before anything is sent
         try:
             refs = current_engine().submit_task(
                 self._function,
@@ -94,9 +103,24 @@ class RemoteFunction(Generic[P, R]):
             raise exc.with_traceback(None) from None
         return _returns(refs, self._options.num_returns)
 
+    def _remote(
+        self,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        """``f._remote(args=[...], kwargs={...}, **options)``, as Ray's: the options and the
+        arguments in one call."""
+        target = self.options(**options) if options else self
+        return target.remote(*(args or ()), **(kwargs or {}))
+
     def options(self, **options: Any) -> RemoteFunction[P, R]:
         """A copy with some options changed, e.g. ``f.options(num_cpus=2).remote(x)``."""
-        return RemoteFunction(self._function, make_options(TaskOptions, self._options, options))
+        copy: RemoteFunction[P, R] = RemoteFunction(
+            self._function, make_options(TaskOptions, self._options, options)
+        )
+        copy._check = self._check
+        return copy
 
     def __repr__(self) -> str:
         return f"<RemoteFunction {self._name}>"

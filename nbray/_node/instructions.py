@@ -10,10 +10,21 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from .states import ActorState
+
 
 class SpawnWorker(NamedTuple):
     worker_id: int
     actor_id: int = 0
+    runtime_env: str = ""  # the env the worker is started for ("" the default pool)
+
+
+class GroupStateChanged(NamedTuple):
+    """A placement group was reserved (CREATED) or removed (REMOVED)."""
+
+    group_id: int
+    state: str
+    reason: str = ""
 
 
 class KillWorker(NamedTuple):
@@ -74,7 +85,7 @@ class FailCall(NamedTuple):
 
 class ActorStateChanged(NamedTuple):
     actor_id: int
-    state: str  # "PENDING" | "ALIVE" | "RESTARTING" | "DEAD"
+    state: ActorState
     reason: str = ""
 
 
@@ -90,6 +101,7 @@ Instruction = (
     | DispatchCall
     | FailCall
     | ActorStateChanged
+    | GroupStateChanged
 )
 
 
@@ -118,6 +130,7 @@ for _cls in (
     DispatchCall,
     FailCall,
     ActorStateChanged,
+    GroupStateChanged,
 ):
     _cls.__eq__ = _typed_eq  # type: ignore[method-assign]
     _cls.__ne__ = _typed_ne  # type: ignore[assignment,method-assign]

@@ -3,9 +3,10 @@
     head ──event method call (submit, object_ready, worker_started, worker_died, ...)──▶
     Scheduler ──list of instructions (SpawnWorker, Dispatch, FailTask, ...)──▶ head executes
 
-It owns task states, the worker pool, resource accounting (CPU, GPU ids, custom
-resources) and actor placement/restarts. It knows nothing of sockets, payloads or
-processes, so its tests feed events and compare instructions without starting anything.
+It owns task states, the worker pool and actor placement/restarts; the amounts (CPU, GPU
+ids, custom resources, CPUs lent by blocked tasks) live in its ``ResourcePool``
+(resources.py). It knows nothing of sockets, payloads or processes, so its tests feed
+events and compare instructions without starting anything.
 
 Rules, following Ray:
 
@@ -33,6 +34,7 @@ from .instructions import (
     DispatchCall,
     FailCall,
     FailTask,
+    GroupStateChanged,
     Instruction,
     Interrupt,
     KillWorker,
@@ -40,6 +42,27 @@ from .instructions import (
     SpawnWorker,
     StartActor,
     Unqueue,
+)
+from .invariants import scheduler_problems
+from .placement import Group
+from .placement import problem as placement_problem
+from .resources import ResourcePool, Shape, normalize, shape_of
+from .sched_records import Actor as _Actor
+from .sched_records import Task as _Task
+from .sched_records import Worker as _Worker
+from .states import (
+    ACTOR,
+    ALIVE,
+    BUSY,
+    DEAD,
+    IDLE,
+    PENDING,
+    READY,
+    RESTARTING,
+    RUNNING,
+    STARTING,
+    WAITING,
+    WorkerState,
 )
 
 __all__ = [
@@ -62,108 +85,9 @@ __all__ = [
 
 # --- state ------------------------------------------------------------------------------
 
-STARTING, IDLE, BUSY, ACTOR, DEAD = "STARTING", "IDLE", "BUSY", "ACTOR", "DEAD"
-WAITING, READY, RUNNING = "WAITING", "READY", "RUNNING"
-_EPS = 1e-9
 MAX_STARTUP_FAILURES = 5
+ENV_IDLE_TRIMS = 10  # a runtime_env worker idle this many trims (~1 s each) is stopped
 SCAN_LIMIT = 64  # tasks looked past per pass when the head of the queue does not fit
-
-
-class _Worker:
-    __slots__ = (
-        "actor_id",
-        "blocked",
-        "killed",
-        "lent_cpus",
-        "queued",
-        "state",
-        "task_id",
-        "worker_id",
-    )
-
-    def __init__(self, worker_id: int, actor_id: int = 0) -> None:
-        self.worker_id = worker_id
-        self.state = STARTING
-        self.task_id = 0
-        self.actor_id = actor_id
-        self.lent_cpus = 0.0
-        self.blocked = False  # its task waits in get/wait: queue nothing behind it
-        self.killed = False
-        self.queued: deque[int] = deque()  # pipelined behind task_id
-
-
-class _Task:
-    __slots__ = (
-        "attempts",
-        "cancelled",
-        "deps",
-        "gpu_ids",
-        "max_retries",
-        "name",
-        "owner",
-        "parent",
-        "resources",
-        "shape",
-        "short",
-        "state",
-        "task_id",
-        "worker_id",
-    )
-
-    def __init__(
-        self,
-        task_id: int,
-        name: str,
-        resources: dict[str, float],
-        max_retries: int,
-        owner: int,
-        parent: int,
-        deps: set[int],
-    ) -> None:
-        self.task_id = task_id
-        self.name = name
-        self.resources = resources
-        self.max_retries = max_retries
-        self.owner = owner
-        self.parent = parent
-        self.deps = deps
-        self.state = WAITING
-        self.worker_id = 0
-        self.attempts = 0
-        self.cancelled = False
-        self.gpu_ids: tuple[int, ...] = ()
-        self.shape: tuple[tuple[str, float], ...] = ()  # resources as a hashable key
-        self.short = False  # its function is known to run in well under a millisecond
-
-
-class _Actor:
-    def __init__(
-        self,
-        actor_id: int,
-        name: str,
-        resources: dict[str, float],
-        max_restarts: int,
-        max_task_retries: int,
-        owner: int,
-        detached: bool,
-    ) -> None:
-        self.actor_id = actor_id
-        self.name = name
-        self.resources = resources
-        self.max_restarts = max_restarts
-        self.max_task_retries = max_task_retries
-        self.owner = owner
-        self.detached = detached
-        self.state = "PENDING"
-        self.worker_id = 0
-        self.restarts = 0
-        self.no_restart = False
-        self.death_reason = ""
-        self.exit_when_idle = False  # its handles are gone: stop once its calls are done
-        self.gpu_ids: tuple[int, ...] = ()
-        self.queue: deque[int] = deque()
-        self.inflight: dict[int, int] = {}  # call id -> attempts (ordered)
-        self.call_attempts: dict[int, int] = {}
 
 
 class Scheduler:
@@ -176,11 +100,8 @@ class Scheduler:
         max_workers: int = 256,
         pipeline_depth: int = 1,
     ) -> None:
-        self.total = {k: float(v) for k, v in resources.items() if v > 0}
-        self.available = dict(self.total)
-        gpus = list(gpu_ids if gpu_ids is not None else range(int(self.total.get("GPU", 0))))
-        self.gpu_free: dict[int, float] = {g: 1.0 for g in gpus}
-        self.pool_size = max(1, int(self.total.get("CPU", 1)))
+        self.pool = ResourcePool(resources, gpu_ids)
+        self.pool_size = max(1, int(self.pool.total.get("CPU", 1)))
         self.max_workers = max_workers
         # short tasks may queue on a busy worker (behind one of the same resource shape),
         # up to this many per worker, so the worker never waits for the head between them
@@ -189,13 +110,29 @@ class Scheduler:
         self.tasks: dict[int, _Task] = {}
         self.actors: dict[int, _Actor] = {}
         self.ready: deque[int] = deque()
-        self.ready_shapes: dict[tuple[tuple[str, float], ...], int] = {}  # shape -> count
+        # (runtime_env, resource shape) -> how many ready tasks have it
+        self.ready_shapes: dict[tuple[str, Shape], int] = {}
         self.idle: list[int] = []
         self.waiting_on: dict[int, set[int]] = {}  # object id -> tasks waiting for it
         self.children: dict[int, set[int]] = {}
         self.pending_actors: deque[int] = deque()
         self._next_worker = 1
         self._startup_failures = 0
+        self._idle_env: dict[int, int] = {}  # runtime_env worker -> trims it was idle at
+        self.groups: dict[int, Group] = {}  # placement groups, pending or reserved
+        self.pending_groups: deque[int] = deque()
+
+    @property
+    def total(self) -> dict[str, float]:
+        return self.pool.total
+
+    @property
+    def available(self) -> dict[str, float]:
+        return self.pool.available
+
+    @property
+    def gpu_free(self) -> dict[int, float]:
+        return self.pool.gpu_free
 
     # --- pool --------------------------------------------------------------------------
 
@@ -203,11 +140,11 @@ class Scheduler:
         """Pre-warm one pool worker per CPU."""
         return [self._spawn() for _ in range(self.pool_size)]
 
-    def _spawn(self, actor_id: int = 0) -> SpawnWorker:
+    def _spawn(self, actor_id: int = 0, env: str = "") -> SpawnWorker:
         wid = self._next_worker
         self._next_worker += 1
-        self.workers[wid] = _Worker(wid, actor_id=actor_id)
-        return SpawnWorker(wid, actor_id)
+        self.workers[wid] = _Worker(wid, actor_id=actor_id, env=env)
+        return SpawnWorker(wid, actor_id, env)
 
     def worker_started(self, worker_id: int) -> list[Instruction]:
         w = self.workers.get(worker_id)
@@ -217,14 +154,14 @@ class Scheduler:
         out: list[Instruction] = []
         if w.actor_id:
             actor = self.actors.get(w.actor_id)
-            if actor is None or actor.state == "DEAD":
+            if actor is None or actor.state == DEAD:
                 w.killed = True
                 return [KillWorker(worker_id)]
             w.state = ACTOR
             actor.worker_id = worker_id
-            actor.state = "ALIVE"
+            actor.state = ALIVE
             out.append(StartActor(worker_id, actor.actor_id, actor.gpu_ids))
-            out.append(ActorStateChanged(actor.actor_id, "ALIVE"))
+            out.append(ActorStateChanged(actor.actor_id, ALIVE))
             while actor.queue:
                 out.append(self._dispatch_call(actor, actor.queue.popleft()))
             return out
@@ -234,15 +171,27 @@ class Scheduler:
         return out
 
     def trim(self) -> list[Instruction]:
-        """Stop idle pool workers beyond one per CPU (call every few seconds)."""
+        """Stop idle pool workers beyond one per CPU, and runtime_env workers idle at the
+        last ``ENV_IDLE_TRIMS`` calls (call every second or so)."""
         out: list[Instruction] = []
-        alive = sum(1 for w in self.workers.values() if not w.actor_id and w.state != DEAD)
-        while alive > self.pool_size and self.idle:
-            wid = self.idle.pop(0)
-            self.workers[wid].killed = True
-            self.workers[wid].state = DEAD
+        alive = sum(
+            1 for w in self.workers.values() if not w.actor_id and w.state != DEAD and not w.env
+        )
+        still_idle: dict[int, int] = {}
+        for wid in list(self.idle):
+            w = self.workers[wid]
+            if w.env and self._idle_env.get(wid, 0) < ENV_IDLE_TRIMS:
+                still_idle[wid] = self._idle_env.get(wid, 0) + 1
+                continue
+            if not w.env:
+                if alive <= self.pool_size:
+                    continue
+                alive -= 1
+            self.idle.remove(wid)
+            w.killed = True
+            w.state = DEAD
             out.append(KillWorker(wid))
-            alive -= 1
+        self._idle_env = still_idle
         return out
 
     def worker_died(
@@ -266,7 +215,7 @@ class Scheduler:
             self._requeue(w, list(w.queued), out)
             t = self.tasks.get(w.task_id)
             if t is not None and t.state == RUNNING:
-                self._release(t.resources, t.gpu_ids)
+                self._release(t)
                 self._give_back_lent(w)
                 self._task_lost(t, exit_code, out, cause)
         if self._startup_failures >= MAX_STARTUP_FAILURES:
@@ -317,6 +266,29 @@ class Scheduler:
         self._schedule(out)
         return out
 
+    def worker_retiring(self, worker_id: int) -> list[Instruction]:
+        """The worker exits on its own (``max_calls``), after reporting every task it ran:
+        its current and pipelined tasks never started there; they run elsewhere, and it
+        takes no more work (its exit is then an ordinary death with nothing lost)."""
+        w = self.workers.get(worker_id)
+        out: list[Instruction] = []
+        if w is None or w.actor_id or w.state == DEAD:
+            return out
+        w.killed = True
+        current = self.tasks.get(w.task_id)
+        if current is not None:
+            w.queued.appendleft(w.task_id)
+            self._requeue(w, list(w.queued), out)
+            self._current_ended(w, current)
+        else:
+            self._requeue(w, list(w.queued), out)
+        if worker_id in self.idle:
+            self.idle.remove(worker_id)
+        w.state = DEAD
+        self._refill_pool(out)
+        self._schedule(out)
+        return out
+
     def _current_ended(self, w: _Worker, t: _Task) -> None:
         """``t``, the current task of ``w``, is over: the next pipelined task takes over its
         resources, or they are released and the worker is idle."""
@@ -324,14 +296,16 @@ class Scheduler:
         if w.queued and not w.killed:
             w.task_id = w.queued.popleft()
             return
-        self._release(t.resources, t.gpu_ids)
+        self._release(t)
         w.task_id = 0
         if w.state == BUSY and not w.killed:  # a killed worker takes no more work
             w.state = IDLE
             self.idle.append(w.worker_id)
 
     def _refill_pool(self, out: list[Instruction]) -> None:
-        alive = sum(1 for w in self.workers.values() if not w.actor_id and w.state != DEAD)
+        alive = sum(
+            1 for w in self.workers.values() if not w.actor_id and w.state != DEAD and not w.env
+        )
         for _ in range(self.pool_size - alive):
             out.append(self._spawn())
 
@@ -339,7 +313,7 @@ class Scheduler:
         """The worker's task no longer waits (it woke up, ended or died)."""
         w.blocked = False
         if w.lent_cpus:
-            self.available["CPU"] = self.available.get("CPU", 0.0) - w.lent_cpus
+            self.pool.reclaim(w.lent_cpus)
             w.lent_cpus = 0.0
 
     def _task_lost(
@@ -384,15 +358,27 @@ class Scheduler:
         unready_deps: set[int],
         parent: int = 0,
         short: bool = False,
+        runtime_env: str = "",
+        placement: tuple[int, int] | None = None,
     ) -> list[Instruction]:
-        """A new task; ``unready_deps`` are its ObjectRef arguments that do not exist yet."""
-        resources = {k: float(v) for k, v in resources.items() if v}
-        problem = self._infeasible(resources)
-        if problem:
-            return [FailTask(task_id, "unschedulable", f"task {name} {problem}")]
+        """A new task; ``unready_deps`` are its ObjectRef arguments that do not exist yet.
+        A task with a ``runtime_env`` runs only on a worker started for that env; one with a
+        ``placement`` (group, bundle index or -1) only inside that bundle's reservation."""
+        resources = normalize(resources)
+        if placement is not None:
+            kind, problem = self._placement_problem(placement, resources)
+            if problem:
+                return [FailTask(task_id, kind, f"task {name} {problem}")]
+        else:
+            problem = self.pool.infeasible(resources)
+            if problem:
+                return [FailTask(task_id, "unschedulable", f"task {name} {problem}")]
         t = _Task(task_id, name, resources, max_retries, owner, parent, set(unready_deps))
-        t.shape = tuple(sorted(resources.items()))
-        t.short = short and "GPU" not in resources
+        # a task in a bundle is not pipelined, and counts as fitting when a worker is due
+        t.shape = shape_of(resources) if placement is None else ()
+        t.short = short and "GPU" not in resources and placement is None
+        t.env = runtime_env
+        t.placement = placement
         self.tasks[task_id] = t
         if parent:
             self.children.setdefault(parent, set()).add(task_id)
@@ -405,7 +391,7 @@ class Scheduler:
             # a task's children go first (depth-first), so nested fan-out finishes the work
             # already started instead of blocking ever more workers breadth-first
             self._ready_push(t, left=bool(parent))
-            if self.idle or self._fits_now(t.shape):
+            if self.idle or self.pool.fits_now(t.shape):
                 self._schedule(out)
             else:  # nothing changed for the tasks already waiting: only this one is new
                 self._pipeline(out)
@@ -445,7 +431,7 @@ class Scheduler:
         elif w is not None:
             self._current_ended(w, t)
         else:
-            self._release(t.resources, t.gpu_ids)
+            self._release(t)
         if (
             not ok
             and retriable
@@ -472,7 +458,7 @@ class Scheduler:
         cpus = t.resources.get("CPU", 0.0) if t else 0.0
         if cpus:
             w.lent_cpus = cpus
-            self.available["CPU"] = self.available.get("CPU", 0.0) + cpus
+            self.pool.lend(cpus)
         if w.queued:  # they could wait forever behind the blocked task: take them back
             out.append(Unqueue(worker_id, tuple(w.queued)))
         self._schedule(out)
@@ -513,7 +499,7 @@ class Scheduler:
             return
         if t.state == READY:
             self.ready.remove(task_id)
-            self._shape_count(t.shape, -1)
+            self._shape_count((t.env, t.shape), -1)
         self._finish(t)
         out.append(FailTask(task_id, "cancelled", "the task was cancelled before it ran"))
 
@@ -525,6 +511,9 @@ class Scheduler:
         for actor in list(self.actors.values()):
             if actor.owner == owner and not actor.detached:
                 out.extend(self.kill_actor(actor.actor_id, no_restart=True))
+        for group in list(self.groups.values()):
+            if group.owner == owner and not group.detached:
+                out.extend(self.remove_placement_group(group.group_id))
         self._schedule(out)
         return out
 
@@ -547,14 +536,14 @@ class Scheduler:
             self.ready.appendleft(t.task_id)
         else:
             self.ready.append(t.task_id)
-        self._shape_count(t.shape, +1)
+        self._shape_count((t.env, t.shape), +1)
 
     def _ready_pop(self) -> _Task:
         t = self.tasks[self.ready.popleft()]
-        self._shape_count(t.shape, -1)
+        self._shape_count((t.env, t.shape), -1)
         return t
 
-    def _shape_count(self, shape: tuple[tuple[str, float], ...], delta: int) -> None:
+    def _shape_count(self, shape: tuple[str, Shape], delta: int) -> None:
         n = self.ready_shapes.get(shape, 0) + delta
         if n:
             self.ready_shapes[shape] = n
@@ -562,6 +551,8 @@ class Scheduler:
             self.ready_shapes.pop(shape, None)
 
     def _schedule(self, out: list[Instruction]) -> None:
+        if self.pending_groups:
+            self._place_pending_groups(out)
         self._place_pending_actors(out)
         if not self.ready:
             return
@@ -570,10 +561,11 @@ class Scheduler:
             self._maybe_spawn(out)
             return
         skipped: list[int] = []
+        no_worker = False  # a task fits but no idle worker has its runtime_env
         while self.ready:
             tid = self.ready[0]
             t = self.tasks[tid]
-            if not self._fits(t.resources):
+            if not self._fits(t):
                 skipped.append(self.ready.popleft())
                 if len(skipped) >= SCAN_LIMIT:
                     break
@@ -584,17 +576,35 @@ class Scheduler:
                 self._pipeline(out)
                 self._maybe_spawn(out)
                 break
+            wid = self._take_idle(t.env)
+            if not wid:
+                no_worker = True
+                skipped.append(self.ready.popleft())
+                if len(skipped) >= SCAN_LIMIT:
+                    break
+                continue
             self._ready_pop()
-            wid = self.idle.pop()
             w = self.workers[wid]
             w.state = BUSY
             w.task_id = tid
             t.state = RUNNING
             t.worker_id = wid
             t.attempts += 1
-            t.gpu_ids = self._acquire(t.resources)
+            t.gpu_ids = self._acquire(t)
             out.append(Dispatch(wid, tid, t.gpu_ids))
         self.ready.extendleft(reversed(skipped))
+        if no_worker:
+            self._maybe_spawn(out)
+
+    def _take_idle(self, env: str) -> int:
+        """An idle worker started for ``env`` (the most recently idle), taken; 0 if none."""
+        idle = self.idle
+        for i in range(len(idle) - 1, -1, -1):
+            if self.workers[idle[i]].env == env:
+                wid = idle.pop(i)
+                self._idle_env.pop(wid, None)
+                return wid
+        return 0
 
     def _pipeline(self, out: list[Instruction]) -> None:
         """Queue short ready tasks on busy workers running a task of the same shape."""
@@ -614,7 +624,12 @@ class Scheduler:
                     and (best is None or len(w.queued) < len(best.queued))
                 ):
                     current = self.tasks.get(w.task_id)
-                    if current is not None and current.shape == t.shape and not current.gpu_ids:
+                    if (
+                        current is not None
+                        and current.shape == t.shape
+                        and current.env == t.env
+                        and not current.gpu_ids
+                    ):
                         best = w
             if best is None:
                 return
@@ -626,96 +641,138 @@ class Scheduler:
             out.append(Dispatch(best.worker_id, t.task_id, ()))
 
     def _maybe_spawn(self, out: list[Instruction]) -> None:
-        """No idle worker: start one if ready tasks fit in the free resources."""
-        avail = self.available
-        if not any(
-            all(avail.get(k, 0.0) + _EPS >= v for k, v in shape) for shape in self.ready_shapes
-        ):
+        """No idle worker (of a ready task's runtime_env): start one if ready tasks fit in
+        the free resources."""
+        if not self.pool.any_fits(shape for _, shape in self.ready_shapes):
             return  # the usual case under load: every CPU is taken
-        starting = sum(1 for w in self.workers.values() if w.state == STARTING and not w.actor_id)
-        if starting < self._count_fitting(starting + 1):
-            alive = sum(1 for w in self.workers.values() if w.state != DEAD)
-            if alive < self.max_workers:
-                out.append(self._spawn())
+        for env in sorted({env for env, _ in self.ready_shapes}):
+            shapes = {sh: n for (e, sh), n in self.ready_shapes.items() if e == env}
+            starting = sum(
+                1
+                for w in self.workers.values()
+                if w.state == STARTING and not w.actor_id and w.env == env
+            )
+            if starting < self.pool.count_fitting(shapes, starting + 1):
+                alive = sum(1 for w in self.workers.values() if w.state != DEAD)
+                if alive >= self.max_workers and self._stop_idle_other_env(env, out):
+                    alive -= 1  # as Ray's worker pool, an idle worker of another env makes room
+                if alive < self.max_workers:
+                    out.append(self._spawn(env=env))
 
-    def _count_fitting(self, limit: int) -> int:
-        """How many ready tasks (up to ``limit``) fit in the free resources together: the
-        most that new workers could run now (GPU ids are not checked, so an upper bound).
-        Looks at each distinct resource shape once, however long the queue."""
-        avail = dict(self.available)
-        fitting = 0
-        for shape, count in self.ready_shapes.items():
-            for _ in range(count):
-                if fitting >= limit or not all(avail.get(k, 0.0) + _EPS >= v for k, v in shape):
-                    break
-                for k, v in shape:
-                    avail[k] = avail.get(k, 0.0) - v
-                fitting += 1
-            if fitting >= limit:
-                break
-        return fitting
+    def _stop_idle_other_env(self, env: str, out: list[Instruction]) -> bool:
+        for wid in self.idle:  # the longest idle first
+            w = self.workers[wid]
+            if w.env != env:
+                self.idle.remove(wid)
+                self._idle_env.pop(wid, None)
+                w.killed = True
+                w.state = DEAD
+                out.append(KillWorker(wid))
+                return True
+        return False
 
-    # --- resources ---------------------------------------------------------------------
+    # --- where a task or actor takes its resources from -----------------------------------
 
-    def _infeasible(self, resources: dict[str, float]) -> str:
-        gpus = resources.get("GPU", 0.0)
-        if gpus > 1 and gpus != int(gpus):
-            return f"asks for {gpus} GPUs: more than one GPU must be a whole number"
-        for key, amount in resources.items():
-            if amount > self.total.get(key, 0.0) + _EPS:
-                return (
-                    f"asks for {amount:g} {key} but the cluster has "
-                    f"{self.total.get(key, 0.0):g} in total, so it can never run. Ask for "
-                    f"less, or start the cluster with more (nbray.init(resources=...))"
-                )
-        return ""
+    def _fits(self, item: _Task | _Actor) -> bool:
+        if item.placement is None:
+            return self.pool.fits(item.resources)
+        group = self.groups.get(item.placement[0])
+        return group is not None and group.bundle_for(item.placement[1], item.resources) >= 0
 
-    def _fits_now(self, shape: tuple[tuple[str, float], ...]) -> bool:
-        """Whether the free resources (GPU ids aside) hold this shape: a quick test."""
-        avail = self.available
-        for k, v in shape:  # a loop, not all(genexpr): this runs for every submitted task
-            if avail.get(k, 0.0) + _EPS < v:
-                return False
-        return True
+    def _acquire(self, item: _Task | _Actor) -> tuple[int, ...]:
+        """Take ``item``'s resources (``_fits`` said yes): from its bundle, else the node."""
+        if item.placement is None:
+            return self.pool.acquire(item.resources)
+        group = self.groups[item.placement[0]]
+        item.bundle = group.bundle_for(item.placement[1], item.resources)
+        return group.pools[item.bundle].acquire(item.resources)
 
-    def _fits(self, resources: dict[str, float]) -> bool:
-        for key, amount in resources.items():
-            if self.available.get(key, 0.0) + _EPS < amount:
-                return False
-        gpus = resources.get("GPU", 0.0)
-        if gpus >= 1:
-            return sum(1 for cap in self.gpu_free.values() if cap >= 1.0 - _EPS) >= gpus
-        if gpus > 0:
-            return any(cap + _EPS >= gpus for cap in self.gpu_free.values())
-        return True
+    def _release(self, item: _Task | _Actor) -> None:
+        if item.placement is None:
+            self.pool.release(item.resources, item.gpu_ids)
+            return
+        group = self.groups.get(item.placement[0])
+        if group is not None and group.state == "CREATED" and item.bundle >= 0:
+            group.pools[item.bundle].release(item.resources, item.gpu_ids)
+        # else the group was removed: the whole reservation went back to the node already
+        item.bundle = -1
 
-    def _acquire(self, resources: dict[str, float]) -> tuple[int, ...]:
-        for key, amount in resources.items():
-            self.available[key] = self.available.get(key, 0.0) - amount
-        gpus = resources.get("GPU", 0.0)
-        if not gpus:
-            return ()
-        if gpus >= 1:
-            ids = sorted(g for g, cap in self.gpu_free.items() if cap >= 1.0 - _EPS)
-            chosen = tuple(ids[: int(gpus)])
-            for g in chosen:
-                self.gpu_free[g] = 0.0
-            return chosen
-        # a fraction: pack onto the fullest GPU that still fits
-        g = min(
-            (g for g, cap in self.gpu_free.items() if cap + _EPS >= gpus),
-            key=lambda g: (self.gpu_free[g], g),
-        )
-        self.gpu_free[g] -= gpus
-        return (g,)
+    # --- placement groups ----------------------------------------------------------------
 
-    def _release(self, resources: dict[str, float], gpu_ids: tuple[int, ...]) -> None:
-        for key, amount in resources.items():
-            self.available[key] = self.available.get(key, 0.0) + amount
-        gpus = resources.get("GPU", 0.0)
-        share = 1.0 if gpus >= 1 else gpus
-        for g in gpu_ids:
-            self.gpu_free[g] = min(1.0, self.gpu_free[g] + share)
+    def placement_group_problem(self, bundles: list[dict[str, float]], strategy: str) -> str:
+        """Why this group could never be placed on this node ("" when it can)."""
+        return placement_problem(bundles, strategy, self.pool)
+
+    def create_placement_group(
+        self,
+        group_id: int,
+        name: str,
+        bundles: list[dict[str, float]],
+        strategy: str,
+        owner: int,
+        detached: bool = False,
+    ) -> list[Instruction]:
+        """Reserve the bundles as soon as they all fit (call ``placement_group_problem``
+        first: a group that can never be placed is refused there)."""
+        self.groups[group_id] = Group(group_id, name, bundles, strategy, owner, detached)
+        self.pending_groups.append(group_id)
+        out: list[Instruction] = []
+        self._schedule(out)
+        return out
+
+    def _place_pending_groups(self, out: list[Instruction]) -> None:
+        while self.pending_groups:  # in creation order, as Ray places them
+            group = self.groups.get(self.pending_groups[0])
+            if group is not None and not group.reserve(self.pool):
+                return
+            self.pending_groups.popleft()
+            if group is not None:
+                out.append(GroupStateChanged(group.group_id, "CREATED"))
+
+    def _placement_problem(
+        self, placement: tuple[int, int], resources: dict[str, float]
+    ) -> tuple[str, str]:
+        group = self.groups.get(placement[0])
+        if group is None:
+            return "pg_removed", "was scheduled in a placement group that was removed"
+        return "unschedulable", group.request_problem(placement[1], resources)
+
+    def remove_placement_group(self, group_id: int, reason: str = "") -> list[Instruction]:
+        """Free the group's reservation; its tasks fail (running ones are killed) and its
+        actors die, as in Ray."""
+        group = self.groups.pop(group_id, None)
+        if group is None:
+            return []
+        why = reason or "its placement group was removed"
+        out: list[Instruction] = []
+        for t in [t for t in self.tasks.values() if t.placement and t.placement[0] == group_id]:
+            if t.state == RUNNING:
+                w = self.workers.get(t.worker_id)
+                if w is not None and not w.killed:
+                    self._give_back_lent(w)
+                    w.task_id = 0
+                    w.killed = True
+                    out.append(KillWorker(w.worker_id))
+            elif t.state == READY:
+                with contextlib.suppress(ValueError):
+                    self.ready.remove(t.task_id)
+                    self._shape_count((t.env, t.shape), -1)
+            self._finish(t)
+            out.append(FailTask(t.task_id, "pg_removed", f"task {t.name}: {why}"))
+        in_group = [a for a in self.actors.values() if a.placement and a.placement[0] == group_id]
+        for actor in in_group:
+            for w in self.workers.values():
+                if w.actor_id == actor.actor_id and w.state != STARTING and not w.killed:
+                    w.killed = True
+                    out.append(KillWorker(w.worker_id))
+            actor.no_restart = True
+            self._actor_dead(actor, f"actor {actor.name} died: {why}", out)
+        group.unreserve(self.pool)
+        with contextlib.suppress(ValueError):
+            self.pending_groups.remove(group_id)
+        out.append(GroupStateChanged(group_id, "REMOVED", why))
+        self._schedule(out)
+        return out
 
     # --- actors ------------------------------------------------------------------------
 
@@ -728,15 +785,23 @@ class Scheduler:
         max_task_retries: int,
         owner: int,
         detached: bool = False,
+        runtime_env: str = "",
+        placement: tuple[int, int] | None = None,
     ) -> list[Instruction]:
-        resources = {k: float(v) for k, v in resources.items() if v}
-        problem = self._infeasible(resources)
+        resources = normalize(resources)
+        if placement is not None:
+            _, problem = self._placement_problem(placement, resources)
+        else:
+            problem = self.pool.infeasible(resources)
         if problem:
-            return [ActorStateChanged(actor_id, "DEAD", f"actor {name} {problem}")]
-        actor = _Actor(actor_id, name, resources, max_restarts, max_task_retries, owner, detached)
+            return [ActorStateChanged(actor_id, DEAD, f"actor {name} {problem}")]
+        actor = _Actor(
+            actor_id, name, resources, max_restarts, max_task_retries, owner, detached, runtime_env
+        )
+        actor.placement = placement
         self.actors[actor_id] = actor
         self.pending_actors.append(actor_id)
-        out: list[Instruction] = [ActorStateChanged(actor_id, "PENDING")]
+        out: list[Instruction] = [ActorStateChanged(actor_id, PENDING)]
         self._schedule(out)
         return out
 
@@ -744,19 +809,19 @@ class Scheduler:
         for _ in range(len(self.pending_actors)):
             aid = self.pending_actors.popleft()
             actor = self.actors.get(aid)
-            if actor is None or actor.state == "DEAD":
+            if actor is None or actor.state == DEAD:
                 continue
-            if not self._fits(actor.resources):
+            if not self._fits(actor):
                 self.pending_actors.append(aid)
                 continue
-            actor.gpu_ids = self._acquire(actor.resources)
-            out.append(self._spawn(actor_id=aid))
+            actor.gpu_ids = self._acquire(actor)
+            out.append(self._spawn(actor_id=aid, env=actor.env))
 
     def actor_call(self, call_id: int, actor_id: int) -> list[Instruction]:
         actor = self.actors.get(actor_id)
-        if actor is None or actor.state == "DEAD":
+        if actor is None or actor.state == DEAD:
             return [FailCall(call_id, actor_id, "actor_died", "the actor is dead")]
-        if actor.state == "ALIVE":
+        if actor.state == ALIVE:
             return [self._dispatch_call(actor, call_id)]
         actor.queue.append(call_id)
         return []
@@ -784,7 +849,7 @@ class Scheduler:
         out-of-scope termination) only once the calls submitted so far have finished.
         ``reason`` (e.g. its constructor raised) is what failed calls report."""
         actor = self.actors.get(actor_id)
-        if actor is None or actor.state == "DEAD":
+        if actor is None or actor.state == DEAD:
             return []
         if reason:
             actor.death_reason = reason
@@ -800,7 +865,7 @@ class Scheduler:
             if any(w.actor_id == actor_id for w in self.workers.values()):
                 # placed, its worker not started yet: it holds resources, give them back
                 # (worker_started then stops that worker)
-                self._release(actor.resources, actor.gpu_ids)
+                self._release(actor)
                 actor.gpu_ids = ()
             self._actor_dead(actor, actor.death_reason or "the actor was killed", out)
             self._schedule(out)
@@ -813,9 +878,9 @@ class Scheduler:
         if actor is None or actor.worker_id not in (w.worker_id, 0):
             return
         actor.worker_id = 0
-        self._release(actor.resources, actor.gpu_ids)
+        self._release(actor)
         actor.gpu_ids = ()
-        if actor.state == "DEAD":
+        if actor.state == DEAD:
             return
         why = actor.death_reason or (
             cause.text
@@ -837,8 +902,8 @@ class Scheduler:
             self._actor_dead(actor, why, out)
             return
         actor.restarts += 1
-        actor.state = "RESTARTING"
-        out.append(ActorStateChanged(actor.actor_id, "RESTARTING", why))
+        actor.state = RESTARTING
+        out.append(ActorStateChanged(actor.actor_id, RESTARTING, why))
         retry: list[int] = []
         for call_id, attempts in actor.inflight.items():
             if actor.max_task_retries < 0 or attempts <= actor.max_task_retries:
@@ -851,8 +916,8 @@ class Scheduler:
         self.pending_actors.appendleft(actor.actor_id)
 
     def _actor_dead(self, actor: _Actor, cause: str, out: list[Instruction]) -> None:
-        actor.state = "DEAD"
-        out.append(ActorStateChanged(actor.actor_id, "DEAD", cause))
+        actor.state = DEAD
+        out.append(ActorStateChanged(actor.actor_id, DEAD, cause))
         for call_id in [*actor.inflight, *actor.queue]:
             out.append(FailCall(call_id, actor.actor_id, "actor_died", cause))
         actor.inflight.clear()
@@ -860,11 +925,25 @@ class Scheduler:
         actor.call_attempts.clear()
         self.actors.pop(actor.actor_id, None)
 
+    # --- invariants --------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise ``AssertionError`` naming every broken invariant (see invariants.py).
+        For tests, after each event; the head never calls it (it walks the whole state).
+
+        >>> s = Scheduler({"CPU": 1})
+        >>> _ = s.start()
+        >>> s.validate()
+        """
+        problems = scheduler_problems(self)
+        if problems:
+            raise AssertionError("scheduler invariants broken:\n- " + "\n- ".join(problems))
+
     # --- views -------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
         """Tasks by state, for status displays."""
-        out = {WAITING: 0, READY: 0, RUNNING: 0}
+        out: dict[str, int] = {WAITING: 0, READY: 0, RUNNING: 0}
         for t in self.tasks.values():
             out[t.state] += 1
         return out
@@ -886,5 +965,5 @@ class Scheduler:
                     out.append(BusyWorker(wid, t.task_id, 0, retriable))
         return out
 
-    def worker_states(self) -> dict[int, str]:
+    def worker_states(self) -> dict[int, WorkerState]:
         return {wid: w.state for wid, w in self.workers.items()}

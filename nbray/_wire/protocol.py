@@ -71,6 +71,12 @@ class TaskSpec(NamedTuple):
     method: str = ""
     max_task_retries: int = 0
     job_namespace: str = ""  # the submitter's namespace: named actors are looked up there
+    concurrency_group: str = ""  # an actor call's group ("": the method's own, or default)
+    max_calls: int = 0  # a task: the worker exits after running this many of its function
+    job_id: int = 0  # the client id of the driver whose work this is (nested tasks keep it)
+    runtime_env: str = ""  # resolved runtime_env (JSON): only workers started for it run it
+    # (placement group id, bundle index or -1, capture child tasks): runs in that reservation
+    placement: tuple[int, int, bool] | None = None
 
 
 class ActorSpec(NamedTuple):
@@ -92,6 +98,10 @@ class ActorSpec(NamedTuple):
     is_async: bool
     methods: tuple[tuple[str, int], ...] = ()
     job_namespace: str = ""  # the creator's namespace, which the actor's code runs in
+    concurrency_groups: tuple[tuple[str, int], ...] = ()  # (name, threads or async tasks)
+    job_id: int = 0  # the creator's job (see TaskSpec.job_id)
+    runtime_env: str = ""  # resolved runtime_env (JSON) the actor's worker starts with
+    placement: tuple[int, int, bool] | None = None  # as TaskSpec.placement
 
 
 # --- handshake after authentication --------------------------------------------------
@@ -160,6 +170,7 @@ class KillActor(NamedTuple):
     actor_id: int
     no_restart: bool
     when_idle: bool = False  # the last handle was dropped: let submitted calls finish first
+    reason: str = ""  # what the calls it fails report (the actor called exit_actor(), say)
 
 
 class Request(NamedTuple):
@@ -244,6 +255,11 @@ class Unqueue(NamedTuple):
 
 class Unqueued(NamedTuple):
     task_ids: tuple[int, ...]  # the ones given back, never started
+
+
+class Retire(NamedTuple):
+    """The worker exits on its own (``max_calls`` reached) after reporting every task it
+    ran: what the head still sees on it never started there."""
 
 
 # --- worker → head -------------------------------------------------------------------

@@ -193,3 +193,36 @@ def dumps_function(func: Any, what: str) -> bytes:
         )
     # no chained pickler traceback: the message says what and where
     raise SerializationError(message) from None
+
+
+FUNCTION_SIZE_WARN_THRESHOLD = 10**7  # Ray's: above this a pickled function is "very large"
+
+
+def check_function_size(blob: bytes, kind: str, name: str) -> None:
+    """Refuse a pickled function or class over Ray's limit, with Ray's message (``kind``:
+    "remote function" or "actor"). The limit is 100 MB, or ``FUNCTION_SIZE_ERROR_THRESHOLD``
+    bytes from the environment, as in Ray; above 10 MB it warns."""
+    size = len(blob)
+    if size <= FUNCTION_SIZE_WARN_THRESHOLD and size <= _error_threshold():
+        return
+    tip = (
+        "Check that its definition is not implicitly capturing a large array or other object "
+        "in scope. Tip: use nbray.put() to put large objects in the object store."
+    )
+    limit = _error_threshold()
+    if size >= limit:
+        raise ValueError(
+            f"The {kind} {name} is too large ({size // (1024 * 1024)} MiB > "
+            f"FUNCTION_SIZE_ERROR_THRESHOLD={limit // (1024 * 1024)} MiB). {tip}"
+        )
+    import warnings
+
+    warnings.warn(
+        f"The {kind} {name} is very large ({size // (1024 * 1024)} MiB). {tip}", stacklevel=4
+    )
+
+
+def _error_threshold() -> int:
+    import os
+
+    return int(os.environ.get("FUNCTION_SIZE_ERROR_THRESHOLD", 10**8))

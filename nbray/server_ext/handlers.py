@@ -8,8 +8,10 @@
     GET  <base>/nbray/api/tasks?state=&name=&owner=&limit=   recent tasks, newest first
     GET  <base>/nbray/api/tasks/<id>/logs    a task's latest output (while watched)
     GET  <base>/nbray/api/summary            tasks by state, rate, latest failures
+    GET  <base>/nbray/api/graph?limit=       the task DAG, laid out in layers (grouped)
+    GET  <base>/nbray/api/timeline?limit=    one bar per task attempt, per worker
     WS   <base>/nbray/api/events             batches of events every ~0.5 s
-    GET  <base>/nbray/dashboard              the dashboard page (static/)
+    GET  <base>/nbray/dashboard              the dashboard page (the frontend's bundle)
 
 Every route is ``@tornado.web.authenticated`` and authorized against the resource
 "nbray" (read for GET, write for POST). Manager calls block (they talk to the head), so
@@ -19,6 +21,7 @@ they run in a thread.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +41,7 @@ from nbray._base.errors import NbrayError
 from .manager import ClusterManager, ClusterSettings, ClusterStateError
 
 AUTH_RESOURCE = "nbray"
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).parent / "static"  # the frontend's standalone build
 WS_FLUSH_MS = 500
 WS_MAX_BATCH = 500  # events per message; the rest are counted as dropped
 
@@ -105,17 +108,46 @@ class TasksHandler(_Base):
         self.manager.ensure_started()
         await self.call(self.manager.touch)
         try:
-            owner = self.get_argument("owner", None)
+            owner_arg = self.get_argument("owner", None)
+            owner = int(owner_arg) if owner_arg else None
             limit = int(self.get_argument("limit", "200"))
+        except ValueError as exc:
+            raise web.HTTPError(400, f"owner and limit must be whole numbers ({exc})") from None
+        try:
             tasks = self.manager.tasks.query(
                 state=self.get_argument("state", None),
                 name=self.get_argument("name", None),
-                owner=int(owner) if owner else None,
+                owner=owner,
                 limit=max(1, min(limit, 5000)),
             )
-        except ValueError as exc:
-            raise web.HTTPError(400, f"owner and limit must be whole numbers ({exc})") from None
+        except ValueError as exc:  # an unknown state: the message lists the known ones
+            raise web.HTTPError(400, str(exc)) from None
         self.reply({"tasks": tasks})
+
+
+def _limit(handler: _Base, default: int) -> int:
+    try:
+        return max(1, min(int(handler.get_argument("limit", str(default))), 20_000))
+    except ValueError as exc:
+        raise web.HTTPError(400, f"limit must be a whole number ({exc})") from None
+
+
+class GraphHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        await self.call(self.manager.touch)
+        limit = _limit(self, 2000)
+        self.reply(await self.call(self.manager.tasks.graph_record, limit))
+
+
+class TimelineHandler(_Base):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        await self.call(self.manager.touch)
+        limit = _limit(self, 2000)
+        self.reply({"segments": await self.call(self.manager.tasks.timeline_records, limit)})
 
 
 class TaskLogsHandler(_Base):
@@ -220,8 +252,26 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             flusher.stop()
 
 
+DASHBOARD_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>nbray dashboard</title>
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <link rel="stylesheet" href="{base}nbray/static/dashboard.css">
+  <script id="jupyter-config-data" type="application/json">{config}</script>
+</head>
+<body>
+  <noscript>The nbray dashboard needs JavaScript.</noscript>
+  <script src="{base}nbray/static/dashboard.js"></script>
+</body>
+</html>
+"""
+
+
 class DashboardHandler(JupyterHandler):
-    """The dashboard page: static HTML that reads the REST API and the WebSocket."""
+    """The dashboard page: a shell for the frontend's standalone bundle (the same widget as
+    JupyterLab's dashboard tab), with the server's base URL where ServerConnection reads it."""
 
     auth_resource = AUTH_RESOURCE
 
@@ -229,14 +279,26 @@ class DashboardHandler(JupyterHandler):
     @authorized
     def get(self) -> None:
         self.settings["nbray_manager"].ensure_started()
+        if not (STATIC_DIR / "dashboard.js").exists():
+            raise web.HTTPError(
+                500,
+                "the dashboard is not built: run `make install` (or `jlpm build:prod` in "
+                "frontend/), which writes nbray/server_ext/static/",
+            )
+        self.xsrf_token  # noqa: B018 (sets the _xsrf cookie the page's POSTs send back)
+        config = json.dumps({"baseUrl": self.base_url, "appName": "nbray dashboard"})
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        html = (STATIC_DIR / "dashboard.html").read_text()
-        self.finish(html.replace("{{base_url}}", self.base_url))
+        self.finish(
+            DASHBOARD_PAGE.format(
+                base=html.escape(self.base_url, quote=True),
+                config=config.replace("</", "<\\/"),
+            )
+        )
 
 
 class StaticHandler(JupyterHandler):
-    """The dashboard's script and style sheet, behind the same login."""
+    """The dashboard's script and style sheet (built from frontend/), behind the same login."""
 
     auth_resource = AUTH_RESOURCE
     FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
@@ -248,10 +310,12 @@ class StaticHandler(JupyterHandler):
     @authorized
     def get(self, name: str) -> None:
         kind = self.FILES.get(name)
-        if kind is None:
+        path = STATIC_DIR / name
+        if kind is None or not path.exists():
             raise web.HTTPError(404)
         self.set_header("Content-Type", f"{kind}; charset=utf-8")
-        self.finish((STATIC_DIR / name).read_bytes())
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(path.read_bytes())
 
 
 def route_table() -> list[tuple[str, type]]:
@@ -267,6 +331,8 @@ def route_table() -> list[tuple[str, type]]:
         (url("api/tasks"), TasksHandler),
         (url(r"api/tasks/([0-9a-f]{1,32})/logs"), TaskLogsHandler),
         (url("api/summary"), SummaryHandler),
+        (url("api/graph"), GraphHandler),
+        (url("api/timeline"), TimelineHandler),
         (url("api/events"), EventsHandler),
         (url("dashboard"), DashboardHandler),
         (url(r"static/([a-z.]+)"), StaticHandler),

@@ -136,11 +136,11 @@ class TaskGraph(LiveWidget):
                 ]
                 # failures inside a group show as a thick red outline
                 trace.marker.line.color = [
-                    STATE_COLORS["failed"] if view.nodes[i].states.get("failed") else "#374151"
+                    STATE_COLORS["FAILED"] if view.nodes[i].states.get("FAILED") else "#374151"
                     for i in idx
                 ]
                 trace.marker.line.width = [
-                    3 if view.nodes[i].states.get("failed") else 1 for i in idx
+                    3 if view.nodes[i].states.get("FAILED") else 1 for i in idx
                 ]
                 trace.text = [label(view.nodes[i], view.grouped, len(view.nodes)) for i in idx]
         self._summary.value = f"<small>{self._headline(state)}</small>"
@@ -217,7 +217,7 @@ def layout(nodes: list[GraphNode]) -> list[tuple[float, float]]:
 def label(n: GraphNode, grouped: bool, total: int) -> str:
     """Text next to a node: the function (and count) when the graph is small or grouped."""
     if grouped:
-        failed = n.states.get("failed", 0)
+        failed = n.states.get("FAILED", 0)
         return f"{n.name} x{n.count}" + (f" ({failed} failed)" if failed else "")
     return n.name if total <= 40 else ""
 

@@ -170,48 +170,61 @@ def test_notebook_tasks_appear_in_panel_and_dashboard(page: Any, lab: Lab) -> No
     )
     assert page.locator(".jp-Notebook .jp-Cell", has_text="nbray.init()").count() >= 2
 
-    # "Open dashboard" opens it in a JupyterLab tab, where the tasks are listed
+    # "Open dashboard" opens it in a JupyterLab tab (the widget itself, no iframe), where
+    # the tasks are listed
     panel.locator("button.nbray-open-dashboard").click()
-    frame = page.frame_locator("#nbray-dashboard iframe")
-    frame.locator("#tasks tbody tr", has_text="square").first.wait_for()
-    frame.locator("#state", has_text="running").wait_for()
+    dash = page.locator("#nbray-dashboard .nbray-dashboard")
+    dash.locator(".nbray-dash-tasks tbody tr", has_text="square").first.wait_for()
+    dash.locator(".nbray-state", has_text="running").wait_for()
+    assert page.locator("#nbray-dashboard iframe").count() == 0
 
 
 def test_dashboard_page_on_its_own(page: Any, lab: Lab) -> None:
     """The dashboard works without JupyterLab: nodes, searchable tasks, timeline, graph,
-    and a failed task's error."""
+    and a failed task's error and output."""
     page.goto(lab.url("nbray/dashboard"))
-    page.locator("#state", has_text="running").wait_for()
-    page.locator(".node-card .bar").first.wait_for()
-    rows = page.locator("#tasks tbody tr")
+    dash = page.locator(".nbray-dashboard")
+    dash.locator(".nbray-state", has_text="running").wait_for()
+    dash.locator(".nbray-node-card .nbray-bar").first.wait_for()
+    rows = dash.locator(".nbray-dash-tasks tbody tr")
     rows.filter(has_text="square").first.wait_for()
-    page.fill("#search", "boom")
+    dash.locator(".nbray-dash-search").fill("boom")
     page.wait_for_function(
-        "() => [...document.querySelectorAll('#tasks tbody tr')].every("
-        "r => r.textContent.includes('boom')) && document.querySelector('#tasks tbody tr')"
+        "() => [...document.querySelectorAll('.nbray-dash-tasks tbody tr')].every("
+        "r => r.textContent.includes('boom')) && document.querySelector("
+        "'.nbray-dash-tasks tbody tr[data-task-id]')"
     )
     rows.first.click()
-    assert re.search(r"boom: bad input", page.locator("#details").inner_text())
+    dash.locator(".nbray-dash-details", has_text="boom: bad input").wait_for()
     # the task's own output (kept while the panel watched the notebook run), stderr marked
-    page.locator("#logs .stderr", has_text="about to fail").wait_for()
-    page.fill("#search", "square")
-    page.select_option("#filter-state", "FINISHED")
+    dash.locator(".nbray-dash-logs .nbray-dash-stderr", has_text="about to fail").wait_for()
+    dash.locator(".nbray-dash-search").fill("square")
+    dash.locator(".nbray-dash-filter").select_option("FINISHED")
     page.wait_for_function(
-        "() => [...document.querySelectorAll('#tasks tbody tr')].every("
-        "r => r.textContent.includes('square')) && document.querySelector('#tasks tbody tr')"
+        "() => [...document.querySelectorAll('.nbray-dash-tasks tbody tr')].every("
+        "r => r.textContent.includes('square') && r.textContent.includes('FINISHED'))"
+        " && document.querySelector('.nbray-dash-tasks tbody tr[data-task-id]')"
     )
     rows.first.click()
-    page.locator("#logs .stdout", has_text=re.compile(r"squaring \d")).wait_for()
+    stdout = dash.locator(".nbray-dash-logs .nbray-dash-stdout", has_text=re.compile(r"squaring"))
+    stdout.first.wait_for()
     task_id = rows.first.get_attribute("data-task-id")
     logs = json.loads(lab.api(f"nbray/api/tasks/{task_id}/logs"))
     assert (
-        page.locator("#logs").inner_text().strip()
+        dash.locator(".nbray-dash-logs").inner_text().strip()
         == "".join(p["text"] for p in logs["lines"]).strip()
     )
-    page.fill("#search", "")
+    dash.locator(".nbray-dash-search").fill("")
+    dash.locator(".nbray-dash-filter").select_option("")
     rows.filter(has_text="add").first.wait_for()
-    assert page.locator("#graph line").count() >= 4  # add depends on squares and on adds
-    page.locator("#graph circle").first.wait_for()
+    # the graph (plotly): add depends on squares and on adds; the timeline has bars
+    graph = dash.locator(".nbray-dash-graph")
+    graph.locator(".scatterlayer .trace").first.wait_for()
+    assert "dependencies" in dash.locator(".nbray-dash-graph-caption").inner_text()
+    api_graph = json.loads(lab.api("nbray/api/graph"))
+    assert len(api_graph["edges"]) >= 4
+    dash.locator(".nbray-dash-timeline .barlayer .point").first.wait_for()
+    assert dash.locator(".nbray-dash-timeline-empty").is_hidden()
     page.screenshot(path=str(artifact("dashboard.png")), full_page=True)
     update_docs_image("dashboard.png")
 
@@ -235,3 +248,28 @@ def test_ssh_cluster_form_reports_a_failed_host(page: Any, lab: Lab) -> None:
     panel.locator("button.nbray-ssh-down").click()
     panel.locator(".nbray-ssh-badge", has_text="down").wait_for(timeout=60_000)
     assert panel.locator(".nbray-ssh-host").count() == 0
+
+
+def test_ssh_form_fields_are_labelled_and_their_examples_fit(page: Any, lab: Lab) -> None:
+    """Each field of the SSH form has a visible label, and its example (the placeholder)
+    fits in the field at the panel's width (the long "worker hosts" one was cut off)."""
+    panel = open_panel(page, lab)
+    fields = panel.locator(".nbray-ssh-field")
+    assert fields.count() == 5
+    assert "worker hosts" in fields.nth(1).locator(".nbray-ssh-label").inner_text()
+    overflowing = page.evaluate(
+        """() => {
+          const ctx = document.createElement('canvas').getContext('2d');
+          return [...document.querySelectorAll('#nbray-panel .nbray-ssh-field input')]
+            .filter(input => {
+              const style = getComputedStyle(input);
+              ctx.font = style.font;
+              const room = input.clientWidth - parseFloat(style.paddingLeft)
+                - parseFloat(style.paddingRight);
+              return ctx.measureText(input.placeholder).width > room;
+            })
+            .map(input => input.placeholder);
+        }"""
+    )
+    assert overflowing == []
+    panel.locator(".nbray-ssh-form").screenshot(path=str(artifact("panel-ssh-form.png")))

@@ -37,8 +37,8 @@ def test_panel_reconnects_after_the_server_restarts(page: Any, tmp_path: Path) -
         first = status(lab)
         dashboard = page.context.new_page()  # the dashboard page reconnects the same way
         dashboard.goto(lab.url("nbray/dashboard"))
-        dash_card = dashboard.locator(".node-card")
-        dash_card.filter(has_text="CPU 2").locator(".bar").first.wait_for()
+        dash_card = dashboard.locator(".nbray-dashboard .nbray-node-card")
+        dash_card.filter(has_text="2 CPU").locator(".nbray-bar").first.wait_for()
 
         stop_lab(lab)  # the event source is gone: the WebSocket closes
         live.filter(has_text="offline").wait_for()
@@ -50,8 +50,9 @@ def test_panel_reconnects_after_the_server_restarts(page: Any, tmp_path: Path) -
         live.filter(has_text="live").wait_for(timeout=60_000)
         name.filter(has_text="1 CPU").wait_for()
         panel.locator(".nbray-node-card .nbray-bar-row", has_text="CPU").wait_for()
-        dash_card.filter(has_text="CPU 1").locator(".bar").first.wait_for(timeout=60_000)
-        assert dashboard.locator("#error").is_hidden()  # "cannot reach" is gone again
+        dash_card.filter(has_text="1 CPU").locator(".nbray-bar").first.wait_for(timeout=60_000)
+        dashboard.locator(".nbray-dashboard .nbray-live", has_text="live").wait_for()
+        assert dashboard.locator(".nbray-dashboard .nbray-error").is_hidden()  # reachable again
         second = status(lab)
         assert second["head_pid"] != first["head_pid"]
         assert second["watchers"] == 2  # the reconnected panel and dashboard watch

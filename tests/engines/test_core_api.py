@@ -215,6 +215,7 @@ def test_cluster_resources_and_nodes(engine: str) -> None:
 
 
 def test_event_stream_has_task_lifecycle_and_node_metrics(engine: str) -> None:
+    from nbray._base.events import event_problems
     from nbray._model.session import current_engine
 
     events: list[dict[str, Any]] = []
@@ -226,15 +227,17 @@ def test_event_stream_has_task_lifecycle_and_node_metrics(engine: str) -> None:
         def states() -> set[str]:
             return {e["state"] for e in events if e["type"] == "task" and e["name"] == "watched"}
 
-        wait_until(lambda: {"SUBMITTED", "FINISHED"} <= states(), 10)
+        wait_until(lambda: {"PENDING", "FINISHED"} <= states(), 10)
         metrics = wait_until(lambda: [e for e in events if e["type"] == "metrics"], 15)
         sample = metrics[-1]
         for key in ("node_id", "cpu_percent", "memory_total", "memory_used", "gpus", "workers"):
             assert key in sample, key
         assert sample["memory_total"] > 0
-        submitted = next(e for e in events if e["type"] == "task" and e["state"] == "SUBMITTED")
+        submitted = next(e for e in events if e["type"] == "task" and e["state"] == "PENDING")
         for key in ("task_id", "name", "time", "returns", "resources"):
             assert key in submitted, key
+        # every event keeps the one contract (nbray/_base/events.py)
+        assert [p for e in list(events) for p in event_problems(e)] == []
     finally:
         unsubscribe()
 

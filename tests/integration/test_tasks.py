@@ -108,7 +108,7 @@ class Events:
             return list(self.items)
 
     def task_id_of(self, ref: nbray.ObjectRef) -> str:
-        """The task id that produces ``ref`` (from its SUBMITTED event)."""
+        """The task id that produces ``ref`` (from its PENDING event)."""
 
         def find() -> str | None:
             for e in self.snapshot():
@@ -205,27 +205,28 @@ def test_options_override_without_changing_the_original(cluster: nbray.ClusterCo
 
 
 @pytest.mark.parametrize(
-    "options",
+    ("options", "error"),
     [
-        {"num_cpus": -1},
-        {"num_cpus": "two"},
-        {"num_gpus": 1.5},
-        {"num_returns": -1},
-        {"max_retries": -2},
-        {"resources": {"CPU": 1}},
-        {"resources": {"x": -1}},
-        {"not_an_option": 1},
+        ({"num_cpus": -1}, ValueError),
+        ({"num_cpus": "two"}, TypeError),  # a wrong type is a TypeError, as in Ray
+        ({"num_gpus": 1.5}, ValueError),
+        ({"num_returns": -1}, ValueError),
+        ({"max_retries": -2}, ValueError),
+        ({"max_retries": 1.5}, TypeError),
+        ({"resources": {"CPU": 1}}, ValueError),
+        ({"resources": {"x": -1}}, ValueError),
+        ({"not_an_option": 1}, ValueError),
     ],
 )
-def test_invalid_options_raise_value_error_at_decoration(options: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+def test_invalid_options_raise_at_decoration(options: dict[str, Any], error: type) -> None:
+    with pytest.raises(error):
         nbray.remote(**options)(lambda: None)
 
     @nbray.remote
     def f() -> None:
         return None
 
-    with pytest.raises(ValueError):
+    with pytest.raises(error):
         f.options(**options)
     assert not nbray.is_initialized()  # validation started no cluster
 
@@ -743,7 +744,7 @@ def test_force_cancel_kills_the_worker_and_does_not_retry(
     all_resources_free()
     assert attempts(log) == [pid]  # not retried
     task_id = events.task_id_of(ref)
-    assert events.states(task_id) == ["SUBMITTED", "RUNNING", "CANCELLED"]
+    assert events.states(task_id) == ["PENDING", "RUNNING", "CANCELLED"]
 
 
 def test_recursive_cancel_cancels_children(
@@ -935,8 +936,8 @@ def test_task_events(cluster: nbray.ClusterContext, tmp_path: Path, events: Even
     pid = nbray.get(ref, timeout=GET_TIMEOUT)
     tid = events.task_id_of(ref)
     wait_until(lambda: "FINISHED" in events.states(tid))
-    assert events.states(tid) == ["SUBMITTED", "RUNNING", "FINISHED"]
-    submitted, running, finished = (events.of(tid, s) for s in ("SUBMITTED", "RUNNING", "FINISHED"))
+    assert events.states(tid) == ["PENDING", "RUNNING", "FINISHED"]
+    submitted, running, finished = (events.of(tid, s) for s in ("PENDING", "RUNNING", "FINISHED"))
     assert submitted["name"] == running["name"] == "test_task_events.<locals>.ok"
     assert submitted["returns"] == [ref.hex()] and submitted["resources"] == {"CPU": 1.0}
     assert running["pid"] == pid and running["worker_id"] > 0
@@ -947,7 +948,7 @@ def test_task_events(cluster: nbray.ClusterContext, tmp_path: Path, events: Even
         nbray.get(bad, timeout=GET_TIMEOUT)
     bad_id = events.task_id_of(bad)
     wait_until(lambda: "FAILED" in events.states(bad_id))
-    assert events.states(bad_id) == ["SUBMITTED", "RUNNING", "FAILED"]
+    assert events.states(bad_id) == ["PENDING", "RUNNING", "FAILED"]
     assert "for the event" in events.of(bad_id, "FAILED")["error"]
 
     @nbray.remote
@@ -960,7 +961,7 @@ def test_task_events(cluster: nbray.ClusterContext, tmp_path: Path, events: Even
     assert nbray.get(retried, timeout=GET_TIMEOUT) == 1
     rid = events.task_id_of(retried)
     wait_until(lambda: "FINISHED" in events.states(rid))
-    assert events.states(rid) == ["SUBMITTED", "RUNNING", "RETRYING", "RUNNING", "FINISHED"]
+    assert events.states(rid) == ["PENDING", "RUNNING", "RETRYING", "RUNNING", "FINISHED"]
     assert events.of(rid, "RETRYING")["attempt"] == 2
     first_pid, second_pid = attempts(tmp_path / "attempts")
     assert [e["pid"] for e in events.snapshot() if e.get("task_id") == rid and "pid" in e] == [
@@ -975,7 +976,7 @@ def test_task_events(cluster: nbray.ClusterContext, tmp_path: Path, events: Even
         nbray.get(cancelled, timeout=GET_TIMEOUT)
     cid = events.task_id_of(cancelled)
     wait_until(lambda: "CANCELLED" in events.states(cid))
-    assert events.states(cid) == ["SUBMITTED", "RUNNING", "CANCELLED"]
+    assert events.states(cid) == ["PENDING", "RUNNING", "CANCELLED"]
 
 
 def test_tasks_that_ran_unwatched_are_replayed_to_a_later_subscriber(
@@ -999,17 +1000,17 @@ def test_tasks_that_ran_unwatched_are_replayed_to_a_later_subscriber(
     unsubscribe = engine.subscribe(late)  # nobody listened before: the head replays
     try:
         tid, bad_id, run_id = (late.task_id_of(r) for r in (done, bad, running))
-        assert late.states(tid) == ["SUBMITTED", "RUNNING", "FINISHED"]
+        assert late.states(tid) == ["PENDING", "RUNNING", "FINISHED"]
         assert late.of(tid, "RUNNING")["pid"] == pid
-        assert late.of(tid, "SUBMITTED")["returns"] == [done.hex()]
-        assert late.states(bad_id) == ["SUBMITTED", "RUNNING", "FAILED"]
+        assert late.of(tid, "PENDING")["returns"] == [done.hex()]
+        assert late.states(bad_id) == ["PENDING", "RUNNING", "FAILED"]
         assert "while nobody watched" in late.of(bad_id, "FAILED")["error"]
-        assert late.states(run_id) == ["SUBMITTED", "RUNNING"]
+        assert late.states(run_id) == ["PENDING", "RUNNING"]
         times = [e["time"] for e in late.snapshot() if e.get("type") == "task"]
         assert times == sorted(times)
         (tmp_path / "go").write_text("1")
         assert nbray.get(running, timeout=GET_TIMEOUT) == "released"
-        wait_until(lambda: late.states(run_id) == ["SUBMITTED", "RUNNING", "FINISHED"])
+        wait_until(lambda: late.states(run_id) == ["PENDING", "RUNNING", "FINISHED"])
     finally:
         unsubscribe()
 

@@ -47,8 +47,8 @@ def test_text_fallback_and_release_on_close(cluster: Any) -> None:
     assert nbray.get(total.remote(*refs)) == 6
     graph.sync()
     text = repr(graph)
-    assert text.startswith("TaskGraph: 4 tasks (4 finished)")
-    assert "[stage 1] total: finished" in text and "3 edges" in text
+    assert text.startswith("TaskGraph: 4 tasks (4 FINISHED)")
+    assert "[stage 1] total: FINISHED" in text and "3 edges" in text
     wait_until(lambda: mon.num_cpus > 0, 10)
     assert f"node {engine.client.node_id[:12]}" in str(mon)
     assert subscribers(engine) == 1  # one shared subscription for both widgets
@@ -76,8 +76,8 @@ def test_actor_calls_are_graph_nodes_with_edges_from_their_arguments(cluster: An
     assert nbray.get(out) == 2
     graph.sync()
     assert [(n.name, n.state) for n in graph.nodes] == [
-        ("inc", "finished"),
-        ("Acc.add", "finished"),
+        ("inc", "FINISHED"),
+        ("Acc.add", "FINISHED"),
     ]
     assert graph.edges == [(0, 1)]
     graph.close()
@@ -175,8 +175,8 @@ def test_plain_ipython_shows_the_text_summary() -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "TaskGraph: 1 tasks (1 finished); scope: session" in proc.stdout
-    assert "[stage 0] <lambda>: finished" in proc.stdout
+    assert "TaskGraph: 1 tasks (1 FINISHED); scope: session" in proc.stdout
+    assert "[stage 0] <lambda>: FINISHED" in proc.stdout
 
 
 def test_get_with_progress_returns_values_and_raises_errors(cluster: Any) -> None:

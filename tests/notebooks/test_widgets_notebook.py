@@ -76,7 +76,7 @@ def test_task_graph_has_the_pipelines_nodes_and_edges(executed: nbformat.Noteboo
     r = results(executed)
     names = [n[0] for n in r["graph_nodes"]]
     assert names == ["load"] * 8 + ["clean"] * 8 + ["combine"]
-    assert {n[1] for n in r["graph_nodes"]} == {"finished"}
+    assert {n[1] for n in r["graph_nodes"]} == {"FINISHED"}
     assert [n[2] for n in r["graph_nodes"]] == [0] * 8 + [1] * 8 + [2]
     expected = {(i, 8 + i) for i in range(8)} | {(8 + i, 16) for i in range(8)}
     assert {tuple(e) for e in r["graph_edges"]} == expected
@@ -87,8 +87,8 @@ def test_big_graph_is_grouped_and_shows_the_failure(executed: nbformat.NotebookN
     assert r["big_grouped"]
     nodes = {(n[0], n[1]): n for n in r["big_nodes"]}
     assert set(nodes) == {("fragile", 0), ("step", 1)}
-    assert nodes[("fragile", 0)][3] == {"finished": 999, "failed": 1}
-    assert nodes[("step", 1)][3] == {"finished": 999, "failed": 1}  # its input failed
+    assert nodes[("fragile", 0)][3] == {"FINISHED": 999, "FAILED": 1}
+    assert nodes[("step", 1)][3] == {"FINISHED": 999, "FAILED": 1}  # its input failed
     assert [tuple(e) for e in r["big_edges"]] == [(0, 1)]
     assert "bad input 3" in r["big_error"]
 

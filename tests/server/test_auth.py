@@ -20,6 +20,8 @@ ROUTES = [
     ("GET", "api/tasks"),
     ("GET", f"api/tasks/{UNKNOWN_TASK}/logs"),
     ("GET", "api/summary"),
+    ("GET", "api/graph"),
+    ("GET", "api/timeline"),
     ("GET", "api/ssh/status"),
     ("POST", "api/ssh/up"),
     ("POST", "api/ssh/down"),
@@ -74,7 +76,10 @@ async def test_with_token_the_routes_answer(jp_fetch: Any) -> None:
     # logged in, a task the server does not know is a 404, not a login problem
     assert await _status(jp_fetch, "GET", f"api/tasks/{UNKNOWN_TASK}/logs") == 404
     resp = await jp_fetch("nbray", "dashboard")
-    assert b"nbray" in resp.body
+    # the page loads the frontend's standalone bundle, with the base URL for its requests
+    assert b'nbray/static/dashboard.js"' in resp.body
+    assert b'"baseUrl": "/a%40b/"' in resp.body
+    assert "_xsrf" in resp.headers.get("Set-Cookie", "")
 
 
 async def test_websocket_needs_login(jp_ws_fetch: Any) -> None:

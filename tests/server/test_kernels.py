@@ -101,7 +101,7 @@ async def test_kernel_restart_cancels_its_tasks_and_cluster_carries_on(
 
         # the WebSocket streamed the whole story: submitted, running, cancelled
         seen: set[str] = set()
-        while not {"SUBMITTED", "RUNNING", "CANCELLED"} <= seen:
+        while not {"PENDING", "RUNNING", "CANCELLED"} <= seen:
             msg = json.loads(await asyncio.wait_for(ws.read_message(), 10))
             seen |= {e["state"] for e in msg["events"] if e.get("type") == "task"}
         assert msg["summary"]["counts"]
@@ -198,3 +198,40 @@ async def test_a_tasks_output_reaches_the_logs_route(
 
 async def _subscribed(jp_serverapp: Any) -> bool:
     return bool(jp_serverapp.web_app.settings["nbray_manager"].subscribed)
+
+
+async def test_the_stream_says_when_a_kernel_joins_and_leaves(
+    jp_fetch: Any, jp_serverapp: Any, jp_ws_fetch: Any, api: Any
+) -> None:
+    """A kernel's ``nbray.shutdown()`` reaches the panel as a ``client`` event at once (the
+    panel refreshes its kernel count on it); before, nothing was published, and the count
+    stayed stale until some other event came."""
+    ws: WebSocketClientConnection = await jp_ws_fetch("nbray", "api", "events")
+    manager = jp_serverapp.web_app.settings["nbray_manager"]
+
+    async def subscribed() -> bool:
+        return bool(manager.subscribed)
+
+    await until(subscribed)  # the WebSocket's subscription is made off the IOLoop
+    kid, kc = await start_kernel(jp_fetch, jp_serverapp)
+
+    async def client_event(state: str) -> dict[str, Any]:
+        while True:
+            msg = json.loads(await asyncio.wait_for(ws.read_message(), 20))
+            for e in msg["events"]:
+                if e.get("type") == "client" and e["state"] == state:
+                    return dict(e)
+
+    try:
+        await execute(kc, "import nbray\nnbray.init()")
+        joined = await client_event("CONNECTED")
+        assert joined["role"] == "client" and joined["pid"] > 0
+        assert (await api("cluster"))["clients"] == 1
+        await execute(kc, "nbray.shutdown()")
+        left = await client_event("DISCONNECTED")
+        assert left["conn_id"] == joined["conn_id"]
+        assert (await api("cluster"))["clients"] == 0
+    finally:
+        ws.close()
+        kc.stop_channels()
+        await jp_fetch("api", "kernels", kid, method="DELETE")

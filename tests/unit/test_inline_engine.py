@@ -78,3 +78,63 @@ def test_values_are_freed_with_their_refs(inline: InlineEngine) -> None:
     assert oid in inline._values
     del ref
     assert oid not in inline._values
+
+
+def test_local_mode_init_runs_inline_and_shuts_down() -> None:
+    ctx = nbray.init(local_mode=True)
+    try:
+        assert ctx.engine == "inline" and nbray.is_initialized()
+
+        @nbray.remote
+        def pid() -> int:
+            return os.getpid()
+
+        assert nbray.get(pid.remote()) == os.getpid()
+    finally:
+        nbray.shutdown()
+    assert not nbray.is_initialized()
+    with pytest.raises(ValueError, match="local_mode"):
+        nbray.init(local_mode=True, address="auto")
+    assert not nbray.is_initialized()
+
+
+def test_actor_lifecycle_and_context_inline(inline: InlineEngine) -> None:
+    log: list[str] = []
+
+    @nbray.remote
+    class Unit:
+        def __init__(self, tag: str) -> None:
+            self.tag = tag
+
+        def ctx(self) -> tuple[str | None, str | None, dict[str, float]]:
+            c = nbray.get_runtime_context()
+            return c.get_actor_id(), c.get_actor_name(), c.get_assigned_resources()
+
+        def stop(self) -> None:
+            nbray.actor.exit_actor()
+
+        def __ray_shutdown__(self) -> None:
+            log.append(self.tag)
+
+    a = Unit.options(name="unit", num_cpus=1).remote("a")
+    actor_id, name, resources = nbray.get(a.ctx.remote())
+    assert actor_id == a.actor_id and name == "unit" and resources == {"CPU": 1.0}
+    assert nbray.get(a.__ray_ready__.remote()) is True
+    with pytest.raises(nbray.exceptions.ActorDiedError, match="exit_actor"):
+        nbray.get(a.stop.remote())
+    assert log == ["a"]
+    with pytest.raises(nbray.exceptions.ActorDiedError):
+        nbray.get(a.ctx.remote())
+    with pytest.raises(ValueError):
+        nbray.get_actor("unit")  # its name is free again
+
+    b = Unit.remote("b")
+    nbray.kill(b)  # a kill runs no clean-up hook, as in Ray
+    assert log == ["a"]
+    c = Unit.remote("c")
+    del c  # out of scope: a graceful end
+    assert log == ["a", "c"]
+    with pytest.raises(TypeError, match="exit_actor"):
+        nbray.actor.exit_actor()
+    ctx = nbray.get_runtime_context()
+    assert ctx.get_task_id() is None and ctx.get_actor_id() is None

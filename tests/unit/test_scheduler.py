@@ -10,7 +10,9 @@ about something else, and checked verbatim where they are the point.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any
 from unittest.mock import ANY
 
 import pytest
@@ -34,6 +36,29 @@ from nbray._node.scheduler import (
     Unqueue,
 )
 
+#: every event a Scheduler takes; each is followed by ``validate()`` in these tests
+EVENTS = (
+    "start",
+    "worker_started",
+    "trim",
+    "worker_died",
+    "unqueued",
+    "worker_retiring",
+    "submit",
+    "object_ready",
+    "task_finished",
+    "worker_blocked",
+    "worker_unblocked",
+    "cancel",
+    "owner_gone",
+    "create_actor",
+    "actor_call",
+    "call_finished",
+    "kill_actor",
+    "create_placement_group",
+    "remove_placement_group",
+)
+
 CANCELLED_BEFORE = "the task was cancelled before it ran"
 CANCELLED_RUNNING = "the task was cancelled"
 RETRIABLE = "the task raised a retriable exception"
@@ -41,6 +66,51 @@ ACTOR_DEAD = "the actor is dead"
 
 
 # --- helpers ----------------------------------------------------------------------------
+
+
+def _validated(event: Callable[..., list[Instruction]]) -> Callable[..., list[Instruction]]:
+    @functools.wraps(event)
+    def checked(s: Scheduler, *args: Any, **kwargs: Any) -> list[Instruction]:
+        s.validate()  # the state the event starts from (a test may have set it up by hand)
+        out = event(s, *args, **kwargs)
+        s.validate()
+        return out
+
+    return checked
+
+
+@pytest.fixture(autouse=True)
+def validate_after_every_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every event of every test here ends with ``Scheduler.validate()`` (its invariants),
+    as distributed's tests do with ``validate_state``."""
+    for name in EVENTS:
+        monkeypatch.setattr(Scheduler, name, _validated(getattr(Scheduler, name)))
+
+
+def test_every_event_is_validated() -> None:
+    """EVENTS lists every public method that changes the scheduler."""
+    views = {
+        "counts",
+        "busy_workers",
+        "worker_states",
+        "validate",
+        "total",
+        "available",
+        "placement_group_problem",
+    }
+    public = {n for n in vars(Scheduler) if not n.startswith("_")} - views - {"gpu_free"}
+    assert public == set(EVENTS)
+
+
+def test_validate_names_what_is_broken() -> None:
+    s = boot({"CPU": 2})
+    assert submit(s, 1) == [Dispatch(2, 1)]
+    s.idle.append(2)  # a busy worker listed as idle
+    s.available["CPU"] = 5.0
+    with pytest.raises(AssertionError) as err:
+        s.validate()
+    assert "worker 2 (BUSY): IDLE state and the idle list disagree" in str(err.value)
+    assert "CPU: 5 available is above the 2 in total" in str(err.value)
 
 
 def started(s: Scheduler, instructions: Iterable[Instruction]) -> list[Instruction]:
@@ -1764,3 +1834,22 @@ def test_counts_follow_task_states() -> None:
     assert s.task_finished(3, ok=True) == []
     assert s.counts() == idle_counts()
     assert s.available == s.total
+
+
+def test_a_retiring_worker_s_tasks_run_elsewhere_without_losing_an_attempt() -> None:
+    # max_calls: the worker reported task 1, then retires; 2 (current by now) and 3
+    # (pipelined) never started there
+    s = boot({"CPU": 1}, pipeline_depth=4)
+    assert [submit(s, tid, short=True) for tid in (1, 2, 3)] == [
+        [Dispatch(1, 1)],
+        [Dispatch(1, 2)],
+        [Dispatch(1, 3)],
+    ]
+    assert s.task_finished(1, ok=True) == []
+    assert s.worker_retiring(1) == [SpawnWorker(2)]  # its place in the pool is refilled
+    assert s.counts() == {"WAITING": 0, "READY": 2, "RUNNING": 0}
+    assert s.worker_died(1, 0) == []  # its exit loses nothing
+    assert s.worker_started(2) == [Dispatch(2, 2)]
+    assert s.task_finished(2, ok=True) == [Dispatch(2, 3)]
+    assert s.tasks[3].attempts == 1  # the first attempt, not a retry
+    assert s.worker_retiring(99) == []  # unknown (already gone): nothing to do

@@ -1,9 +1,13 @@
-"""The server extension's bounded table of recent tasks, fed plain event dicts."""
+"""The server extension's bounded table of recent tasks (the one fold, as REST answers),
+fed typed events by hand."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from nbray._base.events import TASK_STATES
 from nbray.server_ext.tasks import TaskLogs, TaskTable
 
 
@@ -14,13 +18,18 @@ def ev(task_id: str, state: str, t: float, **extra: Any) -> dict[str, Any]:
 
 def test_lifecycle_of_one_task() -> None:
     table = TaskTable()
-    table.apply(ev("a", "SUBMITTED", 1.0, deps=["x"], returns=["y"]))
-    table.apply(ev("a", "RUNNING", 2.0, worker_id=3, pid=99))
+    table.apply(ev("a", "PENDING", 1.0, deps=["x"], returns=["y"]))
+    table.apply(ev("b", "PENDING", 1.5, deps=["y"], returns=["z"]))  # takes a's result
+    table.apply(ev("a", "RUNNING", 2.0, worker_id=3, pid=99, node_id="n1"))
     table.apply(ev("a", "FINISHED", 4.0, worker_id=3))
-    (rec,) = table.query()
-    assert rec["state"] == "FINISHED"
+    rec = table.get("a")
+    assert rec is not None and rec["state"] == "FINISHED"
     assert (rec["submitted"], rec["started"], rec["ended"]) == (1.0, 2.0, 4.0)
-    assert (rec["worker_id"], rec["pid"], rec["deps"], rec["returns"]) == (3, 99, ["x"], ["y"])
+    assert (rec["worker_id"], rec["pid"], rec["returns"], rec["worker"]) == (3, 99, ["y"], "n1:3")
+    assert (rec["attempts"], rec["owner"]) == (1, 1)
+    b = table.get("b")
+    assert b is not None and b["deps"] == ["a"] and b["stage"] == 1  # deps: producing tasks
+    assert table.get("nope") is None
 
 
 def test_filters_newest_first() -> None:
@@ -30,6 +39,9 @@ def test_filters_newest_first() -> None:
     assert [r["task_id"] for r in table.query()] == ["3", "2", "1", "0"]
     assert [r["task_id"] for r in table.query(state="failed,running")] == ["2", "1"]
     assert [r["task_id"] for r in table.query(name="F3")] == ["3"]
+    assert [r["task_id"] for r in table.query(name="2")] == ["2"]  # the start of the id
+    with pytest.raises(ValueError, match="unknown task state WAITING; the states are PENDING"):
+        table.query(state="waiting")
     assert table.query(owner=2) == []
     assert len(table.query(limit=2)) == 2
 
@@ -42,7 +54,8 @@ def test_summary_counts_rate_and_failures() -> None:
     table.apply(ev("old", "FINISHED", 50.0))  # outside the 10 s window (a late replay)
     table.apply(ev("new", "FINISHED", 103.0))
     summary = table.summary(now=105.0)
-    assert summary["counts"] == {"FINISHED": 7, "FAILED": 1}
+    assert {k: v for k, v in summary["counts"].items() if v} == {"FINISHED": 7, "FAILED": 1}
+    assert set(summary["counts"]) == set(TASK_STATES)  # every state listed
     assert summary["rate"] == 0.7  # 7 finishes in the last 10 s
     assert summary["failures"][0]["error"].endswith("ValueError: bad")
 

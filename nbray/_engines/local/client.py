@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from nbray._base.errors import GetTimeoutError, NbrayConnectionError, RemoteError
+from nbray._wire import progress_lines, serialization, shm
 from nbray._wire import protocol as P
-from nbray._wire import serialization, shm
 from nbray._wire.transport import Connection
 
 log = logging.getLogger("nbray._engines.local.client")
@@ -34,12 +34,15 @@ INLINE_LIMIT = 100 * 1024  # larger values go to shared memory
 
 
 class _Waiter:
-    """A blocked ``get``/``wait``: woken once ``remaining`` more objects arrived."""
+    """A blocked ``get``/``wait``: woken once ``remaining`` more objects arrived, or (for a
+    ``get``, ``stop_on_error``) as soon as one of them is an error, as Ray's ``get`` raises
+    at the first failed object without waiting for the others."""
 
-    __slots__ = ("event", "remaining")
+    __slots__ = ("event", "remaining", "stop_on_error")
 
-    def __init__(self, remaining: int) -> None:
+    def __init__(self, remaining: int, stop_on_error: bool = False) -> None:
         self.remaining = remaining
+        self.stop_on_error = stop_on_error
         self.event = threading.Event()
 
 
@@ -258,18 +261,27 @@ class Client:
     def ready(self, oid: int) -> bool:
         return oid in self._objects
 
-    def wait_for(self, oids: list[int], num_ready: int, timeout: float | None) -> list[int]:
-        """Block until ``num_ready`` of ``oids`` are here (or timeout); returns those ready."""
+    def wait_for(
+        self, oids: list[int], num_ready: int, timeout: float | None, stop_on_error: bool = False
+    ) -> list[int]:
+        """Block until ``num_ready`` of ``oids`` are here (or timeout, or with
+        ``stop_on_error`` one of them is an error); returns those ready."""
         self.fetch(oids)
         objects = self._objects
         with self._lock:
             missing = [o for o in oids if o not in objects]
-            waiter = _Waiter(num_ready - (len(oids) - len(missing)))
-            if waiter.remaining > 0 and not self.closed:
+            waiter = _Waiter(num_ready - (len(oids) - len(missing)), stop_on_error)
+            failed = stop_on_error and any(objects[o].kind == P.ERROR for o in oids if o in objects)
+            if waiter.remaining > 0 and not self.closed and not failed:
                 for o in missing:
                     self._waiters.setdefault(o, []).append(waiter)
             else:
                 waiter.event.set()
+        if not waiter.event.is_set() and self.blocked_hook is not None:
+            # a worker: ask the head first (one round trip); objects that exist already
+            # arrive before its answer, and a task whose objects are all there is not
+            # blocked, so its CPU is not lent and no worker starts in its place
+            self.barrier()
         if not waiter.event.is_set():
             blocked = self.blocked_hook is not None
             if blocked:
@@ -296,8 +308,11 @@ class Client:
         return done
 
     def get_values(self, oids: list[int], timeout: float | None) -> list[Any]:
-        done = self.wait_for(oids, len(oids), timeout)
+        done = self.wait_for(oids, len(oids), timeout, stop_on_error=True)
         if len(done) < len(oids):
+            for o in done:  # raise at the first failed object, as Ray does
+                if self._objects[o].kind == P.ERROR:
+                    self.value(o)
             missing = [f"{o:016x}" for o in oids if o not in self._objects]
             raise GetTimeoutError(
                 f"get timed out after {timeout} s: {len(missing)} of {len(oids)} objects "
@@ -329,6 +344,11 @@ class Client:
         raise err.to_exception()
 
     # --- requests ----------------------------------------------------------------------------
+
+    def barrier(self) -> None:
+        """Return once the head answered everything sent before (objects it had when it
+        read a Fetch sent earlier are here by then)."""
+        self.request("object_info", [])
 
     def request(self, what: str, *args: Any, timeout: float = 60.0) -> Any:
         req_id = next(self._counter)
@@ -389,9 +409,10 @@ class Client:
         with self._lock:
             if oid in self._requested:
                 self._objects[oid] = msg.payload
+                failed = msg.payload.kind == P.ERROR
                 for waiter in self._waiters.pop(oid, ()):
                     waiter.remaining -= 1
-                    if waiter.remaining <= 0:
+                    if waiter.remaining <= 0 or (failed and waiter.stop_on_error):
                         waiter.event.set()
 
     def _on_reply(self, msg: P.Reply) -> None:
@@ -402,6 +423,11 @@ class Client:
                 self._cond.notify_all()
 
     def _on_output(self, msg: P.Output) -> None:
+        if self.role != "worker" and progress_lines.MAGIC in msg.text:
+            rest = progress_lines.intercept(msg, self)  # progress bars of tasks (tqdm_ray)
+            if rest is None:
+                return
+            msg = rest
         if self.output_handler is not None:
             self.output_handler(msg)
 

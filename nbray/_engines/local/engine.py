@@ -18,13 +18,21 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from nbray._base.errors import NbrayError, SerializationError
 from nbray._base.options import ActorOptions, TaskOptions
-from nbray._model.actor import ActorHandle, actor_methods, is_async_class
+from nbray._base.runtime_env import canonical
+from nbray._base.runtime_env import merge as merge_runtime_env
+from nbray._model.actor import (
+    ActorHandle,
+    actor_methods,
+    check_concurrency_groups,
+    is_async_class,
+)
 from nbray._model.engine import Engine
 from nbray._model.object_ref import ObjectRef
 from nbray._wire import protocol as P
 from nbray._wire.serialization import (
     SIMPLE_TYPES,
     Serialized,
+    check_function_size,
     dumps_function,
     pack,
     pack_plain,
@@ -33,6 +41,8 @@ from nbray._wire.serialization import (
 )
 
 from .client import INLINE_LIMIT
+from .groups import PlacementGroups
+from .runtime_env import resolve, warm_up
 
 if TYPE_CHECKING:
     import subprocess
@@ -52,7 +62,7 @@ class OwnedCluster(Protocol):
     def stop(self, timeout: float = ...) -> None: ...
 
 
-class LocalEngine(Engine):
+class LocalEngine(PlacementGroups, Engine):
     name = "local"
 
     def __init__(self, client: Client, cluster: OwnedCluster | None = None) -> None:
@@ -66,6 +76,16 @@ class LocalEngine(Engine):
         self._self_calls: set[int] = set()
         self._sub_lock = threading.Lock()
         client.output_handler = print_task_output
+        #: the job (the driver's client id) whose work runs here: a worker sets it per task
+        self.job_id = client.client_id
+        #: set in a worker: ends the actor it hosts (``exit_actor``), and tells what runs
+        self.exit_hook: Callable[[], None] | None = None
+        self.context_hook: Callable[[], dict[str, Any]] | None = None
+        # runtime_env: init's (the job's), the one this worker runs in (nested tasks inherit
+        # it), and resolved envs by their canonical form (directories packaged once)
+        self.job_runtime_env: dict[str, Any] = {}
+        self.inherited_env = ""
+        self._resolved_envs: dict[str, str] = {}
 
     @property
     def address(self) -> str:
@@ -80,6 +100,7 @@ class LocalEngine(Engine):
             func_id, blob = cached[1], cached[2]
         else:
             blob = dumps_function(func, what)
+            check_function_size(blob, "remote function", what.rsplit(" ", 1)[-1])
             func_id = hashlib.blake2b(blob, digest_size=16).digest()
             try:
                 ref: weakref.ref[Any] | None = weakref.ref(func)
@@ -122,6 +143,26 @@ class LocalEngine(Engine):
         keep.append(ref)
         return ref
 
+    def resolved_env(self, own: dict[str, Any] | None) -> str:
+        """The resolved runtime_env (JSON, "" for none) of a task or actor with ``own``."""
+        if own is None and not self.job_runtime_env:
+            return self.inherited_env  # the common case: no env anywhere
+        merged = merge_runtime_env(self.job_runtime_env, own)
+        key = canonical(merged)
+        resolved = self._resolved_envs.get(key)
+        if resolved is None:  # relative paths are taken from this process's cwd
+            resolved = self._resolved_envs[key] = resolve(merged)
+        return resolved
+
+    def install_job_env(self) -> None:
+        """``init(runtime_env=...)`` with pip/uv and ``config.eager_install`` (default True,
+        as in Ray): start building the env's virtualenv now, in a worker for it, instead of
+        at the first task. Nothing waits for it; a failure shows at the first task."""
+        env = self.job_runtime_env
+        if ("pip" in env or "uv" in env) and env.get("config", {}).get("eager_install", True):
+            options = TaskOptions(num_cpus=0, max_retries=0)
+            self.submit_task(warm_up, (id(warm_up),), (), {}, options, "runtime_env.install")
+
     # --- tasks ---------------------------------------------------------------------------
 
     def submit_task(
@@ -136,6 +177,8 @@ class LocalEngine(Engine):
         client = self.client
         # arguments first: if they cannot be pickled nothing is sent, and the function must
         # not be marked as known to the head (the next call would then ship it without code)
+        runtime_env = self.resolved_env(options.runtime_env)
+        placement = self.placement(options.scheduling_strategy)
         args_blob, deps, contained, _keep = self._args(args, kwargs, name)
         func_id, blob = self._export(func, fingerprint, f"remote function {name}")
         retry: bool | bytes = options.retry_exceptions  # type: ignore[assignment]
@@ -155,6 +198,10 @@ class LocalEngine(Engine):
             options.max_retries,
             retry,
             job_namespace=client.namespace,
+            max_calls=options.max_calls,
+            job_id=self.job_id,
+            runtime_env=runtime_env,
+            placement=placement,
         )
         refs = [ObjectRef(oid, self) for oid in return_ids]
         if self.submit_listener is not None:
@@ -174,11 +221,16 @@ class LocalEngine(Engine):
                 return self.get_actor(options.name, namespace)
             except ValueError:
                 pass
+        runtime_env = self.resolved_env(options.runtime_env)
+        placement = self.placement(options.scheduling_strategy)
         blob = dumps_function(cls, f"actor class {cls.__name__}")
+        check_function_size(blob, "actor", cls.__name__)
         args_blob, deps, contained, _keep = self._args(args, kwargs, f"{cls.__name__}.__init__")
         is_async = is_async_class(cls)
         concurrency = options.max_concurrency or (1000 if is_async else 1)
         methods = actor_methods(cls)
+        groups = tuple(options.concurrency_groups.items())
+        check_concurrency_groups(cls, options.concurrency_groups)
         spec = P.ActorSpec(
             client.new_id(),
             cls.__name__,
@@ -196,6 +248,10 @@ class LocalEngine(Engine):
             is_async,
             methods,
             job_namespace=client.namespace,
+            concurrency_groups=groups,
+            job_id=self.job_id,
+            runtime_env=runtime_env,
+            placement=placement,
         )
         if options.name:
             client.request("create_actor", spec, blob)
@@ -218,6 +274,7 @@ class LocalEngine(Engine):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         num_returns: int,
+        concurrency_group: str = "",
     ) -> list[ObjectRef]:
         client = self.client
         what = f"{handle._class_name}.{method}"
@@ -237,6 +294,7 @@ class LocalEngine(Engine):
             False,
             actor_id=handle._actor_id,
             method=method,
+            concurrency_group=concurrency_group,
         )
         refs = [ObjectRef(oid, self) for oid in return_ids]
         if self.submit_listener is not None:
@@ -251,10 +309,36 @@ class LocalEngine(Engine):
             self.client.send(P.KillActor(handle._actor_id, no_restart))
 
     def release_actor(self, handle: ActorHandle) -> None:
-        # the head stops the actor once the calls submitted before this have finished, so
+        # a graceful end, as Ray's out-of-scope actors: after the calls submitted before,
+        # __ray_terminate__ runs the actor's __ray_shutdown__ and ends it; the head stops
+        # the actor once those calls have finished (at the latest), so
         # ``nbray.get(Actor.remote().method.remote())`` works as in Ray
         if not self.client.closed:
+            self.call_actor(handle, "__ray_terminate__", (), {}, 0)
             self.client.send(P.KillActor(handle._actor_id, True, when_idle=True))
+
+    def exit_actor(self) -> None:
+        if self.exit_hook is None:
+            super().exit_actor()  # raises: not in an actor
+            return
+        self.exit_hook()
+
+    def runtime_context(self) -> dict[str, Any]:
+        client = self.client
+        out: dict[str, Any] = {
+            "job_id": f"{self.job_id:08x}",
+            "node_id": client.node_id,
+            "worker_id": f"{client.client_id:08x}",
+            "namespace": client.namespace,
+            "task_id": None,
+            "actor_id": None,
+            "resources": None,
+            "gpu_ids": [],
+            "in_worker": False,
+        }
+        if self.context_hook is not None:
+            out.update(self.context_hook())
+        return out
 
     def get_actor(self, name: str, namespace: str | None) -> ActorHandle:
         aid, class_name, methods, is_async, _ = self.client.request(

@@ -19,6 +19,7 @@ import contextlib
 import contextvars
 import importlib
 import io
+import json
 import os
 import pickle
 import random
@@ -26,24 +27,38 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from nbray._base.errors import NbrayError, RemoteError, TaskCancelledError
+from nbray._base.errors import (
+    AsyncioActorExit,
+    NbrayError,
+    RemoteError,
+    RuntimeEnvSetupError,
+    TaskCancelledError,
+)
 from nbray._model import session
+from nbray._model.actor import bound_method, concurrency_group_of
 from nbray._model.object_ref import ObjectRef
 from nbray._model.tracebacks import capture_frames
 from nbray._wire import protocol as P
 from nbray._wire.serialization import unpack
 
+from . import runtime_env as renv
 from .client import Client
 from .engine import LocalEngine
 
 _current_task: contextvars.ContextVar[tuple[int, str]] = contextvars.ContextVar(
     "nbray_task", default=(0, "")
 )
+#: the spec of the task or actor call running in this thread (or async task)
+_current_spec: contextvars.ContextVar[P.TaskSpec | None] = contextvars.ContextVar(
+    "nbray_spec", default=None
+)
+EXIT_GRACE = 30.0  # seconds an exiting actor waits for the head to end its process
 OUTPUT_CHUNK = 8192
 REPLY_BATCH = 16  # task results sent together while more tasks wait in the inbox
 
@@ -111,9 +126,24 @@ class Worker:
         self.actor: Any = None
         self.actor_error: RemoteError | None = None
         self.actor_spec: P.ActorSpec | None = None
+        # this worker's runtime_env could not be set up: every task and actor fails with it
+        self.setup_error = ""
+        self.fixed_cwd = False  # runtime_env working_dir: the client's cwd does not apply
         self.pool: ThreadPoolExecutor | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.semaphore: asyncio.Semaphore | None = None
+        # concurrency groups: name -> its threads, or its event loop and limit (async)
+        self.group_pools: dict[str, ThreadPoolExecutor] = {}
+        self.group_loops: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]] = {}
+        self.method_groups: dict[str, str] = {}
+        # calls running now, and whether exit_actor() was called (see exit_gracefully)
+        self.running_calls = 0
+        self.received = 0  # actor calls received, and finished (answered)
+        self.finished = 0
+        self.calls_cv = threading.Condition()
+        self.exiting = False
+        self.calls_by_func: dict[bytes, int] = {}  # max_calls: runs per function
+        self._restarted: bool | None = None
         self.streams: tuple[TaskStream, TaskStream]
         self.handlers: dict[type, Callable[[Any], None]] = {
             P.RunTask: self.run_task,
@@ -266,6 +296,7 @@ class Worker:
     def _execute(self, spec: P.TaskSpec, fn: Any, deps: dict[int, P.Payload]) -> Any:
         """Run one call; returns the message reporting its outcome."""
         token = _current_task.set((spec.task_id, spec.name))
+        spec_token = _current_spec.set(spec)
         started = time.perf_counter()
         try:
             args, kwargs = self._resolve(spec.args, deps)
@@ -279,15 +310,27 @@ class Worker:
             for s in self.streams:
                 s.flush_task(spec.task_id, spec.name)
             _current_task.reset(token)
+            _current_spec.reset(spec_token)
 
     def run_task(self, msg: P.RunTask) -> None:
         spec = msg.spec
+        if self.setup_error:
+            err = RemoteError(
+                kind="runtime_env",
+                message=self.setup_error,
+                function_name=spec.name,
+                task_id=f"{spec.task_id:016x}",
+            )
+            self.client.defer(P.TaskFailed(spec.task_id, pickle.dumps(err), False))
+            self.unflushed += 1
+            return
         if msg.env:
             os.environ.update(msg.env)
         if msg.job is not None:
-            apply_job(msg.job)
+            apply_job(msg.job, self.fixed_cwd)
         if spec.job_namespace:  # run in the submitter's namespace, as Ray's jobs do
             self.client.namespace = spec.job_namespace
+        self.engine.job_id = spec.job_id or spec.task_id >> 32
         fn = self.functions.get(spec.func_id)
         if fn is None:
             try:
@@ -297,6 +340,9 @@ class Worker:
                 fn = _unloadable(exc)  # the task fails, the worker lives
                 self.head_forgets_function(spec.func_id)
         self.running_task = spec.task_id
+        # placement_group_capture_child_tasks: the tasks it submits run in its group too
+        placement = spec.placement
+        self.engine.captured = (placement[0], -1, True) if placement and placement[2] else None
         try:
             reply = self._execute(spec, fn, msg.deps)
         except TaskCancelledError as exc:  # the cancel landed outside the user's code
@@ -308,6 +354,18 @@ class Worker:
         self.client.defer(reply)
         self._release_contained(reply)  # queued after the reply, so released after it
         self.unflushed += 1
+        if spec.max_calls:
+            n = self.calls_by_func[spec.func_id] = self.calls_by_func.get(spec.func_id, 0) + 1
+            if n >= spec.max_calls:
+                self.retire()
+
+    def retire(self) -> None:
+        """``max_calls`` reached: report (the results first), and exit. The head runs the
+        tasks it had sent here elsewhere, and starts another worker when one is needed."""
+        self.unflushed = 0
+        self.client.send(P.Retire())  # after the results deferred in the client's queue
+        self.client.close()
+        os._exit(0)
 
     def head_forgets_function(self, func_id: bytes) -> None:
         """Loading failed (and was not cached): have the code sent again next time."""
@@ -316,17 +374,32 @@ class Worker:
     def start_actor(self, msg: P.StartActor) -> None:
         spec = msg.spec
         self.actor_spec = spec
+        if self.setup_error:
+            self.actor_error = RemoteError(
+                kind="actor_died",
+                message=(f"the actor {spec.class_name} could not start: {self.setup_error}"),
+            )
+            self.client.send(P.ActorStartFailed(spec.actor_id, self.actor_error.message))
+            return
         if msg.env:
             os.environ.update(msg.env)
         if msg.job is not None:
-            apply_job(msg.job)
+            apply_job(msg.job, self.fixed_cwd)
         if spec.job_namespace:
             self.client.namespace = spec.job_namespace
+        placement = spec.placement
+        self.engine.captured = (placement[0], -1, True) if placement and placement[2] else None
         token = _current_task.set((0, spec.class_name))
+        self.engine.job_id = spec.job_id or spec.actor_id >> 32
         try:
             cls = pickle.loads(msg.cls)
+            self.method_groups = {
+                name: group
+                for name, _ in spec.methods
+                if (group := concurrency_group_of(cls, name))
+            }
             args, kwargs = self._resolve(spec.args, msg.deps)
-            if not spec.is_async and spec.max_concurrency == 1:
+            if not spec.is_async and spec.max_concurrency == 1 and not spec.concurrency_groups:
                 self.engine.serial_actor_id = spec.actor_id
             self.actor = cls(*args, **kwargs)
         except BaseException as exc:
@@ -348,23 +421,66 @@ class Worker:
         if self.actor_error is not None:  # dead on arrival, as in Ray: no restart
             self.client.send(P.ActorStartFailed(spec.actor_id, self.actor_error.message))
             return
+        groups = dict(spec.concurrency_groups)
         if spec.is_async:
-            self.loop = asyncio.new_event_loop()
-            threading.Thread(
-                target=self.loop.run_forever, name="nbray-actor-loop", daemon=True
-            ).start()
-            self.semaphore = asyncio.Semaphore(spec.max_concurrency)
-        elif spec.max_concurrency > 1:
-            self.pool = ThreadPoolExecutor(spec.max_concurrency, thread_name_prefix="nbray-actor")
+            self.loop, self.semaphore = self._start_loop("default", spec.max_concurrency)
+            for name, size in groups.items():
+                self.group_loops[name] = self._start_loop(name, size)
+        else:
+            if spec.max_concurrency > 1 or groups:  # Ray: groups make the actor threaded
+                self.pool = ThreadPoolExecutor(
+                    spec.max_concurrency, thread_name_prefix="nbray-actor"
+                )
+            for name, size in groups.items():
+                self.group_pools[name] = ThreadPoolExecutor(
+                    size, thread_name_prefix=f"nbray-actor-{name}"
+                )
+
+    @staticmethod
+    def _start_loop(name: str, size: int) -> tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]:
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, name=f"nbray-actor-{name}", daemon=True).start()
+        return loop, asyncio.Semaphore(size)
 
     def run_actor_call(self, msg: P.RunActorCall) -> None:
         spec = msg.spec
         if self.actor_error is not None:
             self.client.send(P.TaskFailed(spec.task_id, pickle.dumps(self.actor_error), False))
             return
-        method = getattr(self.actor, spec.method)
+        if self.exiting:  # exit_actor() was called: the head fails the calls left
+            return
+        self.received += 1
+        if spec.method == "__ray_terminate__":
+            # a termination queued like a call, as Ray's: the calls received before it
+            # finish first (on their threads or event loops), then the actor ends gracefully
+            if self.pool is None and self.loop is None and not self.group_pools:
+                self.exit_gracefully(spec)  # in order on this thread: the others are done
+                return
+            before = self.received - 1
+            threading.Thread(target=self.exit_gracefully, args=(spec, before), daemon=True).start()
+            return
+        group = spec.concurrency_group or self.method_groups.get(spec.method, "")
+        try:
+            method = bound_method(self.actor, spec.method)
+            if group and group not in self.group_pools and group not in self.group_loops:
+                declared = sorted({*self.group_pools, *self.group_loops}) or "none"
+                raise ValueError(
+                    f"concurrency group {group!r} is not declared by actor "
+                    f"{self.actor_spec.class_name if self.actor_spec else ''} (declared: "
+                    f"{declared}); declare it with concurrency_groups={{{group!r}: N}}"
+                )
+        except (AttributeError, ValueError) as exc:
+            self.client.send(self._failure(spec, exc))
+            with self.calls_cv:
+                self.finished += 1
+                self.calls_cv.notify_all()
+            return
         if self.loop is not None:
-            asyncio.run_coroutine_threadsafe(self._async_call(spec, method, msg.deps), self.loop)
+            loop, semaphore = self.group_loops.get(group) or (self.loop, self.semaphore)
+            coro = self._async_call(spec, method, msg.deps, semaphore)  # type: ignore[arg-type]
+            asyncio.run_coroutine_threadsafe(coro, loop)
+        elif group:
+            self.group_pools[group].submit(self._call, spec, method, msg.deps)
         elif self.pool is not None:
             self.pool.submit(self._call, spec, method, msg.deps)
         else:
@@ -374,24 +490,54 @@ class Worker:
             finally:
                 self.running_task = 0
 
+    def _enter_call(self) -> bool:
+        with self.calls_cv:
+            if self.exiting:
+                return False
+            self.running_calls += 1
+            return True
+
+    def _leave_call(self) -> None:
+        with self.calls_cv:
+            self.running_calls -= 1
+            self.finished += 1
+            self.calls_cv.notify_all()
+
     def _call(self, spec: P.TaskSpec, method: Any, deps: dict[int, P.Payload]) -> None:
+        if not self._enter_call():
+            return
         try:
             reply = self._execute(spec, method, deps)
+        except _ExitActor:
+            self._leave_call()
+            self.exit_gracefully(spec)
+            return
         except SystemExit:  # sys.exit() on a pool thread ends the actor, as on the main one
             os._exit(1)
+        self._leave_call()
         self._send_reply(reply)
 
-    async def _async_call(self, spec: P.TaskSpec, method: Any, deps: dict[int, P.Payload]) -> None:
-        assert self.semaphore is not None
-        exiting = False
-        async with self.semaphore:
+    async def _async_call(
+        self,
+        spec: P.TaskSpec,
+        method: Any,
+        deps: dict[int, P.Payload],
+        semaphore: asyncio.Semaphore,
+    ) -> None:
+        exiting = graceful = False
+        if not self._enter_call():
+            return
+        async with semaphore:
             token = _current_task.set((spec.task_id, spec.name))
+            spec_token = _current_spec.set(spec)
             try:
                 args, kwargs = await asyncio.to_thread(self._resolve, spec.args, deps)
                 result = method(*args, **kwargs)
                 if asyncio.iscoroutine(result):
                     result = await result
                 reply: Any = self._results(spec, result)
+            except (AsyncioActorExit, _ExitActor):  # nbray.actor.exit_actor()
+                graceful = True
             except SystemExit:  # sys.exit() in a method ends the actor, as in a sync actor
                 exiting = True
             except BaseException as exc:  # CancelledError too: every call gets an answer
@@ -400,9 +546,120 @@ class Worker:
                 for s in self.streams:
                     s.flush_task(spec.task_id, spec.name)
                 _current_task.reset(token)
+                _current_spec.reset(spec_token)
+        self._leave_call()
+        if graceful:  # off the loop: the calls still running on it must finish first
+            threading.Thread(target=self.exit_gracefully, args=(spec,), daemon=True).start()
+            return
         if exiting:
             os._exit(1)
         self._send_reply(reply)
+
+    # --- the runtime context -------------------------------------------------------------
+
+    def runtime_context(self) -> dict[str, Any]:
+        """What this worker runs now, for ``nbray.get_runtime_context()``."""
+        spec = _current_spec.get()
+        actor = self.actor_spec
+        if actor is not None:  # in an actor, its resources, as Ray reports them
+            resources = dict(actor.resources)
+        else:
+            resources = dict(spec.resources) if spec is not None else {}
+        gpu_ids: list[str] = []
+        if resources.get("GPU"):
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+            gpu_ids = [g.strip() for g in visible.split(",") if g.strip()]
+        out: dict[str, Any] = {
+            "task_id": f"{spec.task_id:016x}" if spec is not None else None,
+            "task_name": spec.name if spec is not None else None,
+            "resources": resources,
+            "gpu_ids": gpu_ids,
+            "in_worker": True,
+        }
+        if actor is not None:
+            out["actor_id"] = f"{actor.actor_id:016x}"
+            out["actor_name"] = actor.name
+            out["actor_class"] = actor.class_name
+            out["actor_methods"] = actor.methods
+            out["actor_is_async"] = actor.is_async
+            out["actor_id_int"] = actor.actor_id
+            out["restarted"] = self.restarted  # asked only when read: one round trip
+        return out
+
+    def restarted(self) -> bool:
+        """Whether this actor was restarted (the head counts; asked once per process)."""
+        if self._restarted is None:
+            assert self.actor_spec is not None
+            info = self.client.request("actor_info", self.actor_spec.actor_id)
+            self._restarted = bool(info.get("restarts"))
+        return self._restarted
+
+    # --- exit_actor() --------------------------------------------------------------------
+
+    def request_exit(self) -> None:
+        """``nbray.actor.exit_actor()`` in this process: unwind the calling method."""
+        if self.actor is None or self.actor_spec is None:
+            raise TypeError(
+                "exit_actor() ends the actor it is called in, but this is a task, not an "
+                "actor: call it inside an actor method"
+            )
+        if self.loop is not None:  # as in Ray: SystemExit would only stop the event loop
+            raise AsyncioActorExit("exit_actor() was called")
+        raise _ExitActor(0)
+
+    def exit_gracefully(self, spec: P.TaskSpec, after: int = 0) -> None:
+        """The call ``spec`` (exit_actor() in a method, or ``__ray_terminate__``) ends the
+        actor: wait until the first ``after`` calls received have finished (for
+        ``__ray_terminate__``) and the calls running on other threads too, run
+        ``__ray_shutdown__``, answer the call with ActorDiedError and have the head end the
+        actor for good (calls not started fail with ActorDiedError)."""
+        actor_spec = self.actor_spec
+        assert actor_spec is not None
+        with self.calls_cv:
+            self.calls_cv.wait_for(lambda: self.finished >= after, timeout=None)
+            self.exiting = True
+            self.calls_cv.wait_for(lambda: self.running_calls <= 0, timeout=EXIT_GRACE)
+        token = _current_task.set((0, actor_spec.class_name))
+        try:
+            run_shutdown_hook(self.actor)
+        finally:
+            for s in self.streams:
+                s.flush_task(0, actor_spec.class_name)
+            _current_task.reset(token)
+        err = RemoteError(
+            kind="actor_died",
+            message=(
+                f"the actor {actor_spec.class_name} ({actor_spec.actor_id:016x}) exited: "
+                + (
+                    "__ray_terminate__ ended it"
+                    if spec.method == "__ray_terminate__"
+                    else f"{spec.method}() called exit_actor()"
+                )
+                + "; it is not restarted"
+            ),
+        )
+        self.flush_replies()
+        self.client.send(
+            P.TaskFailed(spec.task_id, pickle.dumps(err), False),
+            P.KillActor(actor_spec.actor_id, True, reason=err.message),
+        )
+        time.sleep(EXIT_GRACE)  # the head ends this process; if it does not, end it here
+        os._exit(0)
+
+
+class _ExitActor(SystemExit):
+    """Raised by ``exit_actor()`` in a method of a sync actor; the worker catches it."""
+
+
+def run_shutdown_hook(actor: Any) -> None:
+    """Call the actor's ``__ray_shutdown__()`` if it has one (Ray's clean-up hook on a
+    graceful end); an error in it is printed, not raised."""
+    hook = getattr(actor, "__ray_shutdown__", None)
+    if callable(hook):
+        try:
+            hook()
+        except Exception:
+            traceback.print_exc()
 
 
 def _unloadable(exc: Exception) -> Any:
@@ -423,11 +680,13 @@ class _ArgumentFailed(Exception):
         self.error = error
 
 
-def apply_job(job: P.Job) -> None:
+def apply_job(job: P.Job, fixed_cwd: bool = False) -> None:
     """Run in the submitting client's working directory, with its import path, so modules
-    next to a notebook import in tasks as they do in the kernel (as Ray's workers do)."""
-    with contextlib.suppress(OSError):
-        os.chdir(job.cwd)
+    next to a notebook import in tasks as they do in the kernel (as Ray's workers do).
+    A runtime_env ``working_dir`` (``fixed_cwd``) stays the working directory."""
+    if not fixed_cwd:
+        with contextlib.suppress(OSError):
+            os.chdir(job.cwd)
     missing = [p for p in job.sys_path if p not in sys.path]
     if missing:
         sys.path.extend(missing)
@@ -442,15 +701,37 @@ def _retriable(spec: P.TaskSpec, exc: BaseException) -> bool:
     return isinstance(exc, classes)
 
 
-def main(address: str, secret: bytes, worker_id: int, session_token: str) -> int:
-    """Entry point in a freshly forked worker; returns the exit code."""
+def main(
+    address: str, secret: bytes, worker_id: int, session_token: str, runtime_env: str = ""
+) -> int:
+    """Entry point in a freshly forked worker; returns the exit code. A worker for a
+    ``runtime_env`` sets it up first; one with a pip/uv env re-executes itself from that
+    env's python (``main_from_argv``), which comes back here."""
     random.seed()
     worker = Worker()
+    if runtime_env:
+        env = json.loads(runtime_env)
+        try:
+            python = renv.prepare(env)
+        except RuntimeEnvSetupError as exc:
+            worker.setup_error = str(exc)
+        else:
+            if python and os.path.realpath(sys.prefix) != os.path.realpath(
+                os.path.dirname(os.path.dirname(python))
+            ):
+                sys.stdout.flush()
+                os.execv(
+                    python,
+                    [python, "-c", _REEXEC, address, str(worker_id), session_token, runtime_env],
+                )
+            renv.apply(env)
+            worker.fixed_cwd = "working_dir" in env
     client = Client(
         address, secret, role="worker", worker_id=worker_id, task_handler=worker.on_message
     )
     worker.client = client
     worker.engine = engine = LocalEngine(client)
+    engine.inherited_env = "" if worker.setup_error else runtime_env  # nested tasks inherit it
     worker.streams = (TaskStream(client, "stdout"), TaskStream(client, "stderr"))
     session.set_engine(engine)
     session.in_worker = True
@@ -463,6 +744,21 @@ def main(address: str, secret: bytes, worker_id: int, session_token: str) -> int
             client.send(P.Unblocked())
 
     client.blocked_hook = blocked_hook
+    engine.exit_hook = worker.request_exit
+    engine.context_hook = worker.runtime_context
     sys.stdout, sys.stderr = worker.streams
     worker.serve()
     return 0
+
+
+_REEXEC = "from nbray._engines.local.worker import main_from_argv; main_from_argv()"
+
+
+def main_from_argv() -> None:
+    """A worker re-executed from a runtime_env's virtualenv: the same worker, another python.
+    The secret is read from the session directory's 0600 file, never passed in argv."""
+    from pathlib import Path
+
+    address, worker_id, session_token, runtime_env = sys.argv[1:5]
+    secret = (Path(address.removeprefix("unix:")).parent / "secret").read_bytes()
+    os._exit(main(address, secret, int(worker_id), session_token, runtime_env))

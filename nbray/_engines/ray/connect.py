@@ -35,6 +35,7 @@ def connect(
     num_gpus: int | None,
     resources: dict[str, float] | None,
     object_store_memory: int | None = None,
+    runtime_env: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Connect (``ray.init``); returns (the RayEngine, facts for the ClusterContext)."""
     current = record.read()
@@ -46,10 +47,17 @@ def connect(
     # "default", as the local engine: named actors are shared by the kernels of a cluster
     # (Ray would give each driver an anonymous namespace)
     kwargs: dict[str, Any] = {"namespace": namespace or "default", "log_to_driver": True}
+    if runtime_env:  # the job's env: Ray packages local directories and installs pip itself
+        kwargs["runtime_env"] = runtime_env
     private_dir: Path | None = None
     if address in (None, "", "local"):
         private_dir, _ = sf.new_session_dir()
-        token_file = token_file or str(record.write_token(private_dir / "ray_token"))
+        # one token for every private Ray this process starts: Ray keeps the first token it
+        # read for the life of the process, so a second private Ray with a new token would
+        # refuse it (InvalidAuthToken)
+        token_file = token_file or str(
+            record.write_token(private_dir / "ray_token", _process_token())
+        )
         # Ray's own files (logs, sockets) in a short private directory removed on shutdown,
         # not left in /tmp/ray (socket paths below it must stay under 108 characters)
         ray_dir = Path(tempfile.mkdtemp(prefix="nbray-ray-"))
@@ -117,6 +125,16 @@ def _restore_env(saved: dict[str, str | None]) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+_PROCESS_TOKEN: str | None = None
+
+
+def _process_token() -> str:
+    global _PROCESS_TOKEN
+    if _PROCESS_TOKEN is None:
+        _PROCESS_TOKEN = record.new_token()
+    return _PROCESS_TOKEN
 
 
 def _use_token(token_file: str) -> None:

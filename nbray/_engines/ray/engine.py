@@ -21,14 +21,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbray._base.errors import ActorNotFoundError
+from nbray._base.errors import ActorNotFoundError, TaskError
 from nbray._base.options import ActorOptions, TaskOptions
 from nbray._model import session
-from nbray._model.actor import ActorHandle, actor_methods
+from nbray._model.actor import ActorHandle, actor_methods, check_concurrency_groups
 from nbray._model.engine import Engine
 from nbray._model.object_ref import ObjectRef
+from nbray._model.placement_group import PlacementGroup
 
 from .errors import to_nbray_error
+from .groups import RayPlacementGroups, ray_strategy
 
 if TYPE_CHECKING:
     from .events import EventStream
@@ -114,6 +116,25 @@ def worker_engine() -> Engine:
         return engine
 
 
+def _was_reconstructed(rc: Any) -> bool:
+    """Ray's ``was_current_actor_reconstructed`` (it asks the state API, which needs Ray's
+    dashboard: without one, an actor counts as never restarted)."""
+    try:
+        return bool(rc.was_current_actor_reconstructed)
+    except Exception:  # no dashboard / state API here
+        return False
+
+
+def _wrap_ray_handle(engine: Engine, ray_handle: Any) -> RayActorHandle:
+    """An nbray handle for a Ray actor handle (``current_actor``)."""
+    descriptor = ray_handle._ray_actor_creation_function_descriptor
+    num_returns = getattr(ray_handle, "_ray_method_num_returns", {}) or {}
+    methods = tuple(
+        (name, int(num_returns.get(name) or 1)) for name in ray_handle._ray_method_signatures
+    )
+    return RayActorHandle(engine, ray_handle, descriptor.class_name, methods)
+
+
 def _task_function(func: Any, name: str) -> Callable[..., Any]:
     """``func`` wrapped so that the worker has an nbray engine before it runs."""
 
@@ -131,11 +152,12 @@ def _task_function(func: Any, name: str) -> Callable[..., Any]:
 
 
 def _task_error(exc: Exception, name: str) -> Exception:
-    from nbray._base.errors import NbrayError, RemoteError
+    from nbray._base.errors import NbrayError, RemoteError, TaskError
     from nbray._model.tracebacks import capture_frames
 
-    if isinstance(exc, NbrayError):
-        return exc
+    if isinstance(exc, NbrayError) and not isinstance(exc, TaskError):
+        return exc  # passed on as it is (a nested task's TaskError is rebuilt below: it
+        # keeps its innermost class, and its traceback goes under this task's)
     import ray
 
     task_id = ray.get_runtime_context().get_task_id() or ""
@@ -172,6 +194,10 @@ def _task_options(options: TaskOptions, name: str) -> dict[str, Any]:
     }
     if options.resources:
         opts["resources"] = dict(options.resources)
+    if options.runtime_env:
+        opts["runtime_env"] = options.runtime_env
+    if options.scheduling_strategy is not None:
+        opts["scheduling_strategy"] = ray_strategy(options.scheduling_strategy)
     opts.update(options.ray_options)
     return opts
 
@@ -194,6 +220,10 @@ def _actor_options(options: ActorOptions) -> dict[str, Any]:
         opts["namespace"] = options.namespace
     if options.lifetime:
         opts["lifetime"] = options.lifetime
+    if options.runtime_env:
+        opts["runtime_env"] = options.runtime_env
+    if options.scheduling_strategy is not None:
+        opts["scheduling_strategy"] = ray_strategy(options.scheduling_strategy)
     opts.update(options.ray_options)
     return opts
 
@@ -201,7 +231,7 @@ def _actor_options(options: ActorOptions) -> dict[str, Any]:
 CANCELLABLE_PRUNE = 1000
 
 
-class RayEngine(Engine):
+class RayEngine(RayPlacementGroups, Engine):
     """Runs the nbray API on the Ray cluster this process is connected to (``ray.init``)."""
 
     name = "ray"
@@ -213,7 +243,7 @@ class RayEngine(Engine):
         self.owns_ray = owns_ray
         self.address = address
         self._functions: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-        self._actor_classes: dict[type, Any] = {}
+        self._actor_classes: dict[tuple[type, Any], Any] = {}
         self._lock = threading.Lock()
         self._events: EventStream | None = None
         # while the magics listen: submissions they may cancel by id (Ray cancels only
@@ -228,12 +258,17 @@ class RayEngine(Engine):
 
     # --- tasks ---------------------------------------------------------------------------
 
-    def _remote_function(self, func: Any, fingerprint: Any, name: str) -> Any:
-        key = (fingerprint, name)
+    def _remote_function(self, func: Any, fingerprint: Any, name: str, max_calls: int = 0) -> Any:
+        key = (fingerprint, name, max_calls)
         cached = self._functions.get(key)
         if cached is not None and cached[0] is func:
             return cached[1]
-        rf = self._ray.remote(_task_function(func, name))
+        wrapped = _task_function(func, name)
+        # Ray takes max_calls only in @ray.remote, not in .options()
+        if max_calls:
+            rf = self._ray.remote(max_calls=max_calls)(wrapped)
+        else:
+            rf = self._ray.remote(wrapped)
         with self._lock:
             self._functions[key] = (func, rf)
         return rf
@@ -247,7 +282,7 @@ class RayEngine(Engine):
         options: TaskOptions,
         name: str,
     ) -> list[ObjectRef]:
-        rf = self._remote_function(func, fingerprint, name)
+        rf = self._remote_function(func, fingerprint, name, options.max_calls)
         ray_args, ray_kwargs = _to_ray_args(args, kwargs)
         try:
             out = rf.options(**_task_options(options, name)).remote(*ray_args, **ray_kwargs)
@@ -260,15 +295,27 @@ class RayEngine(Engine):
         self._notify(refs)
         return refs
 
+    def placement_group_ready(self, group: PlacementGroup) -> ObjectRef:
+        """Ray's own ``pg.ready()`` (its value is Ray's PlacementGroup)."""
+        return RayRef(group._ray.ready(), self)
+
     # --- actors --------------------------------------------------------------------------
 
     def create_actor(
         self, cls: type, args: tuple[Any, ...], kwargs: dict[str, Any], options: ActorOptions
     ) -> ActorHandle:
-        ray_cls = self._actor_classes.get(cls)
+        check_concurrency_groups(cls, options.concurrency_groups)
+        groups = tuple(sorted(options.concurrency_groups.items()))
+        ray_cls = self._actor_classes.get((cls, groups))
         if ray_cls is None:
-            ray_cls = self._ray.remote(_actor_class(cls))
-            self._actor_classes[cls] = ray_cls
+            # Ray takes concurrency_groups only in @ray.remote, not in .options()
+            remote: Any = self._ray.remote
+            ray_cls = (
+                remote(concurrency_groups=dict(groups))(_actor_class(cls))
+                if groups
+                else remote(_actor_class(cls))
+            )
+            self._actor_classes[(cls, groups)] = ray_cls
         ray_args, ray_kwargs = _to_ray_args(args, kwargs)
         try:
             ray_handle = ray_cls.options(**_actor_options(options)).remote(*ray_args, **ray_kwargs)
@@ -288,13 +335,17 @@ class RayEngine(Engine):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         num_returns: int,
+        concurrency_group: str = "",
     ) -> list[ObjectRef]:
         ray_handle = _ray_handle(handle)
         ray_args, ray_kwargs = _to_ray_args(args, kwargs)
         what = f"{handle._class_name}.{method}"
         ray_method = getattr(ray_handle, method)
         try:
-            out = ray_method.options(num_returns=num_returns).remote(*ray_args, **ray_kwargs)
+            method_options: dict[str, Any] = {"num_returns": num_returns}
+            if concurrency_group:
+                method_options["concurrency_group"] = concurrency_group
+            out = ray_method.options(**method_options).remote(*ray_args, **ray_kwargs)
         except Exception as exc:
             raise _submit_error(exc, f"actor method {what}") from exc
         ray_refs = _as_list(out, num_returns)
@@ -335,6 +386,33 @@ class RayEngine(Engine):
             if ref is not None:
                 self._ray.cancel(ref, force=force, recursive=True)
 
+    def exit_actor(self) -> None:
+        if not session.in_worker or self._ray.get_runtime_context().get_actor_id() is None:
+            super().exit_actor()  # raises: not in an actor
+        self._ray.actor.exit_actor()
+
+    def runtime_context(self) -> dict[str, Any]:
+        rc = self._ray.get_runtime_context()
+        in_worker = session.in_worker
+        actor_id = rc.get_actor_id() if in_worker else None
+        out: dict[str, Any] = {
+            "job_id": rc.get_job_id(),
+            "node_id": rc.get_node_id(),
+            "worker_id": rc.get_worker_id(),
+            "namespace": rc.namespace,
+            "task_id": rc.get_task_id() if in_worker else None,
+            "task_name": rc.get_task_name() if in_worker else None,
+            "actor_id": actor_id,
+            "actor_name": rc.get_actor_name() if actor_id else None,
+            "in_worker": in_worker,
+            "resources": rc.get_assigned_resources() if in_worker else None,
+            "gpu_ids": rc.get_accelerator_ids().get("GPU", []) if in_worker else [],
+        }
+        if actor_id:
+            out["restarted"] = _was_reconstructed(rc)
+            out["actor_handle"] = _wrap_ray_handle(self, rc.current_actor)
+        return out
+
     def kill_actor(self, handle: ActorHandle, no_restart: bool) -> None:
         ray_handle = _ray_handle(handle)
         self._ray.kill(ray_handle, no_restart=no_restart)
@@ -373,7 +451,9 @@ class RayEngine(Engine):
             err = to_nbray_error(exc)
             if err is exc:
                 raise
-            raise err from None
+            # Ray's exception is not shown; a task's remote traceback (its __cause__) is,
+            # so that a task that fails on it shows both (nested tasks)
+            raise err from err.__cause__ if isinstance(err, TaskError) else None
 
     def wait(
         self, refs: list[ObjectRef], num_returns: int, timeout: float | None

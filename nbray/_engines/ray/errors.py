@@ -23,15 +23,22 @@ def _table() -> list[tuple[type[BaseException], type[E.NbrayError]]]:
         ("GetTimeoutError", E.GetTimeoutError),
         ("TaskCancelledError", E.TaskCancelledError),
         ("WorkerCrashedError", E.WorkerCrashedError),
-        ("NodeDiedError", E.WorkerCrashedError),
+        ("NodeDiedError", E.NodeDiedError),
         ("ActorDiedError", E.ActorDiedError),
-        ("ActorUnavailableError", E.ActorDiedError),
-        ("ActorUnschedulableError", E.UnschedulableError),
-        ("TaskUnschedulableError", E.UnschedulableError),
+        ("ActorUnavailableError", E.ActorUnavailableError),
+        ("RayActorError", E.ActorDiedError),
+        ("ActorUnschedulableError", E.ActorUnschedulableError),
+        ("TaskUnschedulableError", E.TaskUnschedulableError),
+        ("PendingCallsLimitExceeded", E.PendingCallsLimitExceeded),
+        ("ActorAlreadyExistsError", E.ActorAlreadyExistsError),
         ("OutOfMemoryError", E.OutOfMemoryError),
         ("ObjectStoreFullError", E.ObjectStoreFullError),
+        ("OwnerDiedError", E.OwnerDiedError),
+        ("ObjectFetchTimedOutError", E.ObjectFetchTimedOutError),
+        ("ObjectReconstructionFailedError", E.ObjectReconstructionFailedError),
+        ("ObjectFreedError", E.ObjectFreedError),
         ("ObjectLostError", E.ObjectLostError),
-        ("RaySystemError", E.NbrayError),
+        ("RaySystemError", E.RaySystemError),
     ]
     return [(getattr(R, name), cls) for name, cls in pairs if hasattr(R, name)]
 
@@ -69,7 +76,9 @@ def _message(exc: BaseException) -> str:
 
 def _task_error(exc: Any) -> BaseException:
     cause = getattr(exc, "cause", None)
-    if isinstance(cause, E.NbrayError):  # already ours (an error passed on by a task)
+    if isinstance(cause, E.NbrayError):
+        # already ours: the task wrapper in the worker made it (RemoteError.to_exception),
+        # so a nested task's error has its innermost class and both tracebacks already
         return cause
     import ray.exceptions as R
 

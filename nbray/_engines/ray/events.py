@@ -1,6 +1,6 @@
 """The Ray engine's event stream, in the local engine's shapes (see runtime/head.py).
 
-    RayEngine.submitted() ──"task" SUBMITTED──▶ subscribers
+    RayEngine.submitted() ──"task" PENDING──▶ subscribers
         ray ObjectRef done (future callback) ──"task" FINISHED/FAILED/CANCELLED──▶ subscribers
     poller thread, about once a second:
         ray.nodes() ──"node" ALIVE/DEAD on change──▶ subscribers
@@ -122,7 +122,7 @@ class EventStream:
         self.publish(
             {
                 **base,
-                "state": "SUBMITTED",
+                "state": "PENDING",
                 "time": start,
                 "deps": deps,
                 "returns": [r.hex() for r in ray_refs],
@@ -152,7 +152,7 @@ class EventStream:
                     "actor_id": handle.actor_id,
                     "class_name": class_name,
                     "name": name,
-                    "state": "PENDING_CREATION",
+                    "state": "PENDING",  # Ray: PENDING_CREATION
                     "reason": "",
                     "time": time.time(),
                 }

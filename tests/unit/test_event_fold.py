@@ -1,4 +1,5 @@
-"""The widgets' state model, fed event dicts shaped like the head's (no process started)."""
+"""The one fold of the event stream (widgets and server alike), fed typed events by hand
+(no process started)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def oid(n: int) -> str:
 
 def submitted(tid: int, t: float, deps: list[int] = (), returns: tuple[int, ...] = (), **kw: Any):
     return task(
-        tid, "SUBMITTED", t, deps=[oid(d) for d in deps], returns=[oid(r) for r in returns], **kw
+        tid, "PENDING", t, deps=[oid(d) for d in deps], returns=[oid(r) for r in returns], **kw
     )
 
 
@@ -58,7 +59,7 @@ def test_graph_nodes_edges_and_stages() -> None:
     assert [n.stage for n in g.nodes] == [0, 1, 1, 2]
     assert g.edges == [(0, 1), (0, 2), (1, 3), (2, 3)]  # the put object 999 adds no edge
     assert not g.grouped
-    assert {n.state for n in g.nodes} == {"waiting"}
+    assert {n.state for n in g.nodes} == {"PENDING"}
 
 
 def test_states_move_through_running_finished_failed_retried_cancelled() -> None:
@@ -69,21 +70,21 @@ def test_states_move_through_running_finished_failed_retried_cancelled() -> None
     agg.apply(task(3, "RETRYING", 2.5, attempt=1, reason="worker died"))
     agg.apply(task(4, "CANCELLED", 2.6, worker_id=0, error="cancelled"))
     assert agg.counts() == {
-        "waiting": 0,
-        "running": 1,
-        "retried": 1,
-        "finished": 1,
-        "failed": 0,
-        "cancelled": 1,
+        "PENDING": 0,
+        "RUNNING": 1,
+        "RETRYING": 1,
+        "FINISHED": 1,
+        "FAILED": 0,
+        "CANCELLED": 1,
     }
     agg.apply(task(3, "RUNNING", 3.0, worker_id=1))
     agg.apply(task(3, "FAILED", 3.5, worker_id=1, error="Traceback...\nValueError: boom"))
     node = agg.graph().nodes[2]
-    assert node.state == "failed"  # a single task
+    assert node.state == "FAILED"  # a single task
     assert node.error.endswith("ValueError: boom")
     assert node.workers == ["n1:1"]
     assert agg.tasks[oid(3)].attempts == 2
-    assert agg.producer_states([oid(103), oid(101), oid(999)]) == {"failed": 1, "finished": 1}
+    assert agg.producer_states([oid(103), oid(101), oid(999)]) == {"FAILED": 1, "FINISHED": 1}
 
 
 def test_timeline_has_one_bar_per_attempt_on_its_worker() -> None:
@@ -95,10 +96,10 @@ def test_timeline_has_one_bar_per_attempt_on_its_worker() -> None:
     agg.apply(task(3, "RUNNING", 3.0, worker_id=2))  # still running
     segs = agg.timeline(now=10.0)
     assert [(s.worker, s.name, s.start, s.end, s.state) for s in segs] == [
-        ("n1:1", "a", 1.0, 2.0, "finished"),
-        ("n1:2", "b", 2.0, 2.5, "retried"),
-        ("n1:1", "b", 3.0, 4.0, "finished"),
-        ("n1:2", "c", 3.0, 10.0, "running"),
+        ("n1:1", "a", 1.0, 2.0, "FINISHED"),
+        ("n1:2", "b", 2.0, 2.5, "RETRYING"),
+        ("n1:1", "b", 3.0, 4.0, "FINISHED"),
+        ("n1:2", "c", 3.0, 10.0, "RUNNING"),
     ]
     trace = agg.chrome_trace()
     assert {(e["tid"], e["ph"]) for e in trace} == {("worker 1", "X"), ("worker 2", "X")}
@@ -121,7 +122,7 @@ def test_big_graph_is_grouped_by_function_and_stage() -> None:
         ("clean", 1, 1000),
         ("reduce", 2, 1),
     ]
-    assert g.nodes[0].states == {"finished": 10, "waiting": 990}
+    assert g.nodes[0].states == {"FINISHED": 10, "PENDING": 990}
     assert g.edges == [(0, 1), (1, 2)]
 
 
@@ -233,7 +234,7 @@ def test_deferred_mode_queues_events_until_read_and_stamps_cells_at_arrival() ->
     agg.apply(submitted(1, 0.0, returns=(101,), name="a"))
     cell[0] = 6
     assert agg.version == 1 and not agg.tasks  # queued, not taken in yet
-    assert agg.counts()["waiting"] == 1  # a read takes the queue in
+    assert agg.counts()["PENDING"] == 1  # a read takes the queue in
     assert agg.tasks[oid(1)].cell == 5
     for i in range(2, 14):
         agg.apply(submitted(i, 0.0))
@@ -302,9 +303,55 @@ def test_hover_and_labels_name_function_duration_worker_and_error() -> None:
     agg.apply(task(2, "FAILED", 4.5, worker_id=2, error="Traceback\nValueError: x < 0"))
     nodes = agg.graph().nodes
     text = hover(nodes[0])
-    assert "<b>a</b> (finished)" in text and "run time 2.500 s" in text
+    assert "<b>a</b> (FINISHED)" in text and "run time 2.500 s" in text
     assert "worker n1:1" in text
     assert "error: ValueError: x &lt; 0" in hover(nodes[1])  # escaped for plotly's HTML
     assert label(nodes[0], grouped=False, total=4) == "a"
     assert [p[0] for p in layout(nodes)] == [0.0, 1.0, 1.0, 2.0]
     assert layout(nodes)[1][1] == -layout(nodes)[2][1]  # a stage's nodes centred
+
+
+def test_layered_layout_columns_by_stage_and_order_by_predecessors() -> None:
+    """Stages become consecutive columns; within one, nodes follow their predecessors'
+    places (so a fan-out/fan-in has no crossing edges), first on top, all in [-0.5, 0.5]."""
+    agg = EventAggregator()
+    # two chains a1 -> b1 and a2 -> b2, whose b's are submitted in the crossed order
+    agg.apply(submitted(1, 0.0, returns=(11,), name="a1"))
+    agg.apply(submitted(2, 0.0, returns=(12,), name="a2"))
+    agg.apply(submitted(4, 0.0, deps=[12], returns=(14,), name="b2"))
+    agg.apply(submitted(3, 0.0, deps=[11], returns=(13,), name="b1"))
+    nodes = {n.name: n for n in agg.graph().nodes}
+    assert [nodes[k].x for k in ("a1", "a2", "b1", "b2")] == [0.0, 0.0, 1.0, 1.0]
+    assert nodes["a1"].y > nodes["a2"].y  # the first submitted on top
+    assert nodes["b1"].y > nodes["b2"].y  # ordered like their inputs: no crossing
+    assert all(-0.5 <= n.y <= 0.5 for n in nodes.values())
+
+
+def test_graph_of_the_newest_tasks_and_records_for_the_api() -> None:
+    agg = diamond()
+    g = agg.graph(newest=2)  # c and d: only the edge between them
+    assert [n.name for n in g.nodes] == ["c", "d"] and g.edges == [(0, 1)]
+    assert [n["x"] for n in g.record()["nodes"]] == [0.0, 1.0]  # columns made consecutive
+    assert json.loads(json.dumps(g.record()))["total_tasks"] == 2
+    assert agg.graph(newest=0).nodes == []
+
+
+def test_eviction_drops_ended_tasks_before_live_ones() -> None:
+    agg = EventAggregator(max_tasks=3)
+    agg.apply(submitted(1, 0.0))
+    agg.apply(task(1, "RUNNING", 1.0, worker_id=1))
+    for i in range(2, 6):
+        agg.apply(submitted(i, 0.0))
+        agg.apply(task(i, "FINISHED", 1.0))
+    assert oid(1) in agg.tasks and len(agg.tasks) == 3 and agg.dropped_tasks == 2
+    assert agg.counts()["RUNNING"] == 1 and agg.counts()["FINISHED"] == 2
+    agg.clear()
+    assert agg.tasks == {} and agg.counts()["FINISHED"] == 0
+
+
+def test_events_outside_the_vocabulary_are_not_folded() -> None:
+    agg = EventAggregator()
+    agg.apply(task(1, "SUBMITTED", 0.0))  # the old name: not a state any more
+    agg.apply(task(2, "running", 0.0))
+    agg.apply({"type": "log", "task_id": oid(1), "text": "x"})
+    assert agg.tasks == {} and agg.version == 0

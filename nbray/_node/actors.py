@@ -1,0 +1,241 @@
+"""The head's actor table: live actors by id and by name, which worker hosts which, and
+why recent ones died.
+
+    client CreateActor / Request("create_actor") ──▶ ActorTable ──▶ Scheduler.create_actor
+    Scheduler StartActor ──▶ do_start_actor ──StartActor (class, args, job)──▶ its worker
+    client CallActor ──▶ a task in the TaskTable ──▶ Scheduler.actor_call
+    Scheduler DispatchCall ──▶ RunActorCall ──▶ the actor's worker
+    Scheduler ActorStateChanged ──▶ "actor" event on the bus; DEAD: its pending calls fail,
+        its name is freed, and why it died is kept for calls that arrive later
+    Request("get_actor") ──▶ the live actor by (namespace, name)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nbray._base.errors import ActorAlreadyExistsError, ActorNotFoundError
+from nbray._wire import protocol as P
+
+from . import instructions as S
+from .bus import EventBus
+from .failures import actor_died_payload
+from .objects import ObjectDirectory
+from .peers import Connections, Peer
+from .scheduler import Scheduler
+from .states import DEAD, ActorState
+from .supervisor import Supervisor
+from .tasks import TaskTable
+
+__all__ = ["DEAD_ACTOR_HISTORY", "ActorRecord", "ActorTable"]
+
+DEAD_ACTOR_HISTORY = 1000
+
+
+class ActorRecord:
+    def __init__(self, spec: P.ActorSpec, cls: bytes, owner: int) -> None:
+        self.spec = spec
+        self.cls = cls
+        self.owner = owner
+        self.state: ActorState = "PENDING"
+        self.calls: set[int] = set()
+
+
+class ActorTable:
+    """Live actors and their names; handles the actor messages and instructions.
+    Implements ``tasks.ActorCalls`` for the task table."""
+
+    def __init__(
+        self,
+        objects: ObjectDirectory,
+        sched: Scheduler,
+        run: Callable[[list[Any]], None],
+        bus: EventBus,
+        conns: Connections,
+        supervisor: Supervisor,
+        tasks: TaskTable,
+    ) -> None:
+        self.objects = objects
+        self.sched = sched
+        self.run = run
+        self.bus = bus
+        self.conns = conns
+        self.supervisor = supervisor
+        self.tasks = tasks
+        self.actors: dict[int, ActorRecord] = {}
+        self.names: dict[tuple[str, str], int] = {}  # (namespace, name) -> actor id
+        self.dead: dict[int, str] = {}  # why recent actors died, for late calls
+        self.worker_actor: dict[int, int] = {}  # worker id -> the actor it hosts
+
+    # --- ActorCalls ----------------------------------------------------------------------
+
+    def owner_of_worker(self, worker_id: int) -> int | None:
+        aid = self.worker_actor.get(worker_id)
+        actor = self.actors.get(aid) if aid else None
+        return actor.owner if actor is not None else None
+
+    def call_ended(self, actor_id: int, call_id: int) -> None:
+        actor = self.actors.get(actor_id)
+        if actor is not None:
+            actor.calls.discard(call_id)
+
+    def worker_exited(self, worker_id: int) -> None:
+        self.worker_actor.pop(worker_id, None)
+
+    # --- creating ------------------------------------------------------------------------
+
+    def on_create_actor(self, peer: Peer, msg: P.CreateActor) -> None:
+        self.create(peer, msg.spec, msg.cls)
+
+    def create(self, peer: Peer, spec: P.ActorSpec, cls: bytes) -> None:
+        owner, _ = self.tasks.owner_and_parent(peer)
+        rec = ActorRecord(spec, cls, owner)
+        self.actors[spec.actor_id] = rec
+        if spec.name:
+            self.names[(spec.namespace, spec.name)] = spec.actor_id
+        self.objects.pin(spec.deps)
+        self.objects.pin(spec.contained)
+        self.run(
+            self.sched.create_actor(
+                spec.actor_id,
+                spec.class_name,
+                spec.resources,
+                spec.max_restarts,
+                spec.max_task_retries,
+                owner,
+                spec.detached,
+                spec.runtime_env,
+                spec.placement[:2] if spec.placement else None,
+            )
+        )
+
+    def req_create_actor(self, peer: Peer, spec: P.ActorSpec, cls: bytes) -> None:
+        key = (spec.namespace, spec.name)
+        existing = self.names.get(key)
+        if existing is not None and existing in self.actors:
+            raise ActorAlreadyExistsError(
+                f"an actor named {spec.name!r} already exists in namespace "
+                f"{spec.namespace!r}; pick another name or use nbray.get_actor({spec.name!r})"
+            )
+        self.create(peer, spec, cls)
+
+    def req_get_actor(self, peer: Peer, name: str, namespace: str) -> tuple[Any, ...]:
+        aid = self.names.get((namespace, name))
+        actor = self.actors.get(aid) if aid else None
+        if actor is None:
+            raise ActorNotFoundError(f"no live actor named {name!r} in namespace {namespace!r}")
+        return (
+            actor.spec.actor_id,
+            actor.spec.class_name,
+            actor.spec.methods,
+            actor.spec.is_async,
+            actor.spec.max_task_retries,
+        )
+
+    def do_start_actor(self, ins: S.StartActor) -> None:
+        actor = self.actors.get(ins.actor_id)
+        peer = self.conns.workers.get(ins.worker_id)
+        if actor is None or peer is None:
+            return
+        self.worker_actor[ins.worker_id] = ins.actor_id
+        self.supervisor.dispatched(ins.worker_id)
+        env = self.tasks.gpu_env(ins.gpu_ids)
+        job = self.tasks.job_for(peer, actor.owner)
+        peer.send(
+            P.StartActor(actor.spec, actor.cls, self.tasks.dep_payloads(actor.spec.deps), env, job)
+        )
+
+    # --- calls ---------------------------------------------------------------------------
+
+    def on_call_actor(self, peer: Peer, msg: P.CallActor) -> None:
+        spec = msg.spec
+        rec = self.tasks.register(peer, spec)
+        actor = self.actors.get(spec.actor_id)
+        if actor is None:
+            cause = self.dead.get(spec.actor_id, "the actor is dead")
+            self.tasks.store_error(rec, actor_died_payload(spec, cause))
+            return
+        actor.calls.add(spec.task_id)
+        self.run(self.sched.actor_call(spec.task_id, spec.actor_id))
+
+    def do_dispatch_call(self, ins: S.DispatchCall) -> None:
+        rec = self.tasks.tasks.get(ins.call_id)
+        peer = self.conns.workers.get(ins.worker_id)
+        if rec is None or peer is None:
+            return
+        rec.worker_id = ins.worker_id
+        self.supervisor.dispatched(ins.worker_id)
+        peer.send(P.RunActorCall(rec.spec, self.tasks.dep_payloads(rec.spec.deps)))
+        self.bus.task_event(rec, "RUNNING", worker_id=ins.worker_id, pid=peer.pid)
+
+    def do_fail_call(self, ins: S.FailCall) -> None:
+        rec = self.tasks.tasks.get(ins.call_id)
+        if rec is not None:
+            self.tasks.store_error(rec, actor_died_payload(rec.spec, ins.message))
+
+    # --- ending --------------------------------------------------------------------------
+
+    def do_actor_state(self, ins: S.ActorStateChanged) -> None:
+        actor = self.actors.get(ins.actor_id)
+        if actor is None:
+            return
+        actor.state = ins.state
+        self.bus.publish(
+            {
+                "type": "actor",
+                "actor_id": f"{ins.actor_id:016x}",
+                "class_name": actor.spec.class_name,
+                "name": actor.spec.name,
+                "state": ins.state,
+                "reason": ins.reason,
+                "time": time.time(),
+            }
+        )
+        if ins.state == DEAD:
+            self._dead(actor, ins.reason)
+
+    def _dead(self, actor: ActorRecord, reason: str) -> None:
+        actor_id = actor.spec.actor_id
+        self.dead[actor_id] = reason or "the actor is dead"
+        while len(self.dead) > DEAD_ACTOR_HISTORY:
+            self.dead.pop(next(iter(self.dead)))
+        for cid in list(actor.calls):
+            rec = self.tasks.tasks.get(cid)
+            if rec is not None:
+                self.tasks.store_error(rec, actor_died_payload(rec.spec, reason))
+        self.actors.pop(actor_id, None)
+        key = (actor.spec.namespace, actor.spec.name)
+        if self.names.get(key) == actor_id:
+            del self.names[key]
+        self.objects.unpin(actor.spec.deps)
+        self.objects.unpin(actor.spec.contained)
+
+    def on_actor_start_failed(self, peer: Peer, msg: P.ActorStartFailed) -> None:
+        self.run(self.sched.kill_actor(msg.actor_id, no_restart=True, reason=msg.reason))
+
+    def on_kill_actor(self, peer: Peer, msg: P.KillActor) -> None:
+        self.run(self.sched.kill_actor(msg.actor_id, msg.no_restart, msg.when_idle, msg.reason))
+
+    # --- views ---------------------------------------------------------------------------
+
+    def info(self, actor_id: int, node_id: str) -> dict[str, Any]:
+        """State, name, resources and process of an actor (for notebook reprs)."""
+        actor = self.actors.get(actor_id)
+        if actor is None:
+            return {"state": DEAD, "node_id": node_id}
+        wid = next((w for w, a in self.worker_actor.items() if a == actor_id), 0)
+        return {
+            "state": actor.state,
+            "name": actor.spec.name,
+            "namespace": actor.spec.namespace,
+            "owner": actor.owner,
+            "resources": dict(actor.spec.resources),
+            "pending_calls": len(actor.calls),
+            "restarts": self.sched.actors[actor_id].restarts
+            if actor_id in self.sched.actors
+            else 0,
+            "pid": self.supervisor.pids.get(wid, 0),
+            "node_id": node_id,
+        }

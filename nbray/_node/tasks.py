@@ -1,0 +1,342 @@
+"""The head's task table: each task from Submit to its results, and the object messages.
+
+    client Submit ──▶ TaskTable.on_submit ──▶ record + return objects ──▶ Scheduler.submit
+    Scheduler Dispatch ──▶ do_dispatch ──RunTask (function once per worker, ready args)──▶ worker
+    worker TaskDone / TaskFailed ──▶ results stored in the ObjectDirectory ──▶ ObjectReady
+        to the connections waiting ──▶ Scheduler.task_finished / object_ready
+    Scheduler FailTask / Retry / Interrupt / Unqueue ──▶ error stored / RETRYING / CancelTask
+    worker Output ──▶ its owner's connection (whole) + a "log" event when someone watches
+    Put / Fetch / AddHold / Release ──▶ the ObjectDirectory, holds kept per connection
+
+Every change of a task's state goes to the EventBus (``task_event``). Actor calls are
+tasks too (``spec.actor_id``): the actor table registers them here and is told when one
+ends (``ActorCalls``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from nbray._base.errors import RemoteError
+from nbray._wire import protocol as P
+from nbray._wire.gpus import visible_devices_env
+
+from . import instructions as S
+from .bus import EventBus, log_event
+from .failures import error_text, failure_message
+from .head_records import TaskRecord
+from .objects import ObjectDirectory
+from .peers import Connections, Peer
+from .scheduler import Scheduler
+from .supervisor import Supervisor
+
+__all__ = ["SHORT_TASK", "ActorCalls", "TaskTable"]
+
+SHORT_TASK = 0.001  # seconds: functions faster than this on average are pipelined
+
+
+class ActorCalls(Protocol):
+    """What the task table asks of the actor table (actors.ActorTable)."""
+
+    def owner_of_worker(self, worker_id: int) -> int | None:
+        """The owner of the actor the worker hosts (None: it hosts none)."""
+        ...
+
+    def call_ended(self, actor_id: int, call_id: int) -> None: ...
+
+
+class TaskTable:
+    """The live tasks by id, which task produces each object, the functions' code and
+    average run times; handles the task and object messages and instructions."""
+
+    def __init__(
+        self,
+        gpus: bool,
+        objects: ObjectDirectory,
+        sched: Scheduler,
+        run: Callable[[list[Any]], None],
+        bus: EventBus,
+        conns: Connections,
+        supervisor: Supervisor,
+    ) -> None:
+        self.gpus = gpus  # the node has GPUs: set CUDA_VISIBLE_DEVICES per task
+        self.objects = objects
+        self.sched = sched
+        self.run = run
+        self.bus = bus
+        self.conns = conns
+        self.supervisor = supervisor
+        self.actors: ActorCalls | None = None  # set once the actor table exists
+        self.tasks: dict[int, TaskRecord] = {}
+        self.producer: dict[int, int] = {}  # return object id -> task id
+        self.functions: dict[bytes, bytes] = {}
+        self.func_time: dict[bytes, float] = {}  # moving average of each function's run time
+        self.finished_count: dict[str, int] = {"FINISHED": 0, "FAILED": 0, "CANCELLED": 0}
+
+    # --- registering ---------------------------------------------------------------------
+
+    def owner_and_parent(self, peer: Peer) -> tuple[int, int]:
+        """Whose work a submission from ``peer`` is: a worker's belongs to the owner of the
+        task (the parent) or actor it runs."""
+        if peer.role != "worker":
+            return peer.conn_id, 0
+        w = self.sched.workers.get(peer.worker_id)
+        if w is not None and w.task_id and w.task_id in self.tasks:
+            rec = self.tasks[w.task_id]
+            return rec.owner, rec.spec.task_id
+        owner = self.actors.owner_of_worker(peer.worker_id) if self.actors else None
+        if owner is not None:
+            return owner, 0
+        return peer.conn_id, 0
+
+    def register(self, peer: Peer, spec: P.TaskSpec) -> TaskRecord:
+        owner, parent = self.owner_and_parent(peer)
+        rec = TaskRecord(spec, owner, parent, time.time())
+        self.tasks[spec.task_id] = rec
+        for oid in spec.return_ids:
+            self.objects.create(oid, peer.conn_id)
+            self.producer[oid] = spec.task_id
+            peer.holds.add(oid)
+        self.objects.pin(spec.deps)
+        self.objects.pin(spec.contained)
+        self.bus.task_event(rec, "PENDING")
+        return rec
+
+    def on_submit(self, peer: Peer, msg: P.Submit) -> None:
+        spec = msg.spec
+        if msg.func:
+            self.functions[spec.func_id] = msg.func
+        rec = self.register(peer, spec)
+        unready = set()
+        for dep in spec.deps:
+            payload = self.objects.ready(dep)
+            if payload is None:
+                if not self.objects.known(dep):
+                    self.store_error(rec, P.lost_payload(dep))
+                    return
+                unready.add(dep)
+            elif payload.kind == P.ERROR:
+                self.store_error(rec, payload)
+                return
+        self.run(
+            self.sched.submit(
+                spec.task_id,
+                spec.name,
+                spec.resources,
+                spec.max_retries,
+                rec.owner,
+                unready,
+                rec.parent,
+                short=self.func_time.get(spec.func_id, SHORT_TASK) < SHORT_TASK,
+                runtime_env=spec.runtime_env,
+                placement=spec.placement[:2] if spec.placement else None,
+            )
+        )
+
+    def dep_payloads(self, deps: tuple[int, ...]) -> dict[int, P.Payload]:
+        out = {}
+        for dep in deps:
+            payload = self.objects.ready(dep)
+            if payload is not None:
+                out[dep] = payload
+        return out
+
+    def job_for(self, worker: Peer, owner: int) -> P.Job | None:
+        owner_peer = self.conns.peers.get(owner)
+        return self.supervisor.job_for(
+            worker.worker_id, owner, owner_peer.job if owner_peer is not None else None
+        )
+
+    def gpu_env(self, gpu_ids: tuple[int, ...]) -> dict[str, str]:
+        return visible_devices_env(list(gpu_ids)) if self.gpus else {}
+
+    def do_dispatch(self, ins: S.Dispatch) -> None:
+        rec = self.tasks.get(ins.task_id)
+        peer = self.conns.workers.get(ins.worker_id)
+        if rec is None or peer is None:  # raced with a death; the scheduler will be told
+            return
+        spec = rec.spec
+        func = b""
+        if spec.func_id not in peer.known_funcs:
+            func = self.functions[spec.func_id]
+            peer.known_funcs.add(spec.func_id)
+        env = self.gpu_env(ins.gpu_ids)
+        rec.worker_id = ins.worker_id
+        self.supervisor.dispatched(ins.worker_id)
+        job = self.job_for(peer, rec.owner)
+        peer.send(P.RunTask(spec, func, self.dep_payloads(spec.deps), env, job))
+        self.bus.task_event(
+            rec, "RUNNING", worker_id=ins.worker_id, pid=peer.pid, gpu_ids=list(ins.gpu_ids)
+        )
+
+    # --- endings -------------------------------------------------------------------------
+
+    def on_task_done(self, peer: Peer, msg: P.TaskDone) -> None:
+        rec = self.tasks.get(msg.task_id)
+        if rec is None:
+            for oid, payload, _contained in msg.results:
+                self.objects.set(oid, payload, ())  # dropped: nobody waits any more
+            return
+        self._timed(rec.spec.func_id, msg.duration)
+        for oid, payload, contained in msg.results:
+            self.store(oid, payload, contained)
+        self.end(rec, "FINISHED")
+        if rec.spec.actor_id:
+            self.run(self.sched.call_finished(rec.spec.task_id, rec.spec.actor_id))
+        else:
+            self.run(self.sched.task_finished(rec.spec.task_id, True))
+
+    def on_task_failed(self, peer: Peer, msg: P.TaskFailed) -> None:
+        rec = self.tasks.get(msg.task_id)
+        if rec is None:
+            return
+        if rec.spec.actor_id:
+            self.run(self.sched.call_finished(rec.spec.task_id, rec.spec.actor_id))
+            self.store_error(rec, P.Payload(P.ERROR, msg.error))
+            return
+        out = self.sched.task_finished(rec.spec.task_id, False, msg.retriable)
+        retrying = any(isinstance(i, S.Retry) and i.task_id == rec.spec.task_id for i in out)
+        if not retrying:
+            self.store_error(rec, P.Payload(P.ERROR, msg.error))
+        self.run(out)
+
+    def _timed(self, func_id: bytes, duration: float) -> None:
+        if func_id:
+            old = self.func_time.get(func_id)
+            self.func_time[func_id] = duration if old is None else 0.8 * old + 0.2 * duration
+
+    def store(self, oid: int, payload: P.Payload, contained: tuple[int, ...]) -> None:
+        """An object's value (or error) arrived: to whoever waits, then to the scheduler."""
+        peers = self.conns.peers
+        for cid in self.objects.set(oid, payload, contained):
+            peer = peers.get(cid)
+            if peer is not None:
+                peer.send(P.ObjectReady(oid, payload))
+        self.producer.pop(oid, None)
+        if self.objects.known(oid):
+            self.run(self.sched.object_ready(oid, payload.kind != P.ERROR))
+
+    def store_error(self, rec: TaskRecord, payload: P.Payload) -> None:
+        """The task failed (or was cancelled): its every return object holds the error."""
+        self.objects.discard_partial(rec.spec.return_ids)
+        for oid in rec.spec.return_ids:
+            self.store(oid, payload, ())
+        state = "FAILED"
+        with contextlib.suppress(Exception):
+            err = pickle.loads(payload.data)
+            if err.kind == "cancelled":
+                state = "CANCELLED"
+        self.end(rec, state, error=error_text(payload))
+
+    def end(self, rec: TaskRecord, state: str, **extra: Any) -> None:
+        if self.tasks.pop(rec.spec.task_id, None) is None:
+            return
+        for oid in rec.spec.return_ids:
+            self.producer.pop(oid, None)
+        self.objects.unpin(rec.spec.deps)
+        self.objects.unpin(rec.spec.contained)
+        if rec.spec.actor_id and self.actors is not None:
+            self.actors.call_ended(rec.spec.actor_id, rec.spec.task_id)
+        self.finished_count[state] = self.finished_count.get(state, 0) + 1
+        self.bus.task_ended(rec, state, **extra)
+
+    def do_fail_task(self, ins: S.FailTask) -> None:
+        rec = self.tasks.get(ins.task_id)
+        if rec is None:
+            return
+        if ins.kind == "dependency":
+            payload = self.objects.ready(ins.dependency) or P.lost_payload(ins.dependency)
+            self.store_error(rec, payload)
+            return
+        message = failure_message(rec.spec.name, ins)
+        err = RemoteError(
+            kind=ins.kind,
+            message=message,
+            function_name=rec.spec.name,
+            task_id=f"{rec.spec.task_id:016x}",
+            exit_code=ins.exit_code,
+        )
+        self.store_error(rec, P.Payload(P.ERROR, pickle.dumps(err)))
+
+    def do_retry(self, ins: S.Retry) -> None:
+        rec = self.tasks.get(ins.task_id)
+        if rec is not None:
+            self.objects.discard_partial(rec.spec.return_ids)
+            self.bus.task_event(rec, "RETRYING", attempt=ins.attempt, reason=ins.reason)
+
+    # --- cancelling, blocking, pipelining ------------------------------------------------
+
+    def on_cancel(self, peer: Peer, msg: P.Cancel) -> None:
+        tid = self.producer.get(msg.object_id)
+        if tid is None:
+            return
+        rec = self.tasks.get(tid)
+        if rec is not None and rec.spec.actor_id:
+            return  # actor calls are not cancelled (as in Ray, for running calls)
+        self.run(self.sched.cancel(tid, msg.force, msg.recursive))
+
+    def do_interrupt(self, ins: S.Interrupt) -> None:
+        peer = self.conns.workers.get(ins.worker_id)
+        if peer is not None:
+            peer.send(P.CancelTask(ins.task_id))
+
+    def do_unqueue(self, ins: S.Unqueue) -> None:
+        peer = self.conns.workers.get(ins.worker_id)
+        if peer is not None:
+            peer.send(P.Unqueue(ins.task_ids))
+
+    def on_unqueued(self, peer: Peer, msg: P.Unqueued) -> None:
+        self.run(self.sched.unqueued(peer.worker_id, msg.task_ids))
+
+    def on_retire(self, peer: Peer, msg: P.Retire) -> None:
+        self.run(self.sched.worker_retiring(peer.worker_id))
+
+    def on_blocked(self, peer: Peer, msg: P.Blocked) -> None:
+        self.run(self.sched.worker_blocked(peer.worker_id))
+
+    def on_unblocked(self, peer: Peer, msg: P.Unblocked) -> None:
+        self.run(self.sched.worker_unblocked(peer.worker_id))
+
+    def on_forget_function(self, peer: Peer, msg: P.ForgetFunction) -> None:
+        peer.known_funcs.discard(msg.func_id)
+
+    def on_output(self, peer: Peer, msg: P.Output) -> None:
+        rec = self.tasks.get(msg.task_id)
+        if rec is not None:
+            owner = rec.owner
+        else:
+            found = self.actors.owner_of_worker(peer.worker_id) if self.actors else None
+            if found is None:
+                return
+            owner = found
+        target = self.conns.peers.get(owner)
+        if target is not None:
+            target.send(msg._replace(pid=peer.pid))
+        if self.bus.subscribers:  # watchers (the dashboard) see logs; nobody listens: no cost
+            self.bus.publish(log_event(msg, peer.pid), history=False)
+
+    # --- objects -------------------------------------------------------------------------
+
+    def on_put(self, peer: Peer, msg: P.Put) -> None:
+        peer.holds.add(msg.object_id)
+        self.objects.set(msg.object_id, msg.payload, msg.contained, holder=peer.conn_id)
+
+    def on_fetch(self, peer: Peer, msg: P.Fetch) -> None:
+        for oid in msg.object_ids:
+            payload = self.objects.wait(oid, peer.conn_id)
+            if payload is not None:
+                peer.send(P.ObjectReady(oid, payload))
+
+    def on_add_hold(self, peer: Peer, msg: P.AddHold) -> None:
+        for oid in msg.object_ids:
+            if self.objects.add_hold(oid, peer.conn_id):
+                peer.holds.add(oid)
+
+    def on_release(self, peer: Peer, msg: P.Release) -> None:
+        for oid in msg.object_ids:
+            peer.holds.discard(oid)
+            self.objects.release(oid, peer.conn_id)

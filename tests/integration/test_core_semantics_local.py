@@ -1,0 +1,215 @@
+"""Core semantics of the local engine that need its internals to observe (issue 15): a
+``get`` of objects already there does not lend the task's CPU, ``max_calls`` retires
+workers, and an actor's ``__ray_shutdown__`` runs on a graceful end only."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from nbray_testing import wait_until
+
+import nbray
+from nbray._model import session
+
+
+def _workers() -> dict[str, int]:
+    engine = session.get_engine()
+    assert engine is not None
+    return dict(engine.status()["worker_pids"])  # type: ignore[attr-defined]
+
+
+def test_get_of_objects_already_there_does_not_block(cluster: nbray.ClusterContext) -> None:
+    ready = nbray.put(41)
+
+    @nbray.remote
+    def read(boxed: list[nbray.ObjectRef]) -> tuple[int, int]:
+        return nbray.get(boxed[0]) + 1, os.getpid()
+
+    out = nbray.get([read.remote([ready]) for _ in range(200)], timeout=90)
+    assert {v for v, _ in out} == {42}
+    # no task reported itself blocked, so no CPU was lent and no worker started beside the
+    # two the cluster has (a blocked task lends its CPU and the pool grows)
+    assert len({pid for _, pid in out}) <= 2
+    assert len(_workers()) <= 2
+
+
+def test_a_get_that_waits_still_lends_the_cpu(cluster: nbray.ClusterContext) -> None:
+    @nbray.remote
+    def leaf(i: int) -> int:
+        return i
+
+    @nbray.remote
+    def parent(n: int) -> int:
+        return sum(nbray.get([leaf.remote(i) for i in range(n)]))
+
+    # two parents hold both CPUs and wait for their children: the children need the CPUs
+    # the waiting parents lend
+    assert nbray.get([parent.remote(4), parent.remote(4)], timeout=90) == [6, 6]
+
+
+def test_max_calls_retires_the_worker(cluster: nbray.ClusterContext) -> None:
+    @nbray.remote(max_calls=2, max_retries=0)
+    def pid(i: int) -> tuple[int, int]:
+        return i, os.getpid()
+
+    out = nbray.get([pid.remote(i) for i in range(8)], timeout=90)
+    assert [i for i, _ in out] == list(range(8))  # none lost, none failed
+    per_worker: dict[int, int] = {}
+    for _, p in out:
+        per_worker[p] = per_worker.get(p, 0) + 1
+    assert max(per_worker.values()) <= 2 and len(per_worker) >= 4
+
+    @nbray.remote
+    def unlimited() -> int:
+        return os.getpid()
+
+    assert nbray.get(unlimited.remote(), timeout=60)  # the pool serves other work after
+
+
+def test_shutdown_hook_runs_on_a_graceful_end_only(
+    cluster: nbray.ClusterContext, tmp_path: Path
+) -> None:
+    @nbray.remote
+    class Resource:
+        def __init__(self, path: str) -> None:
+            self.path = path
+
+        def ping(self) -> int:
+            return os.getpid()
+
+        def close(self) -> None:
+            nbray.actor.exit_actor()
+
+        def __ray_shutdown__(self) -> None:
+            Path(self.path).write_text("closed")
+
+    # out of scope: the hook runs after the calls submitted before
+    scoped = tmp_path / "scoped"
+    r = Resource.remote(str(scoped))
+    pid = nbray.get(r.ping.remote(), timeout=60)
+    del r
+    wait_until(scoped.exists, 30.0)
+    wait_until(lambda: not _alive(pid), 30.0)
+
+    # exit_actor(): the hook runs, the call and the calls after it fail
+    exited = tmp_path / "exited"
+    r = Resource.remote(str(exited))
+    nbray.get(r.ping.remote(), timeout=60)
+    stop, after = r.close.remote(), r.ping.remote()
+    with pytest.raises(nbray.exceptions.ActorDiedError, match="exit_actor"):
+        nbray.get(stop, timeout=60)
+    with pytest.raises(nbray.exceptions.ActorDiedError):
+        nbray.get(after, timeout=60)
+    assert exited.read_text() == "closed"
+
+    # kill: no hook, as in Ray
+    killed = tmp_path / "killed"
+    r = Resource.remote(str(killed))
+    pid = nbray.get(r.ping.remote(), timeout=60)
+    nbray.kill(r)
+    wait_until(lambda: not _alive(pid), 30.0)
+    time.sleep(0.2)
+    assert not killed.exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_calls_submitted_before_the_handle_is_dropped_finish(
+    cluster: nbray.ClusterContext, concurrency: int
+) -> None:
+    @nbray.remote(max_concurrency=concurrency)
+    class Slow:
+        def work(self, i: int) -> int:
+            time.sleep(0.01)
+            return i
+
+    s = Slow.remote()
+    refs = [s.work.remote(i) for i in range(20)]
+    del s  # out of scope: the actor ends once the calls submitted before have finished
+    assert nbray.get(refs, timeout=60) == list(range(20))
+    s2 = Slow.remote()
+    refs = [s2.work.remote(i) for i in range(20)]
+    s2.__ray_terminate__.remote()  # the same, asked for
+    assert nbray.get(refs, timeout=60) == list(range(20))
+
+
+def test_a_function_over_the_size_limit_is_refused_as_in_ray(
+    cluster: nbray.ClusterContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FUNCTION_SIZE_ERROR_THRESHOLD", str(2 * 1024 * 1024))
+    captured = bytes(3 * 1024 * 1024)
+
+    @nbray.remote
+    def closure() -> int:
+        return len(captured)
+
+    with pytest.raises(ValueError, match=r"The remote function .*closure is too large \(3 MiB"):
+        closure.remote()
+    with pytest.raises(ValueError, match="FUNCTION_SIZE_ERROR_THRESHOLD=2 MiB"):
+        closure.remote()  # refused every time, never half-sent
+
+    @nbray.remote
+    class Holder:
+        def size(self) -> int:
+            return len(captured)
+
+    with pytest.raises(ValueError, match="The actor Holder is too large"):
+        Holder.remote()
+    monkeypatch.delenv("FUNCTION_SIZE_ERROR_THRESHOLD")
+    with pytest.warns(UserWarning, match="is very large"):
+        big = bytes(11 * 1024 * 1024)
+
+        @nbray.remote
+        def large() -> int:
+            return len(big)
+
+        ref = large.remote()
+    assert nbray.get(ref, timeout=60) == 11 * 1024 * 1024
+    assert nbray.get(nbray.remote(lambda: 1).remote(), timeout=60) == 1
+
+
+def test_restarted_actor_knows_it_and_exit_reason_reaches_queued_calls(
+    cluster: nbray.ClusterContext,
+) -> None:
+    @nbray.remote(max_restarts=1)
+    class Phoenix:
+        def reborn(self) -> bool:
+            return bool(nbray.get_runtime_context().was_current_actor_reconstructed)
+
+        def crash(self) -> None:
+            os._exit(3)
+
+        def stop(self) -> None:
+            nbray.actor.exit_actor()
+
+    p = Phoenix.remote()
+    assert nbray.get(p.reborn.remote(), timeout=60) is False
+    with pytest.raises(nbray.exceptions.ActorDiedError):
+        nbray.get(p.crash.remote(), timeout=60)
+    assert nbray.get(p.reborn.remote(), timeout=60) is True
+    stop, after = p.stop.remote(), p.reborn.remote()
+    with pytest.raises(nbray.exceptions.ActorDiedError, match="exit_actor"):
+        nbray.get(stop, timeout=60)
+    with pytest.raises(nbray.exceptions.ActorDiedError, match="exit_actor"):
+        nbray.get(after, timeout=60)  # the queued call says why the actor is gone
+
+    named = Phoenix.options(name="phoenix").remote()
+    with pytest.raises(nbray.exceptions.ActorAlreadyExistsError, match="already exists"):
+        Phoenix.options(name="phoenix").remote()
+    with pytest.raises(ValueError):  # also a ValueError, as in Ray
+        Phoenix.options(name="phoenix").remote()
+    nbray.kill(named)
