@@ -157,8 +157,8 @@ def graph_picture(
     for i, n in enumerate(view.nodes):
         x, y = at(positions[i])
         r = (5 + 10 * (n.count / biggest) ** 0.5) if view.grouped else 6
-        failed = bool(n.states.get("failed"))
-        ring = f"3px solid {STATE_COLORS['failed']}" if failed else "1px solid #374151"
+        failed = bool(n.states.get("FAILED"))
+        ring = f"3px solid {STATE_COLORS['FAILED']}" if failed else "1px solid #374151"
         canvas.box(
             x - r,
             y - r,
@@ -173,7 +173,7 @@ def graph_picture(
         if labels[i]:
             canvas.text(x, y - r - 2, labels[i], anchor="middle")
     legend = _legend(
-        [(s, STATE_COLORS[s]) for s in STATES if any(n.state == s for n in view.nodes)]
+        [(s.lower(), STATE_COLORS[s]) for s in STATES if any(n.state == s for n in view.nodes)]
     )
     return _frame("task-graph", "Task graph", canvas.html(), f"{_esc(headline)}<br>{legend}")
 
