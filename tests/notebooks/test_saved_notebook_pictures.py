@@ -42,7 +42,7 @@ def test_every_widget_output_carries_its_last_picture(saved: Path) -> None:
     # the last state, not the first: brought up to date after the cells that ran later
     graph = pics["task-graph"]
     assert graph.count("nbray-mark-node") == 13  # 6 squares, their total, 6 of %%compare
-    assert "13 tasks (13 finished)" in graph
+    assert "13 tasks (13 finished)" in graph.lower()
     assert all("<script" not in p and "<svg" not in p for p in pics.values())
     assert pics["timeline"].count("nbray-mark-bar") >= 13
     assert "6/6 done" in pics["progress"]
