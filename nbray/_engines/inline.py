@@ -57,6 +57,7 @@ class InlineEngine(Engine):
         self.namespace = namespace
         # what runs now, innermost last: (task id, task name, actor id or 0, resources)
         self._running: list[tuple[int, str, int, dict[str, float]]] = []
+        self.calls = 0  # tasks, actor creations and actor calls run so far (%%compare)
 
     def _store(self, value: Any) -> ObjectRef:
         oid = next(self._ids)
@@ -79,6 +80,7 @@ class InlineEngine(Engine):
         actor_id: int = 0,
         resources: dict[str, float] | None = None,
     ) -> list[ObjectRef]:
+        self.calls += 1
         self._running.append((next(self._ids), name, actor_id, resources or {}))
         try:
             a, k = self._resolve(args, kwargs)
@@ -116,6 +118,7 @@ class InlineEngine(Engine):
             existing = self._names.get((namespace, options.name))
             if existing is not None:
                 return existing
+        self.calls += 1
         a, k = self._resolve(args, kwargs)
         aid = next(self._ids)
         self._actor_info[aid] = (cls.__name__, options)

@@ -79,22 +79,28 @@ class RemoteFunction(Generic[P, R]):
 
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """Submit a task; returns an ObjectRef (a list of them if ``num_returns`` > 1)."""
+        from nbray._base.errors import SerializationError
+
         from .session import current_engine
 
+        __tracebackhide__ = True  # IPython and pytest leave this frame out
         checks = self._check
         if not checks:
             checks.append(signature_check(self._function, self._name))
         check = checks[0]
         if check is not None:
             check(args, kwargs)  # TypeError here, as in Ray, before anything is sent
-        refs = current_engine().submit_task(
-            self._function,
-            fingerprint(self._function),
-            args,
-            kwargs,
-            self._options,
-            self._name,
-        )
+        try:
+            refs = current_engine().submit_task(
+                self._function,
+                fingerprint(self._function),
+                args,
+                kwargs,
+                self._options,
+                self._name,
+            )
+        except SerializationError as exc:  # the message says it all: no nbray frames
+            raise exc.with_traceback(None) from None
         return _returns(refs, self._options.num_returns)
 
     def _remote(
