@@ -1,7 +1,8 @@
 # nbray developer tasks.
 #
-#   make demo    create .venv, install nbray, open JupyterLab on demo_notebooks/
+#   make demo    create .venv, install nbray[demo] (no test tools, no Ray), open JupyterLab
 #   make test    install what the tests need and run the whole suite
+#   make test-unit  the fast inner loop: tests/unit only (no browser, ssh, Ray or kernels)
 #   make lint    ruff (lint + format check), mypy, the layers' import contract; eslint,
 #                prettier, tsc for frontend/ and its events.ts current
 #   make soak    the fault-injection suite at soak size (~30 min); figures in test-artifacts/chaos/
@@ -12,11 +13,17 @@
 PYTHON ?= python3
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
-# Written after a successful install; reinstall when pyproject.toml changes.
-STAMP := $(VENV)/.installed
+# Extras per purpose (pyproject.toml): `demo` is what the demo notebooks use; `test` and the
+# others add the test, browser and lint tool chain and Ray. EXTRAS overrides the full set.
+DEMO_EXTRAS := demo
+EXTRAS ?= demo,test,browser,lint,ray
+comma := ,
+# Written after a successful install of one set of extras (its name says which); a change
+# of pyproject.toml, this Makefile or the panel's sources installs again.
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+DEMO_STAMP := $(VENV)/.installed-$(DEMO_EXTRAS)
 # Written after the benchmark peers are installed; reinstall when their pins change.
 BENCH_STAMP := $(VENV)/.bench-installed
-EXTRAS ?= test,ray
 
 PYTEST_ARGS ?=
 LINT_PATHS ?= nbray tests benchmarks
@@ -34,11 +41,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install $(VENV) system-deps test soak lint demo bench bench-quick clean distclean
+.PHONY: help install $(VENV) system-deps test test-unit soak lint demo bench bench-quick clean distclean
 
 help:
-	@echo "make demo       create $(VENV), install nbray, open JupyterLab on $(DEMO_DIR)/"
+	@echo "make demo       create $(VENV), install nbray[demo], open JupyterLab on $(DEMO_DIR)/"
 	@echo "make test       install test dependencies and run the whole suite"
+	@echo "make test-unit  tests/unit only: the fast inner loop"
 	@echo "make soak       the fault-injection suite at soak size"
 	@echo "make lint       ruff, mypy; eslint, prettier, tsc --noEmit on frontend/"
 	@echo "make bench      benchmarks: nbray against Ray, Dask, ipyparallel, loky, pools"
@@ -56,11 +64,11 @@ FRONTEND_SRC := $(shell find frontend/src frontend/style -type f 2>/dev/null) \
 LABEXT := nbray/labextension
 DASHBOARD_BUILD := nbray/server_ext/static
 
-$(STAMP): $(VENV_PY) pyproject.toml Makefile $(FRONTEND_SRC)
+$(VENV)/.installed-%: $(VENV_PY) pyproject.toml Makefile $(FRONTEND_SRC)
 	if [ -d $(LABEXT) ] && [ -n "$$(find $(FRONTEND_SRC) -newer $(LABEXT)/package.json)" ]; then \
 		rm -rf $(LABEXT) $(DASHBOARD_BUILD); fi
-	$(VENV_PY) -m pip install --upgrade pip
-	$(VENV_PY) -m pip install -e ".[$(EXTRAS)]"
+	$(VENV_PY) -m pip install -q --upgrade pip
+	$(VENV_PY) -m pip install -e ".[$(subst -,$(comma),$*)]"
 	touch $@
 
 install: $(STAMP)
@@ -73,6 +81,10 @@ system-deps:
 
 test: install system-deps
 	$(VENV_PY) -m pytest tests $(PYTEST_ARGS)
+
+# pure functions and in-process objects: seconds, no processes, browser, ssh or Ray
+test-unit: install
+	$(VENV_PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 
 # tests/chaos at soak size: many more kills, clients and kernel restarts than in make test
 soak: install system-deps
@@ -97,7 +109,8 @@ bench: install $(BENCH_STAMP)
 bench-quick: install $(BENCH_STAMP)
 	$(VENV_PY) -m benchmarks.run --quick $(BENCH_ARGS)
 
-demo: install
+# Only what the demo uses; a venv that already holds the full set is good enough.
+demo: $(if $(wildcard $(STAMP)),$(STAMP),$(DEMO_STAMP))
 	$(VENV)/bin/jupyter lab $(JUPYTER_ARGS)
 
 clean:

@@ -87,10 +87,13 @@ def _engine() -> Engine:
 
 
 def _check_refs(refs: Sequence[Any], what: str) -> None:
-    for r in refs:
+    for i, r in enumerate(refs):
         if not isinstance(r, ObjectRef):
+            where = f"item {i} of the list" if len(refs) > 1 else "the argument"
             raise TypeError(
-                f"{what} takes ObjectRefs (or a list of them), got {type(r).__name__}: {r!r}"
+                f"{what} takes ObjectRefs (or a list of them): {where} is "
+                f"{type(r).__name__} {r!r}, not an ObjectRef. Pass the refs that .remote() or "
+                "nbray.put() returned."
             )
 
 

@@ -167,6 +167,8 @@ def init(
             # the call describes a cluster of its own: NBRAY_ADDRESS (e.g. the cluster a
             # Jupyter server shares with its kernels) is only the default for a bare init()
             address = "local"
+            if os.environ.get("NBRAY_ADDRESS"):
+                _warn_private_cluster(num_cpus, num_gpus, resources)
         address = address or os.environ.get("NBRAY_ADDRESS") or None
         if engine is None:
             engine = "ray" if address is None and _ray_cluster_recorded() else "local"
@@ -238,6 +240,31 @@ def init(
 
 
 session.auto_init = init  # a first use of the API without init() starts a cluster
+
+
+def _warn_private_cluster(num_cpus: Any, num_gpus: Any, resources: Any) -> None:
+    """Say which cluster an init() with arguments got where a shared one was offered."""
+    import warnings
+
+    given = ", ".join(
+        f"{k}={v!r}"
+        for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus), ("resources", resources))
+        if v
+    )
+    warnings.warn(
+        f"nbray.init({given}) started a private cluster for this process, not the shared "
+        f"cluster NBRAY_ADDRESS names (the Jupyter server's, in a JupyterLab kernel): the "
+        "side panel and the dashboard do not show its work. Call nbray.init() without "
+        "arguments to join the shared cluster (set its CPUs in the panel, or with "
+        "--NbrayServer.num_cpus).",
+        PrivateClusterWarning,
+        stacklevel=3,
+    )
+
+
+class PrivateClusterWarning(UserWarning):
+    """Warned when ``init`` with cluster arguments starts a private cluster although
+    ``NBRAY_ADDRESS`` names a shared one."""
 
 
 def _ray_cluster_recorded() -> bool:

@@ -94,6 +94,7 @@ class InlineEngine(Engine):
         self.namespace = namespace
         # what runs now, innermost last: (task id, task name, actor id or 0, resources)
         self._running: list[tuple[int, str, int, dict[str, float]]] = []
+        self.calls = 0  # tasks, actor creations and actor calls run so far (%%compare)
 
     def _store(self, value: Any) -> ObjectRef:
         oid = next(self._ids)
@@ -119,6 +120,7 @@ class InlineEngine(Engine):
         code = returns_code(n)
         if code == DYNAMIC:
             return self._call(dynamic(func), args, kwargs, 1, name, actor_id, resources)
+        self.calls += 1
         if code == STREAMING:
             return [self._generator(func, args, kwargs, name)]
         self._running.append((next(self._ids), name, actor_id, resources or {}))
@@ -158,6 +160,7 @@ class InlineEngine(Engine):
             existing = self._names.get((namespace, options.name))
             if existing is not None:
                 return existing
+        self.calls += 1
         a, k = self._resolve(args, kwargs)
         aid = next(self._ids)
         self._actor_info[aid] = (cls.__name__, options)

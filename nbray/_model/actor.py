@@ -226,13 +226,19 @@ class ActorClass:
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
         """Start an actor; returns its handle at once (the constructor runs remotely).
         Arguments that do not fit the constructor raise ``TypeError`` here, as in Ray."""
+        from nbray._base.errors import SerializationError
+
         from .session import current_engine
 
+        __tracebackhide__ = True  # IPython and pytest leave this frame out
         checks = self._method_checks()
         check = checks["__init__"]
         if check is not None:
             check(args, kwargs)
-        handle = current_engine().create_actor(self._cls, args, kwargs, self._options)
+        try:
+            handle = current_engine().create_actor(self._cls, args, kwargs, self._options)
+        except SerializationError as exc:  # the message says it all: no nbray frames
+            raise exc.with_traceback(None) from None
         handle._checks = checks
         return handle
 

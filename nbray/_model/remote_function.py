@@ -82,8 +82,11 @@ class RemoteFunction(Generic[P, R]):
 
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """Submit a task; returns an ObjectRef (a list of them if ``num_returns`` > 1)."""
+        from nbray._base.errors import SerializationError
+
         from .session import current_engine
 
+        __tracebackhide__ = True  # IPython and pytest leave this frame out
         checks = self._check
         if not checks:
             checks.append(signature_check(self._function, self._name))
@@ -96,9 +99,12 @@ class RemoteFunction(Generic[P, R]):
             if func is None:
                 func = self.__dict__["_dynamic"] = dynamic(self._function)
             options = make_options(TaskOptions, options, {"num_returns": 1})
-        refs = current_engine().submit_task(
-            func, fingerprint(func), args, kwargs, options, self._name
-        )
+        try:
+            refs = current_engine().submit_task(
+                func, fingerprint(func), args, kwargs, options, self._name
+            )
+        except SerializationError as exc:  # the message says it all: no nbray frames
+            raise exc.with_traceback(None) from None
         return _returns(refs, options.num_returns)
 
     def _remote(

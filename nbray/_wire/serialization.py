@@ -173,11 +173,26 @@ def dumps_function(func: Any, what: str) -> bytes:
     try:
         return dumps(func)
     except Exception as exc:
-        raise SerializationError(
-            f"could not serialize {what}: {type(exc).__name__}: {exc}. A remote function "
+        error = exc
+    from .captures import unpicklable_captures
+
+    name = getattr(func, "__name__", what)
+    paths = unpicklable_captures(func, name)
+    if paths:
+        shown = "; ".join(paths[:3]) + (f"; and {len(paths) - 3} more" if len(paths) > 3 else "")
+        message = (
+            f"{what} captures a value that cannot be pickled: {shown} "
+            f"({type(error).__name__}: {error}). Create it inside the function (e.g. open the "
+            "file or make the lock there), or pass what it needs as an argument."
+        )
+    else:
+        message = (
+            f"could not serialize {what}: {type(error).__name__}: {error}. A remote function "
             "must not capture unpicklable globals (locks, open files, clients); create "
             "them inside the function instead."
-        ) from exc
+        )
+    # no chained pickler traceback: the message says what and where
+    raise SerializationError(message) from None
 
 
 FUNCTION_SIZE_WARN_THRESHOLD = 10**7  # Ray's: above this a pickled function is "very large"

@@ -5,6 +5,10 @@
          ──▶ run 2: the real namespace and engine: wall time, kernel + workers' CPU time
          ──▶ values compared ──▶ ComparisonRun ──▶ TimeComparison chart + summary line
 
+The cell's imports of modules not loaded yet run once before either run is timed (a first
+``import numpy`` is not charged to the kernel's run); a cell that submits no task or actor
+call is reported as "no remote work" rather than with a speedup.
+
 The cell may use IPython syntax, so ``%%compare`` can time a ``%%remote --each`` cell (its
 serial run then runs each item inline). ``-l LABEL`` adds the run to the kernel's shared
 comparison, shown again (and updated in the cells that showed it before) with every
@@ -13,6 +17,8 @@ labelled run so far.
 
 from __future__ import annotations
 
+import ast
+import sys
 import time
 from typing import Any
 
@@ -82,6 +88,39 @@ def _run(body: Any, last: Any, ns: dict[str, Any]) -> Any:
     return eval(last, ns) if last is not None else None
 
 
+def warm_imports(source: str, ns: dict[str, Any]) -> list[str]:
+    """Run the top-level imports of ``source`` whose modules are not loaded yet, in a copy
+    of ``ns``; returns those modules' names. A failing import is left for the timed run to
+    report."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    imports: list[ast.stmt] = []
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            mods = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            mods = [node.module]
+        else:
+            continue
+        new = [m for m in mods if m not in sys.modules]
+        if new:
+            imports.append(node)
+            names += new
+    if not imports:
+        return []
+    try:
+        exec(
+            compile(ast.Module(body=imports, type_ignores=[]), "<%%compare imports>", "exec"),
+            dict(ns),
+        )
+    except Exception:
+        return []
+    return [n for n in names if n in sys.modules]
+
+
 def _workers_cpu(engine: Any) -> float | None:
     """Total CPU seconds of the cluster's worker processes so far (local engine only)."""
     status = getattr(engine, "status", None)
@@ -114,7 +153,9 @@ def run_compare(shell: Any, line: str, cell: str) -> Any:
         raise _usage_error("%%compare needs code in the cell below the %%compare line")
     filename = _cell_filename(shell, cell)
     # IPython syntax too: a %%compare cell can time a "%%remote --each ..." cell
-    body, last = compile_cell(shell.transform_cell(cell), filename)
+    python = shell.transform_cell(cell)
+    body, last = compile_cell(python, filename)
+    warmed = warm_imports(python, shell.user_ns)
     cluster_engine = session.current_engine()  # started before timing, not during
     cpus = float(cluster_engine.cluster_info()["total"].get("CPU", 1.0))
 
@@ -125,6 +166,7 @@ def run_compare(shell: Any, line: str, cell: str) -> Any:
         t0, c0 = time.perf_counter(), time.process_time()
         serial_value = _run(body, last, ns)
         kernel_wall, kernel_cpu = time.perf_counter() - t0, time.process_time() - c0
+        remote_calls = inline.calls
     finally:
         session.set_engine(cluster_engine)
         inline.shutdown()
@@ -145,6 +187,8 @@ def run_compare(shell: Any, line: str, cell: str) -> Any:
         cluster_cpu,
         cpus,
         equal_results(serial_value, value) if last is not None else None,
+        remote_calls,
+        f"imported {', '.join(warmed)}" if warmed else "",
     )
     if label:
         shared_comparison.add(run)

@@ -7,12 +7,21 @@
 A widget is an ``ipywidgets.VBox``; in a kernel its children are built, elsewhere (plain
 IPython, a script) it holds no children and its ``repr`` is a text summary, so
 ``print(nbray.monitor())`` works in a terminal.
+
+Its output also carries a static picture of its last state (``text/html``, no script; see
+``pictures.py``), so a notebook saved with it shows the picture where no kernel draws the
+live view (nbconvert's HTML, nbviewer, GitHub, an untrusted notebook in JupyterLab):
+
+    display(widget) ──▶ display_data {widget-view, text/html: picture, text/plain}, display_id
+    end of every cell (post_run_cell), close() ──▶ snapshot(): update_display with a new
+                                                    picture when it changed
 """
 
 from __future__ import annotations
 
 import html
 import threading
+import weakref
 from typing import Any
 
 import ipywidgets
@@ -22,7 +31,11 @@ from nbray._model.engine import Engine
 from .hub import EventHub, hub_for
 from .state import EventAggregator
 
-__all__ = ["LiveWidget", "has_frontend"]
+__all__ = ["LiveWidget", "has_frontend", "publish_picture"]
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_LIVE: weakref.WeakSet[LiveWidget] = weakref.WeakSet()  # displayed, not closed
+_HOOKED: set[int] = set()  # ids of the shells whose post_run_cell refreshes the pictures
 
 
 def has_frontend() -> bool:
@@ -50,6 +63,8 @@ class LiveWidget(ipywidgets.VBox):
         self._banner = ipywidgets.HTML()
         if self.frontend:
             self.children = (self._banner, *self._build())
+        self._display_ids: list[str] = []
+        self._shown_picture = ""
         self._detach = self._hub.attach(self._refresh)
         self.sync()
 
@@ -62,6 +77,10 @@ class LiveWidget(ipywidgets.VBox):
         raise NotImplementedError
 
     def _text(self, state: EventAggregator) -> str:
+        raise NotImplementedError
+
+    def _picture(self, state: EventAggregator) -> str:
+        """A static HTML picture of what the widget shows now (``pictures.py``)."""
         raise NotImplementedError
 
     # --- public ----------------------------------------------------------------------------
@@ -77,11 +96,45 @@ class LiveWidget(ipywidgets.VBox):
         self._hub.sync()
         self._refresh(self._hub.state, self._hub.check_gone())
 
+    def picture(self) -> str:
+        """The static picture of the widget's current state: HTML, no script. It is the
+        ``text/html`` entry of the widget's output, kept current at the end of each cell,
+        so a saved notebook shows it where no kernel draws the widget."""
+        with self._draw_lock:  # no banner: "cluster gone" is news for the live view only
+            return self._picture(self._hub.state)
+
+    def snapshot(self) -> bool:
+        """Refresh the picture in the outputs that show this widget (done at the end of
+        every cell and by ``close``); returns whether it changed."""
+        if not self._display_ids:
+            return False
+        return self._publish(self._bundle(live=not getattr(self, "_closed", False)))
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        return self._bundle(live=True)
+
+    def _ipython_display_(self) -> None:
+        """Shown with a display id, so its picture can be brought up to date later."""
+        from IPython.display import display
+
+        bundle = self._bundle(live=True)
+        handle = display(bundle, raw=True, display_id=True)
+        if handle is not None:
+            self._display_ids.append(handle.display_id)
+            self._shown_picture = bundle.get("text/html", "")
+            _LIVE.add(self)
+            _hook_cells()
+
     def close(self) -> None:
-        """Stop updating and release the event subscription."""
+        """Stop updating and release the event subscription; the outputs that showed the
+        widget keep its last picture."""
         detach = getattr(self, "_detach", None)
         if detach is not None:
             detach()
+        if getattr(self, "_display_ids", None) and not getattr(self, "_closed", False):
+            self._closed = True
+            self.snapshot()
+            _LIVE.discard(self)
         _close_tree([self._banner, *self.children])
         super().close()
 
@@ -92,6 +145,27 @@ class LiveWidget(ipywidgets.VBox):
     __str__ = __repr__
 
     # --- internals -------------------------------------------------------------------------
+
+    def _bundle(self, *, live: bool) -> dict[str, Any]:
+        bundle: dict[str, Any] = {"text/plain": repr(self)}
+        if self.frontend:
+            bundle["text/html"] = self.picture()
+            if live and self._view_name is not None and self._model_id:
+                bundle[WIDGET_VIEW] = {
+                    "version_major": 2,
+                    "version_minor": 0,
+                    "model_id": self._model_id,
+                }
+        return bundle
+
+    def _publish(self, bundle: dict[str, Any]) -> bool:
+        picture = bundle.get("text/html", "")
+        if picture == self._shown_picture and WIDGET_VIEW in bundle:
+            return False
+        self._shown_picture = picture
+        for display_id in self._display_ids:
+            publish_picture(bundle, display_id)
+        return True
 
     def _refresh(self, state: EventAggregator, gone: str) -> None:
         with self._draw_lock:
@@ -118,6 +192,29 @@ class LiveWidget(ipywidgets.VBox):
             if self.frontend:
                 self._draw(state)
             self.draws += 1
+
+
+def publish_picture(bundle: dict[str, Any], display_id: str) -> None:
+    """Replace the output shown under ``display_id`` (in whichever cell shows it)."""
+    from IPython.display import update_display
+
+    update_display(bundle, raw=True, display_id=display_id)
+
+
+def _hook_cells() -> None:
+    """Once per shell: refresh the pictures of the displayed widgets after every cell."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or id(shell) in _HOOKED:
+        return
+    _HOOKED.add(id(shell))
+    shell.events.register("post_run_cell", _snapshot_all)
+
+
+def _snapshot_all(*_: Any) -> None:
+    for widget in list(_LIVE):
+        widget.snapshot()
 
 
 def _close_tree(widgets: list[Any]) -> None:

@@ -14,6 +14,7 @@ import ipywidgets
 import plotly.graph_objects as go
 
 from .base import LiveWidget, Markup, bar, html_table, human_bytes
+from .pictures import monitor_html
 from .state import EventAggregator
 
 __all__ = ["ClusterMonitor"]
@@ -51,14 +52,20 @@ class ClusterMonitor(LiveWidget):
 
     def _build(self) -> list[ipywidgets.Widget]:
         self._nodes_html = ipywidgets.HTML()
+        # CPU and memory are the whole machine's (psutil), not only the cluster's workers
         self._cores = _percent_figure(
-            "CPU per core", 420, data=[go.Bar(x=[], y=[], marker_color="#3b82f6", name="CPU %")]
+            "CPU per core (whole machine)",
+            420,
+            data=[go.Bar(x=[], y=[], marker_color="#3b82f6", name="CPU %")],
         )
         self._history = _percent_figure(
-            "Last minutes",
+            "Last minutes (whole machine)",
             520,
             xaxis={"title": "seconds ago", "autorange": "reversed"},
-            legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.15},
+            # under the plot: above it, a line at 100% ran under the legend
+            legend={"orientation": "h", "x": 0, "y": -0.45, "yanchor": "top"},
+            margin={"l": 40, "r": 10, "t": 35, "b": 70},
+            height=250,
         )
         self._workers_html = ipywidgets.HTML()
         return [
@@ -67,12 +74,37 @@ class ClusterMonitor(LiveWidget):
             self._workers_html,
         ]
 
-    def _draw(self, state: EventAggregator) -> None:
-        nodes = state.nodes()
-        self._nodes_html.value = html_table(
-            ["node", "CPUs", "CPU", "memory", "GPUs", "object store"],
+    def _nodes_table(self, nodes: list[dict[str, Any]]) -> str:
+        return html_table(
+            [
+                "node",
+                "CPUs",
+                "CPU (whole machine)",
+                "memory (whole machine)",
+                "GPUs",
+                "object store",
+            ],
             [self._node_row(n) for n in nodes],
         )
+
+    def _workers_table(self, state: EventAggregator) -> str:
+        rows = state.worker_rows()
+        if not rows:
+            return "<i>no worker reported yet</i>"
+        return html_table(
+            ["worker", "pid", "state", "task", "CPU", "memory"],
+            [self._worker_row(w) for w in rows[-64:]],
+        )
+
+    def _picture(self, state: EventAggregator) -> str:
+        nodes = state.nodes()
+        return monitor_html(
+            self._nodes_table(nodes), nodes, time.time(), self._workers_table(state)
+        )
+
+    def _draw(self, state: EventAggregator) -> None:
+        nodes = state.nodes()
+        self._nodes_html.value = self._nodes_table(nodes)
         xs, ys = [], []
         for n in nodes:
             prefix = f"{n['node_id'][:6]}:" if len(nodes) > 1 else ""
@@ -100,15 +132,7 @@ class ClusterMonitor(LiveWidget):
             else:
                 for trace, line in zip(self._history.data, lines, strict=True):
                     trace.x, trace.y = line.x, line.y
-        rows = state.worker_rows()
-        self._workers_html.value = (
-            html_table(
-                ["worker", "pid", "state", "task", "CPU", "memory"],
-                [self._worker_row(w) for w in rows[-64:]],
-            )
-            if rows
-            else "<i>no worker reported yet</i>"
-        )
+        self._workers_html.value = self._workers_table(state)
 
     @staticmethod
     def _node_row(n: dict[str, Any]) -> list[Any]:
@@ -175,14 +199,12 @@ class ClusterMonitor(LiveWidget):
 
 def _percent_figure(title: str, width: int, data: Any = None, **layout: Any) -> go.FigureWidget:
     """A small live chart with a 0-100 % y axis."""
-    return go.FigureWidget(
-        data=data,
-        layout=go.Layout(
-            title={"text": title, "font": {"size": 13}},
-            height=220,
-            width=width,
-            margin={"l": 40, "r": 10, "t": 35, "b": 30},
-            yaxis={"range": [0, 100], "title": "%"},
-            **layout,
-        ),
-    )
+    settings: dict[str, Any] = {
+        "title": {"text": title, "font": {"size": 13}},
+        "height": 220,
+        "width": width,
+        "margin": {"l": 40, "r": 10, "t": 35, "b": 30},
+        "yaxis": {"range": [0, 100], "title": "%"},
+    }
+    settings.update(layout)
+    return go.FigureWidget(data=data, layout=go.Layout(**settings))

@@ -25,10 +25,25 @@ class ComparisonRun(NamedTuple):
     cluster_cpu: float | None  # kernel + workers; None when the workers' CPU is unknown
     cpus: float
     equal: bool | None  # None: nothing to compare
+    # tasks and actor calls the cell submitted (None: not counted); 0 means both runs ran
+    # the same code in the kernel, and a speedup would be noise
+    remote_calls: int | None = None
+    # one-time costs paid before timing, e.g. "imports numpy" (said in the summary)
+    warmed: str = ""
+
+    @property
+    def no_remote_work(self) -> bool:
+        return self.remote_calls == 0
 
     @property
     def speedup(self) -> float:
         return self.kernel_wall / self.cluster_wall if self.cluster_wall > 0 else float("inf")
+
+    def headline(self) -> str:
+        """The few words under the cluster's bar: speedup and efficiency, or why not."""
+        if self.no_remote_work:
+            return "no remote work"
+        return f"{self.speedup:.2f}x, {self.efficiency:.0%} eff."
 
     @property
     def efficiency(self) -> float:
@@ -37,11 +52,20 @@ class ComparisonRun(NamedTuple):
     def summary(self) -> str:
         cpu = f"{self.cluster_cpu:.2f} s CPU" if self.cluster_cpu is not None else "CPU n/a"
         check = {True: "results equal", False: "RESULTS DIFFER", None: "no result to compare"}
-        return (
+        times = (
             f"{self.label}: kernel {self.kernel_wall:.2f} s wall / {self.kernel_cpu:.2f} s CPU, "
-            f"cluster {self.cluster_wall:.2f} s wall / {cpu}; speedup {self.speedup:.2f}x on "
-            f"{self.cpus:g} CPUs ({self.efficiency:.0%} parallel efficiency); "
-            f"{check[self.equal]}"
+            f"cluster {self.cluster_wall:.2f} s wall / {cpu}"
+        )
+        warmed = f" ({self.warmed} before timing both runs)" if self.warmed else ""
+        if self.no_remote_work:
+            return (
+                f"{times}; no remote work: the cell submitted no task or actor call, so both "
+                f"runs ran in the kernel and there is no speedup to report{warmed}; "
+                f"{check[self.equal]}"
+            )
+        return (
+            f"{times}; speedup {self.speedup:.2f}x on {self.cpus:g} CPUs "
+            f"({self.efficiency:.0%} parallel efficiency){warmed}; {check[self.equal]}"
         )
 
 
@@ -85,7 +109,7 @@ class TimeComparison:
                     name="cluster",
                     x=labels,
                     y=[r.cluster_wall for r in self.runs],
-                    text=[f"{r.speedup:.2f}x, {r.efficiency:.0%} eff." for r in self.runs],
+                    text=[r.headline() for r in self.runs],
                     textposition="outside",
                     customdata=[[r.cluster_cpu or 0.0] for r in self.runs],
                     hovertemplate="%{y:.2f} s wall, %{customdata[0]:.2f} s CPU<extra></extra>",
@@ -101,12 +125,20 @@ class TimeComparison:
         )
         return fig
 
+    def picture(self) -> str:
+        """A static HTML picture of the chart and its summary lines: the
+        output's ``text/html``, which nbconvert's HTML, nbviewer and GitHub show."""
+        from .pictures import comparison_picture
+
+        return comparison_picture(self.runs)
+
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         bundle: dict[str, Any] = {"text/plain": self.summary()}
         if self.runs:
             import json
 
             bundle["application/vnd.plotly.v1+json"] = json.loads(self.figure().to_json())
+            bundle["text/html"] = self.picture()
         return bundle
 
     def __repr__(self) -> str:

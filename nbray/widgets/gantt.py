@@ -21,7 +21,9 @@ import plotly.graph_objects as go
 from nbray._model.engine import Engine
 
 from .base import LiveWidget
+from .graph import Scope, _resolve_scope
 from .hub import hub_for
+from .pictures import timeline_picture
 from .state import EventAggregator, Segment
 
 __all__ = ["Timeline", "write_chrome_trace"]
@@ -44,14 +46,21 @@ class Timeline(LiveWidget):
 
     Example::
 
-        tl = nbray.timeline()           # the widget
+        tl = nbray.timeline()           # the widget: the session's latest attempts
         tl.workers                       # rows, e.g. ['a1b2c3d4:1', 'a1b2c3d4:2']
+        nbray.timeline(scope=[total])    # only the tasks making total, and their inputs
         nbray.timeline("trace.json")    # Chrome trace file (chrome://tracing, Perfetto)
     """
 
     def __init__(
-        self, *, limit: int = 2000, engine: Engine | None = None, frontend: bool | None = None
+        self,
+        scope: Scope = "session",
+        *,
+        limit: int = 2000,
+        engine: Engine | None = None,
+        frontend: bool | None = None,
     ) -> None:
+        self.scope = _resolve_scope(scope)
         self.limit = limit
         self.segments: list[Segment] = []
         super().__init__(engine, frontend=frontend)
@@ -91,8 +100,16 @@ class Timeline(LiveWidget):
         )
         return [self._fig]
 
+    def _segments(self, state: EventAggregator) -> list[Segment]:
+        if self.scope == "session":
+            return state.timeline(limit=self.limit)
+        ids = set(state.task_ids(self.scope))
+        return [
+            s for s in state.timeline(limit=state.segments.maxlen or 20_000) if s.task_id in ids
+        ][-self.limit :]
+
     def _refresh(self, state: EventAggregator, gone: str) -> None:
-        self.segments = state.timeline(limit=self.limit)
+        self.segments = self._segments(state)
         super()._refresh(state, gone)
 
     def _draw(self, state: EventAggregator) -> None:
@@ -116,8 +133,11 @@ class Timeline(LiveWidget):
                     for s in group
                 ]
 
+    def _picture(self, state: EventAggregator) -> str:
+        return timeline_picture(self.segments, self.workers)
+
     def _text(self, state: EventAggregator) -> str:
-        self.segments = state.timeline(limit=self.limit)
+        self.segments = self._segments(state)
         lines = [f"Timeline: {len(self.segments)} task attempts on {len(self.workers)} workers"]
         for w in self.workers[:32]:
             mine = [s for s in self.segments if s.worker == w]

@@ -20,6 +20,7 @@ from nbray._model.object_ref import ObjectRef
 
 from .base import LiveWidget
 from .hub import _current_cell
+from .pictures import graph_picture
 from .state import STATE_COLORS, STATES, EventAggregator, GraphNode, GraphView
 
 __all__ = ["TaskGraph"]
@@ -143,6 +144,11 @@ class TaskGraph(LiveWidget):
                 ]
                 trace.text = [label(view.nodes[i], view.grouped, len(view.nodes)) for i in idx]
         self._summary.value = f"<small>{self._headline(state)}</small>"
+
+    def _picture(self, state: EventAggregator) -> str:
+        v = self.view
+        labels = [label(n, v.grouped, len(v.nodes)) for n in v.nodes]
+        return graph_picture(v, layout(v.nodes), self._headline(state), labels)
 
     def _headline(self, state: EventAggregator) -> str:
         v = self.view

@@ -19,7 +19,8 @@ from nbray._base.errors import GetTimeoutError
 from nbray._model.engine import Engine
 from nbray._model.object_ref import ObjectRef
 
-from .base import has_frontend
+from .base import has_frontend, publish_picture
+from .pictures import progress_html
 
 __all__ = ["Progress", "get_with_progress", "wait_with_progress"]
 
@@ -58,6 +59,7 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self._last_text = 0.0
         self.widget: ipywidgets.HBox | None = None
+        self._display_id: str | None = None
         if self.frontend:
             from IPython.display import display
 
@@ -70,7 +72,23 @@ class Progress:
             )
             self._label = ipywidgets.HTML(self.summary())
             self.widget = ipywidgets.HBox([self._bar, self._label])
-            display(self.widget)
+            # shown with its picture, which finish() brings up to date (see base.py)
+            handle = display(self._bundle(), raw=True, display_id=True)
+            self._display_id = handle.display_id if handle is not None else None
+
+    _COLORS = {"info": "#3b82f6", "success": "#22c55e", "danger": "#ef4444", "warning": "#f59e0b"}
+
+    def picture(self) -> str:
+        """A static HTML picture of the bar (what a saved notebook shows without a kernel)."""
+        style = self._bar.bar_style if self.widget is not None else "info"
+        return progress_html(self.fraction, self.summary(), self._COLORS.get(style, "#3b82f6"))
+
+    def _bundle(self) -> dict[str, Any]:
+        assert self.widget is not None
+        bundle: dict[str, Any] = dict(self.widget._repr_mimebundle_() or {})
+        bundle["text/plain"] = self.summary()
+        bundle["text/html"] = self.picture()
+        return bundle
 
     @property
     def fraction(self) -> float:
@@ -101,6 +119,8 @@ class Progress:
                 "danger" if self.failed else "success" if self.done == self.total else "warning"
             )
             self._label.value = self.summary()
+            if self._display_id is not None:
+                publish_picture(self._bundle(), self._display_id)
         else:
             self._write_text("\r", end="\n")
 

@@ -39,16 +39,23 @@ def task_graph(
     return TaskGraph(scope, group_above=group_above)
 
 
-def timeline(filename: str | os.PathLike[str] | None = None) -> Timeline | Path:
+def timeline(
+    filename: str | os.PathLike[str] | None = None,
+    *,
+    scope: str | int | ObjectRef | Sequence[ObjectRef] = "session",
+) -> Timeline | Path:
     """A live Gantt chart of tasks per worker; with ``filename``, write the recorded tasks
     as a Chrome trace file instead and return its path (Ray's ``ray.timeline(filename)``;
-    unlike Ray, no filename gives the widget rather than a list of events).
+    unlike Ray, no filename gives the widget rather than a list of events). ``scope``
+    (nbray's): the session's latest tasks (default), a cell number's (``"cell"``: this
+    cell's), or those making some refs and their inputs.
 
     Example::
 
         nbray.timeline()                 # the widget
+        nbray.timeline(scope=[total])    # the tasks behind total only
         nbray.timeline("trace.json")     # open in chrome://tracing or ui.perfetto.dev
     """
     if filename is not None:
         return write_chrome_trace(filename)
-    return Timeline()
+    return Timeline(scope)

@@ -86,10 +86,17 @@ def test_up_installs_nbray_into_a_venv_and_down_removes_it(host: SshHosts, tmp_p
 
             @nbray.remote
             def where():
-                import sys, ray
+                import importlib.util, sys, ray
                 return sys.executable, ray.__version__
 
+            @nbray.remote
+            def notebook_parts():  # nbray[ray] on a host: no JupyterLab, widgets or kernel
+                import importlib.util
+                names = ("jupyterlab", "jupyter_server", "ipykernel", "ipywidgets", "plotly")
+                return [m for m in names if importlib.util.find_spec(m)]
+
             print("WHERE", *nbray.get(where.remote()))
+            print("NOTEBOOK PARTS", nbray.get(notebook_parts.remote()))
             nbray.shutdown()
             """,
             env=env,
@@ -99,6 +106,7 @@ def test_up_installs_nbray_into_a_venv_and_down_removes_it(host: SshHosts, tmp_p
         # (not `import ray` here: Ray reads its auth settings at import, for the whole run)
         ray_version = metadata.version("ray")
         assert f"WHERE {venv}/bin/python {ray_version}" in res.stdout, res.stdout
+        assert "NOTEBOOK PARTS []" in res.stdout, res.stdout
     finally:
         down = nbray_cli("down", str(path), env=env)
         shutil.rmtree(short, ignore_errors=True)

@@ -37,6 +37,7 @@ import pytest
 from nbray_testing import run_python, wait_until
 
 import nbray
+from nbray._compose.lifecycle import PrivateClusterWarning
 from nbray._wire import session_files
 from nbray._wire.transport import MAGIC, NONCE_SIZE, SERVER_HELLO_SIZE, Connection
 from nbray.exceptions import NbrayConnectionError, UnschedulableError
@@ -911,3 +912,13 @@ def test_a_tmpdir_too_long_for_a_unix_socket_is_a_clear_error(
         nbray.init(num_cpus=1)
     assert not nbray.is_initialized()
     assert list((deep / f"nbray-{os.getuid()}").iterdir()) == []
+
+
+def test_init_with_arguments_says_it_did_not_join_the_shared_cluster(
+    cluster_factory: Callable[..., nbray.ClusterContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as in a kernel of a Jupyter server running nbray's extension
+    monkeypatch.setenv("NBRAY_ADDRESS", "/nonexistent/shared-cluster")
+    with pytest.warns(PrivateClusterWarning, match=r"init\(num_cpus=1\) started a private"):
+        ctx = cluster_factory(num_cpus=1)
+    assert ctx.owned and nbray.cluster_resources()["CPU"] == 1

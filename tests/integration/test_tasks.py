@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -1079,3 +1080,36 @@ def test_tasks_import_modules_from_the_drivers_path(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert '(42, "from the driver\'s directory")' in result.stdout
+
+
+def test_unpicklable_capture_names_the_variable_first_without_nbray_frames(
+    cluster: nbray.ClusterContext, tmp_path: Path
+) -> None:
+    log = open(tmp_path / "log.txt", "w")
+    try:
+
+        @nbray.remote
+        def write_log(x: int) -> None:
+            log.write(str(x))
+
+        with pytest.raises(SerializationError) as info:
+            write_log.remote(1)
+    finally:
+        log.close()
+    message = str(info.value)
+    assert message.startswith(
+        f"remote function {write_log._name} captures a value that cannot be pickled: "
+        f"write_log -> log -> <file {tmp_path / 'log.txt'} (w)>"
+    )
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    frames = [f.filename for f in traceback.extract_tb(info.value.__traceback__)]
+    assert [f for f in frames if "/nbray/" in f] == [frames[-1]]  # only the .remote() call
+    assert frames[-1].endswith("remote_function.py")
+
+
+def test_get_says_which_item_is_not_a_ref(cluster: nbray.ClusterContext) -> None:
+    ref = nbray.put(1)
+    with pytest.raises(TypeError, match=r"item 1 of the list is int 5, not an ObjectRef"):
+        nbray.get([ref, 5])
+    with pytest.raises(TypeError, match=r"the argument is str 'x'"):
+        nbray.cancel("x")  # type: ignore[arg-type]

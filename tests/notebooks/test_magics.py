@@ -262,6 +262,20 @@ def test_compare_times_both_runs_and_checks_results(kernel: KernelSession) -> No
     assert r2.data("application/vnd.plotly.v1+json")[0]["data"][0]["x"] == ["tasks", "one task"]
 
 
+def test_compare_without_remote_work_says_so_and_imports_before_timing(
+    kernel: KernelSession,
+) -> None:
+    # a cell with no remote call, whose first import would land on the kernel's run
+    r = kernel.execute("%%compare -l local\nimport colorsys\ncolorsys.rgb_to_hsv(0.2, 0.4, 0.4)")
+    summary = r.ok().stream()
+    assert "no remote work: the cell submitted no task or actor call" in summary, summary
+    assert "(imported colorsys before timing both runs)" in summary
+    assert "x on 2 CPUs" not in summary and "efficiency" not in summary
+    chart = r.data("application/vnd.plotly.v1+json")[0]
+    assert chart["data"][1]["text"][-1] == "no remote work"
+    assert "no remote work" in r.data("text/html")[0]  # the static picture says it too
+
+
 def test_session_and_object_reprs(kernel: KernelSession) -> None:
     r = kernel.execute("%nbray").ok()
     html = r.data("text/html")[0]

@@ -68,7 +68,8 @@ def test_monitor_shows_the_real_cpu_count(executed: nbformat.NotebookNode) -> No
     r = results(executed)
     assert r["num_cpus"] == psutil.cpu_count() == r["cpu_count"]
     assert r["cores"] == psutil.cpu_count()
-    assert len(r["workers_seen"]) >= 2  # num_cpus=2: two workers reported their pids
+    # a bare init() (no server here): one worker per CPU, each reported its pid
+    assert len(r["workers_seen"]) >= min(2, psutil.cpu_count())
 
 
 def test_task_graph_has_the_pipelines_nodes_and_edges(executed: nbformat.NotebookNode) -> None:
@@ -97,12 +98,12 @@ def test_timeline_rows_are_the_workers_that_ran_the_tasks(
 ) -> None:
     r = results(executed)
     workers = r["timeline_workers"]
-    assert len(workers) == 2
+    assert len(workers) == min(2, psutil.cpu_count())
     assert set(workers) <= set(r["workers_seen"])
     # the pids the tasks themselves reported are those of the timeline's workers
     assert set(r["task_pids"]) <= {r["workers_seen"][w] for w in workers}
-    # the live view keeps the latest 2000 attempts: the 2000 tasks of the last cell
-    assert {"fragile", "step"} <= set(r["timeline_tasks"])
+    # scoped to the pipeline: the 2000 tasks of a later cell do not push it out
+    assert r["timeline_tasks"] == ["clean", "combine", "load"]
     # the trace written after the pipeline holds its tasks
     assert r["trace_names"] == ["clean", "combine", "load"]
 

@@ -120,7 +120,8 @@ async def test_init_with_resources_in_a_kernel_starts_a_private_cluster(
     jp_fetch: Any, jp_serverapp: Any, api: Any
 ) -> None:
     """``nbray.init(num_cpus=1)`` describes a cluster of its own: the kernel gets a private
-    one (as without the server), while a bare ``init()`` joins the server's."""
+    one (as without the server) and a warning saying so, while a bare ``init()`` joins the
+    server's."""
     kid, kc = await start_kernel(jp_fetch, jp_serverapp)
     try:
         out = await execute(
@@ -129,7 +130,13 @@ async def test_init_with_resources_in_a_kernel_starts_a_private_cluster(
             "print(ctx.owned, nbray.cluster_resources()['CPU'])\nnbray.shutdown()\n"
             "ctx = nbray.init()\nprint(ctx.owned, nbray.cluster_resources()['CPU'])",
         )
-        assert out.split("\n")[:2] == ["True 1.0", "False 2.0"]
+        lines = out.split("\n")
+        assert [line for line in lines if line in ("True 1.0", "False 2.0")] == [
+            "True 1.0",
+            "False 2.0",
+        ]
+        warning = "PrivateClusterWarning: nbray.init(num_cpus=1) started a private cluster"
+        assert sum(warning in line for line in lines) == 1, out
         assert (await api("cluster"))["clients"] == 1
     finally:
         kc.stop_channels()
