@@ -61,6 +61,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nbray.head")
 PIPELINE_DEPTH = 64  # tasks a worker may hold when they are short (see Scheduler)
+# a worker's exit waits at most this long for its connection to close (see worker_exited)
+EXIT_WAITS_FOR_CONNECTION = 2.0
 
 
 class Head:
@@ -89,6 +91,8 @@ class Head:
         )
         self.sampler: MetricsSampler | None = None
         self._stopping = False
+        # workers whose exit the fork server reported while their connection was still open
+        self._exits: dict[int, tuple[int, int | None, S.DeathCause | None]] = {}
         tasks, actors = self.tasks, self.actors
         # the one table: every message, request and instruction, and the job handling it
         self.router.messages.update(
@@ -185,8 +189,10 @@ class Head:
         if not self._stopping and self.objects.sweep_creator(peer.conn_id):
             log.info("removed segments connection %s wrote but never stored", peer.conn_id)
         if peer.role == "worker":
-            # its death is handled when the fork server reports the exit code
-            self.supervisor.reap_later(peer.worker_id)
+            if peer.worker_id in self._exits:  # the exit came first: everything is read now
+                self._exit_pending(peer.worker_id)
+            else:  # its death is handled when the fork server reports the exit code
+                self.supervisor.reap_later(peer.worker_id)
             return
         if self._stopping:
             return
@@ -205,6 +211,25 @@ class Head:
     # --- workers -------------------------------------------------------------------------
 
     def worker_exited(
+        self, worker_id: int, pid: int, code: int | None, cause: S.DeathCause | None
+    ) -> None:
+        """The fork server reports the exit. The worker's connection may still hold what it
+        sent last (its results, ``Retire``): the two arrive on different sockets, in either
+        order. While that connection is open, the exit waits for it to close (at once, as
+        the process is gone), so that a worker retiring after ``max_calls`` is not taken
+        for a crash of the task sent to it meanwhile."""
+        if worker_id in self.conns.workers and not self._stopping:
+            self._exits[worker_id] = (pid, code, cause)
+            self.reactor.call_later(EXIT_WAITS_FOR_CONNECTION, self._exit_pending, worker_id)
+            return
+        self._worker_gone(worker_id, pid, code, cause)
+
+    def _exit_pending(self, worker_id: int) -> None:
+        exit_ = self._exits.pop(worker_id, None)
+        if exit_ is not None:
+            self._worker_gone(worker_id, *exit_)
+
+    def _worker_gone(
         self, worker_id: int, pid: int, code: int | None, cause: S.DeathCause | None
     ) -> None:
         self.actors.worker_exited(worker_id)

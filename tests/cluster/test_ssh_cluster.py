@@ -14,6 +14,7 @@ Needs root and Debian's openssh-server (`make system-deps`); with CI=true it nev
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import stat
@@ -207,8 +208,23 @@ def ray_cluster(
 @pytest.mark.timeout(400)
 def test_core_api_suite_on_the_ssh_cluster(ray_cluster: tuple[Path, dict[str, str]]) -> None:
     _, env = ray_cluster
+    # the child pytest isolates itself in a private NBRAY_TMPDIR (tests/isolation.py), where
+    # no record of `nbray up` is: give it the cluster's address and token explicitly
+    record = json.loads(
+        (Path(env["NBRAY_TMPDIR"]) / f"nbray-{os.getuid()}" / "ray_cluster.json").read_text()
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/engines", "-q", "-p", "no:cacheprovider"],
+        # the core API suite; the other files of tests/engines (libraries, runtime_env,
+        # placement groups, generators) assume the private 2-CPU Ray the fixture starts
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/engines/test_core_api.py",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -216,7 +232,8 @@ def test_core_api_suite_on_the_ssh_cluster(ray_cluster: tuple[Path, dict[str, st
             **os.environ,
             **env,
             "NBRAY_TEST_ENGINES": "ray",
-            "NBRAY_TEST_RAY_ADDRESS": "auto",
+            "NBRAY_TEST_RAY_ADDRESS": str(record["address"]),
+            "NBRAY_RAY_TOKEN_FILE": str(record["token_file"]),
         },
         timeout=380,
         check=False,

@@ -528,8 +528,10 @@ class Worker:
             return
         except SystemExit:  # sys.exit() on a pool thread ends the actor, as on the main one
             os._exit(1)
-        self._leave_call()
+        # the answer goes out before the call counts as finished: a graceful end waiting for
+        # it (exit_gracefully) must not end the actor ahead of the answer
         self._send_reply(reply)
+        self._leave_call()
 
     async def _async_call(
         self,
@@ -563,13 +565,14 @@ class Worker:
                     s.flush_task(spec.task_id, spec.name)
                 _current_task.reset(token)
                 _current_spec.reset(spec_token)
+        if not (graceful or exiting):
+            self._send_reply(reply)  # before the call counts as finished (see _call)
         self._leave_call()
         if graceful:  # off the loop: the calls still running on it must finish first
             threading.Thread(target=self.exit_gracefully, args=(spec,), daemon=True).start()
             return
         if exiting:
             os._exit(1)
-        self._send_reply(reply)
 
     # --- generator tasks -----------------------------------------------------------------
 
