@@ -748,11 +748,14 @@ class Scheduler:
         for t in [t for t in self.tasks.values() if t.placement and t.placement[0] == group_id]:
             if t.state == RUNNING:
                 w = self.workers.get(t.worker_id)
-                if w is not None and not w.killed:
+                if w is not None and w.task_id == t.task_id:
+                    # the worker no longer holds it, also when a cancel is killing it already
+                    # (its owner left): the task ends here, with its group
                     self._give_back_lent(w)
                     w.task_id = 0
-                    w.killed = True
-                    out.append(KillWorker(w.worker_id))
+                    if not w.killed:
+                        w.killed = True
+                        out.append(KillWorker(w.worker_id))
             elif t.state == READY:
                 with contextlib.suppress(ValueError):
                     self.ready.remove(t.task_id)
