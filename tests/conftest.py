@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hang_guard import HangGuard
 from isolation import check_enabled, isolate, leaks, remove, watched
 from nbray_testing import SHUTDOWN_LIMIT, assert_no_children, session_segments, wait_until
 
 import nbray
 
 _ROOT: Path | None = None
+_GUARD: HangGuard | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,23 +30,33 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         remove(_ROOT)
 
 
-@pytest.fixture(autouse=True)
-def faulthandler_follows_the_tests_timeout(request: pytest.FixtureRequest) -> None:
-    """A test's stack dump (``faulthandler_timeout``) comes 10 s before its own timeout
-    (``@pytest.mark.timeout(N)``, else the ini's): a slow test that passes prints nothing,
-    a hung one still shows its stacks before pytest-timeout ends it."""
-    import faulthandler
+def _timeout_of(item: pytest.Item) -> float:
+    """The test's own ``@pytest.mark.timeout(N)``, else the ini's."""
+    marker = item.get_closest_marker("timeout")
+    timeout = float(marker.args[0]) if marker and marker.args else 0.0
+    return timeout or float(item.config.getini("timeout") or 0)
 
+
+# trylast: innermost, so its faulthandler timer replaces the one pytest's plugin arms
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Every test runs under the hang guard (hang_guard.py): one that pytest-timeout cannot
+    end stops the run with its stacks and its name instead of holding it forever."""
+    global _GUARD
     from _pytest.faulthandler import fault_handler_stderr_fd_key
 
-    if not float(request.config.getini("faulthandler_timeout") or 0):
+    stderr = item.config.stash.get(fault_handler_stderr_fd_key, None)
+    timeout = _timeout_of(item)
+    if stderr is None or not timeout:  # faulthandler or timeouts turned off
+        yield
         return
-    marker = request.node.get_closest_marker("timeout")
-    timeout = float(marker.args[0]) if marker and marker.args else 0.0
-    timeout = timeout or float(request.config.getini("timeout") or 0)
-    stderr = request.config.stash.get(fault_handler_stderr_fd_key, None)
-    if timeout > 20 and stderr is not None:
-        faulthandler.dump_traceback_later(timeout - 10, file=stderr)
+    if _GUARD is None:
+        _GUARD = HangGuard(stderr)
+    _GUARD.arm(item.nodeid, timeout)
+    try:
+        yield
+    finally:
+        _GUARD.disarm()
 
 
 @pytest.fixture(scope="session", autouse=True)
