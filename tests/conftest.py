@@ -51,7 +51,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         yield
         return
     if _GUARD is None:
-        _GUARD = HangGuard(stderr)
+        _GUARD = HangGuard(stderr, cleanup=lambda: _ROOT and remove(_ROOT))
     _GUARD.arm(item.nodeid, timeout)
     try:
         yield

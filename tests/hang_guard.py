@@ -11,7 +11,7 @@ word of which test hung:
     pytest_runtest_protocol ──▶ HangGuard.arm(nodeid, timeout)
         watcher thread       ──▶ past timeout + GRACE_S: stacks of every thread, then the
                                  test's id as the last line, kill this run's processes,
-                                 os._exit(HUNG_EXIT)
+                                 remove the session's files, os._exit(HUNG_EXIT)
         faulthandler (C)     ──▶ past timeout + GRACE_S + 30: stacks, _exit (the GIL was
                                  never free for the watcher)
     end of the protocol      ──▶ HangGuard.disarm()
@@ -26,6 +26,7 @@ import faulthandler
 import os
 import threading
 import time
+from collections.abc import Callable
 
 import psutil
 
@@ -35,8 +36,9 @@ HUNG_EXIT = 3
 
 
 class HangGuard:
-    def __init__(self, stderr_fd: int) -> None:
+    def __init__(self, stderr_fd: int, cleanup: Callable[[], None]) -> None:
         self._fd = stderr_fd
+        self._cleanup = cleanup
         self._lock = threading.Condition()
         self._nodeid = ""
         self._deadline = 0.0
@@ -76,4 +78,5 @@ class HangGuard:
                 child.kill()
             except psutil.Error:
                 pass
+        self._cleanup()
         os._exit(HUNG_EXIT)

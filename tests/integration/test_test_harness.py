@@ -72,7 +72,7 @@ def test_a_slow_test_that_passes_prints_no_stack_dump(tmp_path: Path) -> None:
 
 def test_a_test_pytest_timeout_cannot_end_stops_the_run_naming_it(tmp_path: Path) -> None:
     """SIGALRM blocked: pytest-timeout never fires; the hang guard ends the run, kills the
-    test's child process and names the test in the last line."""
+    test's child process, removes its files and names the test in the last line."""
     pid_file = tmp_path / "child.pid"
     (tmp_path / "pytest.ini").write_text("[pytest]\nfaulthandler_timeout = 100\n")
     (tmp_path / "test_probe.py").write_text(
@@ -90,11 +90,13 @@ def test_a_test_pytest_timeout_cannot_end_stops_the_run_naming_it(tmp_path: Path
             """
         )
     )
+    roots_before = set(Path("/tmp").glob("nbt*"))
     out, rc = run_probe(tmp_path, NBRAY_HANG_GRACE_S="2")
     assert rc == 3, out
     assert "in test_hangs_with_alarms_blocked" in out, out  # the stacks
     last = out.strip().splitlines()[-1]
     assert last.startswith("HUNG: test_probe.py::test_hangs_with_alarms_blocked"), out
+    assert set(Path("/tmp").glob("nbt*")) <= roots_before, "the probe's private root is left"
     child = int(pid_file.read_text())
     assert wait_until(lambda: not _alive(child), timeout=10), f"the probe's child {child} lives on"
 
