@@ -315,6 +315,31 @@ def test_pool_callbacks_errors_and_timeouts(engine: str) -> None:
         assert it.next(timeout=60) is None
 
 
+def test_pool_keeps_every_item_of_a_chunk_whose_call_raised(engine: str) -> None:
+    """As Ray's Pool: imap yields a raising item's exception as its value (the chunk's
+    other items kept); map raises it with the remote traceback as __cause__."""
+    from nbray.util.multiprocessing.pool import RemoteTraceback
+
+    with Pool(2) as pool:
+        got = list(pool.imap(_fail_on_3, range(8), chunksize=4))
+        assert [g for i, g in enumerate(got) if i != 3] == [0, 1, 2, 4, 5, 6, 7]
+        assert isinstance(got[3], ValueError) and "three" in str(got[3])
+        unordered = list(pool.imap_unordered(_fail_on_3, range(8), chunksize=3))
+        assert sorted(v for v in unordered if isinstance(v, int)) == [0, 1, 2, 4, 5, 6, 7]
+        assert [type(v) for v in unordered if not isinstance(v, int)] == [ValueError]
+        with pytest.raises(ValueError, match="three") as info:
+            pool.map(_fail_on_3, range(8), chunksize=8)
+        cause = info.value.__cause__
+        assert isinstance(cause, RemoteTraceback) and "_fail_on_3" in str(cause)
+
+
+def test_pool_maxtasksperchild_counts_chunks_as_the_standard_library(engine: str) -> None:
+    """maxtasksperchild=1 with the default chunking: 4 chunks per process (the standard
+    library's and Ray's), each in a fresh process."""
+    with Pool(2, maxtasksperchild=1) as pool:
+        assert len(set(pool.map(_pid, range(8)))) == 8
+
+
 def test_pool_initializer_maxtasksperchild_and_life(engine: str) -> None:
     pool = Pool(2, initializer=_set_tag, initargs=("ready",))
     assert set(pool.map(_get_tag, range(8))) == {"ready"}

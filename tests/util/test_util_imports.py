@@ -14,7 +14,8 @@ def test_rays_paths_resolve_and_load_lazily() -> None:
         from nbray.util import ActorPool, inspect_serializability
         from nbray.util.queue import Queue, Empty, Full
         from nbray.util.multiprocessing import Pool, TimeoutError, JoinableQueue
-        from nbray.util.joblib import register_ray, register_nbray
+        from nbray.util.joblib import NbrayBackend, register_ray, register_nbray
+        from nbray.util.joblib.ray_backend import RayBackend
         from nbray.util.check_serialize import FailureTuple
         from nbray.experimental.tqdm_ray import tqdm
         import multiprocessing, queue
@@ -22,6 +23,7 @@ def test_rays_paths_resolve_and_load_lazily() -> None:
         assert ray.util.queue.Queue is Queue and issubclass(Empty, queue.Empty)
         assert issubclass(Full, queue.Full)
         assert ray.util.multiprocessing.Pool is Pool
+        assert RayBackend is NbrayBackend
         assert TimeoutError is multiprocessing.TimeoutError
         assert ray.util.inspect_serializability is inspect_serializability
         assert ray.util.tqdm is tqdm is ray.experimental.tqdm_ray.tqdm

@@ -5,6 +5,10 @@
         (a 10,000-item map with the default chunksize is 2 chunks per process: a handful
         of messages, not 10,000)
     AsyncResult ──▶ the chunks' ObjectRefs; callbacks run on a thread once all are in
+    an item whose call raised ──▶ _Raised(exception, traceback) in its chunk's results, so
+        the chunk's other items are kept: map/apply raise the first (its remote traceback
+        as ``__cause__``, like the standard library), imap yields it as the item's value
+        (as Ray's Pool does)
     maxtasksperchild ──▶ an actor that ran that many chunks is dropped (it stops once its
         calls are done) and a fresh one takes its place
 
@@ -18,6 +22,7 @@ import itertools
 import logging
 import os
 import threading
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
 from multiprocessing import TimeoutError as MpTimeoutError
@@ -25,7 +30,7 @@ from typing import Any
 
 import nbray
 
-__all__ = ["AsyncResult", "IMapIterator", "Pool"]
+__all__ = ["AsyncResult", "IMapIterator", "Pool", "RemoteTraceback"]
 
 log = logging.getLogger("nbray.util.multiprocessing")
 
@@ -33,8 +38,47 @@ log = logging.getLogger("nbray.util.multiprocessing")
 _ONE, _STAR, _APPLY = 0, 1, 2
 
 
+class RemoteTraceback(Exception):
+    """The traceback of a call that raised in a pool process: the ``__cause__`` of the
+    exception ``map``/``apply``/``get`` raise (as in the standard library)."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+class _Raised:
+    """What a call that raised leaves in its chunk's results."""
+
+    __slots__ = ("exc", "tb")
+
+    def __init__(self, exc: BaseException, tb: str) -> None:
+        self.exc = exc
+        self.tb = tb
+
+    def exception(self) -> BaseException:
+        """The call's exception, its remote traceback attached as ``__cause__``."""
+        self.exc.__cause__ = RemoteTraceback(f'\n"""\n{self.tb}"""')
+        return self.exc
+
+
+def _call(func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    try:
+        return func(*args, **kwargs)
+    except Exception as exc:
+        return _Raised(exc, traceback.format_exc())
+
+
+def _first_raised(values: list[Any]) -> _Raised | None:
+    return next((v for v in values if type(v) is _Raised), None)
+
+
 class _PoolActor:
-    """One process of a Pool: runs the initializer once, then batches of calls."""
+    """One process of a Pool: runs the initializer once, then batches of calls (each
+    call's exception is kept as its result, so one bad item loses no other)."""
 
     def __init__(self, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
         if initializer is not None:
@@ -45,10 +89,10 @@ class _PoolActor:
 
     def run_batch(self, func: Callable[..., Any], items: list[Any], mode: int) -> list[Any]:
         if mode == _ONE:
-            return [func(x) for x in items]
+            return [_call(func, (x,), {}) for x in items]
         if mode == _STAR:
-            return [func(*x) for x in items]
-        return [func(*args, **kwargs) for args, kwargs in items]
+            return [_call(func, x, {}) for x in items]
+        return [_call(func, args, kwargs) for args, kwargs in items]
 
 
 _PoolActorClass = nbray.remote(_PoolActor)
@@ -57,10 +101,13 @@ _PoolActorClass = nbray.remote(_PoolActor)
 #: chunks per process when ``chunksize`` is not given (the standard library makes four:
 #: each chunk is a round trip through the cluster here, so fewer, larger ones)
 CHUNKS_PER_PROCESS = 2
+#: ... and with ``maxtasksperchild``, which counts chunks: the standard library's (and
+#: Ray's) four, so a process lives for the same items as there
+CHUNKS_PER_PROCESS_WITH_MAXTASKS = 4
 
 
-def _chunksize(n_items: int, processes: int) -> int:
-    size, extra = divmod(n_items, processes * CHUNKS_PER_PROCESS)
+def _chunksize(n_items: int, chunks: int) -> int:
+    size, extra = divmod(n_items, chunks)
     return size + 1 if extra else max(size, 1)
 
 
@@ -127,7 +174,11 @@ class AsyncResult:
             try:
                 chunks = nbray.get(self._refs)
                 values = list(itertools.chain.from_iterable(chunks))
-                self._value = values[0] if self._single else values
+                raised = _first_raised(values)
+                if raised is not None:
+                    self._error = raised.exception()
+                else:
+                    self._value = values[0] if self._single else values
             except Exception as exc:
                 self._error = exc
             refs, self._refs = self._refs, []
@@ -180,6 +231,8 @@ class IMapIterator:
     consumed (a few per process ahead), so a long or endless input is fine.
 
     ``next(timeout)`` raises ``multiprocessing.TimeoutError`` as the standard library's.
+    An item whose call raised comes back as its exception (Ray's Pool does the same; the
+    standard library's raises it from ``next``), its remote traceback as ``__cause__``.
     """
 
     def __init__(
@@ -233,7 +286,9 @@ class IMapIterator:
                 ref = done[0]
                 self._in_flight.remove(ref)
                 self._pool._chunk_done(ref)
-                self._ready.extend(nbray.get(ref))
+                self._ready.extend(
+                    v.exception() if type(v) is _Raised else v for v in nbray.get(ref)
+                )
                 self._fill()
             return self._ready.popleft()
 
@@ -349,7 +404,12 @@ class Pool:
 
     def _chunks(self, items: list[Any], chunksize: int | None) -> list[list[Any]]:
         if chunksize is None:
-            chunksize = _chunksize(len(items), self._processes)
+            per_process = (
+                CHUNKS_PER_PROCESS
+                if self._maxtasksperchild is None
+                else CHUNKS_PER_PROCESS_WITH_MAXTASKS
+            )
+            chunksize = _chunksize(len(items), self._processes * per_process)
         if not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize!r}")
         return [items[i : i + chunksize] for i in range(0, len(items), chunksize)]
