@@ -4,6 +4,9 @@ why recent ones died.
     client CreateActor / Request("create_actor") ──▶ ActorTable ──▶ Scheduler.create_actor
     Scheduler StartActor ──▶ do_start_actor ──StartActor (class, args, job)──▶ its worker
     client CallActor ──▶ a task in the TaskTable ──▶ Scheduler.actor_call
+        (a call whose ObjectRef arguments do not exist yet is held, with the same caller's
+        later calls to that actor behind it, until they do: calls keep their order per
+        caller, and one caller's unready argument holds back no other caller, as in Ray)
     Scheduler DispatchCall ──▶ RunActorCall ──▶ the actor's worker
     Scheduler ActorStateChanged ──▶ "actor" event on the bus; DEAD: its pending calls fail,
         its name is freed, and why it died is kept for calls that arrive later
@@ -13,6 +16,7 @@ why recent ones died.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +72,9 @@ class ActorTable:
         self.names: dict[tuple[str, str], int] = {}  # (namespace, name) -> actor id
         self.dead: dict[int, str] = {}  # why recent actors died, for late calls
         self.worker_actor: dict[int, int] = {}  # worker id -> the actor it hosts
+        # calls held until their arguments exist, in order, by (actor id, caller conn id)
+        self.held: dict[tuple[int, int], deque[int]] = {}
+        self.held_on: dict[int, set[tuple[int, int]]] = {}  # object id -> queues it holds
 
     # --- ActorCalls ----------------------------------------------------------------------
 
@@ -158,7 +165,46 @@ class ActorTable:
             self.tasks.store_error(rec, actor_died_payload(spec, cause))
             return
         actor.calls.add(spec.task_id)
-        self.run(self.sched.actor_call(spec.task_id, spec.actor_id))
+        key = (spec.actor_id, peer.conn_id)
+        queue = self.held.get(key)
+        if queue is None and not self._unready(spec.deps):
+            self.run(self.sched.actor_call(spec.task_id, spec.actor_id))
+            return
+        if queue is None:
+            queue = self.held[key] = deque()
+        queue.append(spec.task_id)
+        if len(queue) == 1:
+            self._release(key)
+
+    def _unready(self, deps: tuple[int, ...]) -> list[int]:
+        """The arguments that do not exist yet (an unknown one is left to the worker,
+        which fails the call with ObjectLostError)."""
+        objects = self.objects
+        return [d for d in deps if objects.ready(d) is None and objects.known(d)]
+
+    def _release(self, key: tuple[int, int]) -> None:
+        """Send on the held calls of one caller to one actor, in order, up to the first
+        whose arguments do not all exist yet."""
+        queue = self.held[key]
+        while queue:
+            rec = self.tasks.tasks.get(queue[0])
+            if rec is None:  # ended while held (its actor died, its caller went)
+                queue.popleft()
+                continue
+            unready = self._unready(rec.spec.deps)
+            if unready:
+                for oid in unready:
+                    self.held_on.setdefault(oid, set()).add(key)
+                return
+            queue.popleft()
+            self.run(self.sched.actor_call(rec.spec.task_id, rec.spec.actor_id))
+        del self.held[key]
+
+    def object_ready(self, oid: int) -> None:
+        """An object exists now (or failed): the calls held on it may go."""
+        for key in self.held_on.pop(oid, ()):
+            if key in self.held:
+                self._release(key)
 
     def do_dispatch_call(self, ins: S.DispatchCall) -> None:
         rec = self.tasks.tasks.get(ins.call_id)

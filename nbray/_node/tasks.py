@@ -48,6 +48,10 @@ class ActorCalls(Protocol):
 
     def call_ended(self, actor_id: int, call_id: int) -> None: ...
 
+    def object_ready(self, oid: int) -> None:
+        """An object exists now (or failed): actor calls held on it may go."""
+        ...
+
 
 class TaskTable:
     """The live tasks by id, which task produces each object, the functions' code and
@@ -223,6 +227,8 @@ class TaskTable:
         self.producer.pop(oid, None)
         if self.objects.known(oid):
             self.run(self.sched.object_ready(oid, payload.kind != P.ERROR))
+            if self.actors is not None:
+                self.actors.object_ready(oid)
 
     def store_error(self, rec: TaskRecord, payload: P.Payload) -> None:
         """The task failed (or was cancelled): its every return object holds the error."""

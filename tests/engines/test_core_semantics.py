@@ -164,8 +164,10 @@ def test_exception_names_are_ray_s(engine: str) -> None:
         "ObjectFetchTimedOutError",
     ):
         assert issubclass(getattr(e, name), e.RayError), name
+    never = wait_for_file.remote("/nonexistent/never")
     with pytest.raises(e.GetTimeoutError):
-        nbray.get(wait_for_file.remote("/nonexistent/never"), timeout=0.05)
+        nbray.get(never, timeout=0.05)
+    nbray.cancel(never, force=True)  # its CPU is the next tests'
 
 
 # --- arguments and options -------------------------------------------------------------------
@@ -371,3 +373,40 @@ def test_undeclared_concurrency_group_is_refused(engine: str) -> None:
 
     with pytest.raises(ValueError, match="nowhere"):
         nbray.get(Bad.remote().m.remote(), timeout=60)
+
+
+# --- calls to one actor from several callers -------------------------------------------------
+
+
+@nbray.remote
+class Log:
+    """A serial actor recording the order its calls ran in."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def note(self, what: str) -> list[str]:
+        self.seen.append(what)
+        return list(self.seen)
+
+
+@nbray.remote
+def note_from_a_task(log: Any, what: str) -> list[str]:
+    import nbray
+
+    return list(nbray.get(log.note.remote(what)))
+
+
+def test_an_unready_argument_holds_back_only_its_own_caller(engine: str, tmp_path: Path) -> None:
+    """Ray orders calls per caller: the driver's call waiting on an argument keeps the
+    driver's later call behind it, but not another caller's (a task's) calls."""
+    release = tmp_path / "release"
+    log = Log.remote()
+    first = log.note.remote(wait_for_file.remote(str(release)))  # the driver, unready arg
+    second = log.note.remote("driver's second")  # the driver: must wait for `first`
+    other = note_from_a_task.remote(log, "task's call")  # another caller: must not
+    assert nbray.get(other, timeout=45) == ["task's call"]
+    assert nbray.wait([second], timeout=0.5)[0] == []
+    release.write_text("go")
+    assert nbray.get(second, timeout=60) == ["task's call", "released", "driver's second"]
+    assert nbray.get(first, timeout=60) == ["task's call", "released"]
