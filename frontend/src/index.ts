@@ -1,5 +1,6 @@
 // nbray's JupyterLab extension: a side panel over the server extension's cluster, a
-// dashboard tab, and a command that inserts a ready snippet in the active notebook.
+// dashboard tab, a command that inserts a ready snippet in the active notebook, and the
+// widgets' pictures in trusted notebooks whose widgets no kernel draws (pictures.ts).
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, MainAreaWidget, Notification } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
@@ -8,6 +9,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { NbrayDashboard } from './dashboard';
 import { ClusterModel } from './model';
 import { NbrayPanel } from './panel';
+import { picturesPlugin } from './pictures';
 
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24">
 <g class="jp-icon3" fill="#616161"><circle cx="12" cy="5" r="3"/><circle cx="5" cy="18" r="3"/>
@@ -103,4 +105,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, picturesPlugin];

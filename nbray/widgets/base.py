@@ -10,7 +10,7 @@ IPython, a script) it holds no children and its ``repr`` is a text summary, so
 
 Its output also carries a static picture of its last state (``text/html``, no script; see
 ``pictures.py``), so a notebook saved with it shows the picture where no kernel draws the
-live view (nbconvert's HTML, nbviewer, GitHub, an untrusted notebook in JupyterLab):
+live view (nbconvert's HTML, nbviewer, GitHub, JupyterLab without the widget's kernel):
 
     display(widget) ──▶ display_data {widget-view, text/html: picture, text/plain}, display_id
     end of every cell (post_run_cell), close() ──▶ snapshot(): update_display with a new

@@ -5,10 +5,13 @@
                  ──▶ the ``text/html`` entry of the widget's output, next to its live view
 
 A live widget needs its kernel; the picture does not. nbconvert's HTML export, nbviewer and
-GitHub show the ``text/html`` entry of an output, and so does JupyterLab when the notebook
-is not trusted. ``base.LiveWidget.snapshot`` keeps the entry current. Only ``div``s with
+GitHub show the ``text/html`` entry of an output, and so does JupyterLab: itself when the
+notebook is not trusted, through nbray's extension (frontend/src/pictures.ts, which finds
+the picture by its ``PICTURE_CLASS``) while ipywidgets has no live view in a trusted one.
+``base.LiveWidget.snapshot`` keeps the entry current. Only ``div``s with
 ``position``/``left``/``top``/``width``/``height``/``background-color`` styles are used:
-JupyterLab's sanitizer keeps those in untrusted HTML, and drops SVG and ``data:`` images.
+JupyterLab's sanitizer keeps those in untrusted HTML (the extension sanitises the picture
+too), and drops SVG and ``data:`` images.
 
 Each function is pure (data in, a string out) and escapes every text it places.
 """
@@ -32,7 +35,8 @@ __all__ = [
 
 # every picture's outer element has this class and "<PICTURE_CLASS>-<kind>" (kind: monitor,
 # progress, task-graph, timeline, comparison); marks inside have "nbray-mark-<node|bar|core>"
-# (JupyterLab's sanitizer keeps class attributes, not data-* ones)
+# (JupyterLab's sanitizer keeps class attributes, not data-* ones); the JupyterLab extension
+# finds a picture by its opening 'class="<PICTURE_CLASS> <PICTURE_CLASS>-' (pictures.ts)
 PICTURE_CLASS = "nbray-picture"
 _FONT = "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:11px"
 _PALETTE = ("#3b82f6", "#22c55e", "#f59e0b", "#8b5cf6", "#14b8a6", "#ec4899", "#84cc16", "#0ea5e9")

@@ -65,6 +65,9 @@ def test_widgets_render_in_jupyterlab(page: Any, lab_with_app: Lab) -> None:
     assert "failed" in grouped.text_content().lower()
     comparison = cell(page, 15)
     assert "speedup" in comparison.text_content()
+    # the extension's renderer holds each nbray widget's view: live views, no picture
+    assert page.locator(".nbray-PictureRenderer").count() >= 6
+    assert page.locator(".nbray-PictureRenderer.nbray-mod-picture").count() == 0
 
     news = page.get_by_role("button", name="No")  # the "Jupyter news?" toast
     if news.count():
@@ -74,3 +77,43 @@ def test_widgets_render_in_jupyterlab(page: Any, lab_with_app: Lab) -> None:
         out = cell(page, index).locator(".jp-Cell-outputArea")
         out.scroll_into_view_if_needed()
         out.screenshot(path=str(artifact(f"{name}.png")))
+
+
+RELOAD_CELLS = [
+    "import ipywidgets\nslider = ipywidgets.IntSlider(value=7)\nslider",
+    "import nbray\nnbray.init(num_cpus=1)\nmonitor = nbray.monitor()\nmonitor",
+]
+LIVE_STATE = """() => [...document.querySelectorAll('.nbray-PictureRenderer')].map(r => ({
+  picture: r.classList.contains('nbray-mod-picture'),
+  slider: r.querySelector('.widget-slider') !== null,
+  plots: r.querySelectorAll('.js-plotly-plot').length,
+}))"""
+
+
+def test_widgets_live_again_after_a_page_reload(page: Any, tmp_path: Path) -> None:
+    """The page reloaded while the kernel runs: JupyterLab draws the outputs before the
+    kernel is ready, with ipywidgets' renderers that have no widget manager yet, in nbray's
+    renderer (frontend/src/pictures.ts), which replaces them once ipywidgets has one. The
+    monitor is live again (its picture meanwhile), and so is another library's widget."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in RELOAD_CELLS]
+    with lab_serving(nb, "reload.ipynb", tmp_path) as lab:
+        run_all_cells(page, lab, "reload.ipynb")
+        cell(page, 1).locator(".js-plotly-plot").first.wait_for(timeout=90_000)
+        page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        page.wait_for_function("() => !document.querySelector('.jp-mod-dirty')", timeout=30_000)
+        page.reload()
+        page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+        page.wait_for_function(
+            f"""() => {{
+              const state = ({LIVE_STATE})();
+              return state.length === 2 && state[0].slider && state[1].plots === 2 &&
+                !state.some(r => r.picture);
+            }}""",
+            timeout=60_000,
+        )
+        text = " ".join(page.locator(".jp-NotebookPanel .jp-OutputArea-output").all_inner_texts())
+        assert "Loading widget" not in text
+        assert "Error displaying widget" not in text
+        page.screenshot(path=str(artifact("widgets-after-reload.png")), full_page=True)
