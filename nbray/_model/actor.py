@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from typing import TYPE_CHECKING, Any
 
 from nbray._base.options import ActorOptions, make_options
@@ -117,6 +118,11 @@ def bound_method(instance: Any, name: str) -> Any:
         return functools.partial(_call_with_self, instance)
     if name == "__ray_terminate__":
         return exit_actor
+    # a method of the class, bound to the instance, as Ray binds it: an instance attribute
+    # of the same name (``self.collected = True`` beside ``def collected``) does not hide it
+    attr = inspect.getattr_static(type(instance), name, None)
+    if isinstance(attr, (types.FunctionType, classmethod, staticmethod)):
+        return attr.__get__(instance, type(instance))
     return getattr(instance, name)
 
 

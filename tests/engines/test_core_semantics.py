@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nbray_testing import wait_until
 
 import nbray
 from nbray import exceptions
@@ -256,6 +257,59 @@ def test_exit_actor_ends_the_actor_for_good(engine: str) -> None:
         nbray.get(c.incr.remote(), timeout=60)
     with pytest.raises(TypeError, match="exit_actor"):
         nbray.actor.exit_actor()  # not in an actor
+
+
+@nbray.remote
+class AtExit:
+    """Registers an atexit handler that writes a file."""
+
+    def __init__(self, path: str) -> None:
+        import atexit
+        from pathlib import Path
+
+        atexit.register(Path(path).write_text, "atexit ran")
+
+    def stop(self) -> None:
+        import nbray
+
+        nbray.actor.exit_actor()
+
+
+@pytest.mark.parametrize("how", ["exit_actor", "__ray_terminate__"])
+def test_a_graceful_exit_runs_the_actor_s_atexit_handlers(
+    engine: str, tmp_path: Path, how: str
+) -> None:
+    """The actor's process ends as by sys.exit() (as Ray's): atexit handlers run."""
+    path = tmp_path / "atexit"
+    a = AtExit.remote(str(path))
+    nbray.get(a.__ray_ready__.remote(), timeout=60)
+    if how == "exit_actor":
+        with pytest.raises(exceptions.ActorDiedError):
+            nbray.get(a.stop.remote(), timeout=60)
+    else:
+        a.__ray_terminate__.remote()
+    wait_until(lambda: path.exists(), timeout=30)
+    assert path.read_text() == "atexit ran"
+    with pytest.raises(exceptions.RayActorError):
+        nbray.get(a.__ray_ready__.remote(), timeout=60)
+
+
+@nbray.remote
+class Shadowed:
+    def __init__(self) -> None:
+        self.collected = False
+
+    def collect(self) -> None:
+        self.collected = True  # an instance attribute named like a method
+
+    def collected(self) -> bool:
+        return bool(self.__dict__["collected"])
+
+
+def test_a_method_is_called_even_when_an_attribute_shares_its_name(engine: str) -> None:
+    s = Shadowed.remote()
+    nbray.get(s.collect.remote(), timeout=60)
+    assert nbray.get(s.collected.remote(), timeout=60) is True
 
 
 def test_actor_module_names(engine: str) -> None:

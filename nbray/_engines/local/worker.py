@@ -15,6 +15,7 @@ waits), ``put``, actors.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import contextvars
 import importlib
@@ -706,6 +707,9 @@ class Worker:
         token = _current_task.set((0, actor_spec.class_name))
         try:
             run_shutdown_hook(self.actor)
+            # the process ends as if by sys.exit() (as Ray's does): the user's atexit
+            # handlers run, after __ray_shutdown__
+            atexit._run_exitfuncs()
         finally:
             for s in self.streams:
                 s.flush_task(0, actor_spec.class_name)
