@@ -74,6 +74,20 @@ class TaskError(NbrayError):
         what = f"{type(cause).__name__}: {cause}" if cause is not None else "an exception"
         return f"task {self.function_name} ({self.task_id}) raised {what}"
 
+    def as_instanceof_cause(self) -> TaskError:
+        """Ray's ``RayTaskError.as_instanceof_cause()``: the error as an instance of the
+        cause's class too. nbray's error already is one (when the class can be
+        subclassed), so this returns it.
+
+        Example::
+
+            try:
+                nbray.get(divide.remote(1, 0))
+            except nbray.exceptions.RayTaskError as e:
+                assert isinstance(e.as_instanceof_cause(), ZeroDivisionError)
+        """
+        return self
+
 
 class WorkerCrashedError(NbrayError):
     """Raised by ``get`` when the worker running the task died and no retry was left.
@@ -336,7 +350,12 @@ def _task_error_for(cause: BaseException) -> TaskError:
     if isinstance(cause, TaskError):
         cause_cls = TaskError
     derived = _DERIVED.get(cause_cls)
-    if derived is None and cause_cls is not TaskError and issubclass(cause_cls, Exception):
+    # a cause whose class TaskError already derives from (Exception itself) needs none
+    if (
+        derived is None
+        and issubclass(cause_cls, Exception)
+        and not issubclass(TaskError, cause_cls)
+    ):
         try:
             derived = type(
                 f"TaskError({cause_cls.__name__})",

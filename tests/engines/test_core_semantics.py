@@ -143,6 +143,22 @@ def test_nested_task_error_keeps_its_class_and_both_tracebacks(engine: str) -> N
     assert "1 / 0" in tb
 
 
+@nbray.remote(max_retries=0)
+def raise_plain_exception() -> None:
+    raise Exception("plain")
+
+
+def test_as_instanceof_cause_and_a_plain_exception(engine: str) -> None:
+    with pytest.raises(exceptions.RayTaskError) as info:
+        nbray.get(divide_by_zero.remote(), timeout=60)
+    assert isinstance(info.value.as_instanceof_cause(), ZeroDivisionError)
+    with pytest.raises(exceptions.RayTaskError) as plain:
+        nbray.get(raise_plain_exception.remote(), timeout=60)
+    # the cause's class is one TaskError already derives from: no class is made for it
+    assert type(plain.value).__name__ in ("TaskError", "RayTaskError")
+    assert isinstance(plain.value.as_instanceof_cause(), Exception)
+
+
 def test_exception_names_are_ray_s(engine: str) -> None:
     e = exceptions
     assert e.RayError is e.NbrayError and e.RayTaskError is e.TaskError
@@ -310,6 +326,31 @@ def test_a_method_is_called_even_when_an_attribute_shares_its_name(engine: str) 
     s = Shadowed.remote()
     nbray.get(s.collect.remote(), timeout=60)
     assert nbray.get(s.collected.remote(), timeout=60) is True
+
+
+@nbray.remote
+class ExitsAtOnce:
+    def __init__(self, path: str) -> None:
+        import atexit
+        from pathlib import Path
+
+        import nbray
+
+        atexit.register(Path(path).write_text, "atexit ran")
+        nbray.actor.exit_actor()
+        Path(path + ".after").write_text("not reached")
+
+    def ping(self) -> str:
+        return "pong"
+
+
+def test_exit_actor_in_the_constructor_ends_the_actor(engine: str, tmp_path: Path) -> None:
+    path = tmp_path / "atexit"
+    a = ExitsAtOnce.remote(str(path))
+    with pytest.raises(exceptions.ActorDiedError):
+        nbray.get(a.ping.remote(), timeout=60)
+    wait_until(lambda: path.exists(), timeout=30)
+    assert not (tmp_path / "atexit.after").exists()
 
 
 def test_actor_module_names(engine: str) -> None:

@@ -127,6 +127,7 @@ class Worker:
         self.running_task = 0
         self.cancel_requested = 0
         self.actor: Any = None
+        self.constructing = False  # the actor's __init__ is running
         self.actor_error: RemoteError | None = None
         self.actor_spec: P.ActorSpec | None = None
         # this worker's runtime_env could not be set up: every task and actor fails with it
@@ -416,7 +417,17 @@ class Worker:
             args, kwargs = self._resolve(spec.args, msg.deps)
             if not spec.is_async and spec.max_concurrency == 1 and not spec.concurrency_groups:
                 self.engine.serial_actor_id = spec.actor_id
+            self.constructing = True
             self.actor = cls(*args, **kwargs)
+        except _ExitActor:  # exit_actor() in __init__: the actor ends, as in Ray
+            atexit._run_exitfuncs()
+            self.actor_error = RemoteError(
+                kind="actor_died",
+                message=(
+                    f"the actor {spec.class_name} ({spec.actor_id:016x}) exited: its "
+                    "constructor called exit_actor(); it is not restarted"
+                ),
+            )
         except BaseException as exc:
             cause = exc.error if isinstance(exc, _ArgumentFailed) else exc
             err = RemoteError.from_exception(
@@ -430,6 +441,7 @@ class Worker:
                 ),
             )
         finally:
+            self.constructing = False
             for s in self.streams:
                 s.flush_task(0, spec.class_name)
             _current_task.reset(token)
@@ -683,6 +695,8 @@ class Worker:
 
     def request_exit(self) -> None:
         """``nbray.actor.exit_actor()`` in this process: unwind the calling method."""
+        if self.constructing:  # in __init__ (also an async actor's): start_actor ends it
+            raise _ExitActor(0)
         if self.actor is None or self.actor_spec is None:
             raise TypeError(
                 "exit_actor() ends the actor it is called in, but this is a task, not an "
