@@ -353,6 +353,47 @@ def test_exit_actor_in_the_constructor_ends_the_actor(engine: str, tmp_path: Pat
     assert not (tmp_path / "atexit.after").exists()
 
 
+@nbray.remote
+class CatchesExit:
+    def stop(self) -> str:
+        import nbray
+
+        try:
+            nbray.actor.exit_actor()
+        except SystemExit:
+            pass
+        return "caught"
+
+    def ping(self) -> str:
+        return "pong"
+
+
+@nbray.remote
+class AsyncCatchesExit:
+    async def stop(self) -> str:
+        import nbray
+
+        try:
+            nbray.actor.exit_actor()
+        except nbray.exceptions.AsyncioActorExit:
+            pass
+        return "caught"
+
+    async def ping(self) -> str:
+        return "pong"
+
+
+@pytest.mark.parametrize("cls", [CatchesExit, AsyncCatchesExit], ids=["sync", "async"])
+def test_exit_actor_ends_the_actor_even_when_the_method_catches_it(engine: str, cls: Any) -> None:
+    """As Ray: exit_actor() sets a flag; the actor ends when the call returns."""
+    a = cls.remote()
+    nbray.get(a.__ray_ready__.remote(), timeout=60)
+    with pytest.raises(exceptions.RayActorError):
+        nbray.get(a.stop.remote(), timeout=60)
+    with pytest.raises(exceptions.RayActorError):
+        nbray.get(a.ping.remote(), timeout=60)
+
+
 def test_actor_module_names(engine: str) -> None:
     from nbray.actor import ActorClass, ActorHandle, ActorMethod, exit_actor, method
 

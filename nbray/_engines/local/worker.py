@@ -128,6 +128,7 @@ class Worker:
         self.cancel_requested = 0
         self.actor: Any = None
         self.constructing = False  # the actor's __init__ is running
+        self.exit_requested = 0  # the call that called exit_actor() (it ends the actor anyway)
         self.actor_error: RemoteError | None = None
         self.actor_spec: P.ActorSpec | None = None
         # this worker's runtime_env could not be set up: every task and actor fails with it
@@ -541,6 +542,10 @@ class Worker:
             return
         except SystemExit:  # sys.exit() on a pool thread ends the actor, as on the main one
             os._exit(1)
+        if self.exit_requested == spec.task_id:  # it caught exit_actor()'s exception
+            self._leave_call()
+            self.exit_gracefully(spec)
+            return
         # the answer goes out before the call counts as finished: a graceful end waiting for
         # it (exit_gracefully) must not end the actor ahead of the answer
         self._send_reply(reply)
@@ -567,6 +572,8 @@ class Worker:
                 if spec.stream:
                     result = await self._agenerate(spec, result)
                 reply: Any = self._results(spec, result)
+                # it caught exit_actor()'s exception: the actor ends anyway
+                graceful = self.exit_requested == spec.task_id
             except (AsyncioActorExit, _ExitActor):  # nbray.actor.exit_actor()
                 graceful = True
             except SystemExit:  # sys.exit() in a method ends the actor, as in a sync actor
@@ -702,6 +709,8 @@ class Worker:
                 "exit_actor() ends the actor it is called in, but this is a task, not an "
                 "actor: call it inside an actor method"
             )
+        spec = _current_spec.get()  # as Ray's flag: the actor ends when the call returns
+        self.exit_requested = spec.task_id if spec is not None else 0
         if self.loop is not None:  # as in Ray: SystemExit would only stop the event loop
             raise AsyncioActorExit("exit_actor() was called")
         raise _ExitActor(0)
