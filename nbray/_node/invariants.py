@@ -96,6 +96,8 @@ def _worker_problems(s: SchedulerState) -> list[str]:
             if t is None or t.state != RUNNING or t.worker_id != wid:
                 where = "unknown" if t is None else f"{t.state} on worker {t.worker_id}"
                 out.append(f"{name} holds task {tid}, which is {where}")
+            elif not w.actor_id and t.gpu_ids != (w.gpus or ()):
+                out.append(f"{name} serves GPUs {w.gpus} but runs task {tid} on {t.gpu_ids}")
     return out
 
 

@@ -20,6 +20,7 @@ class Worker:
         "actor_id",
         "blocked",
         "env",
+        "gpus",
         "killed",
         "lent_cpus",
         "queued",
@@ -31,6 +32,9 @@ class Worker:
     def __init__(self, worker_id: int, actor_id: int = 0, env: str = "") -> None:
         self.worker_id = worker_id
         self.env = env  # the runtime_env it was started for: it runs nothing else
+        # the GPU ids of its first task, () for a CPU task, None before any: CUDA fixes the
+        # visible devices at first use, so a worker serves one GPU assignment, as in Ray
+        self.gpus: tuple[int, ...] | None = None
         self.state: WorkerState = STARTING
         self.task_id = 0
         self.actor_id = actor_id

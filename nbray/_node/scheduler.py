@@ -171,9 +171,11 @@ class Scheduler:
         return out
 
     def trim(self) -> list[Instruction]:
-        """Stop idle pool workers beyond one per CPU, and runtime_env workers idle at the
-        last ``ENV_IDLE_TRIMS`` calls (call every second or so)."""
+        """Stop idle pool workers beyond one per CPU and one per GPU (a worker serves one
+        GPU assignment), and runtime_env workers idle at the last ``ENV_IDLE_TRIMS`` calls
+        (call every second or so)."""
         out: list[Instruction] = []
+        keep = self.pool_size + len(self.pool.gpu_free)
         alive = sum(
             1 for w in self.workers.values() if not w.actor_id and w.state != DEAD and not w.env
         )
@@ -184,7 +186,7 @@ class Scheduler:
                 still_idle[wid] = self._idle_env.get(wid, 0) + 1
                 continue
             if not w.env:
-                if alive <= self.pool_size:
+                if alive <= keep:
                     continue
                 alive -= 1
             self.idle.remove(wid)
@@ -576,8 +578,11 @@ class Scheduler:
                 self._pipeline(out)
                 self._maybe_spawn(out)
                 break
-            wid = self._take_idle(t.env)
+            t.gpu_ids = self._acquire(t)
+            wid = self._take_idle(t.env, t.gpu_ids)
             if not wid:
+                self._release(t)
+                t.gpu_ids = ()
                 no_worker = True
                 skipped.append(self.ready.popleft())
                 if len(skipped) >= SCAN_LIMIT:
@@ -587,24 +592,34 @@ class Scheduler:
             w = self.workers[wid]
             w.state = BUSY
             w.task_id = tid
+            w.gpus = t.gpu_ids
             t.state = RUNNING
             t.worker_id = wid
             t.attempts += 1
-            t.gpu_ids = self._acquire(t)
             out.append(Dispatch(wid, tid, t.gpu_ids))
         self.ready.extendleft(reversed(skipped))
         if no_worker:
             self._maybe_spawn(out)
 
-    def _take_idle(self, env: str) -> int:
-        """An idle worker started for ``env`` (the most recently idle), taken; 0 if none."""
+    def _take_idle(self, env: str, gpu_ids: tuple[int, ...]) -> int:
+        """An idle worker started for ``env`` that served these GPU ids (``()``: CPU tasks)
+        before, the most recently idle; else one that has run nothing yet. Taken; 0 if
+        none."""
         idle = self.idle
+        fresh = -1
         for i in range(len(idle) - 1, -1, -1):
-            if self.workers[idle[i]].env == env:
-                wid = idle.pop(i)
-                self._idle_env.pop(wid, None)
-                return wid
-        return 0
+            w = self.workers[idle[i]]
+            if w.env == env:
+                if w.gpus == gpu_ids:
+                    fresh = i
+                    break
+                if w.gpus is None and fresh < 0:
+                    fresh = i
+        if fresh < 0:
+            return 0
+        wid = idle.pop(fresh)
+        self._idle_env.pop(wid, None)
+        return wid
 
     def _pipeline(self, out: list[Instruction]) -> None:
         """Queue short ready tasks on busy workers running a task of the same shape."""

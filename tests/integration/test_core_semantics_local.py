@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,25 @@ def test_restarted_actor_knows_it_and_exit_reason_reaches_queued_calls(
     with pytest.raises(ValueError):  # also a ValueError, as in Ray
         Phoenix.options(name="phoenix").remote()
     nbray.kill(named)
+
+
+def test_a_worker_process_serves_one_gpu_assignment(
+    cluster_factory: Callable[..., nbray.ClusterContext],
+) -> None:
+    # Ray issue 22504: CUDA fixes the visible devices at a process's first use, so a worker
+    # that ran a CPU task, or a task on GPU 0, never runs a task on another assignment
+    cluster_factory(num_cpus=1, num_gpus=2)
+
+    @nbray.remote
+    def where() -> tuple[int, str]:
+        time.sleep(0.05)
+        return os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES", "")
+
+    shapes = [where.options(num_cpus=0, num_gpus=1), where, where.options(num_gpus=0.5)]
+    refs = [shapes[i % 3].remote() for i in range(30)]
+    seen: dict[int, set[str]] = {}
+    for pid, devices in nbray.get(refs, timeout=90):
+        seen.setdefault(pid, set()).add(devices)
+    assert all(len(devices) == 1 for devices in seen.values()), seen
+    assignments = {d for devices in seen.values() for d in devices}
+    assert "" in assignments and assignments & {"0", "1"}, seen

@@ -430,7 +430,9 @@ def test_multi_gpu_task_gets_several_ids() -> None:
     assert submit(s, 2, {"GPU": 2}) == [Dispatch(1, 2, (1, 2))]
     assert s.task_finished(1, ok=True) == []
     assert submit(s, 3, {"GPU": 2}) == []  # only one GPU free
-    assert s.task_finished(2, ok=True) == [Dispatch(1, 3, (0, 1))]
+    # neither idle worker served GPUs (0, 1): a fresh one is started for them
+    assert s.task_finished(2, ok=True) == [SpawnWorker(3, 0, "")]
+    assert s.worker_started(3) == [Dispatch(3, 3, (0, 1))]
 
 
 def test_explicit_gpu_ids_are_used() -> None:
@@ -470,7 +472,8 @@ def test_whole_gpus_are_not_made_of_leftover_fractions() -> None:
     assert s.available["GPU"] == pytest.approx(2.2)
     # 2.2 GPUs are free in total, but only GPU 3 is whole
     assert submit(s, 4, {"GPU": 2}) == []
-    assert s.task_finished(2, ok=True) == [Dispatch(3, 4, (1, 3))]
+    # worker 3 served GPU 1 alone: the unused worker 1 takes GPUs (1, 3)
+    assert s.task_finished(2, ok=True) == [Dispatch(1, 4, (1, 3))]
 
 
 def test_resources_released_when_worker_dies() -> None:
