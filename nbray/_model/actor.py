@@ -315,7 +315,13 @@ class ActorHandle:
         self._shared = True
         return (
             _rebuild_handle,
-            (self._actor_id, self._class_name, tuple(self._methods.items()), self._is_async),
+            (
+                self._actor_id,
+                self._class_name,
+                tuple(self._methods.items()),
+                self._is_async,
+                self._checks,
+            ),
         )
 
     def __del__(self) -> None:
@@ -412,8 +418,15 @@ class ActorMethod:
 
 
 def _rebuild_handle(
-    actor_id: int, class_name: str, methods: tuple[tuple[str, int], ...], is_async: bool
+    actor_id: int,
+    class_name: str,
+    methods: tuple[tuple[str, int], ...],
+    is_async: bool,
+    checks: dict[str, ArgCheck | None] | None = None,
 ) -> ActorHandle:
     from .session import current_engine
 
-    return ActorHandle(current_engine(), actor_id, class_name, methods, is_async=is_async)
+    handle = ActorHandle(current_engine(), actor_id, class_name, methods, is_async=is_async)
+    if checks:  # the argument checks travel with the handle, so calls here check them too
+        handle._checks = checks
+    return handle

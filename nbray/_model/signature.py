@@ -17,6 +17,15 @@ from typing import Any
 __all__ = ["ArgCheck", "method_check", "signature_check"]
 
 _SIMPLE_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_KINDS = {
+    int(kind): kind
+    for kind in (
+        *_SIMPLE_KINDS,
+        inspect.Parameter.VAR_POSITIONAL,
+        inspect.Parameter.KEYWORD_ONLY,
+        inspect.Parameter.VAR_KEYWORD,
+    )
+}
 
 
 class ArgCheck:
@@ -64,9 +73,34 @@ class ArgCheck:
         if kwargs:
             self._remember((n, *kwargs))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # travels with an actor handle to other processes: the parameters' names, kinds and
+        # whether they have a default are all binding needs (defaults and annotations may
+        # not pickle, and would cost bytes on every handle passed)
+        params = tuple(
+            (p.name, int(p.kind), p.default is not inspect.Parameter.empty)
+            for p in self.signature.parameters.values()
+        )
+        return (_rebuild, (params, self.name))
+
     def _remember(self, shape: tuple[Any, ...]) -> None:
         if len(self.shapes) < 64:  # a few shapes per function; a bound set, all the same
             self.shapes.add(shape)
+
+
+def _rebuild(params: tuple[tuple[str, int, bool], ...], name: str) -> ArgCheck:
+    empty = inspect.Parameter.empty
+    signature = inspect.Signature(
+        [
+            inspect.Parameter(
+                n,
+                _KINDS[kind],
+                default=None if has_default else empty,
+            )
+            for n, kind, has_default in params
+        ]
+    )
+    return ArgCheck(signature, name)
 
 
 def signature_check(func: Any, name: str, ignore_first: bool = False) -> ArgCheck | None:

@@ -206,6 +206,29 @@ def test_arguments_are_bound_at_remote(engine: str) -> None:
     assert nbray.get(c.incr.remote(by=5)) == 5
 
 
+@nbray.remote
+def call_badly(incr: Any) -> str:
+    try:
+        incr.remote(1, 2)
+    except TypeError as exc:
+        return str(exc)
+    return "accepted"
+
+
+@nbray.remote
+def relay(boxed: list[Any]) -> str:
+    import nbray
+
+    return str(nbray.get(call_badly.remote(boxed[0])))
+
+
+def test_a_handle_in_another_process_binds_arguments_too(engine: str) -> None:
+    c = Counter.remote(0)
+    assert "too many positional arguments" in nbray.get(call_badly.remote(c.incr), timeout=60)
+    # and after a second journey (the handle re-pickled in a worker)
+    assert "too many positional arguments" in nbray.get(relay.remote([c.incr]), timeout=60)
+
+
 def test_underscore_remote_takes_args_kwargs_and_options(engine: str) -> None:
     assert nbray.get(add._remote(args=[1], kwargs={"b": 2}, num_cpus=1)) == 3
     c = Counter._remote(args=[4], kwargs={}, max_restarts=0)
