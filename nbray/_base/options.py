@@ -151,10 +151,10 @@ def _check_types(kwargs: dict[str, Any]) -> None:
     for key, value in kwargs.items():
         types = _TYPES.get(key)
         if types is not None and not isinstance(value, types):
-            names = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            # Ray's words, which Ray programs match, then the value
             raise TypeError(
-                f"The type of keyword '{key}' must be {names}, but received type "
-                f"{type(value).__name__} ({value!r})"
+                f"The type of keyword '{key}' must be {types}, but received type "
+                f"{type(value)}: {value!r}"
             )
 
 

@@ -66,10 +66,12 @@ def remote(*args: Any, **options: Any) -> Any:
 
         assert nbray.get(f.remote(1)) == 2
     """
-    if args and (len(args) != 1 or options or not callable(args[0])):
+    if (args and (len(args) != 1 or options or not callable(args[0]))) or not (
+        args or options
+    ):  # ``@nbray.remote()`` too, as Ray refuses it
         raise TypeError(
             "@nbray.remote takes a function or class, or only keyword options: "
-            "@nbray.remote or @nbray.remote(num_cpus=1, ...)"
+            "@nbray.remote (no parentheses) or @nbray.remote(num_cpus=1, ...)"
         )
 
     def decorate(target: Any) -> Any:

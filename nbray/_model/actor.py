@@ -24,7 +24,14 @@ from .signature import ArgCheck, method_check
 if TYPE_CHECKING:
     from .engine import Engine
 
-__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]
+__all__ = [
+    "EXIT_OUTSIDE_ACTOR",
+    "ActorClass",
+    "ActorHandle",
+    "ActorMethod",
+    "exit_actor",
+    "method",
+]
 
 
 def method(*, num_returns: int | str | None = None, concurrency_group: str | None = None) -> Any:
@@ -68,6 +75,12 @@ def _bad_num_returns(n: Any) -> bool:
         return False
     return not isinstance(n, int) or isinstance(n, bool) or n < 0
 
+
+#: ``exit_actor()`` outside an actor (Ray's words first: Ray programs match them)
+EXIT_OUTSIDE_ACTOR = (
+    "exit_actor API is called on a non-actor worker: exit_actor() ends the actor it is called "
+    "in, so call it inside an actor method (nbray.kill(handle) ends an actor from outside)"
+)
 
 #: methods every actor has, as in Ray (the worker answers them itself)
 SPECIAL_METHODS = ("__ray_call__", "__ray_ready__", "__ray_terminate__")
@@ -213,6 +226,13 @@ class ActorClass:
     def __dir__(self) -> list[str]:
         return sorted(set(dir(self._cls)) | {"remote", "options", "_remote"})
 
+    def __mro_entries__(self, bases: tuple[Any, ...]) -> tuple[type, ...]:
+        raise TypeError(
+            f"Inheriting from actor classes is not currently supported (as in Ray): "
+            f"{self.__name__} is an actor class. Derive from the plain class instead and make "
+            f"the subclass an actor class with @nbray.remote."
+        )
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
             f"actor class {self.__name__} cannot be instantiated directly: use "
@@ -309,7 +329,9 @@ class ActorHandle:
         return ActorMethod(self, name, methods[name])
 
     def __dir__(self) -> list[str]:
-        return sorted(self._methods)
+        # as Ray's handle: the class's methods, its constructor and __ray_terminate__
+        hidden = ("__ray_call__", "__ray_ready__")
+        return sorted({"__init__", *(n for n in self._methods if n not in hidden)})
 
     def __reduce__(self) -> tuple[Any, ...]:
         self._shared = True

@@ -64,10 +64,9 @@ class Engine(ABC):
     def exit_actor(self) -> None:
         """End the actor this code runs in (``nbray.actor.exit_actor``); never returns.
         Raises ``TypeError`` outside an actor."""
-        raise TypeError(
-            "exit_actor() ends the actor it is called in: call it inside an actor method "
-            "(use nbray.kill(handle) to end an actor from outside)"
-        )
+        from .actor import EXIT_OUTSIDE_ACTOR
+
+        raise TypeError(EXIT_OUTSIDE_ACTOR)
 
     def runtime_context(self) -> dict[str, Any]:
         """What ``nbray.get_runtime_context()`` reports here: ``job_id``, ``task_id``,

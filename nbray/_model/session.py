@@ -9,6 +9,7 @@ upward: ``auto_init`` (the composition layer's ``init``, for a first use without
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,8 @@ progress_wait: Callable[[Engine, list[ObjectRef], int, float | None], list[Objec
 
 
 def current_engine() -> Engine:
-    """The engine of this process; like Ray, the first use starts a local cluster."""
+    """The engine of this process; like Ray, the first use starts a local cluster (unless
+    ``RAY_ENABLE_AUTO_CONNECT=0``, Ray's switch)."""
     engine = _engine
     if engine is not None:
         return engine
@@ -40,6 +42,11 @@ def current_engine() -> Engine:
         if _engine is None:
             if auto_init is None:
                 raise RuntimeError("nbray is not initialized: call nbray.init() first")
+            if os.environ.get("RAY_ENABLE_AUTO_CONNECT", "") == "0":
+                raise RuntimeError(
+                    "nbray is not initialized and RAY_ENABLE_AUTO_CONNECT=0 turns off starting "
+                    "a cluster on first use: call nbray.init() first"
+                )
             auto_init()
         assert _engine is not None
         return _engine

@@ -268,10 +268,14 @@ def test_actor_class_keeps_the_user_s_class_visible(engine: str) -> None:
     with pytest.raises(AttributeError, match=r"Counter.remote\(...\).incr.remote"):
         _ = Counter.incr  # a method of the actors, not of the class
     c = Counter.remote(1)
-    names = dir(c)
-    for method in ("incr", "pair", "describe", "double", "__ray_ready__", "__ray_terminate__"):
+    names = dir(c)  # as Ray's: the methods, __init__ and __ray_terminate__
+    for method in ("incr", "pair", "describe", "double", "__init__", "__ray_terminate__"):
         assert method in names, method
-    assert "n" not in names and "LIMIT" not in names
+    assert "n" not in names and "LIMIT" not in names and "__ray_call__" not in names
+    with pytest.raises(TypeError, match="Inheriting from actor classes is not currently"):
+
+        class Derived(Counter):  # type: ignore[misc,valid-type]
+            pass
     assert nbray.get(c.double.remote(3)) == 6  # a static method called on the actor
     assert nbray.get(c.pair.remote()) == [1, -1]
 
@@ -294,8 +298,17 @@ def test_exit_actor_ends_the_actor_for_good(engine: str) -> None:
         nbray.get(c.stop.remote(), timeout=60)
     with pytest.raises(exceptions.ActorDiedError):  # not restarted, despite max_restarts
         nbray.get(c.incr.remote(), timeout=60)
-    with pytest.raises(TypeError, match="exit_actor"):
+    with pytest.raises(TypeError, match="exit_actor API is called on a non-actor worker"):
         nbray.actor.exit_actor()  # not in an actor
+    with pytest.raises(TypeError, match="exit_actor API is called on a non-actor worker"):
+        nbray.get(exit_in_a_task.remote(), timeout=60)
+
+
+@nbray.remote(max_retries=0)
+def exit_in_a_task() -> None:
+    import nbray
+
+    nbray.actor.exit_actor()
 
 
 @nbray.remote

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 
 import pytest
 
+import nbray
 from nbray._base.errors import RemoteError, TaskError, WorkerCrashedError
 from nbray._base.options import ActorOptions, TaskOptions, make_options
 
@@ -22,21 +26,26 @@ def test_defaults_follow_ray() -> None:
     [
         ({"num_cpu": 1}, ValueError, "invalid option 'num_cpu'"),
         ({"num_cpus": -1}, ValueError, "num_cpus cannot be negative"),
-        ({"num_cpus": "1"}, TypeError, "'num_cpus' must be int or float"),
+        ({"num_cpus": "1"}, TypeError, r"'num_cpus' must be \(<class 'int'>, <class 'float'>"),
         ({"num_cpus": 0.00001}, ValueError, "cannot go beyond 0.0001"),
         ({"num_gpus": 1.5}, ValueError, "whole number"),
         ({"max_retries": -2}, ValueError, "'max_retries' only accepts"),
-        ({"max_retries": 1.5}, TypeError, "'max_retries' must be int"),
+        (
+            {"max_retries": 1.5},
+            TypeError,
+            r"'max_retries' must be \(<class 'int'>, <class 'NoneType'>\), but received type "
+            r"<class 'float'>: 1.5",
+        ),
         ({"max_calls": -1}, ValueError, "'max_calls' only accepts"),
         ({"resources": {"CPU": 1}}, ValueError, "use num_cpus"),
         ({"resources": {"x": "1"}}, TypeError, "resource 'x' must be a number"),
-        ({"resources": [1]}, TypeError, "'resources' must be dict"),
+        ({"resources": [1]}, TypeError, r"'resources' must be \(<class 'dict'>"),
         ({"num_returns": "2"}, ValueError, "num_returns"),
         ({"num_returns": -1}, ValueError, "num_returns"),
         ({"num_returns": 1.0}, TypeError, "num_returns"),
         ({"num_returns": "stream"}, ValueError, "only accepts"),
         ({"retry_exceptions": [int]}, TypeError, "retry_exceptions"),
-        ({"name": 3}, TypeError, "'name' must be str"),
+        ({"name": 3}, TypeError, r"'name' must be \(<class 'str'>"),
     ],
 )
 def test_bad_task_options(kwargs: dict[str, object], error: type, match: str) -> None:
@@ -47,13 +56,13 @@ def test_bad_task_options(kwargs: dict[str, object], error: type, match: str) ->
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"max_restarts": 0.5}, TypeError, "'max_restarts' must be int"),
+        ({"max_restarts": 0.5}, TypeError, r"'max_restarts' must be \(<class 'int'>"),
         ({"max_concurrency": 0}, ValueError, "max_concurrency"),
         ({"lifetime": "forever"}, ValueError, "lifetime"),
-        ({"get_if_exists": 1}, TypeError, "'get_if_exists' must be bool"),
+        ({"get_if_exists": 1}, TypeError, r"'get_if_exists' must be \(<class 'bool'>"),
         ({"concurrency_groups": {"io": 0}}, ValueError, "size >= 1"),
         ({"concurrency_groups": {"": 1}}, TypeError, "non-empty str"),
-        ({"concurrency_groups": 3}, TypeError, "'concurrency_groups' must be dict"),
+        ({"concurrency_groups": 3}, TypeError, r"'concurrency_groups' must be \(<class 'dict'>"),
     ],
 )
 def test_bad_actor_options(kwargs: dict[str, object], error: type, match: str) -> None:
@@ -68,6 +77,26 @@ def test_none_is_the_default_and_max_calls_only_in_the_decorator() -> None:
         make_options(TaskOptions, t, {"max_calls": 3})
     a = make_options(ActorOptions, None, {"concurrency_groups": {"io": 2}, "num_cpus": None})
     assert a.concurrency_groups == {"io": 2} and a.num_cpus == 0
+
+
+def test_the_decorator_is_used_bare_or_with_options_as_in_ray() -> None:
+    with pytest.raises(TypeError, match="no parentheses"):
+
+        @nbray.remote()
+        def f() -> None: ...
+
+    with pytest.raises(ValueError, match="invalid option 'invalid_kwarg'"):
+        nbray.remote(num_cpus=0, invalid_kwarg=0)(lambda: None)
+
+
+def test_no_cluster_starts_on_first_use_when_ray_s_switch_says_so() -> None:
+    code = "import nbray\nnbray.put(1)"
+    env = {**os.environ, "RAY_ENABLE_AUTO_CONNECT": "0"}
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 1
+    assert "RAY_ENABLE_AUTO_CONNECT=0" in run.stderr and "call nbray.init() first" in run.stderr
 
 
 def test_resource_request() -> None:

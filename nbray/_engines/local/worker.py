@@ -43,7 +43,7 @@ from nbray._base.errors import (
     TaskCancelledError,
 )
 from nbray._model import session
-from nbray._model.actor import bound_method, concurrency_group_of
+from nbray._model.actor import EXIT_OUTSIDE_ACTOR, bound_method, concurrency_group_of
 from nbray._model.generator import DYNAMIC, DynamicObjectRefGenerator
 from nbray._model.object_ref import ObjectRef
 from nbray._model.tracebacks import capture_frames
@@ -705,10 +705,7 @@ class Worker:
         if self.constructing:  # in __init__ (also an async actor's): start_actor ends it
             raise _ExitActor(0)
         if self.actor is None or self.actor_spec is None:
-            raise TypeError(
-                "exit_actor() ends the actor it is called in, but this is a task, not an "
-                "actor: call it inside an actor method"
-            )
+            raise TypeError(EXIT_OUTSIDE_ACTOR)
         spec = _current_spec.get()  # as Ray's flag: the actor ends when the call returns
         self.exit_requested = spec.task_id if spec is not None else 0
         if self.loop is not None:  # as in Ray: SystemExit would only stop the event loop
