@@ -276,6 +276,7 @@ def test_actor_class_keeps_the_user_s_class_visible(engine: str) -> None:
 
         class Derived(Counter):  # type: ignore[misc,valid-type]
             pass
+
     assert nbray.get(c.double.remote(3)) == 6  # a static method called on the actor
     assert nbray.get(c.pair.remote()) == [1, -1]
 
