@@ -879,6 +879,15 @@ class Scheduler:
             self.workers[actor.worker_id].killed = True
             return [KillWorker(actor.worker_id)]
         out: list[Instruction] = []
+        if not actor.no_restart:  # a kill that lets it restart, before it started
+            starting = [w for w in self.workers.values() if w.actor_id == actor_id]
+            if starting and not starting[0].killed:  # its death restarts it, or ends it
+                starting[0].killed = True
+                return [KillWorker(starting[0].worker_id)]
+            if actor.max_restarts < 0 or actor.restarts < actor.max_restarts:
+                actor.restarts += 1  # not placed yet: the kill uses up a restart, as in Ray
+                return out
+            actor.no_restart = True
         if actor.no_restart:
             if any(w.actor_id == actor_id for w in self.workers.values()):
                 # placed, its worker not started yet: it holds resources, give them back

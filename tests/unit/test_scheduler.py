@@ -1612,6 +1612,35 @@ def test_kill_actor_whose_worker_is_starting_releases_its_resources() -> None:
     assert s.gpu_free == {0: 1.0}
 
 
+def test_kill_allowing_restart_of_an_actor_still_starting_uses_up_a_restart() -> None:
+    s = boot({"CPU": 1})
+    assert create(s, 1, {"CPU": 1}, restarts=1) == [
+        ActorStateChanged(1, "PENDING"),
+        SpawnWorker(2, 1),
+    ]
+    assert s.kill_actor(1, no_restart=False) == [KillWorker(2)]
+    assert s.worker_died(2, -9) == [
+        ActorStateChanged(1, "RESTARTING", "it was killed"),
+        SpawnWorker(3, 1),
+    ]
+    assert s.worker_started(3) == [StartActor(3, 1), ActorStateChanged(1, "ALIVE")]
+    # the second kill finds no restart left: dead, and its CPU back
+    assert s.kill_actor(1, no_restart=False) == [KillWorker(3)]
+    assert s.worker_died(3, -9) == [ActorStateChanged(1, "DEAD", "it was killed")]
+    assert s.available == s.total
+
+
+def test_kill_allowing_restart_of_an_actor_not_placed_yet() -> None:
+    s = boot({"CPU": 1})
+    assert submit(s, 1) == [Dispatch(1, 1)]
+    assert create(s, 1, {"CPU": 1}, restarts=1) == [ActorStateChanged(1, "PENDING")]
+    assert s.kill_actor(1, no_restart=False) == []  # a restart used up; still pending
+    assert s.kill_actor(1, no_restart=False) == [
+        ActorStateChanged(1, "DEAD", "the actor was killed")
+    ]
+    assert s.task_finished(1, ok=True) == []
+
+
 def test_owner_gone_while_actor_restarts_releases_its_resources() -> None:
     s = boot({"CPU": 1})
     wid = alive_actor(s, 1, {"CPU": 1}, restarts=3, owner=7)
