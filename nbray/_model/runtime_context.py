@@ -96,6 +96,15 @@ class RuntimeContext:
         )
         return {k: float(v) for k, v in (info.get("resources") or {}).items() if v}
 
+    def is_canceled(self) -> bool:
+        """Whether ``nbray.cancel`` was called on the task running now (it raised
+        ``KeyboardInterrupt`` in it, which the task may catch to clean up or return a value).
+        Only in a task or actor call."""
+        info = self._info()
+        if not info.get("in_worker"):
+            raise RuntimeError("is_canceled() is only available in a task or actor call")
+        return bool(info.get("canceled"))
+
     def get_accelerator_ids(self) -> dict[str, list[str]]:
         """The accelerators the calling task or actor may use: ``{"GPU": ["0"]}`` (an
         empty list where none were assigned)."""

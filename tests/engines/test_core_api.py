@@ -179,6 +179,32 @@ def test_cancel_a_running_task(engine: str, tmp_path: Path) -> None:
         nbray.get(ref, timeout=30)
 
 
+@nbray.remote
+def catch_the_cancel(path: str) -> str:
+    import time
+    from pathlib import Path
+
+    import nbray
+
+    Path(path).write_text("started")
+    try:
+        for _ in range(600):
+            time.sleep(0.1)
+    except KeyboardInterrupt:  # as Ray delivers a cancel
+        return f"cleaned up, canceled={nbray.get_runtime_context().is_canceled()}"
+    return "not cancelled"
+
+
+def test_a_task_may_catch_its_cancel_and_return(engine: str, tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    ref = catch_the_cancel.remote(str(started))
+    wait_until(started.exists, 30)
+    nbray.cancel(ref)
+    assert nbray.get(ref, timeout=30) == "cleaned up, canceled=True"
+    with pytest.raises(RuntimeError, match="only available in a task"):
+        nbray.get_runtime_context().is_canceled()
+
+
 def test_unpicklable_argument_is_a_serialization_error(engine: str) -> None:
     with pytest.raises(errors.SerializationError):
         square.remote(threading.Lock())

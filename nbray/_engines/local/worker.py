@@ -3,7 +3,8 @@
     head ──RunTask/StartActor/RunActorCall──▶ reader thread ──queue──▶ main thread
         ──▶ resolve ObjectRef arguments ──▶ call user code (stdout/stderr captured)
         ──▶ results stored inline or in shared memory ──TaskDone/TaskFailed──▶ head
-    head ──CancelTask──▶ SIGINT to this process ──▶ TaskCancelledError raised in the task
+    head ──CancelTask──▶ SIGINT to this process ──▶ KeyboardInterrupt raised in the task
+        (uncaught: the task fails with TaskCancelledError; caught: its value, as in Ray)
 
 Forked from the fork server (``main`` is called in the child). Tasks run one at a time in
 the main thread. An actor runs its calls in order on the main thread, on a thread pool when
@@ -126,6 +127,7 @@ class Worker:
         self.unloaded: dict[bytes, bytes] = {}
         self.running_task = 0
         self.cancel_requested = 0
+        self.cancelled_task = 0  # the task nbray.cancel interrupted (is_canceled())
         self.actor: Any = None
         self.constructing = False  # the actor's __init__ is running
         self.exit_requested = 0  # the call that called exit_actor() (it ends the actor anyway)
@@ -200,7 +202,9 @@ class Worker:
     def _on_sigint(self, signum: int, frame: Any) -> None:
         if self.cancel_requested and self.cancel_requested == self.running_task:
             self.cancel_requested = 0
-            raise TaskCancelledError("the task was cancelled while running")
+            self.cancelled_task = self.running_task
+            # as Ray: a KeyboardInterrupt, which the task may catch and still return a value
+            raise KeyboardInterrupt("the task was cancelled (nbray.cancel)")
 
     # --- main thread ---------------------------------------------------------------------
 
@@ -295,7 +299,9 @@ class Worker:
             return P.TaskFailed(
                 spec.task_id, pickle.dumps(RemoteError.from_error(exc.error)), False
             )
-        if isinstance(exc, TaskCancelledError):
+        if isinstance(exc, TaskCancelledError) or (
+            isinstance(exc, KeyboardInterrupt) and self.cancelled_task == spec.task_id
+        ):
             err = RemoteError(
                 kind="cancelled",
                 message=f"task {spec.name} ({tid}) was cancelled while running",
@@ -362,7 +368,7 @@ class Worker:
         self.engine.captured = (placement[0], -1, True) if placement and placement[2] else None
         try:
             reply = self._execute(spec, fn, msg.deps)
-        except TaskCancelledError as exc:  # the cancel landed outside the user's code
+        except (TaskCancelledError, KeyboardInterrupt) as exc:  # it landed outside user code
             reply = self._failure(spec, exc)
         finally:
             self.running_task = 0
@@ -679,6 +685,7 @@ class Worker:
             "resources": resources,
             "gpu_ids": gpu_ids,
             "in_worker": True,
+            "canceled": spec is not None and spec.task_id == self.cancelled_task,
         }
         if actor is not None:
             out["actor_id"] = f"{actor.actor_id:016x}"

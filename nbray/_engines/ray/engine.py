@@ -485,6 +485,7 @@ class RayEngine(RayPlacementGroups, Engine):
             "in_worker": in_worker,
             "resources": rc.get_assigned_resources() if in_worker else None,
             "gpu_ids": rc.get_accelerator_ids().get("GPU", []) if in_worker else [],
+            "canceled": rc.is_canceled() if in_worker and rc.get_task_id() else False,
         }
         if actor_id:
             out["restarted"] = _was_reconstructed(rc)
