@@ -192,6 +192,7 @@ class ActorClass:
         self._cls = cls
         self._options = options
         self._checks: dict[str, ArgCheck | None] | None = None
+        self._decorators: dict[str, Any] | None = None
         self.__name__ = cls.__name__
         self.__qualname__ = cls.__qualname__
         self.__doc__ = cls.__doc__
@@ -266,7 +267,23 @@ class ActorClass:
         except SerializationError as exc:  # the message says it all: no nbray frames
             raise exc.with_traceback(None) from None
         handle._checks = checks
+        handle._decorators = self._invocation_decorators()
         return handle
+
+    def _invocation_decorators(self) -> dict[str, Any]:
+        decorators = self._decorators
+        if decorators is None:
+            decorators = self._decorators = {
+                name: deco
+                for name, _ in actor_methods(self._cls)
+                if (
+                    deco := getattr(
+                        getattr(self._cls, name, None), "__ray_invocation_decorator__", None
+                    )
+                )
+                is not None
+            }
+        return decorators
 
     def _remote(
         self,
@@ -283,6 +300,7 @@ class ActorClass:
         """A copy with some options changed, e.g. ``Cls.options(name="a").remote()``."""
         copy = ActorClass(self._cls, make_options(ActorOptions, self._options, options))
         copy._checks = self._checks
+        copy._decorators = self._decorators
         return copy
 
     def __repr__(self) -> str:
@@ -316,6 +334,8 @@ class ActorHandle:
         self._shared = False
         #: argument checks per method (set on the handle ``Cls.remote()`` returned)
         self._checks: dict[str, ArgCheck | None] = {}
+        #: methods' ``__ray_invocation_decorator__`` (rare; travel with the handle)
+        self._decorators: dict[str, Any] = {}
 
     def __getattr__(self, name: str) -> ActorMethod:
         methods = self.__dict__.get("_methods")
@@ -343,6 +363,7 @@ class ActorHandle:
                 tuple(self._methods.items()),
                 self._is_async,
                 self._checks,
+                self._decorators,
             ),
         )
 
@@ -385,7 +406,15 @@ class ActorMethod:
         self._concurrency_group = concurrency_group
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
+        decorators = self._handle._decorators
+        if decorators and self._name in decorators:
+            # Ray's ``__ray_invocation_decorator__``: the method's decorator wraps the call
+            return decorators[self._name](self._invoke)(args, kwargs)
+        return self._invoke(args, kwargs)
+
+    def _invoke(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> Any:
         h = self._handle
+        args = tuple(args)
         check = h._checks.get(self._name)
         if check is not None:
             check(args, kwargs)
@@ -445,10 +474,13 @@ def _rebuild_handle(
     methods: tuple[tuple[str, int], ...],
     is_async: bool,
     checks: dict[str, ArgCheck | None] | None = None,
+    decorators: dict[str, Any] | None = None,
 ) -> ActorHandle:
     from .session import current_engine
 
     handle = ActorHandle(current_engine(), actor_id, class_name, methods, is_async=is_async)
     if checks:  # the argument checks travel with the handle, so calls here check them too
         handle._checks = checks
+    if decorators:
+        handle._decorators = decorators
     return handle

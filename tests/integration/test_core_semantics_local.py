@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nbray_testing import wait_until
@@ -236,3 +237,42 @@ def test_a_worker_process_serves_one_gpu_assignment(
     assert all(len(devices) == 1 for devices in seen.values()), seen
     assignments = {d for devices in seen.values() for d in devices}
     assert "" in assignments and assignments & {"0", "1"}, seen
+
+
+def split_in_two(submit: Any) -> Any:
+    def invocation(args: Any, kwargs: dict[str, Any]) -> Any:
+        return submit([args[0], args[0]], {}), kwargs  # the call, and what it kept back
+
+    return invocation
+
+
+def summed(method: Any) -> Any:
+    def execution(self: Any, b: int, c: int) -> Any:
+        return method(self, b + c)
+
+    execution.__ray_invocation_decorator__ = split_in_two  # type: ignore[attr-defined]
+    return execution
+
+
+@nbray.remote
+class Decorated:
+    @summed
+    def plus_one(self, x: int) -> int:
+        return x + 1
+
+
+@nbray.remote
+def call_decorated(handle: Any) -> int:
+    import nbray
+
+    ref, _ = handle.plus_one.remote(5)
+    return int(nbray.get(ref))
+
+
+def test_a_method_s_invocation_decorator_wraps_its_calls(cluster: nbray.ClusterContext) -> None:
+    # Ray's __ray_invocation_decorator__ (on the Ray engine, Ray applies it to Ray's handle)
+    d = Decorated.remote()
+    ref, kept = d.plus_one.remote(3, kwarg=3)
+    assert isinstance(ref, nbray.ObjectRef) and kept == {"kwarg": 3}
+    assert nbray.get(ref, timeout=60) == 7  # 3 + 3 + 1
+    assert nbray.get(call_decorated.remote(d), timeout=60) == 11  # in another process too
