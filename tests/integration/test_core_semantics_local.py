@@ -270,7 +270,7 @@ def call_decorated(handle: Any) -> int:
 
 
 def test_a_method_s_invocation_decorator_wraps_its_calls(cluster: nbray.ClusterContext) -> None:
-    # Ray's __ray_invocation_decorator__ (on the Ray engine, Ray applies it to Ray's handle)
+    # Ray's __ray_invocation_decorator__ (the Ray engine refuses it: README)
     d = Decorated.remote()
     ref, kept = d.plus_one.remote(3, kwarg=3)
     assert isinstance(ref, nbray.ObjectRef) and kept == {"kwarg": 3}

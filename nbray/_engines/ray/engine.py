@@ -412,6 +412,12 @@ class RayEngine(RayPlacementGroups, Engine):
         ray_args, ray_kwargs = _to_ray_args(args, kwargs)
         what = f"{handle._class_name}.{method}"
         ray_method = getattr(ray_handle, method)
+        if getattr(ray_method, "_decorator", None) is not None:
+            raise NotImplementedError(
+                f"{what} has a __ray_invocation_decorator__, which the Ray engine does not "
+                "support (Ray's handle would apply it a second time): use the local engine, "
+                "or Ray directly"
+            )
         ray_returns: int | str = {STREAMING: "streaming", DYNAMIC: "dynamic"}.get(
             num_returns, num_returns
         )
