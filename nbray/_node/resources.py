@@ -39,6 +39,9 @@ from collections.abc import Iterable, Mapping, Sequence
 __all__ = ["EPS", "ResourcePool", "Shape", "normalize", "shape_of"]
 
 EPS = 1e-9  # amounts are floats: 10 x 0.1 CPU must fit in 1 CPU
+# Ray's precision for amounts (finer ones are refused at .options): every sum is rounded to
+# it, so after any mix of fractional tasks the free amounts come back exactly to the total
+PRECISION = 4
 
 Shape = tuple[tuple[str, float], ...]
 """A request as a hashable key: its (name, amount) pairs, sorted by name."""
@@ -147,7 +150,7 @@ class ResourcePool:
         """Take ``resources`` (the caller checked ``fits``); return the GPU ids chosen."""
         avail = self.available
         for key, amount in resources.items():
-            avail[key] = avail.get(key, 0.0) - amount
+            avail[key] = round(avail.get(key, 0.0) - amount, PRECISION)
         gpus = resources.get("GPU", 0.0)
         if not gpus:
             return ()
@@ -162,31 +165,31 @@ class ResourcePool:
             (g for g, cap in self.gpu_free.items() if cap + EPS >= gpus),
             key=lambda g: (self.gpu_free[g], g),
         )
-        self.gpu_free[g] -= gpus
+        self.gpu_free[g] = round(self.gpu_free[g] - gpus, PRECISION)
         return (g,)
 
     def release(self, resources: Mapping[str, float], gpu_ids: tuple[int, ...]) -> None:
         """Give back what ``acquire(resources)`` took, with the GPU ids it returned."""
         avail = self.available
         for key, amount in resources.items():
-            avail[key] = avail.get(key, 0.0) + amount
+            avail[key] = round(avail.get(key, 0.0) + amount, PRECISION)
         if gpu_ids:
             gpus = resources.get("GPU", 0.0)
             share = 1.0 if gpus >= 1 else gpus
             for g in gpu_ids:
-                self.gpu_free[g] = min(1.0, self.gpu_free[g] + share)
+                self.gpu_free[g] = min(1.0, round(self.gpu_free[g] + share, PRECISION))
 
     def lend(self, cpus: float) -> None:
         """A task holding ``cpus`` blocked in ``get``: others may use them meanwhile."""
-        self.available["CPU"] = self.available.get("CPU", 0.0) + cpus
-        self.lent += cpus
+        self.available["CPU"] = round(self.available.get("CPU", 0.0) + cpus, PRECISION)
+        self.lent = round(self.lent + cpus, PRECISION)
 
     def reclaim(self, cpus: float) -> None:
         """The task that lent ``cpus`` woke up, ended or died: it holds them again (or
         ``release`` follows). CPU may go below zero: the node is overcommitted until
         enough work ends."""
-        self.available["CPU"] = self.available.get("CPU", 0.0) - cpus
-        self.lent -= cpus
+        self.available["CPU"] = round(self.available.get("CPU", 0.0) - cpus, PRECISION)
+        self.lent = round(self.lent - cpus, PRECISION)
 
     # --- invariants --------------------------------------------------------------------
 

@@ -174,3 +174,25 @@ def test_random_acquire_release_keeps_the_ledger(
         pool.release(*h)
     assert pool.available == pytest.approx(pool.total)
     assert pool.gpu_free == pytest.approx({0: 1.0, 1: 1.0})
+
+
+def test_free_amounts_come_back_exactly_after_many_fractions() -> None:
+    import random
+
+    rng = random.Random(7)
+    pool = ResourcePool({"CPU": 2, "GPU": 2, "Custom": 2})
+    held = []
+    for _ in range(200):  # Ray's test_many_fractional_resources, kept deterministic
+        request = {k: int(rng.random() * 10000) / 10000 or 0.0001 for k in ("CPU", "GPU")}
+        request["Custom"] = int(rng.random() * 10000) / 10000 or 0.0001
+        if not pool.fits(request):
+            pool.release(*held.pop(0))
+            continue
+        held.append((request, pool.acquire(request)))
+        if len(held) > 1 and rng.random() < 0.5:
+            pool.lend(0.3333)
+            pool.reclaim(0.3333)
+    for request, ids in held:
+        pool.release(request, ids)
+    assert pool.available == pool.total
+    assert pool.gpu_free == {0: 1.0, 1: 1.0}
