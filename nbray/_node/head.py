@@ -47,7 +47,7 @@ from .actors import ActorTable
 from .bus import EventBus, client_event
 from .head_groups import GroupTable
 from .head_records import HeadConfig
-from .objects import ObjectDirectory
+from .objects import GlobalGC, ObjectDirectory
 from .peers import Connections, Peer
 from .reactor import Reactor
 from .routing import Router
@@ -73,6 +73,7 @@ class Head:
         self.router = Router()
         run = self.router.run
         self.objects = ObjectDirectory(config.object_store_memory, config.spill_dir, config.session)
+        self.global_gc = GlobalGC()
         self.sched = Scheduler(config.resources, config.gpu_ids, pipeline_depth=PIPELINE_DEPTH)
         self.bus = EventBus(config.node_id)
         secret = read_secret(Path(config.session_dir) / "secret")
@@ -281,6 +282,10 @@ class Head:
         if self._stopping:
             return
         self.supervisor.watch(self.sched.busy_workers())
+        objects = self.objects
+        if self.global_gc.due(objects.shm_bytes, objects.capacity, time.monotonic()):
+            for peer in list(self.conns.peers.values()):
+                peer.send(P.CollectGarbage())
         self.reactor.call_later(self.supervisor.watchdog.interval, self.watch)
 
     def shutdown(self) -> None:

@@ -33,6 +33,27 @@ class _Entry:
         self.contained: tuple[int, ...] = ()
 
 
+class GlobalGC:
+    """When every process should run ``gc.collect()``, as Ray's global GC: /dev/shm objects
+    use over ``threshold`` of the store's capacity (Ray's ``high_plasma_storage_usage``),
+    at most once per ``min_interval_s``. Reference cycles that hold ObjectRefs (kept alive
+    until Python's collector runs, which a busy process may put off) then free their
+    objects before the store has to spill."""
+
+    def __init__(self, threshold: float = 0.7, min_interval_s: float = 10.0) -> None:
+        self.threshold = threshold
+        self.min_interval_s = min_interval_s
+        self._last = -float("inf")
+
+    def due(self, used: int, capacity: int, now: float) -> bool:
+        if not capacity or used <= self.threshold * capacity:
+            return False
+        if now - self._last < self.min_interval_s:
+            return False
+        self._last = now
+        return True
+
+
 class ObjectDirectory:
     """``capacity``: bytes of /dev/shm objects may use before the least recently used are
     spilled to ``spill_dir`` (0: no limit)."""

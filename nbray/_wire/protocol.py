@@ -6,6 +6,7 @@ receiver dispatches on ``type(msg)`` through a table of handlers, never a chain 
     client ──Submit/Put/Fetch/Release/AddHold/Cancel/...──▶ head
     head   ──ObjectReady/Output/Event/Reply──▶ client
     head   ──RunTask/CreateActor/RunActorCall/CancelTask──▶ worker
+    head   ──CollectGarbage──▶ every client and worker (the object store is nearly full)
     worker ──TaskDone/TaskFailed/Yielded/Blocked/Unblocked/Output──▶ head
     head   ──StreamItem──▶ caller ──StreamAck──▶ head ──▶ worker (generator tasks)
 
@@ -249,6 +250,11 @@ class RunActorCall(NamedTuple):
 
 class CancelTask(NamedTuple):
     task_id: int
+
+
+class CollectGarbage(NamedTuple):
+    """Run ``gc.collect()`` (head → every client and worker): the object store is nearly
+    full, and reference cycles may hold ObjectRefs (Ray's global GC)."""
 
 
 class Unqueue(NamedTuple):

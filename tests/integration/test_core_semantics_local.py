@@ -276,3 +276,50 @@ def test_a_method_s_invocation_decorator_wraps_its_calls(cluster: nbray.ClusterC
     assert isinstance(ref, nbray.ObjectRef) and kept == {"kwarg": 3}
     assert nbray.get(ref, timeout=60) == 7  # 3 + 3 + 1
     assert nbray.get(call_decorated.remote(d), timeout=60) == 11  # in another process too
+
+
+@nbray.remote
+class CycleMaker:
+    """Keeps 10 MB objects alive only through reference cycles, its collector off."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.collections = 0
+        gc.disable()
+        gc.callbacks.append(self._count)
+
+    def _count(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "stop":
+            self.collections += 1
+
+    def make_cycle(self) -> None:
+        import nbray
+
+        a: list[Any] = [nbray.put(b"x" * (10 * 1024 * 1024))]
+        b: list[Any] = [a, nbray.put(b"y" * (10 * 1024 * 1024))]
+        a.append(b)
+
+    def collected(self) -> int:
+        return self.collections
+
+
+def test_a_nearly_full_store_makes_every_process_collect_cycles(
+    cluster_factory: Callable[..., nbray.ClusterContext],
+) -> None:
+    # Ray's global GC: over 70% of the store, every process runs gc.collect()
+    cluster_factory(num_cpus=1, object_store_memory=100 * 1024 * 1024)
+    maker = CycleMaker.remote()
+    for _ in range(3):  # 60 MB: below the threshold
+        nbray.get(maker.make_cycle.remote(), timeout=60)
+    time.sleep(1)  # several watchdog turns
+    assert nbray.get(maker.collected.remote(), timeout=60) == 0
+    nbray.get(maker.make_cycle.remote(), timeout=60)  # 80 MB
+    wait_until(lambda: nbray.get(maker.collected.remote(), timeout=60) > 0, 30)
+    # the cycles' objects were freed: the store is back under the threshold
+    engine = session.current_engine()
+
+    def shm_bytes() -> int:
+        return int(engine.cluster_info()["raw"]["object_store"]["shm_bytes"])  # type: ignore[attr-defined]
+
+    wait_until(lambda: shm_bytes() < 30 * 1024 * 1024, 30)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nbray._node.objects import ObjectDirectory
+from nbray._node.objects import GlobalGC, ObjectDirectory
 from nbray._wire import shm
 from nbray._wire.protocol import ERROR, INLINE, SHM, Payload
 
@@ -166,3 +166,12 @@ def test_partial_results_of_a_dead_worker_are_discarded_and_can_be_rewritten() -
     segment(7, b"whole")  # and a stale one of the same name is replaced, not an error
     d.set(7, again, (), holder=1)
     d.release(7, 1)
+
+
+def test_global_gc_is_due_over_the_threshold_at_most_once_per_interval() -> None:
+    gc = GlobalGC(threshold=0.7, min_interval_s=10.0)
+    assert not gc.due(used=70, capacity=100, now=0.0)  # at the threshold: not over it
+    assert gc.due(used=71, capacity=100, now=0.0)
+    assert not gc.due(used=90, capacity=100, now=9.9)  # too soon after the last
+    assert gc.due(used=90, capacity=100, now=10.0)
+    assert not gc.due(used=10**9, capacity=0, now=100.0)  # no capacity set: never

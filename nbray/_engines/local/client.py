@@ -13,6 +13,7 @@ quick. Payloads fetched from the head are cached while a local ObjectRef to them
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import logging
 import mmap
@@ -95,6 +96,7 @@ class Client:
             P.Reply: self._on_reply,
             P.Output: self._on_output,
             P.Event: self._on_event,
+            P.CollectGarbage: _collect_garbage,
         }
         self.streams = Streams(self)  # generator tasks this process called
         self.handlers[P.StreamItem] = self.streams.on_item
@@ -445,3 +447,9 @@ class Client:
         with self._lock:
             self._objects.clear()
             self._maps.clear()
+
+
+def _collect_garbage(msg: P.CollectGarbage) -> None:
+    """The store is nearly full (the head asks every process): free the objects that
+    reference cycles hold, now rather than at Python's next automatic collection."""
+    gc.collect()
