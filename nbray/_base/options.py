@@ -190,8 +190,8 @@ def _check(values: dict[str, Any]) -> None:
         n = values["num_returns"]
         if n not in ("streaming", "dynamic") and (not isinstance(n, int) or n < 0):
             raise ValueError(
-                "The keyword 'num_returns' only accepts None, a non-negative integer, "
-                f"'streaming' (for generators), or 'dynamic'; got {n!r}"
+                "The keyword 'num_returns' only accepts None, a non-negative integer, or "
+                f'"dynamic" (for generators), or "streaming"; got {n!r}'
             )
     bp = values.get("_generator_backpressure_num_objects", -1)
     if not isinstance(bp, int) or isinstance(bp, bool) or bp == 0 or bp < -1:

@@ -180,6 +180,12 @@ def test_py_modules_are_importable_only_in_their_tasks(
 
     assert nbray.get(use_modules.remote(), timeout=60) == ["pkg", "single"]
     assert nbray.get(can_import.remote("nbray_t_pkg"), timeout=60) is False
+    # a local file:// URI (Ray's tests give them, with a space in the path here) is a path
+    spaced = tmp_path / "a b" / "nbray_t_spaced"
+    spaced.mkdir(parents=True)
+    (spaced / "__init__.py").write_text("NAME = 'spaced'\n")
+    env = {"py_modules": [f"file://localhost/{spaced}"]}
+    assert nbray.get(can_import.options(runtime_env=env).remote("nbray_t_spaced"), timeout=60)
 
 
 def test_missing_working_dir_fails_at_submit(cluster: nbray.ClusterContext, cache: Path) -> None:

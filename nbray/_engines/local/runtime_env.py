@@ -25,6 +25,7 @@ import site
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,9 @@ def resolve(env: dict[str, Any], cwd: str | None = None) -> str:
 
 
 def _local(value: str, base: Path, field: str) -> Path:
+    parsed = urllib.parse.urlparse(value)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        value = urllib.parse.unquote(parsed.path)  # file:///dir, file://localhost/dir
     if "://" in value:
         raise ValueError(
             f"runtime_env[{field!r}] {value!r} is a URI: nbray's local engine takes local "
