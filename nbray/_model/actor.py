@@ -3,8 +3,9 @@
     Cls.remote(*args) ──▶ ActorClass ──▶ Engine.create_actor ──▶ ActorHandle
     handle.method.remote(*args) ──▶ ActorMethod ──▶ Engine.call_actor ──▶ ObjectRef(s)
 
-A handle can be passed to tasks and other actors. An unnamed, non-detached actor whose
-original handle is dropped without ever being shared is stopped once the calls already
+A handle can be passed to tasks and other actors, stored in objects and returned. An
+unnamed, non-detached actor ends once no handle to it is left in any process (the local
+engine counts each handle's token ObjectRef like any object), after the calls already
 submitted to it have finished, as in Ray.
 """
 
@@ -321,8 +322,12 @@ class ActorHandle:
         is_async: bool = False,
         original: bool = False,
         collectable: bool = False,
+        token: Any = None,
     ) -> None:
         self._engine = engine
+        #: an engine that counts handles across processes gives each a token ObjectRef:
+        #: it travels with the handle, and the actor ends once no token is left anywhere
+        self._token = token
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = dict(methods)
@@ -364,6 +369,7 @@ class ActorHandle:
                 self._is_async,
                 self._checks,
                 self._decorators,
+                self._token,
             ),
         )
 
@@ -475,10 +481,13 @@ def _rebuild_handle(
     is_async: bool,
     checks: dict[str, ArgCheck | None] | None = None,
     decorators: dict[str, Any] | None = None,
+    token: Any = None,
 ) -> ActorHandle:
     from .session import current_engine
 
-    handle = ActorHandle(current_engine(), actor_id, class_name, methods, is_async=is_async)
+    handle = ActorHandle(
+        current_engine(), actor_id, class_name, methods, is_async=is_async, token=token
+    )
     if checks:  # the argument checks travel with the handle, so calls here check them too
         handle._checks = checks
     if decorators:

@@ -75,6 +75,7 @@ class ActorTable:
         # calls held until their arguments exist, in order, by (actor id, caller conn id)
         self.held: dict[tuple[int, int], deque[int]] = {}
         self.held_on: dict[int, set[tuple[int, int]]] = {}  # object id -> queues it holds
+        objects.on_token_freed = self.out_of_scope
 
     # --- ActorCalls ----------------------------------------------------------------------
 
@@ -102,6 +103,9 @@ class ActorTable:
         self.actors[spec.actor_id] = rec
         if spec.name:
             self.names[(spec.namespace, spec.name)] = spec.actor_id
+        elif not spec.detached:  # counted by its handles, wherever they go, as in Ray
+            self.objects.create_token(spec.actor_id, peer.conn_id)
+            peer.holds.add(spec.actor_id)
         self.objects.pin(spec.deps)
         self.objects.pin(spec.contained)
         self.run(
@@ -117,6 +121,14 @@ class ActorTable:
                 spec.placement[:2] if spec.placement else None,
             )
         )
+
+    def out_of_scope(self, actor_id: int) -> None:
+        """The last handle to the actor went (its token was freed): its owner ends it, after
+        the calls already submitted, running its ``__ray_shutdown__``."""
+        rec = self.actors.get(actor_id)
+        owner = self.conns.peers.get(rec.owner) if rec is not None else None
+        if owner is not None and rec is not None:  # an owner that left took its actors along
+            owner.send(P.ActorOutOfScope(actor_id, rec.spec.class_name))
 
     def req_create_actor(self, peer: Peer, spec: P.ActorSpec, cls: bytes) -> None:
         key = (spec.namespace, spec.name)

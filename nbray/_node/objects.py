@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 
 from nbray._wire import shm
 from nbray._wire.protocol import SHM, Payload, lost_payload
@@ -68,9 +69,18 @@ class ObjectDirectory:
         self.inline_bytes = 0
         self.spill_count = 0
         self._in_shm: OrderedDict[int, None] = OrderedDict()  # least recently used first
+        # actor handle tokens: entries with no value whose holders and pins are the handles
+        # to an actor, wherever they are; ``on_token_freed(actor id)`` when the last goes
+        self.tokens: set[int] = set()
+        self.on_token_freed: Callable[[int], None] | None = None
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self.entries) - len(self.tokens)
+
+    def create_token(self, actor_id: int, holder: int) -> None:
+        """The handle token of an actor (counted like an object, id = the actor's)."""
+        self.create(actor_id, holder)
+        self.tokens.add(actor_id)
 
     def create(self, object_id: int, holder: int) -> None:
         """A pending object (a task's return value), held by its submitter."""
@@ -161,6 +171,10 @@ class ObjectDirectory:
         if e.payload is None:
             # still pending: forget it; the result is discarded when it arrives
             self.entries.pop(object_id, None)
+            if object_id in self.tokens:
+                self.tokens.discard(object_id)
+                if self.on_token_freed is not None:
+                    self.on_token_freed(object_id)
             return
         del self.entries[object_id]
         self._in_shm.pop(object_id, None)

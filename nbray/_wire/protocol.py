@@ -7,6 +7,7 @@ receiver dispatches on ``type(msg)`` through a table of handlers, never a chain 
     head   ──ObjectReady/Output/Event/Reply──▶ client
     head   ──RunTask/CreateActor/RunActorCall/CancelTask──▶ worker
     head   ──CollectGarbage──▶ every client and worker (the object store is nearly full)
+    head   ──ActorOutOfScope──▶ an actor's owner (no handle to it is left anywhere)
     worker ──TaskDone/TaskFailed/Yielded/Blocked/Unblocked/Output──▶ head
     head   ──StreamItem──▶ caller ──StreamAck──▶ head ──▶ worker (generator tasks)
 
@@ -250,6 +251,14 @@ class RunActorCall(NamedTuple):
 
 class CancelTask(NamedTuple):
     task_id: int
+
+
+class ActorOutOfScope(NamedTuple):
+    """Head → the actor's owner: every handle to this actor is gone, in every process (its
+    handle token was freed); the owner ends it gracefully, as Ray ends out-of-scope actors."""
+
+    actor_id: int
+    class_name: str
 
 
 class CollectGarbage(NamedTuple):

@@ -583,3 +583,82 @@ def test_an_unready_argument_holds_back_only_its_own_caller(engine: str, tmp_pat
     release.write_text("go")
     assert nbray.get(second, timeout=60) == ["task's call", "released", "driver's second"]
     assert nbray.get(first, timeout=60) == ["task's call", "released"]
+
+
+# --- actors end when their last handle goes, in whatever process it was ----------------------
+
+
+@nbray.remote
+class Probe:
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+
+@nbray.remote
+class Keeper:
+    """Keeps the handles it is given."""
+
+    def __init__(self) -> None:
+        self.kept: list[Any] = []
+
+    def keep(self, boxed: list[Any]) -> int:
+        import nbray
+
+        self.kept.extend(boxed)
+        return int(nbray.get(boxed[0].pid.remote()))
+
+    def drop(self) -> None:
+        self.kept.clear()
+
+
+@nbray.remote
+def ping_through(boxed: list[Any]) -> int:
+    import nbray
+
+    return int(nbray.get(boxed[0].pid.remote()))
+
+
+@nbray.remote
+def start_probe() -> Any:
+    return Probe.remote()
+
+
+def _process_ended(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def test_an_actor_whose_handle_went_to_a_task_ends_after_the_last_handle(engine: str) -> None:
+    p = Probe.remote()
+    pid = nbray.get(p.pid.remote(), timeout=60)
+    assert nbray.get(ping_through.remote([p]), timeout=60) == pid  # shared with a task
+    del p
+    wait_until(lambda: _process_ended(pid), 30)
+
+
+def test_a_handle_kept_elsewhere_keeps_the_actor(engine: str) -> None:
+    p = Probe.remote()
+    pid = nbray.get(p.pid.remote(), timeout=60)
+    keeper = Keeper.remote()
+    assert nbray.get(keeper.keep.remote([p]), timeout=60) == pid
+    box = nbray.put([p])  # and one inside an object
+    del p
+    # both still hold it: the actor serves calls through them
+    assert nbray.get(ping_through.remote(box), timeout=60) == pid
+    nbray.get(keeper.drop.remote(), timeout=60)
+    assert nbray.get(ping_through.remote(box), timeout=60) == pid
+    del box  # the last one
+    wait_until(lambda: _process_ended(pid), 30)
+
+
+def test_an_actor_made_in_a_task_lives_as_long_as_the_handle_it_returned(engine: str) -> None:
+    p = nbray.get(start_probe.remote(), timeout=60)
+    pid = nbray.get(p.pid.remote(), timeout=60)
+    assert nbray.get(p.pid.remote(), timeout=60) == pid  # the task ended: still alive
+    del p
+    wait_until(lambda: _process_ended(pid), 30)

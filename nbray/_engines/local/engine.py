@@ -77,6 +77,7 @@ class LocalEngine(PlacementGroups, Engine):
         self._self_calls: set[int] = set()
         self._sub_lock = threading.Lock()
         client.output_handler = print_task_output
+        client.handlers[P.ActorOutOfScope] = self._on_out_of_scope
         #: the job (the driver's client id) whose work runs here: a worker sets it per task
         self.job_id = client.client_id
         #: set in a worker: ends the actor it hosts (``exit_actor``), and tells what runs
@@ -267,14 +268,16 @@ class LocalEngine(PlacementGroups, Engine):
             client.request("create_actor", spec, blob)
         else:
             client.post(P.CreateActor(spec, blob))
+        counted = not options.name and options.lifetime != "detached"
         return ActorHandle(
             self,
             spec.actor_id,
             cls.__name__,
             methods,
             is_async=is_async,
-            original=True,
-            collectable=not options.name and options.lifetime != "detached",
+            # its handles are counted by the head through this token (an object the head
+            # made for the actor, held by this process): see release_out_of_scope
+            token=ObjectRef(spec.actor_id, self) if counted else None,
         )
 
     def call_actor(
@@ -324,13 +327,21 @@ class LocalEngine(PlacementGroups, Engine):
             self.client.send(P.KillActor(handle._actor_id, no_restart))
 
     def release_actor(self, handle: ActorHandle) -> None:
+        """Nothing to do: the head counts the handles (their tokens) in every process and
+        tells the owner when none is left (``_on_out_of_scope``)."""
+
+    def _on_out_of_scope(self, msg: P.ActorOutOfScope) -> None:
         # a graceful end, as Ray's out-of-scope actors: after the calls submitted before,
         # __ray_terminate__ runs the actor's __ray_shutdown__ and ends it; the head stops
         # the actor once those calls have finished (at the latest), so
-        # ``nbray.get(Actor.remote().method.remote())`` works as in Ray
-        if not self.client.closed:
-            self.call_actor(handle, "__ray_terminate__", (), {}, 0)
-            self.client.send(P.KillActor(handle._actor_id, True, when_idle=True))
+        # ``nbray.get(Actor.remote().method.remote())`` works as in Ray. On the reader
+        # thread: queued (post), never a blocking send.
+        client = self.client
+        if client.closed:
+            return
+        handle = ActorHandle(self, msg.actor_id, msg.class_name, ())
+        self.call_actor(handle, "__ray_terminate__", (), {}, 0)
+        client.post(P.KillActor(msg.actor_id, True, when_idle=True))
 
     def exit_actor(self) -> None:
         if self.exit_hook is None:
