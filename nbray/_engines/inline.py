@@ -32,6 +32,7 @@ from nbray._model.generator import (
     returns_code,
 )
 from nbray._model.object_ref import ObjectRef
+from nbray._wire.serialization import check_function_size, dumps
 
 __all__ = ["InlineEngine"]
 
@@ -95,6 +96,20 @@ class InlineEngine(Engine):
         # what runs now, innermost last: (task id, task name, actor id or 0, resources)
         self._running: list[tuple[int, str, int, dict[str, float]]] = []
         self.calls = 0  # tasks, actor creations and actor calls run so far (%%compare)
+        self._sized: set[Any] = set()  # functions and classes whose size was checked
+
+    def _check_size(self, key: Any, target: Any, kind: str, name: str) -> None:
+        """Refuse a function or class over Ray's size limit, as a cluster would (once per
+        function): code that runs inline then runs on a cluster too. One that cannot be
+        pickled at all is left to run here (inline needs no pickle)."""
+        if key in self._sized:
+            return
+        try:
+            blob = dumps(target)
+        except Exception:
+            blob = b""
+        check_function_size(blob, kind, name)  # raises every time, as a cluster refuses it
+        self._sized.add(key)
 
     def _store(self, value: Any) -> ObjectRef:
         oid = next(self._ids)
@@ -148,6 +163,7 @@ class InlineEngine(Engine):
         options: TaskOptions,
         name: str,
     ) -> list[ObjectRef]:
+        self._check_size(fingerprint, func, "remote function", name)
         return self._call(
             func, args, kwargs, options.num_returns, name, 0, options.resource_request()
         )
@@ -160,6 +176,7 @@ class InlineEngine(Engine):
             existing = self._names.get((namespace, options.name))
             if existing is not None:
                 return existing
+        self._check_size(cls, cls, "actor", cls.__name__)
         self.calls += 1
         a, k = self._resolve(args, kwargs)
         aid = next(self._ids)

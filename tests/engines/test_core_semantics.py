@@ -431,6 +431,49 @@ def test_exit_actor_ends_the_actor_even_when_the_method_catches_it(engine: str, 
         nbray.get(a.ping.remote(), timeout=60)
 
 
+@nbray.remote
+class ExitsInBackground:
+    """exit_actor() in an asyncio task of its own: one a method started, or the
+    constructor's; either ends the actor, gracefully (its atexit handlers run)."""
+
+    def __init__(self, path: str, from_constructor: bool) -> None:
+        import atexit
+        from pathlib import Path
+
+        self.path = path
+        atexit.register(lambda: Path(path).write_text("atexit ran"))
+        self.tasks: list[Any] = []
+        if from_constructor:  # the constructor runs on the event loop, as in Ray
+            self.tasks.append(asyncio.create_task(self._exit(0.5)))
+
+    async def start_exit(self) -> str:
+        self.tasks.append(asyncio.create_task(self._exit(0.5)))
+        return "started"
+
+    async def _exit(self, delay: float) -> None:
+        from pathlib import Path
+
+        import nbray
+
+        await asyncio.sleep(delay)
+        nbray.actor.exit_actor()
+        Path(self.path + ".after").write_text("ran on")  # never reached
+
+
+@pytest.mark.parametrize("from_constructor", [False, True], ids=["method", "constructor"])
+def test_exit_actor_in_a_background_asyncio_task_ends_the_actor(
+    engine: str, tmp_path: Path, from_constructor: bool
+) -> None:
+    path = tmp_path / "exit"
+    a = ExitsInBackground.remote(str(path), from_constructor)
+    if not from_constructor:
+        assert nbray.get(a.start_exit.remote(), timeout=60) == "started"
+    wait_until(path.exists, 30)
+    with pytest.raises(exceptions.RayActorError):
+        nbray.get(a.start_exit.remote(), timeout=60)
+    assert not Path(str(path) + ".after").exists()
+
+
 def test_actor_module_names(engine: str) -> None:
     from nbray.actor import ActorClass, ActorHandle, ActorMethod, exit_actor, method
 

@@ -185,3 +185,33 @@ def test_generator_completed_runs_the_rest(inline: InlineEngine) -> None:
         yield from range(n)
 
     assert [nbray.get(r) for r in nbray.get(parts.remote(2))] == [0, 1]
+
+
+def test_a_function_over_the_size_limit_is_refused_inline_too(
+    inline: InlineEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # code that runs in local_mode must run on a cluster: the same limit, Ray's message
+    monkeypatch.setenv("FUNCTION_SIZE_ERROR_THRESHOLD", str(2 * 1024 * 1024))
+    captured = bytes(3 * 1024 * 1024)
+
+    @nbray.remote
+    def closure() -> int:
+        return len(captured)
+
+    @nbray.remote
+    class Holder:
+        def size(self) -> int:
+            return len(captured)
+
+    for _ in range(2):  # every time
+        with pytest.raises(ValueError, match=r"The remote function .*closure is too large"):
+            closure.remote()
+    with pytest.raises(ValueError, match="The actor Holder is too large"):
+        Holder.remote()
+    assert inline.calls == 0  # nothing ran
+
+    @nbray.remote
+    def small() -> int:
+        return 1
+
+    assert nbray.get(small.remote()) == 1

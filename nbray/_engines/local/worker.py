@@ -131,6 +131,8 @@ class Worker:
         self.actor: Any = None
         self.constructing = False  # the actor's __init__ is running
         self.exit_requested = 0  # the call that called exit_actor() (it ends the actor anyway)
+        self.async_calls: set[int] = set()  # an async actor's calls running now
+        self.exit_started = False  # exit_actor() in a background asyncio task began the end
         self.actor_error: RemoteError | None = None
         self.actor_spec: P.ActorSpec | None = None
         # this worker's runtime_env could not be set up: every task and actor fails with it
@@ -425,7 +427,12 @@ class Worker:
             if not spec.is_async and spec.max_concurrency == 1 and not spec.concurrency_groups:
                 self.engine.serial_actor_id = spec.actor_id
             self.constructing = True
-            self.actor = cls(*args, **kwargs)
+            if spec.is_async:  # as Ray: the constructor runs on the event loop (it may start
+                # asyncio tasks)
+                self.loop, self.semaphore = self._start_loop("default", spec.max_concurrency)
+                self._construct_on_loop(cls, args, kwargs)
+            else:
+                self.actor = cls(*args, **kwargs)
         except _ExitActor:  # exit_actor() in __init__: the actor ends, as in Ray
             atexit._run_exitfuncs()
             self.actor_error = RemoteError(
@@ -457,7 +464,6 @@ class Worker:
             return
         groups = dict(spec.concurrency_groups)
         if spec.is_async:
-            self.loop, self.semaphore = self._start_loop("default", spec.max_concurrency)
             for name, size in groups.items():
                 self.group_loops[name] = self._start_loop(name, size)
         else:
@@ -470,9 +476,29 @@ class Worker:
                     size, thread_name_prefix=f"nbray-actor-{name}"
                 )
 
+    def _construct_on_loop(self, cls: type, args: Any, kwargs: Any) -> None:
+        """An async actor's ``cls(*args, **kwargs)`` on its event loop; raises what it
+        raised (``exit_actor()`` included) here, never on the loop, which must run on."""
+        assert self.loop is not None
+
+        async def construct() -> BaseException | None:
+            _current_task.set((0, cls.__name__))  # its output, and its tasks', is the actor's
+            try:
+                self.actor = cls(*args, **kwargs)
+                return None
+            except BaseException as exc:  # SystemExit (exit_actor()) would stop the loop
+                return exc
+            finally:
+                self.constructing = False  # before the tasks it started run
+
+        error = asyncio.run_coroutine_threadsafe(construct(), self.loop).result()
+        if error is not None:
+            raise error
+
     @staticmethod
     def _start_loop(name: str, size: int) -> tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]:
         loop = asyncio.new_event_loop()
+        loop.set_exception_handler(_quiet_actor_exit)
         threading.Thread(target=loop.run_forever, name=f"nbray-actor-{name}", daemon=True).start()
         return loop, asyncio.Semaphore(size)
 
@@ -570,6 +596,7 @@ class Worker:
         async with semaphore:
             token = _current_task.set((spec.task_id, spec.name))
             spec_token = _current_spec.set(spec)
+            self.async_calls.add(spec.task_id)
             try:
                 args, kwargs = await asyncio.to_thread(self._resolve, spec.args, deps)
                 result = method(*args, **kwargs)
@@ -587,6 +614,7 @@ class Worker:
             except BaseException as exc:  # CancelledError too: every call gets an answer
                 reply = self._failure(spec, exc)
             finally:
+                self.async_calls.discard(spec.task_id)
                 for s in self.streams:
                     s.flush_task(spec.task_id, spec.name)
                 _current_task.reset(token)
@@ -714,12 +742,20 @@ class Worker:
         if self.actor is None or self.actor_spec is None:
             raise TypeError(EXIT_OUTSIDE_ACTOR)
         spec = _current_spec.get()  # as Ray's flag: the actor ends when the call returns
-        self.exit_requested = spec.task_id if spec is not None else 0
         if self.loop is not None:  # as in Ray: SystemExit would only stop the event loop
+            if spec is None or spec.task_id not in self.async_calls:
+                # an asyncio task of its own (its call returned, or the constructor made
+                # it): no call to end with, so the end starts here
+                if not self.exit_started:
+                    self.exit_started = True
+                    threading.Thread(target=self.exit_gracefully, args=(None,), daemon=True).start()
+            else:
+                self.exit_requested = spec.task_id
             raise AsyncioActorExit("exit_actor() was called")
+        self.exit_requested = spec.task_id if spec is not None else 0
         raise _ExitActor(0)
 
-    def exit_gracefully(self, spec: P.TaskSpec, after: int = 0) -> None:
+    def exit_gracefully(self, spec: P.TaskSpec | None, after: int = 0) -> None:
         """The call ``spec`` (exit_actor() in a method, or ``__ray_terminate__``) ends the
         actor: wait until the first ``after`` calls received have finished (for
         ``__ray_terminate__``) and the calls running on other threads too, run
@@ -741,25 +777,35 @@ class Worker:
             for s in self.streams:
                 s.flush_task(0, actor_spec.class_name)
             _current_task.reset(token)
+        if spec is None:
+            why = "exit_actor() was called in one of its asyncio tasks"
+        elif spec.method == "__ray_terminate__":
+            why = "__ray_terminate__ ended it"
+        else:
+            why = f"{spec.method}() called exit_actor()"
         err = RemoteError(
             kind="actor_died",
             message=(
                 f"the actor {actor_spec.class_name} ({actor_spec.actor_id:016x}) exited: "
-                + (
-                    "__ray_terminate__ ended it"
-                    if spec.method == "__ray_terminate__"
-                    else f"{spec.method}() called exit_actor()"
-                )
-                + "; it is not restarted"
+                f"{why}; it is not restarted"
             ),
         )
         self.flush_replies()
-        self.client.send(
-            P.TaskFailed(spec.task_id, pickle.dumps(err), False),
-            P.KillActor(actor_spec.actor_id, True, reason=err.message),
-        )
+        kill = P.KillActor(actor_spec.actor_id, True, reason=err.message)
+        if spec is None:
+            self.client.send(kill)
+        else:
+            self.client.send(P.TaskFailed(spec.task_id, pickle.dumps(err), False), kill)
         time.sleep(EXIT_GRACE)  # the head ends this process; if it does not, end it here
         os._exit(0)
+
+
+def _quiet_actor_exit(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's handler of errors nobody awaited: exit_actor() in a background asyncio
+    task is the actor ending (``request_exit`` saw to it), not an error to print."""
+    if isinstance(context.get("exception"), AsyncioActorExit):
+        return
+    loop.default_exception_handler(context)
 
 
 class _ExitActor(SystemExit):
