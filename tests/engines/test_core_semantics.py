@@ -451,13 +451,16 @@ class ExitsInBackground:
         return "started"
 
     async def _exit(self, delay: float) -> None:
-        from pathlib import Path
-
         import nbray
 
         await asyncio.sleep(delay)
         nbray.actor.exit_actor()
-        Path(self.path + ".after").write_text("ran on")  # never reached
+        self._mark_after()  # never reached
+
+    def _mark_after(self) -> None:
+        from pathlib import Path
+
+        Path(self.path + ".after").write_text("ran on")
 
 
 @pytest.mark.parametrize("from_constructor", [False, True], ids=["method", "constructor"])
