@@ -24,6 +24,7 @@ _IGNORED = {
     "placement_group_capture_child_tasks",
     "accelerator_type",
     "label_selector",
+    "_metadata",  # Ray libraries' extension options (a dict)
 }
 
 
@@ -126,6 +127,7 @@ def make_options(cls: type[Any], base: Any | None, kwargs: dict[str, Any]) -> An
 _NUMBER = (int, float, type(None))
 _COUNT = (int, type(None))
 _TYPES: dict[str, tuple[type, ...]] = {
+    "_metadata": (dict, type(None)),
     "num_cpus": _NUMBER,
     "num_gpus": _NUMBER,
     "memory": _NUMBER,

@@ -45,6 +45,7 @@ def test_defaults_follow_ray() -> None:
         ({"num_returns": 1.0}, TypeError, "num_returns"),
         ({"num_returns": "stream"}, ValueError, "only accepts"),
         ({"retry_exceptions": [int]}, TypeError, "retry_exceptions"),
+        ({"_metadata": 3.14}, TypeError, r"'_metadata' must be \(<class 'dict'>"),
         ({"name": 3}, TypeError, r"'name' must be \(<class 'str'>"),
     ],
 )
@@ -68,6 +69,12 @@ def test_bad_task_options(kwargs: dict[str, object], error: type, match: str) ->
 def test_bad_actor_options(kwargs: dict[str, object], error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         make_options(ActorOptions, None, kwargs)
+
+
+def test_ray_library_metadata_is_accepted_and_kept_for_ray() -> None:
+    t = make_options(TaskOptions, None, {"_metadata": {"workflows.io/options": {}}})
+    assert t.ray_options == {"_metadata": {"workflows.io/options": {}}}
+    assert make_options(ActorOptions, None, {"_metadata": {"data": 1}}).ray_options
 
 
 def test_none_is_the_default_and_max_calls_only_in_the_decorator() -> None:
