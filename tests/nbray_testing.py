@@ -87,3 +87,31 @@ def run_python(
             f"script timed out after {timeout} s\nstdout:\n{out}\nstderr:\n{err}"
         ) from None
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def assert_oversized_code_is_refused(monkeypatch: Any) -> None:
+    """With Ray's limit at 2 MiB, a remote function and an actor class that capture 3 MiB
+    are refused at ``.remote()`` with Ray's messages, every time (on the engine set now)."""
+    import pytest
+
+    import nbray
+
+    monkeypatch.setenv("FUNCTION_SIZE_ERROR_THRESHOLD", str(2 * 1024 * 1024))
+    captured = bytes(3 * 1024 * 1024)
+
+    @nbray.remote
+    def closure() -> int:
+        return len(captured)
+
+    @nbray.remote
+    class Holder:
+        def size(self) -> int:
+            return len(captured)
+
+    with pytest.raises(ValueError, match=r"The remote function .*closure is too large \(3 MiB"):
+        closure.remote()
+    with pytest.raises(ValueError, match="FUNCTION_SIZE_ERROR_THRESHOLD=2 MiB"):
+        closure.remote()  # refused every time, never half-sent
+    with pytest.raises(ValueError, match="The actor Holder is too large"):
+        Holder.remote()
+    monkeypatch.delenv("FUNCTION_SIZE_ERROR_THRESHOLD")

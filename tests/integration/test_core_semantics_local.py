@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nbray_testing import wait_until
+from nbray_testing import assert_oversized_code_is_refused, wait_until
 
 import nbray
 from nbray._model import session
@@ -152,26 +152,7 @@ def test_calls_submitted_before_the_handle_is_dropped_finish(
 def test_a_function_over_the_size_limit_is_refused_as_in_ray(
     cluster: nbray.ClusterContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FUNCTION_SIZE_ERROR_THRESHOLD", str(2 * 1024 * 1024))
-    captured = bytes(3 * 1024 * 1024)
-
-    @nbray.remote
-    def closure() -> int:
-        return len(captured)
-
-    with pytest.raises(ValueError, match=r"The remote function .*closure is too large \(3 MiB"):
-        closure.remote()
-    with pytest.raises(ValueError, match="FUNCTION_SIZE_ERROR_THRESHOLD=2 MiB"):
-        closure.remote()  # refused every time, never half-sent
-
-    @nbray.remote
-    class Holder:
-        def size(self) -> int:
-            return len(captured)
-
-    with pytest.raises(ValueError, match="The actor Holder is too large"):
-        Holder.remote()
-    monkeypatch.delenv("FUNCTION_SIZE_ERROR_THRESHOLD")
+    assert_oversized_code_is_refused(monkeypatch)
     with pytest.warns(UserWarning, match="is very large"):
         big = bytes(11 * 1024 * 1024)
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from nbray_testing import assert_oversized_code_is_refused
 
 import nbray
 from nbray._engines.inline import InlineEngine
@@ -191,23 +192,7 @@ def test_a_function_over_the_size_limit_is_refused_inline_too(
     inline: InlineEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # code that runs in local_mode must run on a cluster: the same limit, Ray's message
-    monkeypatch.setenv("FUNCTION_SIZE_ERROR_THRESHOLD", str(2 * 1024 * 1024))
-    captured = bytes(3 * 1024 * 1024)
-
-    @nbray.remote
-    def closure() -> int:
-        return len(captured)
-
-    @nbray.remote
-    class Holder:
-        def size(self) -> int:
-            return len(captured)
-
-    for _ in range(2):  # every time
-        with pytest.raises(ValueError, match=r"The remote function .*closure is too large"):
-            closure.remote()
-    with pytest.raises(ValueError, match="The actor Holder is too large"):
-        Holder.remote()
+    assert_oversized_code_is_refused(monkeypatch)
     assert inline.calls == 0  # nothing ran
 
     @nbray.remote
