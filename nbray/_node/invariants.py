@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import Protocol
 
+from .fair_queue import FairQueue
 from .placement import Group
 from .resources import ResourcePool, Shape
 from .sched_records import Actor, Task, Worker
@@ -41,7 +42,7 @@ class SchedulerState(Protocol):
     workers: dict[int, Worker]
     tasks: dict[int, Task]
     actors: dict[int, Actor]
-    ready: deque[int]
+    ready: FairQueue
     ready_shapes: dict[tuple[str, Shape], int]
     idle: list[int]
     waiting_on: dict[int, set[int]]
@@ -102,7 +103,11 @@ def _worker_problems(s: SchedulerState) -> list[str]:
 
 
 def _task_problems(s: SchedulerState) -> list[str]:
-    out: list[str] = []
+    out: list[str] = [f"ready queue: {p}" for p in s.ready.problems()]
+    for owner, tid in s.ready.items():
+        t = s.tasks.get(tid)
+        if t is not None and t.owner != owner:
+            out.append(f"task {tid} of owner {t.owner} is queued under owner {owner}")
     ready = Counter(s.ready)
     for tid, n in ready.items():
         if n > 1:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 
+from .fair_queue import FairQueue
 from .instructions import (
     ActorStateChanged,
     BusyWorker,
@@ -109,7 +110,8 @@ class Scheduler:
         self.workers: dict[int, _Worker] = {}
         self.tasks: dict[int, _Task] = {}
         self.actors: dict[int, _Actor] = {}
-        self.ready: deque[int] = deque()
+        # ready tasks, one queue per owner, served fairly (fair_queue.py)
+        self.ready = FairQueue(self._running_by_owner)
         # (runtime_env, resource shape) -> how many ready tasks have it
         self.ready_shapes: dict[tuple[str, Shape], int] = {}
         self.idle: list[int] = []
@@ -500,7 +502,7 @@ class Scheduler:
                 out.append(Interrupt(t.worker_id, task_id))
             return
         if t.state == READY:
-            self.ready.remove(task_id)
+            self.ready.remove(t.owner, task_id)
             self._shape_count((t.env, t.shape), -1)
         self._finish(t)
         out.append(FailTask(task_id, "cancelled", "the task was cancelled before it ran"))
@@ -534,16 +536,30 @@ class Scheduler:
                 siblings.discard(t.task_id)
 
     def _ready_push(self, t: _Task, left: bool = False) -> None:
-        if left:
-            self.ready.appendleft(t.task_id)
-        else:
-            self.ready.append(t.task_id)
+        self.ready.push(t.owner, t.task_id, left)
         self._shape_count((t.env, t.shape), +1)
 
     def _ready_pop(self) -> _Task:
-        t = self.tasks[self.ready.popleft()]
+        t = self.tasks[self.ready.pop()]
         self._shape_count((t.env, t.shape), -1)
         return t
+
+    def _unskip(self, skipped: list[int]) -> None:
+        """Tasks ``_schedule`` looked past go back ahead of their owners' queues."""
+        if skipped:
+            self.ready.push_back_front([(self.tasks[tid].owner, tid) for tid in skipped])
+
+    def _running_by_owner(self) -> dict[int, int]:
+        """How many tasks each owner runs now (asked only while several owners wait)."""
+        running: dict[int, int] = {}
+        tasks = self.tasks
+        for w in self.workers.values():
+            if w.state == BUSY and w.task_id:
+                for tid in (w.task_id, *w.queued):
+                    t = tasks.get(tid)
+                    if t is not None:
+                        running[t.owner] = running.get(t.owner, 0) + 1
+        return running
 
     def _shape_count(self, shape: tuple[str, Shape], delta: int) -> None:
         n = self.ready_shapes.get(shape, 0) + delta
@@ -562,29 +578,31 @@ class Scheduler:
             self._pipeline(out)
             self._maybe_spawn(out)
             return
+        if not self.groups and not self.pool.any_fits(shape for _, shape in self.ready_shapes):
+            return  # nothing ready fits in the free resources: no need to look at each task
         skipped: list[int] = []
         no_worker = False  # a task fits but no idle worker has its runtime_env
         while self.ready:
-            tid = self.ready[0]
-            t = self.tasks[tid]
-            if not self._fits(t):
-                skipped.append(self.ready.popleft())
-                if len(skipped) >= SCAN_LIMIT:
-                    break
-                continue
-            if not self.idle:
-                self.ready.extendleft(reversed(skipped))
+            if not self.idle:  # the last idle worker was taken: queue behind busy ones
+                self._unskip(skipped)
                 skipped = []
                 self._pipeline(out)
                 self._maybe_spawn(out)
                 break
+            tid = self.ready.peek()
+            t = self.tasks[tid]
+            if not self._fits(t):
+                skipped.append(self.ready.pop())
+                if len(skipped) >= SCAN_LIMIT:
+                    break
+                continue
             t.gpu_ids = self._acquire(t)
             wid = self._take_idle(t.env, t.gpu_ids)
             if not wid:
                 self._release(t)
                 t.gpu_ids = ()
                 no_worker = True
-                skipped.append(self.ready.popleft())
+                skipped.append(self.ready.pop())
                 if len(skipped) >= SCAN_LIMIT:
                     break
                 continue
@@ -597,7 +615,7 @@ class Scheduler:
             t.worker_id = wid
             t.attempts += 1
             out.append(Dispatch(wid, tid, t.gpu_ids))
-        self.ready.extendleft(reversed(skipped))
+        self._unskip(skipped)
         if no_worker:
             self._maybe_spawn(out)
 
@@ -626,7 +644,7 @@ class Scheduler:
         if self.pipeline_depth <= 1:
             return
         while self.ready:
-            t = self.tasks[self.ready[0]]
+            t = self.tasks[self.ready.peek()]
             if not t.short:
                 return
             best: _Worker | None = None
@@ -773,7 +791,7 @@ class Scheduler:
                         out.append(KillWorker(w.worker_id))
             elif t.state == READY:
                 with contextlib.suppress(ValueError):
-                    self.ready.remove(t.task_id)
+                    self.ready.remove(t.owner, t.task_id)
                     self._shape_count((t.env, t.shape), -1)
             self._finish(t)
             out.append(FailTask(t.task_id, "pg_removed", f"task {t.name}: {why}"))

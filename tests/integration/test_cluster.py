@@ -922,3 +922,40 @@ def test_init_with_arguments_says_it_did_not_join_the_shared_cluster(
     with pytest.warns(PrivateClusterWarning, match=r"init\(num_cpus=1\) started a private"):
         ctx = cluster_factory(num_cpus=1)
     assert ctx.owned and nbray.cluster_resources()["CPU"] == 1
+
+
+def test_a_kernels_single_task_does_not_wait_behind_anothers_batch(
+    cluster_factory: Callable[..., nbray.ClusterContext], tmp_path: Path
+) -> None:
+    # two kernels share one cluster: this process floods it, another asks for one task
+    ctx = cluster_factory(num_cpus=2)
+    flag = tmp_path / "served"
+
+    @nbray.remote
+    def work(flag: str) -> bool:
+        import os
+        import time
+
+        served_before = os.path.exists(flag)  # did the other kernel's task run already?
+        time.sleep(0.005)
+        return served_before
+
+    batch = [work.remote(str(flag)) for _ in range(2000)]  # about 5 s of work on 2 CPUs
+    res = run_python(
+        f"""
+        import nbray
+        from pathlib import Path
+        nbray.init(address={ctx.address!r})
+        serve = nbray.remote(lambda: Path({str(flag)!r}).write_text("yes"))
+        nbray.get(serve.remote(), timeout=120)
+        print("served")
+        nbray.shutdown()
+        """,
+        env={"NBRAY_SECRET_FILE": str(Path(ctx.session_dir) / "secret"), "NBRAY_ADDRESS": ""},
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "served"
+    # first come, first served runs it after the whole batch; it ran while most of the
+    # batch still waited
+    started_after = sum(nbray.get(batch, timeout=120))
+    assert started_after > len(batch) // 2, started_after

@@ -1020,8 +1020,9 @@ def test_short_tasks_are_pipelined_only_when_no_worker_is_idle() -> None:
     assert s.counts() == {"WAITING": 0, "READY": 2, "RUNNING": 3}
     assert s.available == {"CPU": 0.0}
     assert s.task_finished(2, ok=True) == []  # 3 takes over on worker 1
-    assert s.task_finished(1, ok=True) == [Dispatch(2, 4)]
-    assert s.task_finished(3, ok=True) == [Dispatch(1, 5)]
+    # 4 takes the free CPU; no worker is idle then, so short 5 queues behind short 3
+    assert s.task_finished(1, ok=True) == [Dispatch(2, 4), Dispatch(1, 5)]
+    assert s.task_finished(3, ok=True) == []  # 5 takes over on worker 1
     assert s.counts() == {"WAITING": 0, "READY": 0, "RUNNING": 2}
 
 
@@ -1131,7 +1132,13 @@ def test_blocked_worker_gives_back_its_queue_which_runs_first_elsewhere() -> Non
     assert s.worker_died(2, -9) == [died(2, 2, -9), SpawnWorker(3)]
     assert s.worker_started(3) == [Dispatch(3, 2)]
     assert s.task_finished(2, ok=True) == [Dispatch(3, 3)]
-    assert s.task_finished(3, ok=True) == [Dispatch(3, 4)]
+    # 4 takes the CPU; the short tasks behind it queue on its worker, in order
+    assert s.task_finished(3, ok=True) == [
+        Dispatch(3, 4),
+        Dispatch(3, 5),
+        Dispatch(3, 6),
+        Dispatch(3, 7),
+    ]
 
 
 def test_partial_unqueue_when_the_worker_started_one_already() -> None:
@@ -1211,13 +1218,13 @@ def test_worker_death_requeues_its_queue_uncounted_and_retries_the_running_task(
     assert s.worker_died(1, -9) == [died(1, 2, -9), SpawnWorker(2)]
     assert s.counts() == {"WAITING": 0, "READY": 5, "RUNNING": 0}
     assert s.available == s.total
-    assert s.worker_started(2) == [Dispatch(2, 1)]
-    # in the same order: the retried task, the queue it had, then what waited
-    assert submit(s, 6, short=True) == [Dispatch(2, 2), Dispatch(2, 3), Dispatch(2, 4)]
+    # in the same order: the retried task, then the queue it had, behind it at once
+    assert s.worker_started(2) == [Dispatch(2, 1), Dispatch(2, 2), Dispatch(2, 3), Dispatch(2, 4)]
+    assert submit(s, 6, short=True) == []  # the queue behind task 1 is full
     # a second death: task 1 is out of retries; the queued ones, with none, go back again
     assert s.worker_died(2, -9) == [crashed(1, 2, -9), SpawnWorker(3)]
-    assert s.worker_started(3) == [Dispatch(3, 2)]
-    assert submit(s, 7, short=True) == [Dispatch(3, 3), Dispatch(3, 4), Dispatch(3, 5)]
+    assert s.worker_started(3) == [Dispatch(3, 2), Dispatch(3, 3), Dispatch(3, 4), Dispatch(3, 5)]
+    assert submit(s, 7, short=True) == []
     assert s.task_finished(2, ok=True) == [Dispatch(3, 6)]
     assert s.task_finished(3, ok=True) == [Dispatch(3, 7)]
     for tid in (4, 5, 6, 7):
@@ -1881,7 +1888,7 @@ def test_a_retiring_worker_s_tasks_run_elsewhere_without_losing_an_attempt() -> 
     assert s.worker_retiring(1) == [SpawnWorker(2)]  # its place in the pool is refilled
     assert s.counts() == {"WAITING": 0, "READY": 2, "RUNNING": 0}
     assert s.worker_died(1, 0) == []  # its exit loses nothing
-    assert s.worker_started(2) == [Dispatch(2, 2)]
-    assert s.task_finished(2, ok=True) == [Dispatch(2, 3)]
+    assert s.worker_started(2) == [Dispatch(2, 2), Dispatch(2, 3)]  # 3 queued behind 2
+    assert s.task_finished(2, ok=True) == []
     assert s.tasks[3].attempts == 1  # the first attempt, not a retry
     assert s.worker_retiring(99) == []  # unknown (already gone): nothing to do
