@@ -30,7 +30,18 @@ export interface IStatus {
   tasks?: { [state: string]: number };
   workers?: { [id: string]: string };
   clients?: number;
+  /** Each kernel with tasks here: how many run and wait (the cluster is shared fairly). */
+  kernels?: IKernelShare[];
   settings: { num_cpus: number | null; object_store_memory: number | null };
+}
+
+export interface IKernelShare {
+  pid: number;
+  running: number;
+  queued: number;
+  /** This server's kernel, and its notebook, when the process is one of them. */
+  kernel_id?: string;
+  path?: string;
 }
 
 /** The SSH cluster of `nbray up` (GET ssh/status): per-host progress and node liveness. */

@@ -1,6 +1,6 @@
 // A node's card (CPU, memory, GPU bars, workers, object store): the side panel's and the
 // dashboard's.
-import { INode } from './model';
+import { IKernelShare, INode } from './model';
 import { formatBytes, h } from './format';
 
 function bar(label: string, percent: number, detail: string): HTMLElement {
@@ -49,4 +49,18 @@ export function nodeCard(node: INode): HTMLElement {
   const store = `${used}${capacity ? ` / ${formatBytes(capacity)}` : ''}`;
   card.appendChild(h('div', 'nbray-node-note', `${workers} workers · object store ${store}`));
   return card;
+}
+
+/** One kernel's share of a shared cluster: its part of the running tasks, and what waits. */
+export function kernelShare(share: IKernelShare, totalRunning: number): HTMLElement {
+  const name = share.path
+    ? (share.path.split('/').pop() ?? share.path)
+    : share.kernel_id
+      ? `kernel ${share.kernel_id.slice(0, 8)}`
+      : `pid ${share.pid}`;
+  const percent = totalRunning ? (100 * share.running) / totalRunning : 0;
+  const row = bar(name, percent, `${share.running} running · ${share.queued} queued`);
+  row.classList.add('nbray-kernel-share');
+  row.title = share.path || share.kernel_id || `process ${share.pid}`;
+  return row;
 }

@@ -4,7 +4,7 @@ import { TASK_STATES } from './events';
 import { LiveWidget } from './live';
 import { h, stateColor } from './format';
 import { ClusterModel, ISshStatus } from './model';
-import { nodeCard } from './nodes';
+import { kernelShare, nodeCard } from './nodes';
 
 export namespace NbrayPanel {
   export interface IOptions {
@@ -77,6 +77,8 @@ export class NbrayPanel extends LiveWidget {
     node.appendChild(this._error);
     this._resources = h('div', 'nbray-resources');
     node.appendChild(this._resources);
+    this._kernels = h('div', 'nbray-kernels');
+    node.appendChild(this._kernels);
 
     node.appendChild(h('h3', '', 'Nodes'));
     this._nodes = h('div', 'nbray-nodes');
@@ -229,6 +231,9 @@ export class NbrayPanel extends LiveWidget {
     } else {
       this._resources.textContent = '';
     }
+    const shares = status?.kernels ?? [];
+    const running = shares.reduce((sum, k) => sum + k.running, 0);
+    this._kernels.replaceChildren(...shares.map(k => kernelShare(k, running)));
 
     this._nodes.replaceChildren(...model.nodes.map(n => nodeCard(n)));
     if (model.nodes.length === 0) {
@@ -272,6 +277,7 @@ export class NbrayPanel extends LiveWidget {
   private _cpus!: HTMLInputElement;
   private _error!: HTMLElement;
   private _resources!: HTMLElement;
+  private _kernels!: HTMLElement;
   private _nodes!: HTMLElement;
   private _counts!: HTMLElement;
   private _rate!: HTMLElement;

@@ -48,6 +48,10 @@ class FairQueue:
         """The owners with queued tasks, in turn order."""
         return list(self._turns)
 
+    def lengths(self) -> dict[int, int]:
+        """How many tasks each owner has queued."""
+        return {owner: len(queue) for owner, queue in self._queues.items()}
+
     def items(self) -> Iterator[tuple[int, int]]:
         """Every queued ``(owner, task id)``."""
         for owner, queue in self._queues.items():

@@ -178,7 +178,7 @@ class Head:
             self._client_changed(peer, "CONNECTED")
 
     def _client_changed(self, peer: Peer, state: str) -> None:
-        event = client_event(peer.conn_id, peer.pid, peer.role, state, self.conns.clients())
+        event = client_event(peer.conn_id, peer.pid, peer.role, state, len(self.conns.clients()))
         self.bus.publish(event, history=False)
 
     def peer_lost(self, peer: Peer) -> None:

@@ -49,15 +49,24 @@ def status(
     finished: Mapping[str, int],
     pids: Mapping[int, int],
     actors: int,
-    clients: int,
+    clients: Mapping[int, int],
     objects: ObjectDirectory,
 ) -> dict[str, Any]:
+    """``clients``: each client connection's id and process id. ``owners`` says, per client
+    (kernel) with work here, how many of its tasks run and wait: its share."""
+    running = sched.running_by_owner()
+    queued = sched.ready.lengths()
     return {
         "tasks": {**sched.counts(), **finished},
         "workers": {str(k): v for k, v in sched.worker_states().items()},
         "worker_pids": {str(k): v for k, v in pids.items()},
         "actors": actors,
-        "clients": clients,
+        "clients": len(clients),
+        "owners": [
+            {"pid": pid, "running": running.get(conn, 0), "queued": queued.get(conn, 0)}
+            for conn, pid in sorted(clients.items())
+            if conn in running or conn in queued
+        ],
         "objects": len(objects),
     }
 

@@ -176,8 +176,9 @@ class Connections:
         if peer is not None:
             peer.abort()
 
-    def clients(self) -> int:
-        return sum(1 for p in self.peers.values() if p.role != "worker")
+    def clients(self) -> dict[int, int]:
+        """The client (not worker) connections: id -> process id."""
+        return {c: p.pid for c, p in self.peers.items() if p.role != "worker"}
 
     def flush_soon(self, peer: Peer) -> None:
         if not self._dirty:

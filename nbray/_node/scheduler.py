@@ -111,7 +111,7 @@ class Scheduler:
         self.tasks: dict[int, _Task] = {}
         self.actors: dict[int, _Actor] = {}
         # ready tasks, one queue per owner, served fairly (fair_queue.py)
-        self.ready = FairQueue(self._running_by_owner)
+        self.ready = FairQueue(self.running_by_owner)
         # (runtime_env, resource shape) -> how many ready tasks have it
         self.ready_shapes: dict[tuple[str, Shape], int] = {}
         self.idle: list[int] = []
@@ -549,8 +549,9 @@ class Scheduler:
         if skipped:
             self.ready.push_back_front([(self.tasks[tid].owner, tid) for tid in skipped])
 
-    def _running_by_owner(self) -> dict[int, int]:
-        """How many tasks each owner runs now (asked only while several owners wait)."""
+    def running_by_owner(self) -> dict[int, int]:
+        """How many tasks each owner runs now (the fair queue asks only while several
+        owners wait; the status view for each kernel's share)."""
         running: dict[int, int] = {}
         tasks = self.tasks
         for w in self.workers.values():

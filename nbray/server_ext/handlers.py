@@ -1,6 +1,7 @@
 """Thin tornado handlers over the ClusterManager (REST, WebSocket, dashboard page).
 
-    GET  <base>/nbray/api/cluster            status: state, settings, resources, counters
+    GET  <base>/nbray/api/cluster            status: state, settings, resources, counters,
+                                             each kernel's share (running, queued)
     POST <base>/nbray/api/cluster/start      body: settings (optional) ─▶ manager.start
     POST <base>/nbray/api/cluster/stop                                 ─▶ manager.stop
     POST <base>/nbray/api/cluster/restart    body: settings (optional) ─▶ manager.restart
@@ -66,7 +67,27 @@ class ClusterHandler(_Base):
     @authorized
     async def get(self) -> None:
         self.manager.ensure_started()
-        self.reply(await self.call(self.manager.status))
+        status = await self.call(self.manager.status)
+        if status.get("kernels"):
+            await self._name_kernels(status["kernels"])
+        self.reply(status)
+
+    async def _name_kernels(self, shares: list[dict[str, Any]]) -> None:
+        """Add this server's kernel id and notebook path to each share, found by the
+        kernel's process id (a script or another server's kernel keeps only its pid)."""
+        km = self.kernel_manager
+        by_pid: dict[int, str] = {}
+        for kid in km.list_kernel_ids():
+            pid = getattr(getattr(km.get_kernel(kid), "provisioner", None), "pid", None)
+            if pid:
+                by_pid[int(pid)] = kid
+        sessions: list[dict[str, Any]] = await ensure_async(self.session_manager.list_sessions())
+        paths = {(s.get("kernel") or {}).get("id", ""): s.get("path", "") for s in sessions}
+        for share in shares:
+            found = by_pid.get(int(share.get("pid") or 0))
+            if found:
+                share["kernel_id"] = found
+                share["path"] = paths.get(found, "")
 
 
 class ClusterActionHandler(_Base):

@@ -415,6 +415,9 @@ class ClusterManager:
             objects=head["objects"],
             # the server's own connection is not a kernel
             clients=max(0, head["clients"] - 1),
+            # each kernel's share: its tasks running and queued (pid; the handler adds
+            # which kernel and notebook that is)
+            kernels=head.get("owners", []),
         )
         return out
 

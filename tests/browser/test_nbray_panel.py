@@ -37,6 +37,8 @@ NOTEBOOK_CELLS = [
     "import sys\n\n\n@nbray.remote(max_retries=0)\ndef boom():\n"
     "    print('about to fail', file=sys.stderr)\n    raise ValueError('boom: bad input')\n\n\n"
     "try:\n    nbray.get(boom.remote())\nexcept ValueError:\n    print('failed as expected')",
+    # three slow tasks on 2 CPUs: the panel shows this notebook's share while they run
+    "slow = [nbray.remote(lambda: time.sleep(6)).remote() for _ in range(3)]",
 ]
 
 
@@ -157,6 +159,10 @@ def test_notebook_tasks_appear_in_panel_and_dashboard(page: Any, lab: Lab) -> No
     panel.locator(".nbray-count-FAILED").wait_for()
     panel.locator(".nbray-failure", has_text="boom").wait_for()
     assert "boom: bad input" in panel.locator(".nbray-failure").first.inner_text()
+    # the notebook's share of the cluster, named after it, while its slow tasks run
+    share = panel.locator(".nbray-kernel-share", has_text="tasks.ipynb")
+    share.wait_for(timeout=20_000)
+    assert re.search(r"[12] running · [01] queued", share.inner_text()), share.inner_text()
     page.screenshot(path=str(artifact("panel.png")))
     update_docs_image("panel.png")
 

@@ -73,6 +73,11 @@ async def test_kernel_restart_cancels_its_tasks_and_cluster_carries_on(
         running = await until(two_running)
         status = await api("cluster")
         assert status["clients"] == 1  # the kernel (the server's own connection not counted)
+        # its share of the cluster, named by this server's kernel id
+        pid = jp_serverapp.kernel_manager.get_kernel(kid).provisioner.pid
+        assert status["kernels"] == [
+            {"pid": pid, "running": 2, "queued": 0, "kernel_id": kid, "path": ""}
+        ]
 
         await jp_fetch("api", "kernels", kid, "restart", method="POST", body="{}")
 

@@ -97,6 +97,7 @@ def test_every_event_is_validated() -> None:
         "total",
         "available",
         "placement_group_problem",
+        "running_by_owner",
     }
     public = {n for n in vars(Scheduler) if not n.startswith("_")} - views - {"gpu_free"}
     assert public == set(EVENTS)
