@@ -161,6 +161,10 @@ export class ClusterModel {
     this._active = false;
     this._views.clear();
     window.clearTimeout(this._sshTimer);
+    if (this._trailing !== null) {
+      window.clearTimeout(this._trailing);
+      this._trailing = null;
+    }
     this._disconnect();
   }
 
@@ -230,10 +234,23 @@ export class ClusterModel {
     if (this.status && this.status.state !== msg.state) {
       refresh = true;
     }
-    // the kernel count and head counters: at most every 2 s while tasks come and go
+    // the kernel count, the kernels' shares and the head's counters: at most every 2 s
+    // while tasks come and go, and once more 2 s after the last change (a trailing
+    // refresh), so what the panel shows is never older than that
     const now = Date.now();
-    if (msg.events.some(e => e.type === 'task') && now - this._lastRefresh > 2000) {
-      refresh = true;
+    if (msg.events.some(e => e.type === 'task')) {
+      if (now - this._lastRefresh > 2000) {
+        refresh = true;
+      } else if (this._trailing === null) {
+        this._trailing = window.setTimeout(
+          () => {
+            this._trailing = null;
+            this._lastRefresh = Date.now();
+            void this.refresh();
+          },
+          2000 - (now - this._lastRefresh)
+        );
+      }
     }
     if (refresh) {
       this._lastRefresh = now;
@@ -249,6 +266,7 @@ export class ClusterModel {
   private _active = false;
   private _views = new Set<object>();
   private _lastRefresh = 0;
+  private _trailing: number | null = null; // the refresh after a throttled one
   private _backoff = 500;
   private _dropped = false; // the stream broke: refresh when it is back
   private _retry = 0;
