@@ -276,7 +276,7 @@ class LocalEngine(PlacementGroups, Engine):
             methods,
             is_async=is_async,
             # its handles are counted by the head through this token (an object the head
-            # made for the actor, held by this process): see release_out_of_scope
+            # made for the actor, held by this process): see _on_out_of_scope
             token=ObjectRef(spec.actor_id, self) if counted else None,
         )
 
