@@ -114,21 +114,24 @@ def packed_size(s: Serialized) -> int:
     return size
 
 
-def pack_into(s: Serialized, target: memoryview) -> None:
-    """Write ``s`` into ``target`` (exactly ``packed_size(s)`` bytes long)."""
+def chunks(s: Serialized) -> list[bytes | memoryview]:
+    """``s`` packed, as the pieces to write one after another (``packed_size(s)`` bytes in
+    all): header, main pickle, then each buffer after its padding. The buffers are not
+    copied."""
     bufs = [b.raw() for b in s.buffers]
-    _COUNT.pack_into(target, 0, len(bufs), len(s.main))
-    off = _COUNT.size
+    header = bytearray(_header_size(len(bufs)))
+    _COUNT.pack_into(header, 0, len(bufs), len(s.main))
+    for i, raw in enumerate(bufs):
+        _LEN.pack_into(header, _COUNT.size + i * _LEN.size, raw.nbytes)
+    out: list[bytes | memoryview] = [bytes(header), s.main]
+    off = len(header) + len(s.main)
     for raw in bufs:
-        _LEN.pack_into(target, off, raw.nbytes)
-        off += _LEN.size
-    off = _header_size(len(bufs))
-    target[off : off + len(s.main)] = s.main
-    off += len(s.main)
-    for raw in bufs:
-        off += _pad(off)
-        target[off : off + raw.nbytes] = raw
-        off += raw.nbytes
+        pad = _pad(off)
+        if pad:
+            out.append(bytes(pad))
+        out.append(raw)
+        off += pad + raw.nbytes
+    return out
 
 
 def pack_plain(args: tuple[Any, ...]) -> bytes:
@@ -143,9 +146,7 @@ def pack(s: Serialized) -> bytes:
     """``s`` as one bytes blob (for inline transport)."""
     if not s.buffers:
         return _COUNT.pack(0, len(s.main)) + bytes(_pad(_COUNT.size)) + s.main
-    out = bytearray(packed_size(s))
-    pack_into(s, memoryview(out))
-    return bytes(out)
+    return b"".join(chunks(s))
 
 
 _PAD0 = bytes(_pad(_COUNT.size))

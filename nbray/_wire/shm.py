@@ -1,6 +1,6 @@
 """Segments for large objects: POSIX shm under /dev/shm, or files in the spill directory.
 
-    producer (client put / worker result): create(name, size, spill_dir) ─▶ write
+    producer (client put / worker result): create(name, size, spill_dir) ─▶ write (pwritev)
         ─▶ Payload(SHM, segment) — a bare name in /dev/shm, or an absolute path on disk
            when /dev/shm has no room (Docker's 64 MB default)
     head: owns the segment from then on; spill() moves it to disk when the store is over
@@ -24,10 +24,12 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 SHM_DIR = Path("/dev/shm")
 PREFIX = "nbray-"
+_IOV_MAX = 1024  # Linux's limit on the buffers of one pwritev
 
 
 def segment_name(session: str, object_id: int) -> str:
@@ -43,7 +45,43 @@ def is_spilled(segment: str) -> bool:
     return segment.startswith("/")
 
 
-def _create_at(path: Path, size: int) -> mmap.mmap:
+class NewSegment:
+    """A segment being written: ``write`` its bytes, then close it (``with``). ``segment``
+    is its name, or its path when it went to the spill directory."""
+
+    def __init__(self, segment: str, fd: int) -> None:
+        self.segment = segment
+        self._fd = fd
+
+    def write(self, chunks: Sequence[bytes | memoryview], offset: int = 0) -> None:
+        """Write ``chunks`` one after another from ``offset``, with ``pwritev``: no mapping
+        is made, so no page is faulted in one by one (twice as fast as a copy into a
+        fresh mmap on tmpfs)."""
+        views = [memoryview(c).cast("B") for c in chunks]
+        while views:
+            batch = views[:_IOV_MAX]
+            written = os.pwritev(self._fd, batch, offset)
+            offset += written
+            # pwritev may stop short (at 2 GiB, or on a signal): drop what went out
+            while views and written >= views[0].nbytes:
+                written -= views[0].nbytes
+                views.pop(0)
+            if written:
+                views[0] = views[0][written:]
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> NewSegment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _create_at(path: Path, size: int) -> int:
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     except FileExistsError:
@@ -53,27 +91,25 @@ def _create_at(path: Path, size: int) -> mmap.mmap:
         os.unlink(path)
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     try:
-        try:
-            os.posix_fallocate(fd, 0, max(size, 1))
-        except OSError:
-            os.unlink(path)
-            raise
-        return mmap.mmap(fd, max(size, 1))
-    finally:
+        os.posix_fallocate(fd, 0, max(size, 1))
+    except OSError:
         os.close(fd)
+        os.unlink(path)
+        raise
+    return fd
 
 
-def create(name: str, size: int, spill_dir: str = "") -> tuple[str, mmap.mmap]:
-    """A new writable segment of ``size`` bytes, readable by this user only: in /dev/shm
-    when it has room, else (with ``spill_dir``) a file there. Returns the segment (name or
-    path) and its map; raises OSError when neither has room."""
+def create(name: str, size: int, spill_dir: str = "") -> NewSegment:
+    """A new segment of ``size`` bytes, readable by this user only, its space reserved: in
+    /dev/shm when it has room, else (with ``spill_dir``) a file there. Raises OSError when
+    neither has room."""
     try:
-        return name, _create_at(SHM_DIR / name, size)
+        return NewSegment(name, _create_at(SHM_DIR / name, size))
     except OSError:
         if not spill_dir:
             raise
     path = Path(spill_dir) / name
-    return str(path), _create_at(path, size)
+    return NewSegment(str(path), _create_at(path, size))
 
 
 def open_readonly(segment: str, size: int, spill_dir: str = "") -> mmap.mmap:

@@ -21,10 +21,9 @@ def inline(data: bytes = b"x") -> Payload:
 
 def segment(object_id: int, data: bytes) -> Payload:
     """A real /dev/shm segment holding ``data``."""
-    name, mm = shm.create(shm.segment_name(TOKEN, object_id), len(data))
-    with mm:
-        mm[: len(data)] = data
-    return Payload(SHM, segment=name, size=len(data))
+    with shm.create(shm.segment_name(TOKEN, object_id), len(data)) as new:
+        new.write([data])
+    return Payload(SHM, segment=new.segment, size=len(data))
 
 
 @pytest.fixture(autouse=True)
@@ -137,10 +136,10 @@ def test_create_falls_back_to_the_spill_dir_when_shm_has_no_room(tmp_path: Path)
     too_big = shm.available_bytes() + 2**30
     with pytest.raises(OSError):
         shm.create(shm.segment_name(TOKEN, 7), too_big)
-    where, mm = shm.create(shm.segment_name(TOKEN, 8), 10, str(tmp_path))
-    mm.close()
-    assert where == shm.segment_name(TOKEN, 8)  # small enough for /dev/shm
-    shm.unlink(where)
+    with shm.create(shm.segment_name(TOKEN, 8), 10, str(tmp_path)) as new:
+        new.write([b"x" * 10])
+    assert new.segment == shm.segment_name(TOKEN, 8)  # small enough for /dev/shm
+    shm.unlink(new.segment)
 
 
 def test_segments_a_dead_creator_never_stored_are_swept(tmp_path: Path) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import mmap
+import secrets
 import threading
 
 import numpy as np
 import pytest
 
-from nbray._wire.serialization import pack, pack_into, packed_size, serialize, unpack
+from nbray._wire import shm
+from nbray._wire.serialization import chunks, pack, packed_size, serialize, unpack
 from nbray.exceptions import SerializationError
 
 
@@ -31,14 +32,36 @@ def test_numpy_buffers_are_out_of_band_and_zero_copy() -> None:
     assert len(s.buffers) == 1
     assert len(s.main) < 1000  # the array's bytes are not in the pickle stream
     size = packed_size(s)
-    mm = mmap.mmap(-1, size)
-    pack_into(s, memoryview(mm))
-    view = memoryview(mm)
-    out = unpack(view)["a"]
+    with shm.create(shm.segment_name(secrets.token_hex(4), 1), size) as new:
+        new.write(chunks(s))
+    try:
+        mm = shm.open_readonly(new.segment, size)
+    finally:
+        shm.unlink(new.segment)
+    out = unpack(memoryview(mm))["a"]
     np.testing.assert_array_equal(out, arr)
     base = np.frombuffer(mm, dtype=np.uint8)
     assert np.shares_memory(out, base)
     assert out.__array_interface__["data"][0] % 64 == 0  # aligned
+    assert not out.flags.writeable
+
+
+def test_a_segment_of_more_buffers_than_one_pwritev_takes_is_whole() -> None:
+    """``NewSegment.write`` goes on past the 1,024 buffers one ``pwritev`` takes: 1,500
+    arrays of odd sizes (so padding between them) come back equal."""
+    arrays = [np.full(i % 7 + 1, i % 251, dtype=np.uint8) for i in range(1500)]
+    s = serialize(arrays)
+    assert len(s.buffers) == 1500
+    size = packed_size(s)
+    with shm.create(shm.segment_name(secrets.token_hex(4), 2), size) as new:
+        new.write(chunks(s))
+    try:
+        with shm.open_readonly(new.segment, size) as mm:
+            out = unpack(bytes(mm))
+    finally:
+        shm.unlink(new.segment)
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, out, strict=True))
+    assert pack(s) == b"".join(bytes(c) for c in chunks(s))
 
 
 def test_read_only_source_gives_read_only_arrays() -> None:

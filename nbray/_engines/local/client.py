@@ -229,7 +229,7 @@ class Client:
             return P.Payload(P.INLINE, serialization.pack(s)), s.contained
         name = shm.segment_name(self.session, oid)
         try:
-            segment, mm = shm.create(name, size, self.spill_dir)
+            new = shm.create(name, size, self.spill_dir)
         except OSError as exc:
             from nbray._base.errors import ObjectStoreFullError
 
@@ -240,9 +240,9 @@ class Client:
                 f"{self.spill_dir} ({disk / 1e6:.1f} MB free) has room ({exc}). Free "
                 "objects (drop their ObjectRefs) or make room on those filesystems."
             ) from exc
-        with mm:
-            serialization.pack_into(s, memoryview(mm))
-        return P.Payload(P.SHM, segment=segment, size=size), s.contained
+        with new:
+            new.write(serialization.chunks(s))
+        return P.Payload(P.SHM, segment=new.segment, size=size), s.contained
 
     def fetch(self, oids: Iterable[int]) -> None:
         """Ask the head for these objects, once each."""
