@@ -23,10 +23,14 @@ that none of them imports upward.
 from __future__ import annotations
 
 import sys
-from typing import Any as _Any
 
 from ._base.lazy import lazy_getattr as _lazy_getattr
 from ._base.lazy import stub_exports as _stub_exports
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: see _base/lazy.py)
+if TYPE_CHECKING:
+    from typing import Any as _Any
+del TYPE_CHECKING  # not a public name
 
 __version__ = "0.1.0"
 

@@ -11,21 +11,37 @@
 from __future__ import annotations
 
 import importlib
-import re
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+import os
+
+# ``import nbray`` runs this module and the package's __init__ only: they import neither
+# typing, re nor pathlib (about 15 ms), so the head process, whose ``python -m`` imports the
+# package first, spawns its fork server sooner. TYPE_CHECKING stands for typing's.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 __all__ = ["lazy_getattr", "stub_exports"]
-
-_STUB_LINE = re.compile(r"^from (\.[\w.]*) import (\w+) as (\w+)$", re.MULTILINE)
 
 
 def stub_exports(init_file: str) -> dict[str, tuple[str, str]]:
     """Public name -> (module relative to the package, attribute or submodule name), read
-    from the ``__init__.pyi`` beside ``init_file``."""
-    text = Path(init_file).with_suffix(".pyi").read_text()
-    return {public: (module, name) for module, name, public in _STUB_LINE.findall(text)}
+    from the ``__init__.pyi`` beside ``init_file``: its lines
+    ``from .MODULE import NAME as PUBLIC``."""
+    with open(os.path.splitext(init_file)[0] + ".pyi", encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    exports = {}
+    for line in lines:
+        words = line.split(" ")
+        if (
+            len(words) == 6
+            and (words[0], words[2], words[4]) == ("from", "import", "as")
+            and words[1].startswith(".")
+            and words[3].isidentifier()
+            and words[5].isidentifier()
+        ):
+            exports[words[5]] = (words[1], words[3])
+    return exports
 
 
 def lazy_getattr(

@@ -13,7 +13,6 @@ raises, and the ``next`` after it raises StopIteration.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -101,6 +100,8 @@ class ObjectRefGenerator:
         return self
 
     async def __anext__(self) -> ObjectRef:
+        import asyncio
+
         ref = await asyncio.to_thread(self._next, None)
         if ref is None:
             raise StopAsyncIteration

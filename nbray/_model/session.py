@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing is not imported: see nbray/_base/lazy.py
 if TYPE_CHECKING:
+    from typing import Any
+
     from .engine import Engine
     from .object_ref import ObjectRef
 

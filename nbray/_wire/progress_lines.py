@@ -13,7 +13,10 @@ driver recognises the same lines. The sink is handed down by the faces (``nbray`
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported: see nbray/_base/lazy.py
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["MAGIC", "intercept", "sink"]
 

@@ -16,15 +16,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nbray._base.errors import NbrayConnectionError
+if TYPE_CHECKING:
+    from nbray._base.errors import NbrayConnectionError
+
+
+def connection_error(message: str) -> NbrayConnectionError:
+    """``NbrayConnectionError(message)``, imported only when needed: ``init`` reads and
+    writes these files before it starts the head, where every import delays it."""
+    from nbray._base.errors import NbrayConnectionError
+
+    return NbrayConnectionError(message)
 
 
 def user_root() -> Path:
@@ -41,14 +49,14 @@ def user_root() -> Path:
 
 def new_session_dir() -> tuple[Path, str]:
     """A fresh private directory for a cluster, and its random session token."""
-    token = secrets.token_hex(8)
+    token = os.urandom(8).hex()  # (what secrets.token_hex does, without its imports)
     path = user_root() / f"session-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{token}"
     path.mkdir(mode=0o700)
     return path, token
 
 
 def write_secret(path: Path) -> bytes:
-    secret = secrets.token_bytes(32)
+    secret = os.urandom(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(secret)
@@ -60,7 +68,7 @@ def read_secret(path: str | Path) -> bytes:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise NbrayConnectionError(
+        raise connection_error(
             f"the cluster's secret file {path} does not exist; is the cluster running? "
             "Set NBRAY_SECRET_FILE to the secret file of the cluster you connect to."
         ) from None
@@ -71,7 +79,7 @@ def read_secret(path: str | Path) -> bytes:
         )
     data = path.read_bytes()
     if len(data) < 32:
-        raise NbrayConnectionError(f"the secret file {path} is too short (expected 32 bytes)")
+        raise connection_error(f"the secret file {path} is too short (expected 32 bytes)")
     return data
 
 

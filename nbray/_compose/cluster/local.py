@@ -21,25 +21,32 @@ import subprocess
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nbray._base.errors import NbrayConnectionError
 from nbray._wire import session_files as sf
+
+if TYPE_CHECKING:
+    from nbray._base.errors import NbrayConnectionError
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
 
-@dataclass
 class LocalCluster:
-    """A head process started by this process."""
+    """A head process started by this process. (A plain class: nothing before the head's
+    ``Popen`` imports dataclasses or nbray's errors, so the head starts sooner.)"""
 
-    process: subprocess.Popen[bytes]
-    session_dir: Path
-    address: str
-    secret: bytes
+    def __init__(
+        self, process: subprocess.Popen[bytes], session_dir: Path, address: str, secret: bytes
+    ) -> None:
+        self.process = process
+        self.session_dir = session_dir
+        self.address = address
+        self.secret = secret
+
+    def __repr__(self) -> str:
+        return f"LocalCluster(pid={self.process.pid}, session_dir={str(self.session_dir)!r})"
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Wait for the head to exit (after a Shutdown message), then make sure it did."""
@@ -73,14 +80,14 @@ MAX_UNIX_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
 def object_store_size(requested: int | None) -> int:
     """Bytes of /dev/shm the object store may fill before it spills to disk. Warns when
     /dev/shm is too small for what the store should hold (Docker's 64 MB default)."""
-    import psutil
-
     from nbray._wire import shm
 
     if requested is not None and requested <= 0:
         raise ValueError(f"object_store_memory must be a positive number of bytes, not {requested}")
     shm_free = shm.available_bytes()
-    wanted = requested or int(STORE_FRACTION * psutil.virtual_memory().total)
+    wanted = requested or int(
+        STORE_FRACTION * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    )
     if shm_free < min(wanted, SMALL_SHM):
         warnings.warn(
             f"/dev/shm has only {shm_free / 2**20:.0f} MB free (Docker's default is 64 MB): "
@@ -225,7 +232,7 @@ def _start_failed(
     except FileNotFoundError:
         log = ""
     sf.remove_session_dir(session_dir)
-    return NbrayConnectionError(
+    return sf.connection_error(
         f"the nbray head did not start ({why}). Its log:\n{log or '(empty)'}"
     )
 
@@ -241,7 +248,7 @@ def resolve_address(address: str) -> tuple[str, bytes]:
     if address == "auto":
         current = sf.read_current()
         if current is None or not Path(current["session_dir"]).exists():
-            raise NbrayConnectionError(
+            raise sf.connection_error(
                 "address='auto' found no running cluster: start one with `nbray start`, or "
                 "call nbray.init() without an address to start a private one"
             )
@@ -256,7 +263,7 @@ def resolve_address(address: str) -> tuple[str, bytes]:
         if current and current.get("tcp_address") == address:
             secret_file = current["secret_file"]
         else:
-            raise NbrayConnectionError(
+            raise sf.connection_error(
                 f"to connect to {address} over TCP, set NBRAY_SECRET_FILE to a copy of that "
                 "cluster's secret file (0600)"
             )

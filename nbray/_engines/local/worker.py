@@ -15,7 +15,6 @@ waits), ``put``, actors.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import contextvars
@@ -33,8 +32,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbray._base.errors import (
     AsyncioActorExit,
@@ -54,6 +52,11 @@ from nbray._wire.serialization import unpack
 from . import runtime_env as renv
 from .client import Client
 from .engine import LocalEngine
+
+if TYPE_CHECKING:  # imported where used: a worker of plain tasks never needs them, and
+    # asyncio alone is a third of the fork server's start-up
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
 _current_task: contextvars.ContextVar[tuple[int, str]] = contextvars.ContextVar(
     "nbray_task", default=(0, "")
@@ -467,6 +470,8 @@ class Worker:
             for name, size in groups.items():
                 self.group_loops[name] = self._start_loop(name, size)
         else:
+            from concurrent.futures import ThreadPoolExecutor
+
             if spec.max_concurrency > 1 or groups:  # Ray: groups make the actor threaded
                 self.pool = ThreadPoolExecutor(
                     spec.max_concurrency, thread_name_prefix="nbray-actor"
@@ -491,12 +496,16 @@ class Worker:
             finally:
                 self.constructing = False  # before the tasks it started run
 
+        import asyncio
+
         error = asyncio.run_coroutine_threadsafe(construct(), self.loop).result()
         if error is not None:
             raise error
 
     @staticmethod
     def _start_loop(name: str, size: int) -> tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]:
+        import asyncio
+
         loop = asyncio.new_event_loop()
         loop.set_exception_handler(_quiet_actor_exit)
         threading.Thread(target=loop.run_forever, name=f"nbray-actor-{name}", daemon=True).start()
@@ -536,6 +545,8 @@ class Worker:
                 self.calls_cv.notify_all()
             return
         if self.loop is not None:
+            import asyncio
+
             loop, semaphore = self.group_loops.get(group) or (self.loop, self.semaphore)
             coro = self._async_call(spec, method, msg.deps, semaphore)  # type: ignore[arg-type]
             asyncio.run_coroutine_threadsafe(coro, loop)
@@ -590,6 +601,8 @@ class Worker:
         deps: dict[int, P.Payload],
         semaphore: asyncio.Semaphore,
     ) -> None:
+        import asyncio
+
         exiting = graceful = False
         if not self._enter_call():
             return
@@ -650,6 +663,8 @@ class Worker:
 
     async def _agenerate(self, spec: P.TaskSpec, gen: Any) -> Any:
         """``_generate`` for an async actor: an async generator runs on the actor's loop."""
+        import asyncio
+
         if not inspect.isasyncgen(gen):
             return await asyncio.to_thread(self._generate, spec, gen)
         if spec.stream == DYNAMIC:
