@@ -28,7 +28,7 @@ def fmt_value(value: Any, metric: Metric) -> str:
         return str(value)
     v = float(value)
     if metric.kind == "count":
-        return f"{v:.0f}"
+        return f"{v:,.0f}"
     if metric.kind == "rate":
         return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
     if metric.kind == "factor":

@@ -59,6 +59,7 @@ WORKLOAD_TIMEOUT = {
     "many_tasks": 360.0,
     "pool_map": 180.0,
     "joblib": 180.0,
+    "sustained": 300.0,
 }
 QUICK_WORKLOAD_TIMEOUT = 60.0
 #: Repeats stop early once a workload would pass this many seconds (full mode).

@@ -1,4 +1,4 @@
-"""The eight workloads of the suite, written once against the adapter interface.
+"""The workloads of the suite, written once against the adapter interface.
 
     child.py ──setup / run (once per repeat) / teardown──▶ Workload ──▶ engines/base.Engine
                                   │
@@ -15,14 +15,17 @@ start (see ``child.measure_startup``); they only declare their metrics here.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+import psutil
+
 from . import tasks
 from .engines.base import Engine, NotSupported
-from .measure import PeakRss, is_shared_region, median, memory_region, percentile
+from .measure import MB, PeakRss, is_shared_region, median, memory_region, percentile
 
 Value = float | bool | str | None
 Better = Literal["higher", "lower"] | None
@@ -42,6 +45,10 @@ class Sizes:
     many_tasks: int = 50_000
     pool_calls: int = 10_000
     joblib_calls: int = 10_000
+    sustained_tasks: int = 1_000_000
+    sustained_batch: int = 10_000
+    #: the sustained run stops starting batches after this many seconds (slow engines)
+    sustained_cap_s: float = 150.0
 
     @classmethod
     def for_mode(cls, quick: bool) -> Sizes:
@@ -57,6 +64,9 @@ class Sizes:
             many_tasks=2_000,
             pool_calls=1_000,
             joblib_calls=1_000,
+            sustained_tasks=20_000,
+            sustained_batch=2_000,
+            sustained_cap_s=20.0,
         )
 
 
@@ -436,6 +446,81 @@ class ManyTasks(Workload):
         }
 
 
+class Sustained(Workload):
+    """Many batches in a row: does the engine stay as fast, and as small, as it started?"""
+
+    name = "sustained"
+    number = 11
+    title = "Sustained load"
+    fresh_process = True
+
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric("tasks_run", "tasks run", "", None, "count"),
+            Metric("tasks_per_s", "overall", "tasks/s", "higher", "rate"),
+            Metric("first_batch_per_s", "first batch", "tasks/s", None, "rate"),
+            Metric("last_batch_per_s", "last batch", "tasks/s", None, "rate"),
+            Metric("last_vs_first", "last / first", "x", "higher", "factor"),
+            Metric("driver_growth_mb", "driver RSS growth", "MB", "lower", "mb"),
+            Metric("engine_growth_mb", "engine processes' RSS growth", "MB", "lower", "mb"),
+        ]
+
+    def describe(self) -> str:
+        z = self.sizes
+        return (
+            f"{z.sustained_tasks:,} no-op tasks in batches of {z.sustained_batch:,} (each "
+            "submitted, then gathered), in a fresh process; an engine still running after "
+            f"{z.sustained_cap_s:.0f} s starts no more batches (`tasks run` says how many ran). "
+            "The first and last batches' rates, and the RSS growth from before the first batch "
+            "to after the last: of the driver, and summed over its child processes (the "
+            "engine's head, workers and daemons)."
+        )
+
+    def setup(self, engine: Engine) -> None:
+        check_noops(engine.gather([engine.submit(tasks.noop, i) for i in range(20)]), 20, "warm-up")
+
+    def run(self, engine: Engine) -> dict[str, Value]:
+        z = self.sizes
+        me = psutil.Process()
+        gc.collect()
+        driver0, engine0 = _rss_mb(me), _children_rss_mb(me)
+        rates: list[float] = []
+        started = time.perf_counter()
+        done = 0
+        while done < z.sustained_tasks and time.perf_counter() - started < z.sustained_cap_s:
+            n = min(z.sustained_batch, z.sustained_tasks - done)
+            t0 = time.perf_counter()
+            results = engine.gather([engine.submit(tasks.noop, i) for i in range(n)])
+            rates.append(n / (time.perf_counter() - t0))
+            check_noops(results, n, f"batch {len(rates)} of {n} no-op tasks")
+            done += n
+        elapsed = time.perf_counter() - started
+        del results
+        gc.collect()
+        return {
+            "tasks_run": float(done),
+            "tasks_per_s": done / elapsed,
+            "first_batch_per_s": rates[0],
+            "last_batch_per_s": rates[-1],
+            "last_vs_first": rates[-1] / rates[0],
+            "driver_growth_mb": _rss_mb(me) - driver0,
+            "engine_growth_mb": _children_rss_mb(me) - engine0,
+        }
+
+
+def _rss_mb(proc: psutil.Process) -> float:
+    return float(proc.memory_info().rss) / MB
+
+
+def _children_rss_mb(proc: psutil.Process) -> float:
+    """RSS summed over ``proc``'s descendants (those that exit while it is read count 0)."""
+    total = 0.0
+    for child in proc.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += _rss_mb(child)
+    return total
+
+
 #: ``Pool.map`` calls timed per repeat of the pool_map workload (their median counts)
 POOL_MAPS_PER_REPEAT = 9
 
@@ -552,6 +637,7 @@ WORKLOADS: dict[str, type[Workload]] = {
             ManyTasks,
             PoolMap,
             JoblibParallel,
+            Sustained,
         ),
         key=lambda c: c.number,
     )

@@ -54,7 +54,6 @@ _STATE_SET = frozenset(TASK_STATES)
 TERMINAL = TERMINAL_STATES
 RATE_WINDOW = 10.0  # seconds over which the finish rate is measured
 MAX_FAILURES = 20
-EVICT_SCAN = 64  # how far eviction looks for an ended task before dropping the oldest
 
 
 @dataclass(slots=True)
@@ -249,6 +248,8 @@ class EventFold:
         self._cell_of = cell_of
         self._lock = threading.RLock()
         self.tasks: OrderedDict[str, TaskInfo] = OrderedDict()
+        # ids of tasks in the order they ended: eviction takes the first still ended
+        self._ended_order: deque[str] = deque()
         self._producer: dict[str, str] = {}  # object id -> task id
         # finished attempts as plain tuples (the fields of Segment): tuples of strings and
         # floats are left alone by the cyclic GC, which otherwise walks every one of them
@@ -328,6 +329,7 @@ class EventFold:
             if self._pending is not None:
                 self._pending.clear()
             self.tasks.clear()
+            self._ended_order.clear()
             self._producer.clear()
             self.segments.clear()
             self.workers.clear()
@@ -354,15 +356,18 @@ class EventFold:
         return info
 
     def _evict(self) -> None:
-        """Drop the oldest ended task among the oldest few, else the oldest one."""
-        victim = None
-        for n, (tid, info) in enumerate(self.tasks.items()):
-            if info.state in TERMINAL:
-                victim = tid
+        """Drop the task that ended first, else (none has ended) the oldest one. O(1): a
+        flood of submissions keeps the table full of pending tasks, and each new one evicts."""
+        ended, tasks = self._ended_order, self.tasks
+        old = None
+        while ended:
+            info = tasks.get(ended.popleft())
+            # (an id is stale once its task was dropped, or runs again after a retry)
+            if info is not None and info.state in TERMINAL:
+                old = tasks.pop(info.task_id)
                 break
-            if n >= EVICT_SCAN:
-                break
-        old = self.tasks.pop(victim) if victim is not None else self.tasks.popitem(last=False)[1]
+        if old is None:
+            old = tasks.popitem(last=False)[1]
         self._counts[old.state] -= 1
         for oid in old.returns:
             self._producer.pop(oid, None)
@@ -411,6 +416,8 @@ class EventFold:
             info.error = str(ev["error"])[:2000]
         if state in TERMINAL:
             info.ended = info.ended or now  # also when it never started
+            if info.state not in TERMINAL:
+                self._ended_order.append(info.task_id)
             self._ends.append(now)
             if state == "FAILED":
                 self._failures.append(info.task_id)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,7 @@ class SummaryHandler(_Base):
 class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     """Streams ``{"events": [...], "dropped": n, "summary": {...}, "state": ...}`` every
     half second (only when something happened). Events come from the manager's listener
-    thread and are queued onto the IOLoop."""
+    thread into a deque, which the IOLoop drains at each flush."""
 
     auth_resource = AUTH_RESOURCE
 
@@ -218,7 +219,9 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         manager: ClusterManager = self.settings["nbray_manager"]
         self._pending: list[dict[str, Any]] = []
         self._dropped = 0
-        self._loop = IOLoop.current()
+        # events arrive on the cluster connection's thread; the IOLoop takes them in at
+        # each flush (no wake-up of the loop per event: a busy cluster sends thousands)
+        self._incoming: deque[dict[str, Any]] = deque()
         self._remove: Callable[[], None] | None = manager.add_listener(self._on_event)
         # subscribing talks to the head and may wait on a (re)start: not on the IOLoop
         self._watching: asyncio.Future[Callable[[], None]] | None = asyncio.ensure_future(
@@ -229,7 +232,7 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         self._send({"events": [], "dropped": 0, "hello": True})
 
     def _on_event(self, event: dict[str, Any]) -> None:
-        self._loop.add_callback(self._queue, event)
+        self._incoming.append(event)
 
     def _queue(self, event: dict[str, Any]) -> None:
         if len(self._pending) < WS_MAX_BATCH or event.get("type") not in ("task", "log"):
@@ -238,6 +241,9 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             self._dropped += 1
 
     def _flush(self) -> None:
+        incoming = self._incoming
+        while incoming:
+            self._queue(incoming.popleft())
         if not self._pending and not self._dropped:
             return
         events, self._pending = self._pending, []

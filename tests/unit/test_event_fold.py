@@ -349,6 +349,25 @@ def test_eviction_drops_ended_tasks_before_live_ones() -> None:
     assert agg.tasks == {} and agg.counts()["FINISHED"] == 0
 
 
+def test_eviction_takes_the_task_that_ended_first_wherever_it_is() -> None:
+    """Behind hundreds of pending tasks (a flood of submissions), the task that ended first
+    goes; a task that ended and runs again (a retry) is live, so it stays."""
+    agg = EventAggregator(max_tasks=300)
+    for i in range(1, 301):
+        agg.apply(submitted(i, 0.0))
+    run_and_finish(agg, 250, 1, 1.0, 2.0)  # ended first
+    run_and_finish(agg, 200, 1, 1.0, 3.0)
+    agg.apply(task(200, "RUNNING", 4.0, worker_id=2))  # runs again
+    run_and_finish(agg, 290, 1, 1.0, 5.0)
+    agg.apply(submitted(301, 6.0))
+    assert oid(250) not in agg.tasks and oid(1) in agg.tasks
+    agg.apply(submitted(302, 6.0))
+    assert oid(290) not in agg.tasks and oid(200) in agg.tasks
+    agg.apply(submitted(303, 6.0))  # nothing ended any more: the oldest goes
+    assert oid(1) not in agg.tasks and len(agg.tasks) == 300 and agg.dropped_tasks == 3
+    assert agg.counts()["PENDING"] == 299 and agg.counts()["RUNNING"] == 1
+
+
 def test_events_outside_the_vocabulary_are_not_folded() -> None:
     agg = EventAggregator()
     agg.apply(task(1, "SUBMITTED", 0.0))  # the old name: not a state any more
