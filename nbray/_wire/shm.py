@@ -24,8 +24,10 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 SHM_DIR = Path("/dev/shm")
 PREFIX = "nbray-"
@@ -112,6 +114,23 @@ def create(name: str, size: int, spill_dir: str = "") -> NewSegment:
     return NewSegment(str(path), _create_at(path, size))
 
 
+class Mapped(NamedTuple):
+    """What a reader's map of a segment maps (see ``mapped``)."""
+
+    object_id: int
+    size: int
+
+
+#: every map ``open_readonly`` made in this process and still alive: values read zero-copy
+#: keep their segment's memory mapped, also after the object was freed (``%nbray`` tells)
+mapped: weakref.WeakKeyDictionary[mmap.mmap, Mapped] = weakref.WeakKeyDictionary()
+
+
+def object_id_of(segment: str) -> int:
+    """The object id a segment's name (or spilled path) ends with."""
+    return int(segment.rsplit("-", 1)[1], 16)
+
+
 def open_readonly(segment: str, size: int, spill_dir: str = "") -> mmap.mmap:
     """Map an existing segment read-only, also when the head spilled it to ``spill_dir``
     since the reader learnt its name; raises FileNotFoundError once it was freed."""
@@ -122,9 +141,11 @@ def open_readonly(segment: str, size: int, spill_dir: str = "") -> mmap.mmap:
             raise
         fd = os.open(Path(spill_dir) / segment, os.O_RDONLY)
     try:
-        return mmap.mmap(fd, max(size, 1), prot=mmap.PROT_READ)
+        mm = mmap.mmap(fd, max(size, 1), prot=mmap.PROT_READ)
     finally:
         os.close(fd)
+    mapped[mm] = Mapped(object_id_of(segment), size)
+    return mm
 
 
 def spill(segment: str, spill_dir: str) -> str:

@@ -87,8 +87,10 @@ def _make_magics_class() -> Any:
 
         @line_magic
         def nbray(self, line: str) -> Any:
-            """``%nbray``: the session: engine, address, nodes, resources, tasks by state.
-            ``%nbray wait [SECONDS]``: wait for the ``%%remote --async`` runs to finish."""
+            """``%nbray``: the session: engine, address, nodes, resources, tasks by state,
+            and the nbray values only the output history still holds.
+            ``%nbray wait [SECONDS]``: wait for the ``%%remote --async`` runs to finish.
+            ``%nbray free``: let go of those values (``Out[n]``, ``_`` and the like)."""
             from IPython.core.error import UsageError
             from IPython.display import HTML, display
 
@@ -96,13 +98,19 @@ def _make_magics_class() -> Any:
             from nbray._model import session
             from nbray._model.reprs import session_html, session_text
 
+            from .history import free_history, history_summary
+
             words = line.split()
             if words and words[0] == "wait" and len(words) <= 2:
                 return _wait_async(words[1] if len(words) == 2 else None)
+            if words == ["free"]:
+                print(free_history(self.shell))  # noqa: T201
+                return None
             if words:
                 raise UsageError(
                     f"%nbray: unexpected arguments {line.strip()!r}\n"
-                    "Usage: %nbray (the session) or %nbray wait [SECONDS] (--async runs)"
+                    "Usage: %nbray (the session), %nbray wait [SECONDS] (--async runs) or "
+                    "%nbray free (values only the output history holds)"
                 )
             context = lifecycle._context
             if context is None or session.get_engine() is None:
@@ -112,6 +120,9 @@ def _make_magics_class() -> Any:
                 display(HTML(session_html(context)))
             else:
                 print(session_text(context))  # noqa: T201
+            held = history_summary(self.shell)
+            if held:
+                print(held)  # noqa: T201
             return None
 
     return NbrayMagics
