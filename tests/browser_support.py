@@ -45,10 +45,12 @@ CHROMIUM_ARGS = [
 LAB_START_TIMEOUT = 60.0
 
 
-def require(what: str, ok: bool) -> None:
+def require(
+    what: str, ok: bool, fix: str = "run `make system-deps` (installs Debian's chromium)"
+) -> None:
     if ok:
         return
-    message = f"{what} is missing: run `make system-deps` (installs Debian's chromium)"
+    message = f"{what} is missing: {fix}"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
     pytest.skip(message)
@@ -97,26 +99,31 @@ def start_lab(
     *,
     port: int = 0,
     token: str = "",
+    app: str = "jupyterlab",
 ) -> Lab:
-    """Start ``jupyter lab`` on a loopback port (a free one unless given), in its own
-    process group, and wait until its API answers. Pass the ``port`` and ``token`` of a
-    stopped Lab to bring "the same" server back (pages keep their URLs)."""
+    """Start ``jupyter lab`` (``app="notebook"``: Jupyter Notebook 7) on a loopback port (a
+    free one unless given), in its own process group, and wait until its API answers. Pass
+    the ``port`` and ``token`` of a stopped Lab to bring "the same" server back (pages keep
+    their URLs)."""
     port = port or free_port()
     token = token or secrets.token_hex(24)
     cmd = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        app,
         "--no-browser",
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.root_dir={root_dir}",
         f"--IdentityProvider.token={token}",
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         *(extra_args or []),
     ]
+    if app == "jupyterlab":
+        cmd += [
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
     env = {k: v for k, v in os.environ.items() if k != "NBRAY_ADDRESS"}

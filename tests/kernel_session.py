@@ -105,8 +105,29 @@ class KernelSession:
                 assert left > 0, "timed out waiting for kernel output"
                 self._cond.wait(left)
 
-    def submit(self, code: str, allow_stdin: bool = False) -> str:
-        return str(self.client.execute(code, allow_stdin=allow_stdin))
+    def submit(
+        self,
+        code: str,
+        allow_stdin: bool = False,
+        *,
+        metadata: dict[str, Any] | None = None,
+        silent: bool = False,
+    ) -> str:
+        """Send an execute_request; ``metadata`` goes into the request's metadata, as VS Code
+        sends each cell's ``cellId`` there."""
+        if metadata is None:
+            return str(self.client.execute(code, silent=silent, allow_stdin=allow_stdin))
+        content = {
+            "code": code,
+            "silent": silent,
+            "store_history": not silent,
+            "user_expressions": {},
+            "allow_stdin": allow_stdin,
+            "stop_on_error": False,
+        }
+        msg = self.client.session.msg("execute_request", content, metadata=metadata)
+        self.client.shell_channel.send(msg)
+        return str(msg["header"]["msg_id"])
 
     def finish(self, msg_id: str, timeout: float = 60) -> Execution:
         deadline = time.monotonic() + timeout

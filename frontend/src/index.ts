@@ -1,8 +1,17 @@
-// nbray's JupyterLab extension: a side panel over the server extension's cluster, a
-// dashboard tab, a command that inserts a ready snippet in the active notebook, and the
-// widgets' pictures in trusted notebooks whose widgets no kernel draws (pictures.ts).
-import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+// nbray's JupyterLab and Notebook 7 extension: a side panel over the server extension's
+// cluster, a dashboard (a JupyterLab tab; in Notebook 7, whose main area holds one
+// document, its own page in a new browser tab), a command that inserts a ready snippet in
+// the active notebook, and the widgets' pictures in trusted notebooks whose widgets no
+// kernel draws (pictures.ts). Nothing here needs JupyterLab's shell: in Notebook 7 the
+// panel sits in the left sidebar (View > Left Sidebar > Show nbray cluster).
+import {
+  ILabShell,
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
 import { ICommandPalette, MainAreaWidget, Notification } from '@jupyterlab/apputils';
+import { PageConfig, URLExt } from '@jupyterlab/coreutils';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 
@@ -39,12 +48,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: 'nbray:plugin',
   description: 'nbray cluster side panel and dashboard',
   autoStart: true,
-  optional: [ILayoutRestorer, ICommandPalette, INotebookTracker],
+  optional: [ILayoutRestorer, ICommandPalette, INotebookTracker, ILabShell],
   activate: (
     app: JupyterFrontEnd,
     restorer: ILayoutRestorer | null,
     palette: ICommandPalette | null,
-    notebooks: INotebookTracker | null
+    notebooks: INotebookTracker | null,
+    labShell: ILabShell | null
   ) => {
     // one model (one event stream) for the panel and the dashboard
     const model = new ClusterModel();
@@ -53,6 +63,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.commands.addCommand(CommandIDs.openDashboard, {
       label: 'Open nbray Dashboard',
       execute: () => {
+        if (!labShell) {
+          // Notebook 7: the server's dashboard page, beside the notebook
+          window.open(URLExt.join(PageConfig.getBaseUrl(), 'nbray', 'dashboard'), '_blank');
+          return;
+        }
         if (!dashboard || dashboard.isDisposed) {
           const content = new NbrayDashboard({ model });
           dashboard = new MainAreaWidget({ content });
