@@ -48,7 +48,7 @@ class Sizes:
     sustained_tasks: int = 1_000_000
     sustained_batch: int = 10_000
     #: the sustained run stops starting batches after this many seconds (slow engines)
-    sustained_cap_s: float = 150.0
+    sustained_cap_s: float = 90.0
 
     @classmethod
     def for_mode(cls, quick: bool) -> Sizes:

@@ -62,6 +62,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def write_notebook(path: Path, cells: list[str]) -> None:
+    """A notebook of these code cells, for the Python 3 kernel, at ``path``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nbformat.write(nb, path)
+
+
 def artifact(name: str) -> Path:
     """Where a browser test keeps a file it produced (screenshots)."""
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,8 @@ class NewSegment:
         while views:
             batch = views[:_IOV_MAX]
             written = os.pwritev(self._fd, batch, offset)
+            if written == 0 and any(v.nbytes for v in batch):
+                raise OSError(f"writing segment {self.segment} made no progress")
             offset += written
             # pwritev may stop short (at 2 GiB, or on a signal): drop what went out
             while views and written >= views[0].nbytes:
@@ -127,8 +129,11 @@ mapped: weakref.WeakKeyDictionary[mmap.mmap, Mapped] = weakref.WeakKeyDictionary
 
 
 def object_id_of(segment: str) -> int:
-    """The object id a segment's name (or spilled path) ends with."""
-    return int(segment.rsplit("-", 1)[1], 16)
+    """The object id a segment's name (or spilled path) ends with (0 for another name)."""
+    try:
+        return int(segment.rsplit("-", 1)[1], 16)
+    except (IndexError, ValueError):
+        return 0
 
 
 def open_readonly(segment: str, size: int, spill_dir: str = "") -> mmap.mmap:

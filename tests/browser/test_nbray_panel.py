@@ -15,10 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import psutil
 import pytest
-from browser_support import ARTIFACTS_DIR, REPO_ROOT, Lab, artifact, open_lab, start_lab, stop_lab
+from browser_support import (
+    ARTIFACTS_DIR,
+    REPO_ROOT,
+    Lab,
+    artifact,
+    open_lab,
+    start_lab,
+    stop_lab,
+    write_notebook,
+)
 from nbray_testing import session_segments, wait_until
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -46,10 +54,7 @@ NOTEBOOK_CELLS = [
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("lab") / "root"
     root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in NOTEBOOK_CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
-    nbformat.write(nb, root / "tasks.ipynb")
+    write_notebook(root / "tasks.ipynb", NOTEBOOK_CELLS)
     log = root.parent / "jupyter-lab.log"
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
     lab = start_lab(root, log, ["--NbrayServer.num_cpus=2"])

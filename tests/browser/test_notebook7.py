@@ -10,9 +10,16 @@ import shutil
 from collections.abc import Iterator
 from typing import Any
 
-import nbformat
 import pytest
-from browser_support import ARTIFACTS_DIR, Lab, artifact, require, start_lab, stop_lab
+from browser_support import (
+    ARTIFACTS_DIR,
+    Lab,
+    artifact,
+    require,
+    start_lab,
+    stop_lab,
+    write_notebook,
+)
 from nbray_testing import wait_until
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -33,10 +40,7 @@ def notebook_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require("Jupyter Notebook 7", _notebook_7(), "`make test` installs it (the browser extra)")
     root = tmp_path_factory.mktemp("nb7") / "root"
     root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
-    nbformat.write(nb, root / "work.ipynb")
+    write_notebook(root / "work.ipynb", CELLS)
     log = root.parent / "notebook.log"
     server = start_lab(root, log, ["--NbrayServer.num_cpus=2"], app="notebook")
     try:
