@@ -6,7 +6,7 @@
 #   make lint    ruff (lint + format check), mypy, the layers' import contract; eslint,
 #                prettier, tsc for frontend/ and its events.ts current
 #   make soak    the fault-injection suite at soak size (~30 min); figures in test-artifacts/chaos/
-#   make bench   install the peers (Ray, Dask, ...) and run the benchmark suite (~15 min);
+#   make bench   install the peers (Ray, Dask, ...) and run the benchmark suite (~30 min);
 #                bench-quick is a smoke run of it (~3 min)
 #   make clean   remove build outputs and caches (distclean also removes .venv)
 
