@@ -65,6 +65,25 @@ def kernel_connected(server: Lab) -> bool:
     return any(k["connections"] >= 1 and k["execution_state"] == "idle" for k in kernels)
 
 
+def run_all_cells(page: Any) -> None:
+    """Run > Run All Cells, again when no cell started (a page whose kernel connection
+    was still settling drops the requests; nothing ran, so nothing runs twice)."""
+    started = (
+        "() => /\\[(\\*|\\d+)\\]/.test("
+        "document.querySelector('.jp-Notebook .jp-Cell .jp-InputPrompt')?.textContent || '')"
+    )
+    for _ in range(3):
+        page.keyboard.press("Escape")
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel").get_by_text("Run All Cells", exact=True).first.click()
+        try:
+            page.wait_for_function(started, timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError("Run > Run All Cells started no cell, three times")
+
+
 def status(server: Lab) -> dict[str, Any]:
     return dict(json.loads(server.api("nbray/api/cluster")))
 
@@ -77,8 +96,7 @@ def test_panel_dashboard_magics_and_widgets_in_notebook_7(page: Any, notebook_se
     wait_until(lambda: kernel_connected(notebook_server), 60)
     page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=60_000)
     page.wait_for_timeout(1000)  # (the page's session settles on the kernel it connected)
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").click()
-    page.locator(".lm-Menu-itemLabel").get_by_text("Run All Cells", exact=True).click()
+    run_all_cells(page)
     outputs = page.locator(".jp-Notebook .jp-OutputArea-output")
     outputs.filter(has_text="[0, 1, 4, 9, 16, 25]").wait_for(timeout=60_000)
     # %%remote: the cell ran on a worker, its print and value shown under it
