@@ -59,18 +59,18 @@ def history_holds(shell: Any) -> list[HistoryHold]:
     that no user variable reaches, oldest first."""
     ns = shell.user_ns
     history = ns.get("_oh") or {}
-    user_refs: set[int] = set()
-    user_maps: set[int] = set()
+    user_refs: dict[int, ObjectRef] = {}
+    user_maps: dict[int, shm.Mapped] = {}
     hidden = getattr(shell, "user_ns_hidden", {})
     for name, value in list(ns.items()):
         if _HISTORY_NAME.fullmatch(name) or (name in hidden and hidden[name] is value):
             continue
-        _collect(value, user_refs, user_maps, {})
+        _collect(value, user_refs, user_maps)
     holds = []
     for prompt, value in sorted(history.items()):
         refs: dict[int, ObjectRef] = {}
         maps: dict[int, shm.Mapped] = {}
-        _collect(value, None, None, refs, maps)
+        _collect(value, refs, maps)
         refs = {oid: r for oid, r in refs.items() if oid not in user_refs}
         maps = {key: seg for key, seg in maps.items() if key not in user_maps}
         if refs or maps:
@@ -124,28 +124,16 @@ def free_history(shell: Any) -> str:
     return f"nbray: freed {outs} ({human_size(total)})."
 
 
-def _collect(
-    value: Any,
-    user_refs: set[int] | None,
-    user_maps: set[int] | None,
-    refs: dict[int, ObjectRef],
-    maps: dict[int, shm.Mapped] | None = None,
-) -> None:
-    """The ObjectRefs and segment mappings ``value`` reaches, into the sets (ids) or the
-    dicts (object id -> ref, id(map) -> what it maps)."""
+def _collect(value: Any, refs: dict[int, ObjectRef], maps: dict[int, shm.Mapped]) -> None:
+    """The ObjectRefs and segment mappings ``value`` reaches, into ``refs`` (object id ->
+    one of its refs) and ``maps`` (id of the map -> what it maps)."""
     for item in _walk(value):
         if isinstance(item, ObjectRef):
-            if user_refs is not None:
-                user_refs.add(item.id)
-            else:
-                refs.setdefault(item.id, item)
+            refs.setdefault(item.id, item)
             continue
         mapped = _segment_map(item)
         if mapped is not None:
-            if user_maps is not None:
-                user_maps.add(id(mapped))
-            elif maps is not None:
-                maps[id(mapped)] = shm.mapped[mapped]
+            maps[id(mapped)] = shm.mapped[mapped]
 
 
 def _walk(value: Any) -> Iterator[Any]:
