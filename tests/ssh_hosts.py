@@ -9,6 +9,7 @@ Used by tests/cluster/ (needs root and Debian's openssh-server: `make system-dep
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -129,4 +130,19 @@ def node_processes(marker: str = "/.nbray/ray-") -> list[psutil.Process]:
                 found.update(p.children(recursive=True))
             except psutil.Error:
                 pass
-    return [p for p in found if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    return [p for p in found if _alive(p)]
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def kill_all(processes: list[psutil.Process]) -> None:
+    """SIGKILL each process; one that exits before its turn (a raylet's child once its
+    parent died) is not an error."""
+    for p in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()

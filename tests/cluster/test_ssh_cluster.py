@@ -13,7 +13,6 @@ Needs root and Debian's openssh-server (`make system-deps`); with CI=true it nev
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ from pathlib import Path
 import psutil
 import pytest
 from nbray_testing import run_python, wait_until
-from ssh_hosts import PORT, SshHosts, available, node_processes
+from ssh_hosts import PORT, SshHosts, available, kill_all, node_processes
 
 pytestmark = pytest.mark.skipif(
     bool(available()) and not os.environ.get("CI"), reason=available() or "ok"
@@ -366,10 +365,7 @@ def test_killing_a_node_mid_job_retries_its_tasks(ray_cluster: tuple[Path, dict[
         time.sleep(2)  # the tasks are running on both nodes now
         victims = node_processes(worker_dir)
         assert victims
-        for p in victims:
-            # a process may exit before its turn (a raylet's child once its parent died)
-            with contextlib.suppress(psutil.NoSuchProcess):
-                p.kill()
+        kill_all(victims)
         out, _ = driver.communicate(timeout=260)
         lines.append(out)
     finally:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from server_support import until
-from ssh_hosts import PORT, SshHosts, available, node_processes
+from ssh_hosts import PORT, SshHosts, available, kill_all, node_processes
 from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketClientConnection
 
@@ -137,8 +137,7 @@ async def test_up_a_node_dies_down(
         marker = _host_dir(private_tmp, WORKER)
         victims = node_processes(marker)
         assert victims
-        for p in victims:
-            p.kill()
+        kill_all(victims)
         dead = await until(lambda: _nodes(api, "DEAD", 1), within=90)
         assert [n["address"] for n in dead] == [WORKER]
         # and the panel's event stream carried it
