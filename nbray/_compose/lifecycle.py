@@ -49,6 +49,7 @@ class ClusterContext:
         owned: bool,
         session_dir: str = "",
         resources: dict[str, float] | None = None,
+        dashboard_url: str = "",
     ) -> None:
         self.address = address
         self.engine = engine
@@ -57,6 +58,8 @@ class ClusterContext:
         self.owned = owned
         self.session_dir = session_dir
         self.resources = resources or {}
+        # Ray's dashboard of a Ray cluster ("host:port", as Ray's RayContext); "" otherwise
+        self.dashboard_url = dashboard_url
 
     def __repr__(self) -> str:
         return (
@@ -169,9 +172,10 @@ def init(
             address = "local"
             if os.environ.get("NBRAY_ADDRESS"):
                 _warn_private_cluster(num_cpus, num_gpus, resources)
-        address = address or os.environ.get("NBRAY_ADDRESS") or None
         if engine is None:
-            engine = "ray" if address is None and _ray_cluster_recorded() else "local"
+            engine = _default_engine(address)
+        if engine != "ray":
+            address = address or os.environ.get("NBRAY_ADDRESS") or None
         if engine == "ray":
             return _init_ray(
                 address, namespace, num_cpus, num_gpus, resources, object_store_memory, job_env
@@ -267,10 +271,20 @@ class PrivateClusterWarning(UserWarning):
     ``NBRAY_ADDRESS`` names a shared one."""
 
 
-def _ray_cluster_recorded() -> bool:
-    from nbray._engines.ray import record
+def _default_engine(address: str | None) -> str:
+    """The engine an init() that names none gets: Ray for a Ray address (``ray://``), for a
+    bare or "auto" init where ``RAY_ADDRESS`` is set (as Ray reads it), or where `nbray up`
+    recorded a cluster; else the local engine."""
+    if address is not None and address.startswith("ray://"):
+        return "ray"
+    if address in (None, "auto") and os.environ.get("RAY_ADDRESS"):
+        return "ray"
+    if address is None and not os.environ.get("NBRAY_ADDRESS"):
+        from nbray._engines.ray import record
 
-    return record.read() is not None
+        if record.read() is not None:
+            return "ray"
+    return "local"
 
 
 def _init_ray(

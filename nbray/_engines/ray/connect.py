@@ -12,6 +12,7 @@ missing token makes Ray hang ~20 s before it fails, so the address is checked fi
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tempfile
 from pathlib import Path
@@ -40,7 +41,9 @@ def connect(
     """Connect (``ray.init``); returns (the RayEngine, facts for the ClusterContext)."""
     current = record.read()
     token_file = os.environ.get("NBRAY_RAY_TOKEN_FILE", "")
-    if address in (None, "", "auto") and current is not None:
+    if address in (None, "", "auto") and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]  # as Ray: the environment names the cluster
+    elif address in (None, "", "auto") and current is not None:
         address = str(current["address"])
     if current is not None and address == current["address"]:
         token_file = token_file or str(current["token_file"])
@@ -92,11 +95,14 @@ def connect(
     from .engine import RayEngine
 
     try:
-        ray.init(**kwargs)
+        context = ray.init(**kwargs)
     except Exception as exc:
         _restore_env(saved_env)
         if private_dir is not None:
             remove_private_dirs(private_dir)
+        mismatch = version_mismatch(str(exc), address or "")
+        if mismatch:
+            raise NbrayConnectionError(mismatch) from None
         raise NbrayConnectionError(
             f"could not connect to the Ray cluster at {address or 'a new local instance'}: "
             f"{exc}. If the cluster uses token authentication, set NBRAY_RAY_TOKEN_FILE to a "
@@ -112,8 +118,36 @@ def connect(
         "node_id": ctx.get_node_id(),
         "namespace": ctx.namespace,
         "owned": address is None,
+        "dashboard_url": str(getattr(context, "dashboard_url", "") or ""),
     }
     return engine, facts
+
+
+_VERSIONS = re.compile(
+    r"started with:\s*Ray: (\S+)\s*Python: (\S+)\s*This process.*?started with:"
+    r"\s*Ray: (\S+)\s*Python: (\S+)",
+    re.S,
+)
+
+
+def version_mismatch(message: str, address: str) -> str:
+    """What to do about Ray's version check failing ("Version mismatch: ..."), naming both
+    sides' Ray and Python; "" when the message is about something else."""
+    found = _VERSIONS.search(message) if "Version mismatch" in message else None
+    if found is None:
+        return ""
+    cluster_ray, cluster_py, our_ray, our_py = found.groups()
+    fixes = []
+    if cluster_ray != our_ray:
+        extra = "client" if address.startswith("ray://") else "default"
+        fixes.append(f"pip install 'ray[{extra}]=={cluster_ray}' in this kernel's environment")
+    if cluster_py.split(".")[:2] != our_py.split(".")[:2]:
+        fixes.append(f"use Python {'.'.join(cluster_py.split('.')[:2])} for this kernel")
+    return (
+        f"the Ray cluster at {address} runs Ray {cluster_ray} on Python {cluster_py}, and this "
+        f"process has Ray {our_ray} on Python {our_py}: Ray connects only the same versions. "
+        f"To connect, {' and '.join(fixes)} (then restart the kernel)."
+    )
 
 
 _AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")

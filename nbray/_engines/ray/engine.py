@@ -515,7 +515,11 @@ class RayEngine(RayPlacementGroups, Engine):
                 f"no live actor is named {name!r} in namespace "
                 f"{namespace or self._namespace()!r} (Ray: {exc})"
             ) from None
-        class_name, methods = _describe_handle(ray_handle)
+        if hasattr(ray_handle, "_init_class_info"):  # Ray Client's handle: ask the cluster
+            describe = self._ray.remote(num_cpus=0)(_describe_handle)
+            class_name, methods = self._ray.get(describe.remote(ray_handle))
+        else:
+            class_name, methods = _describe_handle(ray_handle)
         return RayActorHandle(self, ray_handle, class_name, methods)
 
     def _namespace(self) -> str:
