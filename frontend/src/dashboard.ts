@@ -124,7 +124,8 @@ export class NbrayDashboard extends LiveWidget {
     const header = h('div', 'nbray-dash-header');
     const cluster = this._model.cluster;
     const title = cluster ? `nbray dashboard · kernel's cluster ${cluster}` : 'nbray dashboard';
-    header.appendChild(h('span', 'nbray-title', title));
+    this._title = h('span', 'nbray-title', title);
+    header.appendChild(this._title);
     this._state = h('span', 'nbray-state');
     header.appendChild(this._state);
     this._summary = h('span', 'nbray-dash-summary');
@@ -219,6 +220,10 @@ export class NbrayDashboard extends LiveWidget {
   private _renderCluster(): void {
     const model = this._model;
     const state = model.status ? model.status.state : 'unknown';
+    const owner = model.status?.path || model.status?.kernel_id?.slice(0, 8);
+    if (model.cluster && owner) {
+      this._title.textContent = `nbray dashboard · ${owner}'s cluster ${model.cluster}`;
+    }
     this._state.textContent = state;
     this._state.className = `nbray-state nbray-state-${state}`;
     this._live.textContent = model.connected ? '● live' : '○ offline';
@@ -399,6 +404,7 @@ export class NbrayDashboard extends LiveWidget {
     }
   }
 
+  private _title!: HTMLElement;
   private _model: ClusterModel;
   private _tasks: ITaskRecord[] = [];
   private _selected = '';

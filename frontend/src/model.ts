@@ -37,6 +37,10 @@ export interface IStatus {
   /** Each kernel with tasks here: how many run and wait (the cluster is shared fairly). */
   kernels?: IKernelShare[];
   settings: { num_cpus: number | null; object_store_memory: number | null };
+  /** A kernel's cluster: its owner kernel and notebook, and its engine. */
+  kernel_id?: string;
+  path?: string;
+  engine?: string;
 }
 
 export interface IKernelShare {

@@ -97,7 +97,9 @@ export class NbrayPanel extends LiveWidget {
     this._failures = h('div', 'nbray-failures');
     node.appendChild(this._failures);
 
-    node.appendChild(h('h3', '', "Clusters of kernels (nbray.init with resources, engine='ray')"));
+    const heading = h('h3', '', "Kernels' own clusters");
+    heading.title = "Started by a kernel's nbray.init(num_cpus=...) or init(engine='ray')";
+    node.appendChild(heading);
     this._clusters = h('div', 'nbray-clusters');
     node.appendChild(this._clusters);
 

@@ -133,14 +133,16 @@ class KernelCluster(WatchedCluster):
         return out
 
     def close(self) -> None:
+        """The cluster went with its kernel: drop the connection, and tell its watchers
+        (a dashboard view of it then says it is gone)."""
         with self._lock:
             engine, self._engine = self._engine, None
             self._unsubscribe = None
             self._cancel_linger()
-            self.state = "stopped"
         if engine is not None:
             with contextlib.suppress(Exception):
                 engine.client.close()
+        self._set_state("stopped")
 
 
 def _sum_resources(nodes: list[dict[str, Any]]) -> dict[str, float]:
