@@ -83,9 +83,9 @@ export class NbrayDashboard extends LiveWidget {
     }
     try {
       const [tasks, graph, timeline] = await Promise.all([
-        requestAPI<{ tasks: ITaskRecord[] }>(`tasks?${query}`),
-        requestAPI<IGraphRecord>('graph'),
-        requestAPI<{ segments: ISegmentRecord[] }>('timeline')
+        requestAPI<{ tasks: ITaskRecord[] }>(this._model.path(`tasks?${query}`)),
+        requestAPI<IGraphRecord>(this._model.path('graph')),
+        requestAPI<{ segments: ISegmentRecord[] }>(this._model.path('timeline'))
       ]);
       this._tasks = tasks.tasks;
       this._renderTasks();
@@ -122,7 +122,10 @@ export class NbrayDashboard extends LiveWidget {
   private _build(): void {
     const node = this.node;
     const header = h('div', 'nbray-dash-header');
-    header.appendChild(h('span', 'nbray-title', 'nbray dashboard'));
+    const cluster = this._model.cluster;
+    const title = cluster ? `nbray dashboard · kernel's cluster ${cluster}` : 'nbray dashboard';
+    this._title = h('span', 'nbray-title', title);
+    header.appendChild(this._title);
     this._state = h('span', 'nbray-state');
     header.appendChild(this._state);
     this._summary = h('span', 'nbray-dash-summary');
@@ -133,6 +136,9 @@ export class NbrayDashboard extends LiveWidget {
       const label = name[0].toUpperCase() + name.slice(1);
       const button = h('button', `jp-mod-styled nbray-${name}`, label) as HTMLButtonElement;
       button.addEventListener('click', () => void this._action(name));
+      if (cluster) {
+        button.style.display = 'none'; // a kernel's cluster lives and goes with its kernel
+      }
       header.appendChild(button);
       this._buttons[name] = button;
     }
@@ -214,6 +220,10 @@ export class NbrayDashboard extends LiveWidget {
   private _renderCluster(): void {
     const model = this._model;
     const state = model.status ? model.status.state : 'unknown';
+    const owner = model.status?.path || model.status?.kernel_id?.slice(0, 8);
+    if (model.cluster && owner) {
+      this._title.textContent = `nbray dashboard · ${owner}'s cluster ${model.cluster}`;
+    }
     this._state.textContent = state;
     this._state.className = `nbray-state nbray-state-${state}`;
     this._live.textContent = model.connected ? '● live' : '○ offline';
@@ -330,7 +340,7 @@ export class NbrayDashboard extends LiveWidget {
     this._logsLoading = true;
     let logs: ILogs;
     try {
-      logs = await requestAPI<ILogs>(`tasks/${id}/logs`);
+      logs = await requestAPI<ILogs>(this._model.path(`tasks/${id}/logs`));
     } catch (error) {
       logs = { lines: [], dropped: 0, missing: (error as Error).message };
     } finally {
@@ -394,6 +404,7 @@ export class NbrayDashboard extends LiveWidget {
     }
   }
 
+  private _title!: HTMLElement;
   private _model: ClusterModel;
   private _tasks: ITaskRecord[] = [];
   private _selected = '';

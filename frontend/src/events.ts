@@ -18,8 +18,10 @@ export const CLUSTER_STATES: readonly ClusterState[] = ['stopped', 'starting', '
 
 export type ClientState = 'CONNECTED' | 'DISCONNECTED';
 
-export type EventType = 'task' | 'actor' | 'worker' | 'node' | 'metrics' | 'log' | 'cluster' | 'client';
-export const EVENT_TYPES: readonly EventType[] = ['task', 'actor', 'worker', 'node', 'metrics', 'log', 'cluster', 'client'];
+export type EventType = 'task' | 'actor' | 'worker' | 'node' | 'metrics' | 'log' | 'cluster' | 'client' | 'clusters';
+export const EVENT_TYPES: readonly EventType[] = ['task', 'actor', 'worker', 'node', 'metrics', 'log', 'cluster', 'client', 'clusters'];
+
+export type EngineName = 'local' | 'ray';
 
 export const TERMINAL_STATES: readonly TaskState[] = ['FINISHED', 'FAILED', 'CANCELLED'];
 
@@ -33,7 +35,7 @@ export const STATE_COLORS: { [state in TaskState]: string } = {
   CANCELLED: '#6b7280'
 };
 
-export type Event = ITaskEvent | IActorEvent | IWorkerEvent | INodeEvent | IMetricsEvent | ILogEvent | IClusterEvent | IClientEvent;
+export type Event = ITaskEvent | IActorEvent | IWorkerEvent | INodeEvent | IMetricsEvent | ILogEvent | IClusterEvent | IClientEvent | IClustersEvent;
 export type GraphEdge = [number, number];
 
 /**
@@ -161,6 +163,32 @@ export interface IClientEvent {
   role: string;
   state: ClientState;
   clients: number;
+  time: number;
+}
+
+/**
+ * A private cluster one of the server's kernels started (`GET nbray/api/clusters`
+ * lists these beside the server's own, with their `nodes`).
+ */
+export interface IKernelClusterRecord {
+  id: string;
+  engine: EngineName;
+  kernel_id: string;
+  path: string;
+  pid: number;
+  address: string;
+  started_at: number;
+  state: ClusterState;
+  error: string;
+}
+
+/**
+ * A kernel's private cluster appeared in the server's registry, or went with its
+ * owner (shut down, exited, killed): the whole list after the change.
+ */
+export interface IClustersEvent {
+  type: 'clusters';
+  clusters: IKernelClusterRecord[];
   time: number;
 }
 

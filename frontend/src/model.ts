@@ -4,9 +4,13 @@
 //   REST nbray/api/cluster, nodes, summary, ssh/status ─▶ ClusterModel ─▶ changed ─▶ views
 //   WS   nbray/api/events (batches every ~0.5 s) ─┘      └─▶ received(events) ─▶ dashboard
 //        reconnects with backoff; open only while some view is visible
+//   REST nbray/api/clusters (kernels' private clusters; again on a "clusters" event, and
+//        every 2 s while some are listed, for their nodes' live bars) ─▶ kernelClusters
+// A model made with `cluster: id` shows one kernel's cluster instead (its dashboard view):
+// the same routes under nbray/api/clusters/<id>/.
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { Event, IMetricsEvent, ISummaryRecord } from './events';
+import { Event, IKernelClusterRecord, IMetricsEvent, ISummaryRecord } from './events';
 import { eventsURL, requestAPI } from './request';
 
 export type INodeMetrics = IMetricsEvent;
@@ -33,6 +37,10 @@ export interface IStatus {
   /** Each kernel with tasks here: how many run and wait (the cluster is shared fairly). */
   kernels?: IKernelShare[];
   settings: { num_cpus: number | null; object_store_memory: number | null };
+  /** A kernel's cluster: its owner kernel and notebook, and its engine. */
+  kernel_id?: string;
+  path?: string;
+  engine?: string;
 }
 
 export interface IKernelShare {
@@ -54,6 +62,18 @@ export interface ISshStatus {
   nodes: { node_id: string; address: string; state: string; reason: string }[];
 }
 
+/** A cluster of `GET nbray/api/clusters`: the server's own (id "server") or a kernel's. */
+export interface IClusterEntry extends IKernelClusterRecord {
+  nodes: INode[];
+}
+
+export namespace ClusterModel {
+  export interface IOptions {
+    /** A kernel's cluster (its id in nbray/api/clusters); default: the server's own. */
+    cluster?: string;
+  }
+}
+
 interface IMessage {
   events: Event[];
   dropped: number;
@@ -64,9 +84,17 @@ interface IMessage {
 const MAX_BACKOFF_MS = 15000;
 
 export class ClusterModel {
+  constructor(options: ClusterModel.IOptions = {}) {
+    this.cluster = options.cluster ?? '';
+  }
+
+  /** The kernel's cluster this model shows ('' for the server's own). */
+  readonly cluster: string;
   status: IStatus | null = null;
   nodes: INode[] = [];
   ssh: ISshStatus | null = null;
+  /** The kernels' private clusters (the server's model only). */
+  kernelClusters: IClusterEntry[] = [];
   summary: ISummary = { counts: {}, rate: 0, failures: [] };
   connected = false;
   error = '';
@@ -100,28 +128,83 @@ export class ClusterModel {
     }
   }
 
+  /** The REST path of `endPoint` for this model's cluster. */
+  path(endPoint: string): string {
+    return this.cluster ? `clusters/${this.cluster}/${endPoint}` : endPoint;
+  }
+
   async refresh(): Promise<void> {
+    if (this.cluster) {
+      return this._refreshKernelCluster();
+    }
     try {
       // all at once: a render between two answers would show a running cluster, no nodes
-      const [status, nodes, summary, ssh] = await Promise.all([
+      const [status, nodes, summary, ssh, clusters] = await Promise.all([
         requestAPI<IStatus>('cluster'),
         requestAPI<{ nodes: INode[] }>('nodes'),
         requestAPI<ISummary>('summary'),
-        requestAPI<ISshStatus>('ssh/status')
+        requestAPI<ISshStatus>('ssh/status'),
+        requestAPI<{ clusters: IClusterEntry[] }>('clusters')
       ]);
       this.status = status;
       this.nodes = nodes.nodes;
       this.summary = summary;
       this.ssh = ssh;
+      this.kernelClusters = clusters.clusters.filter(c => c.id !== 'server');
       this.error = status.error || '';
       this._pollSsh();
+      this._pollClusters();
     } catch (error) {
       this.error = `cannot reach the nbray server extension: ${(error as Error).message}`;
     }
     this._changed.emit();
   }
 
+  /** The kernels' clusters again (their nodes' latest samples). */
+  async refreshClusters(): Promise<void> {
+    try {
+      const clusters = await requestAPI<{ clusters: IClusterEntry[] }>('clusters');
+      this.kernelClusters = clusters.clusters.filter(c => c.id !== 'server');
+    } catch (error) {
+      this.error = `cannot reach the nbray server extension: ${(error as Error).message}`;
+    }
+    this._pollClusters();
+    this._changed.emit();
+  }
+
+  private async _refreshKernelCluster(): Promise<void> {
+    try {
+      const [status, nodes, summary] = await Promise.all([
+        requestAPI<IStatus>(`clusters/${this.cluster}`),
+        requestAPI<{ nodes: INode[] }>(this.path('nodes')),
+        requestAPI<ISummary>(this.path('summary'))
+      ]);
+      this.status = status;
+      this.nodes = nodes.nodes;
+      this.summary = summary;
+      this.error = status.error || '';
+    } catch (error) {
+      this.status = null;
+      this.nodes = [];
+      this.error = `this kernel's cluster is gone (its kernel shut down?): ${(error as Error).message}`;
+    }
+    this._changed.emit();
+  }
+
+  /** While kernels' clusters are listed, their node cards' samples come by polling. */
+  private _pollClusters(): void {
+    window.clearTimeout(this._clustersTimer);
+    if (this.kernelClusters.length && this._active) {
+      this._clustersTimer = window.setTimeout(() => void this.refreshClusters(), 2000);
+    }
+  }
+
   async action(name: 'start' | 'stop' | 'restart', settings: object = {}): Promise<void> {
+    if (this.cluster) {
+      this.error = "a kernel's cluster starts and stops with its kernel (nbray.init, shutdown)";
+      this._changed.emit();
+      return;
+    }
     this.error = '';
     try {
       this.status = await requestAPI<IStatus>(`cluster/${name}`, {
@@ -161,6 +244,7 @@ export class ClusterModel {
     this._active = false;
     this._views.clear();
     window.clearTimeout(this._sshTimer);
+    window.clearTimeout(this._clustersTimer);
     if (this._trailing !== null) {
       window.clearTimeout(this._trailing);
       this._trailing = null;
@@ -172,7 +256,7 @@ export class ClusterModel {
     if (this._ws || !this._active) {
       return;
     }
-    const ws = new WebSocket(eventsURL());
+    const ws = new WebSocket(eventsURL(this.path('events')));
     this._ws = ws;
     ws.onopen = () => {
       this._backoff = 500;
@@ -226,7 +310,13 @@ export class ClusterModel {
           }
         }
         refresh = true;
-      } else if (event.type === 'cluster' || event.type === 'worker' || event.type === 'client') {
+      } else if (
+        event.type === 'cluster' ||
+        event.type === 'worker' ||
+        event.type === 'client' ||
+        event.type === 'clusters'
+      ) {
+        // (clusters: a kernel's private cluster appeared, or went with its kernel)
         // a kernel connected or left: the kernel count (and the head's counters) change
         refresh = true;
       }
@@ -271,6 +361,7 @@ export class ClusterModel {
   private _dropped = false; // the stream broke: refresh when it is back
   private _retry = 0;
   private _sshTimer = 0;
+  private _clustersTimer = 0;
   private _ws: WebSocket | null = null;
   private _changed = new Signal<this, void>(this);
   private _received = new Signal<this, Event[]>(this);

@@ -1,10 +1,13 @@
-// The side panel: cluster state and controls, node cards, tasks by state, failures, and
-// the SSH cluster of `nbray up` (a form for its fields, per-host progress, node liveness).
+// The side panel: cluster state and controls, node cards, tasks by state, failures, the
+// clusters kernels started for themselves (owner, engine, node cards, a link to their
+// dashboard view), and the SSH cluster of `nbray up` (a form for its fields, per-host
+// progress, node liveness).
 import { TASK_STATES } from './events';
 import { LiveWidget } from './live';
 import { h, stateColor } from './format';
-import { ClusterModel, ISshStatus } from './model';
+import { ClusterModel, IClusterEntry, ISshStatus } from './model';
 import { kernelShare, nodeCard } from './nodes';
+import { dashboardURL } from './request';
 
 export namespace NbrayPanel {
   export interface IOptions {
@@ -93,6 +96,12 @@ export class NbrayPanel extends LiveWidget {
     node.appendChild(h('h3', '', 'Latest failures'));
     this._failures = h('div', 'nbray-failures');
     node.appendChild(this._failures);
+
+    const heading = h('h3', '', "Kernels' own clusters");
+    heading.title = "Started by a kernel's nbray.init(num_cpus=...) or init(engine='ray')";
+    node.appendChild(heading);
+    this._clusters = h('div', 'nbray-clusters');
+    node.appendChild(this._clusters);
 
     node.appendChild(h('h3', '', 'SSH cluster (nbray up)'));
     node.appendChild(this._buildSshForm());
@@ -267,6 +276,41 @@ export class NbrayPanel extends LiveWidget {
       this._failures.appendChild(h('span', 'nbray-empty', 'None.'));
     }
     this._renderSsh(model.ssh);
+    this._renderClusters(model.kernelClusters);
+  }
+
+  /** One block per kernel's private cluster: owner, engine, nodes, its dashboard view. */
+  private _renderClusters(clusters: IClusterEntry[]): void {
+    const blocks = clusters.map(c => {
+      const block = h('div', 'nbray-kernel-cluster');
+      block.dataset.clusterId = c.id;
+      const owner = c.path
+        ? (c.path.split('/').pop() ?? c.path)
+        : c.kernel_id
+          ? `kernel ${c.kernel_id.slice(0, 8)}`
+          : `pid ${c.pid}`;
+      const head = h('div', 'nbray-kernel-cluster-head');
+      head.appendChild(h('b', 'nbray-kernel-cluster-owner', owner));
+      head.appendChild(document.createTextNode(` · ${c.engine} engine · ${c.state}`));
+      head.title = `${c.path || c.kernel_id || `process ${c.pid}`}\n${c.address}`;
+      block.appendChild(head);
+      if (c.error) {
+        block.appendChild(h('div', 'nbray-error', c.error));
+      }
+      const nodes = h('div', 'nbray-nodes');
+      nodes.replaceChildren(...c.nodes.map(n => nodeCard(n)));
+      block.appendChild(nodes);
+      const link = h('a', 'nbray-kernel-cluster-dashboard', 'Open dashboard') as HTMLAnchorElement;
+      link.href = dashboardURL(c.id);
+      link.target = '_blank';
+      link.rel = 'noopener';
+      block.appendChild(link);
+      return block;
+    });
+    this._clusters.replaceChildren(...blocks);
+    if (blocks.length === 0) {
+      this._clusters.appendChild(h('span', 'nbray-empty', 'None: kernels use the cluster above.'));
+    }
   }
 
   private _model: ClusterModel;
@@ -283,6 +327,7 @@ export class NbrayPanel extends LiveWidget {
   private _rate!: HTMLElement;
   private _failures!: HTMLElement;
   private _ssh!: HTMLElement;
+  private _clusters!: HTMLElement;
   private _sshInputs: { [name: string]: HTMLInputElement } = {};
   private _sshInstall!: HTMLInputElement;
 }

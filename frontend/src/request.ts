@@ -30,12 +30,21 @@ export async function requestAPI<T>(endPoint = '', init: RequestInit = {}): Prom
   return data as T;
 }
 
-/** The WebSocket URL of the event stream (the token rides along if there is one). */
-export function eventsURL(): string {
+/**
+ * The WebSocket URL of an event stream (`events`, or `clusters/<id>/events`), with the
+ * token if there is one.
+ */
+export function eventsURL(endPoint = 'events'): string {
   const settings = ServerConnection.makeSettings();
-  let url = URLExt.join(settings.wsUrl, 'nbray', 'api', 'events');
+  let url = URLExt.join(settings.wsUrl, 'nbray', 'api', endPoint);
   if (settings.token) {
     url += '?token=' + encodeURIComponent(settings.token);
   }
   return url;
+}
+
+/** The dashboard page of a kernel's cluster (a new browser tab, in JupyterLab too). */
+export function dashboardURL(cluster: string): string {
+  const settings = ServerConnection.makeSettings();
+  return URLExt.join(settings.baseUrl, 'nbray', 'dashboard') + `?cluster=${cluster}`;
 }

@@ -70,12 +70,15 @@ __all__ = [
     "ClientState",
     "ClusterEvent",
     "ClusterState",
+    "ClustersEvent",
+    "EngineName",
     "Event",
     "EventType",
     "GpuSample",
     "GraphEdge",
     "GraphNodeRecord",
     "GraphRecord",
+    "KernelClusterRecord",
     "LogEvent",
     "MetricsEvent",
     "NodeEvent",
@@ -111,7 +114,9 @@ CLUSTER_STATES: tuple[ClusterState, ...] = get_args(ClusterState)
 
 ClientState = Literal["CONNECTED", "DISCONNECTED"]
 
-EventType = Literal["task", "actor", "worker", "node", "metrics", "log", "cluster", "client"]
+EventType = Literal[
+    "task", "actor", "worker", "node", "metrics", "log", "cluster", "client", "clusters"
+]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
 # The one colour per task state, for the widgets, the side panel and the dashboard (the
@@ -262,6 +267,33 @@ class ClientEvent(TypedDict):
     time: float
 
 
+EngineName = Literal["local", "ray"]
+
+
+class KernelClusterRecord(TypedDict):
+    """A private cluster one of the server's kernels started (``GET nbray/api/clusters``
+    lists these beside the server's own, with their ``nodes``)."""
+
+    id: str
+    engine: EngineName
+    kernel_id: str  # the owner kernel's id ("" when the server does not know it)
+    path: str  # its notebook, when the server's sessions name it
+    pid: int  # the owner process
+    address: str
+    started_at: float
+    state: ClusterState
+    error: str
+
+
+class ClustersEvent(TypedDict):
+    """A kernel's private cluster appeared in the server's registry, or went with its
+    owner (shut down, exited, killed): the whole list after the change."""
+
+    type: Literal["clusters"]
+    clusters: list[KernelClusterRecord]
+    time: float
+
+
 Event = (
     TaskEvent
     | ActorEvent
@@ -271,6 +303,7 @@ Event = (
     | LogEvent
     | ClusterEvent
     | ClientEvent
+    | ClustersEvent
 )
 
 
@@ -371,6 +404,7 @@ EVENT_CLASSES: dict[str, type] = {
     "log": LogEvent,
     "cluster": ClusterEvent,
     "client": ClientEvent,
+    "clusters": ClustersEvent,
 }
 
 

@@ -35,6 +35,8 @@ _RAY_INIT_IGNORED = {
 }
 _init_lock = threading.Lock()
 _context: ClusterContext | None = None
+# the record of the private cluster this process started, where its Jupyter server lists it
+_registered: Any = None
 
 
 class ClusterContext:
@@ -240,6 +242,8 @@ def init(
             session_dir=str(cluster.session_dir) if cluster else "",
             resources=info["total"],
         )
+        if cluster is not None:
+            _register("local", cluster.address, str(cluster.session_dir))
         return _context
 
 
@@ -258,9 +262,9 @@ def _warn_private_cluster(num_cpus: Any, num_gpus: Any, resources: Any) -> None:
     warnings.warn(
         f"nbray.init({given}) started a private cluster for this process, not the shared "
         f"cluster NBRAY_ADDRESS names (the Jupyter server's, in a JupyterLab kernel): the "
-        "side panel and the dashboard do not show its work. Call nbray.init() without "
-        "arguments to join the shared cluster (set its CPUs in the panel, or with "
-        "--NbrayServer.num_cpus).",
+        "side panel lists it apart, under this kernel, with a dashboard of its own. Call "
+        "nbray.init() without arguments to join the shared cluster (set its CPUs in the "
+        "panel, or with --NbrayServer.num_cpus).",
         PrivateClusterWarning,
         stacklevel=3,
     )
@@ -309,8 +313,40 @@ def _init_ray(
         runtime_env=runtime_env,
     )
     session.set_engine(eng)
-    _context = ClusterContext(engine="ray", resources=eng.cluster_info()["total"], **facts)
+    info = eng.cluster_info()
+    _context = ClusterContext(engine="ray", resources=info["total"], **facts)
+    if facts.get("owned"):
+        _register(
+            "ray",
+            str(facts["address"]),
+            str(getattr(eng, "private_dir", "") or ""),
+            nodes=_node_snapshot(info.get("nodes", [])),
+        )
     return _context
+
+
+def _register(engine: str, address: str, session_dir: str, **extra: Any) -> None:
+    """Tell the Jupyter server whose kernel this is (``NBRAY_KERNEL_REGISTRY``) about the
+    private cluster this process started, so its panel lists it; nothing elsewhere."""
+    global _registered
+    from nbray._wire import kernel_registry
+
+    _registered = kernel_registry.register(engine, address, session_dir, **extra)
+
+
+def _unregister() -> None:
+    global _registered
+    if _registered is not None:
+        from nbray._wire import kernel_registry
+
+        kernel_registry.unregister(_registered)
+        _registered = None
+
+
+def _node_snapshot(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ray's node records as JSON (the server shows a private Ray's nodes from them)."""
+    keep = ("NodeID", "Alive", "NodeManagerAddress", "NodeManagerHostname", "Resources")
+    return [{k: node[k] for k in keep if k in node} for node in nodes]
 
 
 def _init_inline(namespace: str | None) -> ClusterContext:
@@ -352,6 +388,7 @@ def shutdown() -> None:
         eng = session.get_engine()
         session.set_engine(None)
         _context = None
+        _unregister()  # first: the server must not find a record of a cluster going away
         if eng is not None:
             eng.shutdown()
 

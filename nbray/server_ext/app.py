@@ -1,9 +1,10 @@
 """The extension app: settings, routes, and the cluster's life with the server.
 
 ServerApp loads ──▶ NbrayServer.initialize_settings ──▶ ClusterManager (+ autostart),
-                    SshCluster (`nbray up` over the REST API; its node events join the stream)
+                    SshCluster (`nbray up` over the REST API; its node events join the stream),
+                    KernelClusters (the private clusters kernels start; "clusters" events)
                 ──▶ initialize_handlers ──▶ handlers.route_table(), ssh_handlers.ssh_routes()
-ServerApp stops ──▶ NbrayServer.stop_extension ──▶ manager.shutdown()
+ServerApp stops ──▶ NbrayServer.stop_extension ──▶ manager.shutdown(), kernels.shutdown()
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Enum, Float, Int
 
+from .kernel_clusters import KernelClusters
 from .manager import ClusterManager, ClusterSettings
 from .ssh_cluster import SshCluster
 
@@ -47,6 +49,7 @@ class NbrayServer(ExtensionApp):
 
     manager: ClusterManager
     ssh: SshCluster
+    kernel_clusters: KernelClusters
 
     def initialize_settings(self) -> None:
         settings = ClusterSettings(
@@ -58,8 +61,13 @@ class NbrayServer(ExtensionApp):
         self.settings["nbray_manager"] = self.manager
         self.ssh = SshCluster(on_event=self.manager.forward)
         self.settings["nbray_ssh"] = self.ssh
+        self.kernel_clusters = KernelClusters(
+            on_change=self.manager.forward, task_capacity=self.task_history
+        )
+        self.settings["nbray_kernel_clusters"] = self.kernel_clusters
         atexit.register(self.manager.shutdown)  # a server that exits without stopping us
         atexit.register(self.ssh.shutdown)
+        atexit.register(self.kernel_clusters.shutdown)
         if self.autostart == "server":
             try:
                 self.manager.start()
@@ -97,4 +105,5 @@ class NbrayServer(ExtensionApp):
 
     async def stop_extension(self) -> None:
         self.ssh.shutdown()
+        self.kernel_clusters.shutdown()
         self.manager.shutdown()

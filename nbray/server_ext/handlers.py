@@ -12,7 +12,12 @@
     GET  <base>/nbray/api/graph?limit=       the task DAG, laid out in layers (grouped)
     GET  <base>/nbray/api/timeline?limit=    one bar per task attempt, per worker
     WS   <base>/nbray/api/events             batches of events every ~0.5 s
-    GET  <base>/nbray/dashboard              the dashboard page (the frontend's bundle)
+    GET  <base>/nbray/dashboard              the dashboard page (the frontend's bundle);
+                                             ?cluster=<id>: a kernel's cluster
+    GET  <base>/nbray/api/clusters           the server's cluster and its kernels' private
+                                             ones: owner kernel, notebook, engine, nodes
+    <base>/nbray/api/clusters/<id>[/nodes|/tasks|/tasks/<t>/logs|/summary|/graph|/timeline|
+                                   /events]  the routes above, for one of those clusters
 
 Every route is ``@tornado.web.authenticated`` and authorized against the resource
 "nbray" (read for GET, write for POST). Manager calls block (they talk to the head), so
@@ -24,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import os
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +46,9 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from nbray._base.errors import NbrayError
 
+from .kernel_clusters import KernelCluster, KernelClusters
 from .manager import ClusterManager, ClusterSettings, ClusterStateError
+from .watching import WatchedCluster
 
 AUTH_RESOURCE = "nbray"
 STATIC_DIR = Path(__file__).parent / "static"  # the frontend's standalone build
@@ -55,6 +63,11 @@ class _Base(APIHandler):
     def manager(self) -> ClusterManager:
         return self.settings["nbray_manager"]
 
+    async def cluster(self, cluster_id: str | None) -> WatchedCluster:
+        """The cluster a route names: the server's (no id, or "server"), else a kernel's
+        (404 when no kernel's cluster has that id, e.g. its kernel went)."""
+        return await _find_cluster(self, cluster_id)
+
     async def call(self, func: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, func, *args)
 
@@ -63,19 +76,38 @@ class _Base(APIHandler):
         self.finish(json.dumps(data))
 
 
+async def _find_cluster(handler: JupyterHandler, cluster_id: str | None) -> WatchedCluster:
+    if not cluster_id or cluster_id == "server":
+        manager: ClusterManager = handler.settings["nbray_manager"]
+        return manager
+    registry: KernelClusters = handler.settings["nbray_kernel_clusters"]
+    found = await asyncio.get_running_loop().run_in_executor(None, registry.get, cluster_id)
+    if found is None:
+        raise web.HTTPError(404, f"no kernel's cluster {cluster_id} (its kernel may have gone)")
+    return found
+
+
 class ClusterHandler(_Base):
     @web.authenticated
     @authorized
-    async def get(self) -> None:
-        self.manager.ensure_started()
+    async def get(self, cluster_id: str | None = None) -> None:
+        cluster = await self.cluster(cluster_id)
+        await self.call(cluster.ensure_started)
+        if isinstance(cluster, KernelCluster):
+            await self.call(cluster.touch)
+            status = await self.call(cluster.status)
+            await self._name_owners([status])
+            self.reply(status)
+            return
         status = await self.call(self.manager.status)
         if status.get("kernels"):
-            await self._name_kernels(status["kernels"])
+            await self._name_owners(status["kernels"])
         self.reply(status)
 
-    async def _name_kernels(self, shares: list[dict[str, Any]]) -> None:
-        """Add this server's kernel id and notebook path to each share, found by the
-        kernel's process id (a script or another server's kernel keeps only its pid)."""
+    async def _name_owners(self, entries: list[dict[str, Any]]) -> None:
+        """Add this server's kernel id and notebook path to each entry (a kernel's share of
+        the cluster, a kernel's own cluster), found by its kernel id or its process id (a
+        script or another server's kernel keeps only its pid)."""
         km = self.kernel_manager
         by_pid: dict[int, str] = {}
         for kid in km.list_kernel_ids():
@@ -84,11 +116,43 @@ class ClusterHandler(_Base):
                 by_pid[int(pid)] = kid
         sessions: list[dict[str, Any]] = await ensure_async(self.session_manager.list_sessions())
         paths = {(s.get("kernel") or {}).get("id", ""): s.get("path", "") for s in sessions}
-        for share in shares:
-            found = by_pid.get(int(share.get("pid") or 0))
+        for entry in entries:
+            found = entry.get("kernel_id") or by_pid.get(int(entry.get("pid") or 0))
             if found:
-                share["kernel_id"] = found
-                share["path"] = paths.get(found, "")
+                entry["kernel_id"] = found
+                entry["path"] = paths.get(found, "")
+
+
+class ClustersHandler(ClusterHandler):
+    """The server's own cluster, then each kernel's private one, with their nodes."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, cluster_id: str | None = None) -> None:
+        registry: KernelClusters = self.settings["nbray_kernel_clusters"]
+        manager = self.manager
+        manager.ensure_started()
+        own = {
+            "id": "server",
+            "engine": "local",
+            "kernel_id": "",
+            "path": "",
+            "pid": os.getpid(),
+            "address": str(manager.address_link) if manager.state == "running" else "",
+            "started_at": manager.started_at or 0.0,
+            "state": manager.state,
+            "error": manager.error,
+            "nodes": await self.call(manager.nodes),
+        }
+        clusters = await self.call(registry.list)
+        out = []
+        for cluster in clusters:
+            await self.call(cluster.touch)  # live node metrics come with the subscription
+            out.append({**cluster.describe(), "nodes": await self.call(cluster.nodes)})
+        await self._name_owners(out)
+        for cluster, entry in zip(clusters, out, strict=True):
+            cluster.path = entry.get("path", "")  # for the "clusters" events to come
+        self.reply({"clusters": [own, *out]})
 
 
 class ClusterActionHandler(_Base):
@@ -117,18 +181,20 @@ class ClusterActionHandler(_Base):
 class NodesHandler(_Base):
     @web.authenticated
     @authorized
-    async def get(self) -> None:
-        self.manager.ensure_started()
-        await self.call(self.manager.touch)  # metrics come with the event subscription
-        self.reply({"nodes": await self.call(self.manager.nodes)})
+    async def get(self, cluster_id: str | None = None) -> None:
+        cluster = await self.cluster(cluster_id)
+        await self.call(cluster.ensure_started)
+        await self.call(cluster.touch)  # metrics come with the event subscription
+        self.reply({"nodes": await self.call(cluster.nodes)})
 
 
 class TasksHandler(_Base):
     @web.authenticated
     @authorized
-    async def get(self) -> None:
-        self.manager.ensure_started()
-        await self.call(self.manager.touch)
+    async def get(self, cluster_id: str | None = None) -> None:
+        cluster = await self.cluster(cluster_id)
+        await self.call(cluster.ensure_started)
+        await self.call(cluster.touch)
         try:
             owner_arg = self.get_argument("owner", None)
             owner = int(owner_arg) if owner_arg else None
@@ -136,7 +202,7 @@ class TasksHandler(_Base):
         except ValueError as exc:
             raise web.HTTPError(400, f"owner and limit must be whole numbers ({exc})") from None
         try:
-            tasks = self.manager.tasks.query(
+            tasks = cluster.tasks.query(
                 state=self.get_argument("state", None),
                 name=self.get_argument("name", None),
                 owner=owner,
@@ -157,30 +223,33 @@ def _limit(handler: _Base, default: int) -> int:
 class GraphHandler(_Base):
     @web.authenticated
     @authorized
-    async def get(self) -> None:
-        await self.call(self.manager.touch)
+    async def get(self, cluster_id: str | None = None) -> None:
+        cluster = await self.cluster(cluster_id)
+        await self.call(cluster.touch)
         limit = _limit(self, 2000)
-        self.reply(await self.call(self.manager.tasks.graph_record, limit))
+        self.reply(await self.call(cluster.tasks.graph_record, limit))
 
 
 class TimelineHandler(_Base):
     @web.authenticated
     @authorized
-    async def get(self) -> None:
-        await self.call(self.manager.touch)
+    async def get(self, cluster_id: str | None = None) -> None:
+        cluster = await self.cluster(cluster_id)
+        await self.call(cluster.touch)
         limit = _limit(self, 2000)
-        self.reply({"segments": await self.call(self.manager.tasks.timeline_records, limit)})
+        self.reply({"segments": await self.call(cluster.tasks.timeline_records, limit)})
 
 
 class TaskLogsHandler(_Base):
     @web.authenticated
     @authorized
-    async def get(self, task_id: str) -> None:
-        self.manager.ensure_started()
-        await self.call(self.manager.touch)
-        logs = self.manager.logs.get(task_id)
+    async def get(self, task_id: str, cluster_id: str | None = None) -> None:
+        cluster = await self.cluster(cluster_id)
+        await self.call(cluster.ensure_started)
+        await self.call(cluster.touch)
+        logs = cluster.logs.get(task_id)
         if logs is None:
-            if self.manager.tasks.get(task_id) is None:
+            if cluster.tasks.get(task_id) is None:
                 raise web.HTTPError(404, f"no task {task_id} is kept (unknown, or too old)")
             logs = {"lines": [], "dropped": 0}
         self.reply({"task_id": task_id, **logs})
@@ -189,9 +258,10 @@ class TaskLogsHandler(_Base):
 class SummaryHandler(_Base):
     @web.authenticated
     @authorized
-    async def get(self) -> None:
-        await self.call(self.manager.touch)
-        self.reply(self.manager.tasks.summary())
+    async def get(self, cluster_id: str | None = None) -> None:
+        cluster = await self.cluster(cluster_id)
+        await self.call(cluster.touch)
+        self.reply(cluster.tasks.summary())
 
 
 class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
@@ -211,12 +281,13 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         )
         if not allowed:
             raise web.HTTPError(403)
-        self.settings["nbray_manager"].ensure_started()
+        self._cluster = await _find_cluster(self, kwargs.get("cluster_id"))
+        await IOLoop.current().run_in_executor(None, self._cluster.ensure_started)
         await super().get(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         super().open()
-        manager: ClusterManager = self.settings["nbray_manager"]
+        manager = self._cluster
         self._pending: list[dict[str, Any]] = []
         self._dropped = 0
         # events arrive on the cluster connection's thread; the IOLoop takes them in at
@@ -251,7 +322,7 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         self._send({"events": events, "dropped": dropped})
 
     def _send(self, message: dict[str, Any]) -> None:
-        manager: ClusterManager = self.settings["nbray_manager"]
+        manager = self._cluster
         message["summary"] = manager.tasks.summary()
         message["state"] = manager.state
         try:
@@ -351,12 +422,25 @@ def route_table() -> list[tuple[str, type]]:
     def url(path: str) -> str:
         return url_path_join("/nbray", path)
 
+    cid = r"(?P<cluster_id>server|[0-9a-f]{12})"
+    per_cluster: list[tuple[str, type]] = [
+        (url(f"api/clusters/{cid}"), ClusterHandler),
+        (url(f"api/clusters/{cid}/nodes"), NodesHandler),
+        (url(f"api/clusters/{cid}/tasks"), TasksHandler),
+        (url(f"api/clusters/{cid}/tasks/(?P<task_id>[0-9a-f]{{1,32}})/logs"), TaskLogsHandler),
+        (url(f"api/clusters/{cid}/summary"), SummaryHandler),
+        (url(f"api/clusters/{cid}/graph"), GraphHandler),
+        (url(f"api/clusters/{cid}/timeline"), TimelineHandler),
+        (url(f"api/clusters/{cid}/events"), EventsHandler),
+    ]
     return [
+        (url("api/clusters"), ClustersHandler),
+        *per_cluster,
         (url("api/cluster"), ClusterHandler),
         (url(r"api/cluster/(start|stop|restart)"), ClusterActionHandler),
         (url("api/nodes"), NodesHandler),
         (url("api/tasks"), TasksHandler),
-        (url(r"api/tasks/([0-9a-f]{1,32})/logs"), TaskLogsHandler),
+        (url(r"api/tasks/(?P<task_id>[0-9a-f]{1,32})/logs"), TaskLogsHandler),
         (url("api/summary"), SummaryHandler),
         (url("api/graph"), GraphHandler),
         (url("api/timeline"), TimelineHandler),

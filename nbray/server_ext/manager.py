@@ -21,23 +21,17 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbray._base.errors import NbrayConnectionError
 from nbray._wire import session_files as sf
 
-from .tasks import TaskLogs, TaskTable
+from .watching import LINGER, Listener, WatchedCluster
 
-__all__ = ["ClusterManager", "ClusterSettings", "ClusterStateError"]
+__all__ = ["LINGER", "ClusterManager", "ClusterSettings", "ClusterStateError", "Listener"]
 
 log = logging.getLogger("nbray.server_ext")
-Listener = Callable[[dict[str, Any]], None]
-
-
-LINGER = 30.0  # seconds the server stays subscribed after the last watcher left
 
 
 class ClusterStateError(RuntimeError):
@@ -110,7 +104,7 @@ def sweep_stale_links() -> None:
                 link.unlink()
 
 
-class ClusterManager:
+class ClusterManager(WatchedCluster):
     """Owns at most one local cluster at a time and tells listeners what happens on it.
 
     Example::
@@ -122,19 +116,9 @@ class ClusterManager:
     """
 
     def __init__(self, settings: ClusterSettings | None = None, task_capacity: int = 5000) -> None:
+        super().__init__(task_capacity)
         self.settings = settings or ClusterSettings()
-        self.tasks = TaskTable(task_capacity)
-        self.logs = TaskLogs()
-        self.state = "stopped"
-        self.error = ""
         self.started_at: float | None = None
-        self.latest_metrics: dict[str, Any] | None = None
-        self._engine: Any = None
-        self._unsubscribe: Callable[[], None] | None = None
-        self._watchers = 0
-        self._linger: threading.Timer | None = None
-        self._listeners: list[Listener] = []
-        self._lock = threading.RLock()
         self._start_on_first_use = False
         sweep_stale_links()
         self.address_link = sf.user_root() / f"jupyter-{os.getpid()}"
@@ -258,16 +242,6 @@ class ClusterManager:
         self.started_at = None
         self._set_state("stopped")
 
-    def _ask(self, engine: Any, func: Callable[[], Any]) -> Any:
-        """``func()`` against the head; None (and the state "stopped") if it is gone."""
-        try:
-            return func()
-        except NbrayConnectionError:
-            with self._lock:
-                if self._engine is engine:
-                    self._forget_dead_head(force=True)
-            return None
-
     # --- the address kernels use ---------------------------------------------------------
 
     def _export_address(self, session_dir: Path) -> None:
@@ -280,106 +254,6 @@ class ClusterManager:
     def _unexport_address(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.address_link.unlink()
-
-    # --- events --------------------------------------------------------------------------
-    #
-    # The head builds task events only while someone subscribes, and that costs throughput
-    # on short tasks, so the server subscribes only while it is watched: a WebSocket is
-    # open (``watch``), or a REST request came in the last LINGER seconds (``touch``). On
-    # subscribing, the head replays its event history, from which the task table is rebuilt.
-
-    def watch(self) -> Callable[[], None]:
-        """Keep the event subscription on until the returned function is called."""
-        with self._lock:
-            self._watchers += 1
-            self._subscribe()
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            with self._lock:
-                if released:
-                    return
-                released = True
-                self._watchers -= 1
-                if self._watchers == 0:
-                    self._cancel_linger()
-                    self._linger = threading.Timer(LINGER, self._unsubscribe_if_unwatched)
-                    self._linger.daemon = True
-                    self._linger.start()
-
-        return release
-
-    def touch(self) -> None:
-        """A request for recent tasks or metrics: subscribe, for the next LINGER seconds."""
-        self.watch()()
-
-    def _subscribe(self) -> None:
-        self._cancel_linger()
-        engine = self._engine
-        if engine is None or self._unsubscribe is not None:
-            return
-        self.tasks.clear()  # the replay brings the history back
-        try:
-            self._unsubscribe = engine.subscribe(self._on_event)
-        except NbrayConnectionError:
-            self._forget_dead_head(force=True)
-
-    def _unsubscribe_if_unwatched(self) -> None:
-        with self._lock:
-            unsubscribe = self._unsubscribe
-            if self._watchers or unsubscribe is None or self._engine is None:
-                return
-            self._unsubscribe = None
-            with contextlib.suppress(NbrayConnectionError):
-                unsubscribe()
-
-    def _cancel_linger(self) -> None:
-        if self._linger is not None:
-            self._linger.cancel()
-            self._linger = None
-
-    @property
-    def subscribed(self) -> bool:
-        """Whether the server receives the cluster's events right now."""
-        return self._unsubscribe is not None
-
-    def add_listener(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener`` (from a background thread) with every event; returns a remover.
-        Besides the head's events it receives ``{"type": "cluster", "state": ...}``."""
-        with self._lock:
-            self._listeners.append(listener)
-
-        def remove() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
-
-        return remove
-
-    def forward(self, event: dict[str, Any]) -> None:
-        """Pass an event from elsewhere (the SSH cluster's nodes) to the listeners."""
-        self._emit(event)
-
-    def _on_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "task":
-            self.tasks.apply(event)
-        elif kind == "log":
-            self.logs.apply(event)
-        elif kind == "metrics":
-            self.latest_metrics = event
-        self._emit(event)
-
-    def _emit(self, event: dict[str, Any]) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                log.exception("an nbray event listener failed")
-
-    def _set_state(self, state: str) -> None:
-        self.state = state
-        self._emit({"type": "cluster", "state": state, "error": self.error, "time": time.time()})
 
     # --- queries -------------------------------------------------------------------------
 
@@ -420,23 +294,6 @@ class ClusterManager:
             kernels=head.get("owners", []),
         )
         return out
-
-    def nodes(self) -> list[dict[str, Any]]:
-        """One entry per node: Ray's node fields plus the latest CPU/memory/GPU sample."""
-        engine = self._engine
-        if engine is None:
-            return []
-        info = self._ask(engine, engine.cluster_info)
-        if info is None:
-            return []
-        metrics = self.latest_metrics
-        nodes = []
-        for node in info["nodes"]:
-            node = dict(node, available=info["available"])
-            if metrics is not None and metrics.get("node_id") == node["NodeID"]:
-                node["metrics"] = metrics
-            nodes.append(node)
-        return nodes
 
     def shutdown(self) -> None:
         """Stop the cluster for good (the server is stopping)."""

@@ -1,8 +1,10 @@
-"""Helpers for the server-extension tests (async polling, leak checks)."""
+"""Helpers for the server-extension tests (async polling, leak checks, real kernels started
+through the server's kernel API)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -54,3 +56,27 @@ def address_matches(status: dict[str, Any], address: str) -> bool:
         and link.resolve() == Path(status["session_dir"]).resolve()
         and (link / "secret").stat().st_mode & 0o077 == 0
     )
+
+
+async def execute(kc: Any, code: str) -> str:
+    """Run ``code`` in the kernel; its stdout, or fail with the kernel's error."""
+    out: list[str] = []
+
+    def hook(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+        elif msg["msg_type"] == "error":
+            out.append("\n".join(msg["content"]["traceback"]))
+
+    reply = await kc.execute_interactive(code, output_hook=hook, timeout=60)
+    assert reply["content"]["status"] == "ok", "".join(out)
+    return "".join(out)
+
+
+async def start_kernel(jp_fetch: Any, jp_serverapp: Any) -> tuple[str, Any]:
+    resp = await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": "python3"}))
+    kid = json.loads(resp.body)["id"]
+    kc = jp_serverapp.kernel_manager.get_kernel(kid).client()
+    kc.start_channels()
+    await kc.wait_for_ready(timeout=60)
+    return kid, kc

@@ -22,6 +22,14 @@ ROUTES = [
     ("GET", "api/summary"),
     ("GET", "api/graph"),
     ("GET", "api/timeline"),
+    ("GET", "api/clusters"),
+    ("GET", "api/clusters/server"),
+    ("GET", "api/clusters/server/nodes"),
+    ("GET", "api/clusters/server/tasks"),
+    ("GET", f"api/clusters/server/tasks/{UNKNOWN_TASK}/logs"),
+    ("GET", "api/clusters/server/summary"),
+    ("GET", "api/clusters/server/graph"),
+    ("GET", "api/clusters/server/timeline"),
     ("GET", "api/ssh/status"),
     ("POST", "api/ssh/up"),
     ("POST", "api/ssh/down"),
@@ -75,6 +83,8 @@ async def test_with_token_the_routes_answer(jp_fetch: Any) -> None:
             assert await _status(jp_fetch, method, path) == 200, path
     # logged in, a task the server does not know is a 404, not a login problem
     assert await _status(jp_fetch, "GET", f"api/tasks/{UNKNOWN_TASK}/logs") == 404
+    # and a kernel's cluster that is not (or no longer) there
+    assert await _status(jp_fetch, "GET", "api/clusters/0123456789ab/nodes") == 404
     resp = await jp_fetch("nbray", "dashboard")
     # the page loads the frontend's standalone bundle, with the base URL for its requests
     assert b'nbray/static/dashboard.js"' in resp.body

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from server_support import until
+from server_support import execute, start_kernel, until
 from tornado.websocket import WebSocketClientConnection
 
 pytestmark = pytest.mark.timeout(120)
@@ -31,30 +31,6 @@ keeper = Keeper.options(name="keeper", lifetime="detached").remote()
 refs = [sleepy.remote(i) for i in range(2)]
 print(nbray.get(keeper.ping.remote(), timeout=30))
 """
-
-
-async def execute(kc: Any, code: str) -> str:
-    """Run ``code`` in the kernel; its stdout, or fail with the kernel's error."""
-    out: list[str] = []
-
-    def hook(msg: dict[str, Any]) -> None:
-        if msg["msg_type"] == "stream":
-            out.append(msg["content"]["text"])
-        elif msg["msg_type"] == "error":
-            out.append("\n".join(msg["content"]["traceback"]))
-
-    reply = await kc.execute_interactive(code, output_hook=hook, timeout=60)
-    assert reply["content"]["status"] == "ok", "".join(out)
-    return "".join(out)
-
-
-async def start_kernel(jp_fetch: Any, jp_serverapp: Any) -> tuple[str, Any]:
-    resp = await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": "python3"}))
-    kid = json.loads(resp.body)["id"]
-    kc = jp_serverapp.kernel_manager.get_kernel(kid).client()
-    kc.start_channels()
-    await kc.wait_for_ready(timeout=60)
-    return kid, kc
 
 
 async def test_kernel_restart_cancels_its_tasks_and_cluster_carries_on(

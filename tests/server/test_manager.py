@@ -10,7 +10,7 @@ from nbray_testing import wait_until
 from server_support import left_behind
 
 import nbray
-from nbray.server_ext import manager as manager_module
+from nbray.server_ext import watching as watching_module
 from nbray.server_ext.manager import ClusterManager, ClusterSettings, ClusterStateError
 
 pytestmark = pytest.mark.timeout(60)
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 def manager(monkeypatch: pytest.MonkeyPatch) -> Iterator[ClusterManager]:
-    monkeypatch.setattr(manager_module, "LINGER", 0.3)
+    monkeypatch.setattr(watching_module, "LINGER", 0.3)
     monkeypatch.delenv("NBRAY_ADDRESS", raising=False)
     m = ClusterManager(ClusterSettings(num_cpus=1))
     m.start()
