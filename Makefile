@@ -41,7 +41,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install $(VENV) system-deps test test-unit soak lint demo bench bench-quick clean distclean
+.PHONY: help install $(VENV) system-deps hub-proxy test test-unit soak lint demo bench bench-quick clean distclean
 
 help:
 	@echo "make demo       create $(VENV), install nbray[demo], open JupyterLab on $(DEMO_DIR)/"
@@ -79,7 +79,19 @@ $(VENV): $(STAMP)
 system-deps:
 	scripts/system-deps.sh
 
-test: install system-deps
+# JupyterHub's proxy (npm's configurable-http-proxy) for tests/hub, in the venv: nothing global
+CHP_VERSION := 5.3.0
+CHP := $(VENV)/node/node_modules/.bin/configurable-http-proxy
+
+$(CHP): Makefile
+	mkdir -p $(VENV)/node
+	npm install --prefix $(VENV)/node --no-save --no-audit --no-fund --loglevel=error \
+		configurable-http-proxy@$(CHP_VERSION)
+	touch $@
+
+hub-proxy: $(CHP)
+
+test: install system-deps hub-proxy
 	$(VENV_PY) -m pytest tests $(PYTEST_ARGS)
 
 # pure functions and in-process objects: seconds, no processes, browser, ssh or Ray

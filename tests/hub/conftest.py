@@ -1,0 +1,94 @@
+"""Fixtures for tests/hub: one JupyterHub for the module, with two users whose servers run
+(``hub``), and a logged-in HTTP session per user (``session_of``). See hub_support."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from browser_support import artifact
+from hub_support import (
+    PASSWORD,
+    USERS,
+    Hub,
+    hub_users,
+    leftover_processes,
+    private_base,
+    require_hub_prerequisites,
+    start_hub,
+    start_server,
+    stop_hub,
+    tail,
+    user_python,
+)
+
+SHM = Path("/dev/shm")
+
+
+@pytest.fixture(scope="module")
+def hub() -> Iterator[Hub]:
+    """The Hub, its proxy, and both users' servers (nbray's extension starts each one's
+    cluster with it). Afterwards: no process of the Hub, the proxy or the users is left,
+    nor a /dev/shm segment of theirs, and the users are gone."""
+    require_hub_prerequisites()
+    base = private_base()
+    try:
+        with hub_users(base) as users:
+            python = user_python(users[USERS[0]], base)
+            hub = start_hub(base, users, python)
+            try:
+                for name in USERS:
+                    start_server(hub, name)
+                yield hub
+            finally:
+                stop_hub(hub)
+                shutil.copy(hub.log, artifact("jupyterhub.log"))
+                deadline = time.monotonic() + 20
+                while (left := leftover_processes(hub)) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                segments = [
+                    p.name
+                    for p in SHM.glob("nbray-*")
+                    if p.stat().st_uid in {u.uid for u in users.values()}
+                ]
+                assert not left, "left running after the Hub stopped:\n" + "\n".join(left)
+                assert not segments, f"/dev/shm segments left by the users: {segments}"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def login(hub: Hub, name: str) -> requests.Session:
+    """Log ``name`` in through the Hub's login form (as a browser would) and open their
+    server once, so the session holds the server's own cookies (OAuth) and its _xsrf."""
+    s = requests.Session()
+    s.get(f"{hub.url}hub/login", timeout=30).raise_for_status()
+    xsrf = s.cookies.get("_xsrf", path="/hub/")
+    r = s.post(
+        f"{hub.url}hub/login?next=/user/{name}/lab",
+        data={"username": name, "password": PASSWORD, "_xsrf": xsrf},
+        timeout=60,
+    )
+    assert r.status_code == 200 and r.url.startswith(f"{hub.url}user/{name}/lab"), (
+        f"login of {name} ended at {r.url} ({r.status_code}):\n{tail(hub.log)}"
+    )
+    return s
+
+
+@pytest.fixture(scope="module")
+def session_of(hub: Hub) -> Iterator[Callable[[str], requests.Session]]:
+    sessions: dict[str, requests.Session] = {}
+
+    def get(name: str) -> requests.Session:
+        if name not in sessions:
+            sessions[name] = login(hub, name)
+        return sessions[name]
+
+    yield get
+    for s in sessions.values():
+        with contextlib.suppress(Exception):
+            s.close()
