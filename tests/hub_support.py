@@ -112,8 +112,15 @@ def hub_users(base: Path) -> Iterator[dict[str, HubUser]]:
     finally:
         for user in users.values():
             _kill_user_processes(user.uid)
+            # the per-user root nbray made (sessions inside are checked by the fixture)
+            shutil.rmtree(nbray_root(user), ignore_errors=True)
             done = _run(["userdel", "-f", user.name])
             assert done.returncode == 0, f"userdel {user.name}: {done.stderr}"
+
+
+def nbray_root(user: HubUser) -> Path:
+    """Where nbray keeps ``user``'s sessions (their servers have no TMPDIR or NBRAY_TMPDIR)."""
+    return Path("/tmp") / f"nbray-{user.uid}"
 
 
 def _runs_as(user: HubUser, python: str) -> str:
@@ -183,6 +190,7 @@ class Hub:
     log: Path
     users: dict[str, HubUser] = field(default_factory=dict)
     proxy_api_port: int = 0
+    python: Path = Path(sys.executable)  # what the users' servers run
 
     def api(self, path: str, method: str = "GET", body: Any = None) -> Any:
         req = urllib.request.Request(
@@ -290,6 +298,7 @@ def start_hub(base: Path, users: dict[str, HubUser], python: Path) -> Hub:
         log,
         users,
         proxy_api_port,
+        python,
     )
     deadline = time.monotonic() + HUB_START_TIMEOUT
     while True:

@@ -18,6 +18,7 @@ from hub_support import (
     Hub,
     hub_users,
     leftover_processes,
+    nbray_root,
     private_base,
     require_hub_prerequisites,
     start_hub,
@@ -56,7 +57,11 @@ def hub() -> Iterator[Hub]:
                     for p in SHM.glob("nbray-*")
                     if p.stat().st_uid in {u.uid for u in users.values()}
                 ]
+                sessions = [
+                    str(p) for u in users.values() for p in nbray_root(u).glob("session-*")
+                ]
                 assert not left, "left running after the Hub stopped:\n" + "\n".join(left)
+                assert not sessions, f"session directories left: {sessions}"
                 assert not segments, f"/dev/shm segments left by the users: {segments}"
     finally:
         shutil.rmtree(base, ignore_errors=True)

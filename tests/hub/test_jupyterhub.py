@@ -1,23 +1,350 @@
-"""nbray behind a real JupyterHub (two Unix users, LocalProcessSpawner, DummyAuthenticator)."""
+"""nbray under a real JupyterHub: two Unix users, each with a single-user server at
+``/user/<name>/`` (LocalProcessSpawner, so each runs as its user) behind the Hub's login
+(DummyAuthenticator) and configurable-http-proxy.
+
+- every nbray route, the events WebSocket and the dashboard work for their user through
+  the proxy, with the Hub's cookies (and a Hub API token);
+- nothing of one user's is reachable by the other: not their routes (cookies, token,
+  WebSocket), nor, as the other Unix user, their session directory, secret, socket or
+  /dev/shm segments;
+- POSTs need the XSRF token that the page holds;
+- nbray's REST and WebSocket traffic counts as the server's activity, as the Hub (and so
+  its idle culler) sees it.
+
+The browser's view (panel, dashboard, cross-site POST) is in test_jupyterhub_browser.py.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+import subprocess
+import textwrap
 from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 import requests
-from hub_support import USERS, Hub
+import websocket
+from hub_support import USERS, Hub, HubUser, nbray_root
+from nbray_testing import wait_until
 
 pytestmark = [pytest.mark.timeout(240)]
 
 A, B = USERS
+ROUTES = ["cluster", "nodes", "tasks", "summary", "graph", "timeline", "ssh/status"]
+
+Sessions = Callable[[str], requests.Session]
 
 
-def test_each_user_reaches_their_own_cluster(
-    hub: Hub, session_of: Callable[[str], requests.Session]
-) -> None:
+def user_url(hub: Hub, name: str, path: str) -> str:
+    return f"{hub.url}user/{name}/{path}"
+
+
+def cluster(hub: Hub, s: requests.Session, name: str) -> dict[str, Any]:
+    r = s.get(user_url(hub, name, "nbray/api/cluster"), timeout=30)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def xsrf_of(s: requests.Session, name: str) -> str:
+    """The single-user server's _xsrf cookie (what JupyterLab sends back as X-XSRFToken)."""
+    value = s.cookies.get("_xsrf", path=f"/user/{name}/")
+    assert value, f"no _xsrf cookie for /user/{name}/: {s.cookies}"
+    return str(value)
+
+
+def cookie_header(s: requests.Session, url: str) -> str:
+    return str(s.prepare_request(requests.Request("GET", url)).headers.get("Cookie", ""))
+
+
+def ws_url(hub: Hub, name: str) -> str:
+    return user_url(hub, name, "nbray/api/events").replace("http://", "ws://", 1)
+
+
+def open_events(hub: Hub, name: str, **headers: str) -> websocket.WebSocket:
+    return websocket.create_connection(ws_url(hub, name), timeout=30, header=headers)
+
+
+def test_every_route_works_for_its_user_through_the_proxy(hub: Hub, session_of: Sessions) -> None:
+    seen = {}
     for name in USERS:
         s = session_of(name)
-        r = s.get(f"{hub.url}user/{name}/nbray/api/cluster", timeout=30)
-        assert r.status_code == 200, r.text
-        print(r.json())
+        for route in ROUTES:
+            r = s.get(user_url(hub, name, f"nbray/api/{route}"), timeout=30)
+            assert r.status_code == 200, f"{name} {route}: {r.status_code} {r.text[:300]}"
+            r.json()
+        page = s.get(user_url(hub, name, "nbray/dashboard"), timeout=30)
+        assert page.status_code == 200
+        # the page loads its bundle under the user's prefix and tells it the base URL
+        assert f'src="/user/{name}/nbray/static/dashboard.js"' in page.text
+        assert f'"baseUrl": "/user/{name}/"' in page.text
+        assert s.get(user_url(hub, name, "nbray/static/dashboard.js"), timeout=30).ok
+        status = cluster(hub, s, name)
+        assert status["state"] == "running"
+        seen[name] = status
+    # each cluster is its own user's: the head runs as them, in their private directory
+    for name, status in seen.items():
+        user: HubUser = hub.users[name]
+        assert psutil.Process(status["head_pid"]).uids().real == user.uid
+        session = Path(status["session_dir"])
+        assert session.parent == nbray_root(user)
+        for path in (nbray_root(user), session):
+            st = path.stat()
+            assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (user.uid, 0o700), path
+        secret = (session / "secret").stat()
+        assert (secret.st_uid, stat.S_IMODE(secret.st_mode)) == (user.uid, 0o600)
+    assert seen[A]["head_pid"] != seen[B]["head_pid"]
+
+
+def test_events_websocket_streams_to_its_user(hub: Hub, session_of: Sessions) -> None:
+    for name in USERS:
+        s = session_of(name)
+        ws = open_events(hub, name, Cookie=cookie_header(s, user_url(hub, name, "")))
+        try:
+            hello = json.loads(ws.recv())
+            assert hello["hello"] and hello["state"] == "running"
+        finally:
+            ws.close()
+
+
+def refused(r: requests.Response) -> bool:
+    """A refusal as the Hub's single-user server gives it: 403, or a redirect to a login
+    (a page asked for without credentials)."""
+    if r.status_code == 403:
+        return True
+    return r.status_code in (302, 303) and "/hub/" in r.headers.get("Location", "")
+
+
+def test_without_credentials_every_route_is_refused(hub: Hub) -> None:
+    s = requests.Session()
+    for name in USERS:
+        for route in ROUTES:
+            r = s.get(user_url(hub, name, f"nbray/api/{route}"), allow_redirects=False)
+            assert refused(r), f"{route}: {r.status_code}"
+        for path in ("nbray/dashboard", "nbray/static/dashboard.js"):
+            r = s.get(user_url(hub, name, path), allow_redirects=False)
+            assert refused(r), f"{path}: {r.status_code}"
+        r = s.post(user_url(hub, name, "nbray/api/cluster/stop"), allow_redirects=False)
+        assert refused(r), f"stop: {r.status_code}"
+        with pytest.raises(websocket.WebSocketBadStatusException) as exc:
+            open_events(hub, name)
+        assert exc.value.status_code in (302, 403)
+
+
+def test_a_cannot_reach_bs_server_by_any_route(hub: Hub, session_of: Sessions) -> None:
+    a = session_of(A)
+    before = cluster(hub, session_of(B), B)
+    for route in ROUTES:
+        # following the Hub's OAuth redirects ends in its refusal (A may not access B)
+        r = a.get(user_url(hub, B, f"nbray/api/{route}"), timeout=30)
+        assert r.status_code == 403, f"{route}: {r.status_code} {r.url}"
+    r = a.get(user_url(hub, B, "nbray/dashboard"), timeout=30)
+    assert r.status_code == 403 and "nbray-dashboard" not in r.text
+    # A's own XSRF token, sent to B's server: still not A's to stop
+    r = a.post(
+        user_url(hub, B, "nbray/api/cluster/stop"),
+        headers={"X-XSRFToken": xsrf_of(a, A)},
+        allow_redirects=False,
+    )
+    assert refused(r), r.status_code
+    with pytest.raises(websocket.WebSocketBadStatusException) as exc:
+        open_events(hub, B, Cookie=cookie_header(a, user_url(hub, B, "")))
+    assert exc.value.status_code in (302, 403)
+    # a Hub API token of A's: good for A's server, refused by B's
+    token = hub.api(f"users/{A}/tokens", method="POST", body={"note": "nbray test"})["token"]
+    auth = {"Authorization": f"token {token}"}
+    assert requests.get(user_url(hub, A, "nbray/api/cluster"), headers=auth, timeout=30).ok
+    for route in ROUTES:
+        r = requests.get(user_url(hub, B, f"nbray/api/{route}"), headers=auth, timeout=30)
+        assert r.status_code == 403, f"{route}: {r.status_code}"
+    r = requests.post(user_url(hub, B, "nbray/api/cluster/stop"), headers=auth, timeout=30)
+    assert r.status_code == 403
+    with pytest.raises(websocket.WebSocketBadStatusException) as exc:
+        open_events(hub, B, **auth)
+    assert exc.value.status_code == 403
+    after = cluster(hub, session_of(B), B)
+    assert (after["state"], after["head_pid"]) == ("running", before["head_pid"])
+
+
+def test_posts_need_the_pages_xsrf_token(hub: Hub, session_of: Sessions) -> None:
+    s = session_of(A)
+    before = cluster(hub, s, A)
+    url = user_url(hub, A, "nbray/api/cluster/restart")
+    # the Hub's cookies alone (what a cross-site form would carry): refused, nothing done
+    r = s.post(url, json={}, allow_redirects=False, timeout=30)
+    assert r.status_code == 403, r.status_code
+    assert cluster(hub, s, A)["head_pid"] == before["head_pid"]
+    # with the token the page reads from the _xsrf cookie: done
+    r = s.post(url, json={}, headers={"X-XSRFToken": xsrf_of(s, A)}, timeout=120)
+    assert r.status_code == 200, r.text
+    after = r.json()
+    assert after["state"] == "running" and after["head_pid"] != before["head_pid"]
+
+
+# runs as user B: holds a 32 MB object (in /dev/shm) until its stdin closes
+HOLD_OBJECT = """
+import sys
+import nbray
+import numpy as np
+
+nbray.init()  # NBRAY_ADDRESS: B's server's cluster
+ref = nbray.put(np.ones(4_000_000))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+# runs as user A: tries each of B's files; prints what happened to each attempt
+PROBE = """
+import json, os, socket, sys
+
+paths = json.loads(sys.argv[1])
+results = {}
+
+
+def attempt(what, func):
+    try:
+        func()
+        results[what] = "OPENED"
+    except PermissionError:
+        results[what] = "EACCES"
+    except Exception as exc:
+        results[what] = f"{type(exc).__name__}: {exc}"
+
+
+def connect(path):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+    finally:
+        s.close()
+
+
+attempt("list B's nbray root", lambda: os.listdir(paths["root"]))
+attempt("list B's session", lambda: os.listdir(paths["session"]))
+attempt("read B's secret", lambda: open(paths["session"] + "/secret", "rb").read())
+attempt("connect B's socket", lambda: connect(paths["session"] + "/sock"))
+attempt("connect B's address", lambda: connect(paths["address"]))
+for seg in paths["segments"]:
+    attempt("read " + seg, lambda seg=seg: open(seg, "rb").read(1))
+    attempt("write " + seg, lambda seg=seg: open(seg, "r+b").write(b"x"))
+import nbray
+
+attempt("nbray.init(B's address)", lambda: nbray.init(address=paths["address"]))
+print(json.dumps(results))
+"""
+
+
+def as_user(hub: Hub, user: HubUser, args: list[str], **kwargs: Any) -> Any:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(user.home)}
+    return dict(
+        args=[str(hub.python), *args],
+        user=user.uid,
+        group=user.gid,
+        extra_groups=[],
+        cwd=str(user.home),
+        env={**env, **kwargs.pop("env", {})},
+        **kwargs,
+    )
+
+
+def test_a_cannot_open_bs_session_socket_or_segments(hub: Hub, session_of: Sessions) -> None:
+    b = cluster(hub, session_of(B), B)
+    user_a, user_b = hub.users[A], hub.users[B]
+    token = Path(b["session_dir"]).name.rsplit("-", 1)[-1]
+    holder = subprocess.Popen(
+        **as_user(
+            hub,
+            user_b,
+            ["-c", HOLD_OBJECT],
+            env={"NBRAY_ADDRESS": b["address"]},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready", (
+            holder.stderr.read() if holder.stderr else ""
+        )
+        segments = wait_until(lambda: sorted(Path("/dev/shm").glob(f"nbray-{token}-*")), 10)
+        for seg in segments:
+            st = seg.stat()
+            assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (user_b.uid, 0o600), seg
+        paths = {
+            "root": str(nbray_root(user_b)),
+            "session": b["session_dir"],
+            "address": b["address"],
+            "segments": [str(s) for s in segments],
+        }
+        probe = subprocess.run(
+            **as_user(
+                hub,
+                user_a,
+                ["-c", PROBE, json.dumps(paths)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        )
+        assert probe.returncode == 0, probe.stderr
+        results = json.loads(probe.stdout.strip().splitlines()[-1])
+        assert set(results.values()) == {"EACCES"}, results
+    finally:
+        if holder.stdin:
+            holder.stdin.close()
+        holder.wait(30)
+    # B's object went with its owner
+    wait_until(lambda: not list(Path("/dev/shm").glob(f"nbray-{token}-*")), 10)
+
+
+def server_activity(hub: Hub, s: requests.Session, name: str) -> datetime:
+    """The single-user server's last_activity (its /api/status does not count itself)."""
+    r = s.get(user_url(hub, name, "api/status"), timeout=30)
+    assert r.status_code == 200
+    return datetime.fromisoformat(r.json()["last_activity"])
+
+
+def hub_activity(hub: Hub, name: str) -> datetime | None:
+    value = hub.api(f"users/{name}")["servers"][""]["last_activity"]
+    return datetime.fromisoformat(value) if value else None
+
+
+def test_nbray_traffic_counts_as_the_servers_activity_for_the_hub(
+    hub: Hub, session_of: Sessions
+) -> None:
+    s = session_of(B)
+    # REST: each nbray route moves the server's last_activity, and the Hub learns it
+    for route in ["cluster", "nodes", "summary"]:
+        before = server_activity(hub, s, B)
+        assert s.get(user_url(hub, B, f"nbray/api/{route}"), timeout=30).ok
+        moved = wait_until(lambda b=before: (t := server_activity(hub, s, B)) > b and t, 10)
+        seen = wait_until(lambda m=moved: (t := hub_activity(hub, B)) and t >= m, 30)
+        assert seen
+    # the events WebSocket: opening it counts as activity too
+    before = server_activity(hub, s, B)
+    ws = open_events(hub, B, Cookie=cookie_header(s, user_url(hub, B, "")))
+    try:
+        json.loads(ws.recv())
+    finally:
+        ws.close()
+    moved = wait_until(lambda: (t := server_activity(hub, s, B)) > before and t, 10)
+    wait_until(lambda: (t := hub_activity(hub, B)) and t >= moved, 30)
+
+
+def test_each_users_processes_run_as_that_user(hub: Hub, session_of: Sessions) -> None:
+    """The head, its workers and the single-user server of each user run with their uid,
+    and no process of one user's cluster runs as the other."""
+    for name in USERS:
+        status = cluster(hub, session_of(name), name)
+        head = psutil.Process(status["head_pid"])
+        family = [head, *head.children(recursive=True)]
+        assert {p.uids().real for p in family} == {hub.users[name].uid}, textwrap.shorten(
+            str([(p.pid, p.uids(), p.cmdline()) for p in family]), 2000
+        )
+    assert os.geteuid() == 0  # (the test itself runs as root: see hub_support)
