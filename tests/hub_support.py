@@ -100,9 +100,7 @@ def hub_users(base: Path) -> Iterator[dict[str, HubUser]]:
                 _kill_user_processes(pwd.getpwnam(name).pw_uid)
                 _run(["userdel", "-f", name])
             home = base / name
-            done = _run(
-                ["useradd", "-M", "-U", "-d", str(home), "-s", "/usr/sbin/nologin", name]
-            )
+            done = _run(["useradd", "-M", "-U", "-d", str(home), "-s", "/usr/sbin/nologin", name])
             assert done.returncode == 0, f"useradd {name}: {done.stderr}"
             entry = pwd.getpwnam(name)
             home.mkdir(mode=0o700)
@@ -285,7 +283,7 @@ def start_hub(base: Path, users: dict[str, HubUser], python: Path) -> Hub:
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterhub", "-f", str(config)],
         cwd=hub_dir,
-        stdout=open(log, "ab"),  # noqa: SIM115 (the child keeps it)
+        stdout=open(log, "ab"),  # the child keeps it
         stderr=subprocess.STDOUT,
         env=env,
         start_new_session=True,

@@ -8,10 +8,11 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
-from browser_support import artifact
+from browser_support import CHROMIUM, CHROMIUM_ARGS, artifact, require
 from hub_support import (
     PASSWORD,
     USERS,
@@ -57,9 +58,7 @@ def hub() -> Iterator[Hub]:
                     for p in SHM.glob("nbray-*")
                     if p.stat().st_uid in {u.uid for u in users.values()}
                 ]
-                sessions = [
-                    str(p) for u in users.values() for p in nbray_root(u).glob("session-*")
-                ]
+                sessions = [str(p) for u in users.values() for p in nbray_root(u).glob("session-*")]
                 assert not left, "left running after the Hub stopped:\n" + "\n".join(left)
                 assert not sessions, f"session directories left: {sessions}"
                 assert not segments, f"/dev/shm segments left by the users: {segments}"
@@ -97,3 +96,58 @@ def session_of(hub: Hub) -> Iterator[Callable[[str], requests.Session]]:
     for s in sessions.values():
         with contextlib.suppress(Exception):
             s.close()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """A headless Chromium (playwright ``Browser``) for the module's browser tests."""
+    require(CHROMIUM, Path(CHROMIUM).exists())
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require("the playwright package", False, "run `make install` (the browser extra)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser_as(
+    chromium: Any, hub: Hub, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], Any]]:
+    """``browser_as(name)``: a page of a fresh browser context (its own cookies) where
+    ``name`` logged in through the Hub's login form and JupyterLab opened at
+    ``/user/<name>/lab``. A screenshot of each page is kept when the test fails."""
+    contexts: list[tuple[str, Any]] = []
+
+    def open_as(name: str) -> Any:
+        context = chromium.new_context(viewport={"width": 1400, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        contexts.append((name, page))
+        page.goto(f"{hub.url}hub/login?next=/user/{name}/lab")
+        page.fill("#username_input", name)
+        page.fill("#password_input", PASSWORD)
+        page.click("#login_submit")
+        page.wait_for_url(f"{hub.url}user/{name}/lab**", timeout=60_000)
+        page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
+        return page
+
+    yield open_as
+    failed = getattr(getattr(request.node, "rep_call", None), "failed", False)
+    for name, page in contexts:
+        if failed:
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(artifact(f"{request.node.name}-{name}-FAILED.png")))
+        page.context.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+    return report

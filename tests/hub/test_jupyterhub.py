@@ -11,18 +11,22 @@
 - nbray's REST and WebSocket traffic counts as the server's activity, as the Hub (and so
   its idle culler) sees it.
 
-The browser's view (panel, dashboard, cross-site POST) is in test_jupyterhub_browser.py.
+- in Chromium, logged in through the Hub's form: the panel in JupyterLab and the
+  dashboard page show the user's own cluster and control it; a cross-site POST is refused.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import stat
 import subprocess
 import textwrap
+import threading
 from collections.abc import Callable
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ import psutil
 import pytest
 import requests
 import websocket
+from browser_support import artifact
 from hub_support import USERS, Hub, HubUser, nbray_root
 from nbray_testing import wait_until
 
@@ -348,3 +353,97 @@ def test_each_users_processes_run_as_that_user(hub: Hub, session_of: Sessions) -
             str([(p.pid, p.uids(), p.cmdline()) for p in family]), 2000
         )
     assert os.geteuid() == 0  # (the test itself runs as root: see hub_support)
+
+
+@pytest.mark.browser
+def test_panel_and_dashboard_in_lab_are_the_users_own(
+    hub: Hub, session_of: Sessions, browser_as: Callable[[str], Any]
+) -> None:
+    """In Chromium, logged in through the Hub's form: the panel in /user/a/lab shows A's
+    running cluster with live metrics (the WebSocket through the proxy), its Restart button
+    restarts A's cluster (the panel's POST carries the XSRF token) and not B's; the
+    dashboard page works under the prefix; B's dashboard is refused to A."""
+    before = {name: cluster(hub, session_of(name), name)["head_pid"] for name in USERS}
+    page = browser_as(A)
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.locator('.jp-SideBar [data-id="nbray-panel"]').click()
+    panel = page.locator("#nbray-panel")
+    panel.wait_for(state="visible")
+    panel.locator(".nbray-state", has_text="running").wait_for()
+    panel.locator(".nbray-node-card .nbray-bar-row", has_text="CPU").wait_for()
+    panel.locator(".nbray-live", has_text="live").wait_for()
+    page.screenshot(path=str(artifact("hub-panel.png")))
+    # the Hub's cookies authenticate the event stream: no token in its URL (proxies log URLs)
+    events = [url for url in sockets if "/nbray/api/events" in url]
+    assert events and all(url == ws_url(hub, A) for url in events), events
+
+    restart = user_url(hub, A, "nbray/api/cluster/restart")
+    # (JupyterLab's requests carry a cache-busting query)
+    with page.expect_response(lambda r: r.url.split("?")[0] == restart) as info:
+        panel.locator("button.nbray-restart").click()
+    assert info.value.status == 200, info.value.text()
+    assert info.value.request.method == "POST"
+    assert info.value.request.headers.get("x-xsrftoken")
+    after = cluster(hub, session_of(A), A)
+    assert after["state"] == "running" and after["head_pid"] != before[A]
+    assert cluster(hub, session_of(B), B)["head_pid"] == before[B]
+    panel.locator(".nbray-state", has_text="running").wait_for()
+
+    page.goto(user_url(hub, A, "nbray/dashboard"))
+    dash = page.locator(".nbray-dashboard")
+    dash.locator(".nbray-state", has_text="running").wait_for()
+    dash.locator(".nbray-node-card .nbray-bar-row", has_text="CPU").wait_for()
+    page.screenshot(path=str(artifact("hub-dashboard.png")), full_page=True)
+    events = [url for url in sockets if "/nbray/api/events" in url]
+    assert len(events) >= 2 and all(url == ws_url(hub, A) for url in events), events
+
+    response = page.goto(user_url(hub, B, "nbray/dashboard"))
+    assert response is not None and response.status == 403
+    assert page.locator(".nbray-dashboard").count() == 0
+
+
+class _EvilPage(BaseHTTPRequestHandler):
+    """Another origin (same host, other port) whose page POSTs a form to the target."""
+
+    target = ""
+
+    def do_GET(self) -> None:
+        body = (
+            f'<form id="f" method="POST" action="{html.escape(self.target)}"></form>'
+            "<script>document.getElementById('f').submit()</script>"
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.mark.browser
+def test_a_cross_site_post_is_refused(
+    hub: Hub, session_of: Sessions, browser_as: Callable[[str], Any]
+) -> None:
+    """A page of another origin, opened in A's logged-in browser, submits a form to stop
+    A's cluster: the browser sends A's cookies (same site) but no XSRF token: refused."""
+    before = cluster(hub, session_of(A), A)
+    page = browser_as(A)
+    target = user_url(hub, A, "nbray/api/cluster/stop")
+    handler = type("Evil", (_EvilPage,), {"target": target})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with page.expect_response(lambda r: r.url == target) as info:
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        assert info.value.status == 403
+        assert info.value.request.method == "POST"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    after = cluster(hub, session_of(A), A)
+    assert (after["state"], after["head_pid"]) == ("running", before["head_pid"])
