@@ -2,6 +2,7 @@
 #
 #   make demo    create .venv, install nbray[demo] (no test tools, no Ray), open JupyterLab
 #   make test    install what the tests need and run the whole suite
+#   make hub-proxy  JupyterHub's configurable-http-proxy (npm) into .venv/node, for tests/hub
 #   make test-unit  the fast inner loop: tests/unit only (no browser, ssh, Ray or kernels)
 #   make lint    ruff (lint + format check), mypy, the layers' import contract; eslint,
 #                prettier, tsc for frontend/ and its events.ts current
@@ -84,9 +85,11 @@ CHP_VERSION := 5.3.0
 CHP := $(VENV)/node/node_modules/.bin/configurable-http-proxy
 
 $(CHP): Makefile
-	mkdir -p $(VENV)/node
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "hub-proxy: npm is missing: tests/hub skip (with CI=true they fail)" >&2; exit 0; fi; \
+	mkdir -p $(VENV)/node && \
 	npm install --prefix $(VENV)/node --no-save --no-audit --no-fund --loglevel=error \
-		configurable-http-proxy@$(CHP_VERSION)
+		configurable-http-proxy@$(CHP_VERSION) && \
 	touch $@
 
 hub-proxy: $(CHP)
