@@ -342,9 +342,23 @@ def test_nbray_traffic_counts_as_the_servers_activity_for_the_hub(
     wait_until(lambda: (t := hub_activity(hub, B)) and t >= moved, 30)
 
 
-def test_each_users_processes_run_as_that_user(hub: Hub, session_of: Sessions) -> None:
-    """The head, its workers and the single-user server of each user run with their uid,
-    and no process of one user's cluster runs as the other."""
+def test_each_users_processes_run_as_that_user_and_listen_on_loopback_only(
+    hub: Hub, session_of: Sessions
+) -> None:
+    """The head and its workers run with their user's uid (none as the other user), and no
+    process of either user listens on TCP beyond loopback (the clusters use Unix sockets;
+    the single-user servers listen on 127.0.0.1 behind the proxy)."""
+    uids = {u.uid for u in hub.users.values()}
+    pids = {
+        p.pid for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real in uids
+    }
+    listening = [
+        (c.pid, c.laddr)
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids
+    ]
+    assert listening, "the single-user servers should listen (on loopback)"
+    assert all(addr.ip in ("127.0.0.1", "::1") for _, addr in listening), listening
     for name in USERS:
         status = cluster(hub, session_of(name), name)
         head = psutil.Process(status["head_pid"])
