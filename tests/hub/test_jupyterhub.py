@@ -350,7 +350,9 @@ def test_each_users_processes_run_as_that_user_and_listen_on_loopback_only(
     the single-user servers listen on 127.0.0.1 behind the proxy)."""
     uids = {u.uid for u in hub.users.values()}
     pids = {
-        p.pid for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real in uids
+        p.pid
+        for p in psutil.process_iter(["uids"])
+        if p.info["uids"] and p.info["uids"].real in uids
     }
     listening = [
         (c.pid, c.laddr)
