@@ -377,8 +377,9 @@ def test_panel_and_dashboard_in_lab_are_the_users_own(
 ) -> None:
     """In Chromium, logged in through the Hub's form: the panel in /user/a/lab shows A's
     running cluster with live metrics (the WebSocket through the proxy), its Restart button
-    restarts A's cluster (the panel's POST carries the XSRF token) and not B's; the
-    dashboard page works under the prefix; B's dashboard is refused to A."""
+    restarts A's cluster with 2 CPUs (the panel's POST carries the XSRF token) and not B's;
+    the dashboard page works under the prefix; B's dashboard is refused to A, and B's own
+    browser shows B's one-CPU cluster, which B's dashboard stops and starts again."""
     before = {name: cluster(hub, session_of(name), name)["head_pid"] for name in USERS}
     page = browser_as(A)
     sockets: list[str] = []
@@ -396,6 +397,7 @@ def test_panel_and_dashboard_in_lab_are_the_users_own(
 
     restart = user_url(hub, A, "nbray/api/cluster/restart")
     # (JupyterLab's requests carry a cache-busting query)
+    panel.locator("input.nbray-cpus").fill("2")  # A's cluster restarts with 2 CPUs, B's has 1
     with page.expect_response(lambda r: r.url.split("?")[0] == restart) as info:
         panel.locator("button.nbray-restart").click()
     assert info.value.status == 200, info.value.text()
@@ -403,13 +405,17 @@ def test_panel_and_dashboard_in_lab_are_the_users_own(
     assert info.value.request.headers.get("x-xsrftoken")
     after = cluster(hub, session_of(A), A)
     assert after["state"] == "running" and after["head_pid"] != before[A]
-    assert cluster(hub, session_of(B), B)["head_pid"] == before[B]
+    assert after["resources"]["CPU"] == 2
+    b_status = cluster(hub, session_of(B), B)
+    assert (b_status["head_pid"], b_status["resources"]["CPU"]) == (before[B], 1)
     panel.locator(".nbray-state", has_text="running").wait_for()
+    panel.locator(".nbray-node-name", has_text="2 CPU").wait_for()
 
     page.goto(user_url(hub, A, "nbray/dashboard"))
     dash = page.locator(".nbray-dashboard")
     dash.locator(".nbray-state", has_text="running").wait_for()
     dash.locator(".nbray-node-card .nbray-bar-row", has_text="CPU").wait_for()
+    dash.locator(".nbray-node-name", has_text="2 CPU").wait_for()
     page.screenshot(path=str(artifact("hub-dashboard.png")), full_page=True)
     events = [url for url in sockets if "/nbray/api/events" in url]
     assert len(events) >= 2 and all(url == ws_url(hub, A) for url in events), events
@@ -417,6 +423,22 @@ def test_panel_and_dashboard_in_lab_are_the_users_own(
     response = page.goto(user_url(hub, B, "nbray/dashboard"))
     assert response is not None and response.status == 403
     assert page.locator(".nbray-dashboard").count() == 0
+
+    # B, logged in in a browser of their own, sees their own one-CPU cluster
+    page_b = browser_as(B)
+    page_b.goto(user_url(hub, B, "nbray/dashboard"))
+    dash_b = page_b.locator(".nbray-dashboard")
+    dash_b.locator(".nbray-state", has_text="running").wait_for()
+    dash_b.locator(".nbray-node-name", has_text="1 CPU").wait_for()
+    # the dashboard page's own POSTs carry the XSRF token too: Stop, then Start
+    for action, state in (("stop", "stopped"), ("start", "running")):
+        url = user_url(hub, B, f"nbray/api/cluster/{action}")
+        with page_b.expect_response(lambda r, u=url: r.url.split("?")[0] == u) as info:
+            dash_b.locator(f"button.nbray-{action}").click()
+        assert info.value.status == 200, info.value.text()
+        assert info.value.request.headers.get("x-xsrftoken")
+        dash_b.locator(".nbray-state", has_text=state).wait_for()
+    dash_b.locator(".nbray-node-name", has_text="1 CPU").wait_for()
 
 
 class _EvilPage(BaseHTTPRequestHandler):
