@@ -188,6 +188,7 @@ class Hub:
     log: Path
     users: dict[str, HubUser] = field(default_factory=dict)
     proxy_api_port: int = 0
+    proxy_token: str = ""
     python: Path = Path(sys.executable)  # what the users' servers run
 
     def api(self, path: str, method: str = "GET", body: Any = None) -> Any:
@@ -200,6 +201,16 @@ class Hub:
         with urllib.request.urlopen(req, timeout=30) as resp:
             data = resp.read()
         return json.loads(data) if data else None
+
+    def proxy_routes(self) -> dict[str, Any]:
+        """configurable-http-proxy's routing table, with each route's last_activity (what
+        the Hub polls every ``JupyterHub.last_activity_interval``)."""
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.proxy_api_port}/api/routes",
+            headers={"Authorization": f"token {self.proxy_token}"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return dict(json.loads(resp.read()))
 
     def server_ready(self, name: str) -> bool:
         model = self.api(f"users/{name}")
@@ -256,7 +267,7 @@ def start_hub(base: Path, users: dict[str, HubUser], python: Path) -> Hub:
     """Write the Hub's config (0600) under ``base`` and start it; returns once its API
     answers. The proxy's public port is the Hub's URL."""
     proxy_port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
-    token = secrets.token_hex(32)
+    token, proxy_token = secrets.token_hex(32), secrets.token_hex(32)
     hub_dir = base / "hub"
     hub_dir.mkdir(mode=0o700)
     config = hub_dir / "jupyterhub_config.py"
@@ -269,7 +280,7 @@ def start_hub(base: Path, users: dict[str, HubUser], python: Path) -> Hub:
                 proxy_api_port=proxy_api_port,
                 base=hub_dir,
                 chp=str(CHP),
-                proxy_token=secrets.token_hex(32),
+                proxy_token=proxy_token,
                 password=PASSWORD,
                 users=set(users),
                 python=str(python),
@@ -296,6 +307,7 @@ def start_hub(base: Path, users: dict[str, HubUser], python: Path) -> Hub:
         log,
         users,
         proxy_api_port,
+        proxy_token,
         python,
     )
     deadline = time.monotonic() + HUB_START_TIMEOUT

@@ -25,7 +25,7 @@ import subprocess
 import textwrap
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -327,10 +327,15 @@ def test_nbray_traffic_counts_as_the_servers_activity_for_the_hub(
     # REST: each nbray route moves the server's last_activity, and the Hub learns it
     for route in ["cluster", "nodes", "summary"]:
         before = server_activity(hub, s, B)
+        now = datetime.now(UTC)
+        sent = now.replace(microsecond=now.microsecond // 1000 * 1000)  # (the proxy's are ms)
         assert s.get(user_url(hub, B, f"nbray/api/{route}"), timeout=30).ok
         moved = wait_until(lambda b=before: (t := server_activity(hub, s, B)) > b and t, 10)
         seen = wait_until(lambda m=moved: (t := hub_activity(hub, B)) and t >= m, 30)
         assert seen
+        # the proxy recorded the request on B's route too (the Hub's other source)
+        route_b = hub.proxy_routes()[f"/user/{B}"]
+        assert datetime.fromisoformat(route_b["last_activity"]) >= sent, route_b
     # the events WebSocket: opening it counts as activity too
     before = server_activity(hub, s, B)
     ws = open_events(hub, B, Cookie=cookie_header(s, user_url(hub, B, "")))
