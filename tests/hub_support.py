@@ -355,8 +355,9 @@ def stop_hub(hub: Hub, timeout: float = 30.0) -> None:
         raise AssertionError(f"jupyterhub did not stop on SIGTERM:\n{tail(hub.log)}") from None
 
 
-def leftover_processes(hub: Hub) -> list[str]:
-    """Processes of the Hub's process group or of its users that still run."""
+def leftover_processes(hub: Hub, kill: bool = False) -> list[str]:
+    """Processes of the Hub's process group, of its proxy (a session of its own) or of its
+    users that still run; ``kill``: SIGKILL them too (the last sweep of a teardown)."""
     left = []
     for proc in psutil.process_iter(["pid", "uids", "cmdline"]):
         with contextlib.suppress(psutil.Error):
@@ -368,6 +369,8 @@ def leftover_processes(hub: Hub) -> list[str]:
             proxy = "configurable-http-proxy" in cmdline and str(hub.proxy_api_port) in cmdline
             if (mine or theirs or proxy) and proc.status() != psutil.STATUS_ZOMBIE:
                 left.append(f"{proc.info['pid']}: {cmdline}")
+                if kill:
+                    proc.kill()
     return left
 
 

@@ -48,22 +48,29 @@ def hub() -> Iterator[Hub]:
                     start_server(hub, name)
                 yield hub
             finally:
-                stop_hub(hub)
-                shutil.copy(hub.log, artifact("jupyterhub.log"))
-                deadline = time.monotonic() + 20
-                while (left := leftover_processes(hub)) and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                segments = [
-                    p.name
-                    for p in SHM.glob("nbray-*")
-                    if p.stat().st_uid in {u.uid for u in users.values()}
-                ]
+                try:
+                    stop_hub(hub)
+                    deadline = time.monotonic() + 20
+                    while (left := leftover_processes(hub)) and time.monotonic() < deadline:
+                        time.sleep(0.2)
+                finally:
+                    shutil.copy(hub.log, artifact("jupyterhub.log"))
+                    leftover_processes(hub, kill=True)  # whatever happened above
+                uids = {u.uid for u in users.values()}
+                segments = [p.name for p in SHM.glob("nbray-*") if _owner(p) in uids]
                 sessions = [str(p) for u in users.values() for p in nbray_root(u).glob("session-*")]
                 assert not left, "left running after the Hub stopped:\n" + "\n".join(left)
                 assert not sessions, f"session directories left: {sessions}"
                 assert not segments, f"/dev/shm segments left by the users: {segments}"
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _owner(path: Path) -> int | None:
+    try:
+        return path.stat().st_uid
+    except FileNotFoundError:  # another test run's segment, freed meanwhile
+        return None
 
 
 def login(hub: Hub, name: str) -> requests.Session:
