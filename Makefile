@@ -2,6 +2,7 @@
 #
 #   make demo    create .venv, install nbray[demo] (no test tools, no Ray), open JupyterLab
 #   make test    install what the tests need and run the whole suite
+#   make hub-proxy  JupyterHub's configurable-http-proxy (npm) into .venv/node, for tests/hub
 #   make test-unit  the fast inner loop: tests/unit only (no browser, ssh, Ray or kernels)
 #   make lint    ruff (lint + format check), mypy, the layers' import contract; eslint,
 #                prettier, tsc for frontend/ and its events.ts current
@@ -41,7 +42,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install $(VENV) system-deps test test-unit soak lint demo bench bench-quick clean distclean
+.PHONY: help install $(VENV) system-deps hub-proxy test test-unit soak lint demo bench bench-quick clean distclean
 
 help:
 	@echo "make demo       create $(VENV), install nbray[demo], open JupyterLab on $(DEMO_DIR)/"
@@ -79,7 +80,21 @@ $(VENV): $(STAMP)
 system-deps:
 	scripts/system-deps.sh
 
-test: install system-deps
+# JupyterHub's proxy (npm's configurable-http-proxy) for tests/hub, in the venv: nothing global
+CHP_VERSION := 5.3.0
+CHP := $(VENV)/node/node_modules/.bin/configurable-http-proxy
+
+$(CHP): Makefile
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "hub-proxy: npm is missing: tests/hub skip (with CI=true they fail)" >&2; exit 0; fi; \
+	mkdir -p $(VENV)/node && \
+	npm install --prefix $(VENV)/node --no-save --no-audit --no-fund --loglevel=error \
+		configurable-http-proxy@$(CHP_VERSION) && \
+	touch $@
+
+hub-proxy: $(CHP)
+
+test: install system-deps hub-proxy
 	$(VENV_PY) -m pytest tests $(PYTEST_ARGS)
 
 # pure functions and in-process objects: seconds, no processes, browser, ssh or Ray

@@ -31,13 +31,16 @@ export async function requestAPI<T>(endPoint = '', init: RequestInit = {}): Prom
 }
 
 /**
- * The WebSocket URL of an event stream (`events`, or `clusters/<id>/events`), with the
- * token if there is one.
+ * The WebSocket URL of an event stream (`events`, or `clusters/<id>/events`). As JupyterLab's
+ * own sockets, it carries the token only where the settings say to append it (the standalone
+ * dashboard opened with `?token=`); otherwise the browser's cookies authenticate it
+ * (JupyterHub's, or the server's login), and no token ends up in URLs that proxies and
+ * servers log.
  */
 export function eventsURL(endPoint = 'events'): string {
   const settings = ServerConnection.makeSettings();
   let url = URLExt.join(settings.wsUrl, 'nbray', 'api', endPoint);
-  if (settings.token) {
+  if (settings.appendToken && settings.token) {
     url += '?token=' + encodeURIComponent(settings.token);
   }
   return url;

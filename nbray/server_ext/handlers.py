@@ -20,7 +20,9 @@
                                    /events]  the routes above, for one of those clusters
 
 Every route is ``@tornado.web.authenticated`` and authorized against the resource
-"nbray" (read for GET, write for POST). Manager calls block (they talk to the head), so
+"nbray" (read for GET, write for POST), and counts as the server's activity (what
+JupyterHub's idle culler reads): the REST routes as any APIHandler, the WebSocket when it
+opens. Manager calls block (they talk to the head), so
 they run in a thread.
 """
 
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_core.utils import ensure_async
+from jupyter_server._tz import utcnow
 from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
@@ -287,6 +290,11 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         super().open()
+        # a panel or dashboard connecting is the user's doing: it counts as the server's
+        # activity (jupyter_server's last_activity() reads every "*_last_activity" setting;
+        # JupyterHub's single-user server reports it to the Hub and its idle culler). The
+        # REST routes count through APIHandler; the events pushed afterwards do not.
+        self.settings["nbray_last_activity"] = utcnow()
         manager = self._cluster
         self._pending: list[dict[str, Any]] = []
         self._dropped = 0

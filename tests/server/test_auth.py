@@ -103,6 +103,24 @@ async def test_websocket_needs_login(jp_ws_fetch: Any) -> None:
     ws.close()
 
 
+async def test_routes_and_the_websocket_count_as_the_servers_activity(
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any
+) -> None:
+    """What JupyterHub's single-user server reports to the Hub (its idle culler): an nbray
+    request, and a panel or dashboard opening the event stream, move last_activity()."""
+    web_app = jp_serverapp.web_app
+    before = web_app.last_activity()
+    await jp_fetch("nbray", "api", "summary")
+    after_rest = web_app.last_activity()
+    assert after_rest > before
+    ws: WebSocketClientConnection = await jp_ws_fetch("nbray", "api", "events")
+    try:
+        await ws.read_message()
+        assert web_app.last_activity() > after_rest
+    finally:
+        ws.close()
+
+
 class TestAuthorization:
     """Logged in, but the authorizer says no: 403 everywhere, the WebSocket included."""
 
