@@ -118,8 +118,8 @@ class RayHead:
     def output(self) -> str:
         """The end of `ray start`'s output and of the Ray Client servers' error logs."""
         text = (self.root / "ray-start.log").read_text(errors="replace")[-3000:]
-        for log in sorted((self.root / "r").glob("session_latest/logs/ray_client_server*.err")):
-            text += f"\n--- {log.name}\n" + log.read_text(errors="replace")[-2000:]
+        for log in sorted((self.root / "r").glob("session_latest/logs/ray_client_server*")):
+            text += f"\n--- {log.name}\n" + log.read_text(errors="replace")[-8000:]
         return text
 
     @property

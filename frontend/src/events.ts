@@ -180,6 +180,8 @@ export interface IKernelClusterRecord {
   started_at: number;
   state: ClusterState;
   error: string;
+  owned: boolean;
+  ray_dashboard: boolean;
 }
 
 /**

@@ -7,7 +7,7 @@ import { LiveWidget } from './live';
 import { h, stateColor } from './format';
 import { ClusterModel, IClusterEntry, ISshStatus } from './model';
 import { kernelShare, nodeCard } from './nodes';
-import { dashboardURL } from './request';
+import { dashboardURL, rayDashboardURL } from './request';
 
 export namespace NbrayPanel {
   export interface IOptions {
@@ -291,7 +291,8 @@ export class NbrayPanel extends LiveWidget {
           : `pid ${c.pid}`;
       const head = h('div', 'nbray-kernel-cluster-head');
       head.appendChild(h('b', 'nbray-kernel-cluster-owner', owner));
-      head.appendChild(document.createTextNode(` · ${c.engine} engine · ${c.state}`));
+      const how = c.owned ? c.state : `connected to ${c.address}`;
+      head.appendChild(document.createTextNode(` · ${c.engine} engine · ${how}`));
       head.title = `${c.path || c.kernel_id || `process ${c.pid}`}\n${c.address}`;
       block.appendChild(head);
       if (c.error) {
@@ -305,6 +306,13 @@ export class NbrayPanel extends LiveWidget {
       link.target = '_blank';
       link.rel = 'noopener';
       block.appendChild(link);
+      if (c.ray_dashboard) {
+        const ray = h('a', 'nbray-kernel-cluster-ray-dashboard', "Ray's dashboard");
+        (ray as HTMLAnchorElement).href = rayDashboardURL(c.id);
+        (ray as HTMLAnchorElement).target = '_blank';
+        (ray as HTMLAnchorElement).rel = 'noopener';
+        block.appendChild(ray);
+      }
       return block;
     });
     this._clusters.replaceChildren(...blocks);

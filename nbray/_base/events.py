@@ -283,6 +283,8 @@ class KernelClusterRecord(TypedDict):
     started_at: float
     state: ClusterState
     error: str
+    owned: bool  # False: a Ray cluster the kernel connected to (not started)
+    ray_dashboard: bool  # Ray's dashboard is proxied at nbray/ray-dashboard/<id>/
 
 
 class ClustersEvent(TypedDict):

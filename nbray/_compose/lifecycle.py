@@ -315,13 +315,17 @@ def _init_ray(
     session.set_engine(eng)
     info = eng.cluster_info()
     _context = ClusterContext(engine="ray", resources=info["total"], **facts)
-    if facts.get("owned"):
-        _register(
-            "ray",
-            str(facts["address"]),
-            str(getattr(eng, "private_dir", "") or ""),
-            nodes=_node_snapshot(info.get("nodes", [])),
-        )
+    # a private Ray, and a Ray cluster this kernel connects to (its Ray dashboard is then
+    # proxied by the server, with the token this process uses)
+    _register(
+        "ray",
+        str(facts["address"]),
+        str(getattr(eng, "private_dir", "") or ""),
+        nodes=_node_snapshot(info.get("nodes", [])),
+        owned=bool(facts.get("owned")),
+        dashboard_url=str(facts.get("dashboard_url") or ""),
+        token_file=str(getattr(eng, "token_file", "") or ""),
+    )
     return _context
 
 

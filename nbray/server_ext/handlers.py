@@ -18,6 +18,8 @@
                                              ones: owner kernel, notebook, engine, nodes
     <base>/nbray/api/clusters/<id>[/nodes|/tasks|/tasks/<t>/logs|/summary|/graph|/timeline|
                                    /events]  the routes above, for one of those clusters
+    <base>/nbray/ray-dashboard/[<id>/...]    Ray's own dashboard of a Ray cluster a kernel
+                                             uses, proxied (HTTP and WS; ray_dashboard.py)
 
 Every route is ``@tornado.web.authenticated`` and authorized against the resource
 "nbray" (read for GET, write for POST), and counts as the server's activity (what
@@ -51,6 +53,7 @@ from nbray._base.errors import NbrayError
 
 from .kernel_clusters import KernelCluster, KernelClusters
 from .manager import ClusterManager, ClusterSettings, ClusterStateError
+from .ray_dashboard import ray_dashboard_routes
 from .watching import WatchedCluster
 
 AUTH_RESOURCE = "nbray"
@@ -455,4 +458,5 @@ def route_table() -> list[tuple[str, type]]:
         (url("api/events"), EventsHandler),
         (url("dashboard"), DashboardHandler),
         (url(r"static/([a-z.]+)"), StaticHandler),
+        *ray_dashboard_routes(url),
     ]

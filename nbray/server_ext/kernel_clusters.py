@@ -29,6 +29,7 @@ from typing import Any
 from nbray._wire import kernel_registry
 from nbray._wire import session_files as sf
 
+from .ray_dashboard import has_dashboard
 from .watching import WatchedCluster
 
 __all__ = ["KernelCluster", "KernelClusters"]
@@ -106,6 +107,8 @@ class KernelCluster(WatchedCluster):
             "started_at": float(r.get("started_at") or 0.0),
             "state": self.state,
             "error": self.error,
+            "owned": bool(r.get("owned", True)),  # False: a Ray cluster it connected to
+            "ray_dashboard": has_dashboard(r),
         }
 
     def status(self) -> dict[str, Any]:

@@ -111,6 +111,7 @@ def connect(
         ) from exc
     engine = RayEngine(owns_ray=True, address=address or "local")
     engine.private_dir = private_dir
+    engine.token_file = os.environ.get("RAY_AUTH_TOKEN_PATH", "")  # the token Ray reads
     engine.on_shutdown = lambda: _after_shutdown(saved_env, private_dir)
     ctx = ray.get_runtime_context()
     facts = {

@@ -317,6 +317,7 @@ class RayEngine(RayPlacementGroups, Engine):
         # the session directory of a private local Ray started for this engine
         #: a private local Ray's directory, removed by ``on_shutdown`` (set by ``connect``)
         self.private_dir: Path | None = None
+        self.token_file = ""  # the Ray token file this process connected with, if any
         self.on_shutdown: Callable[[], None] | None = None
 
     # --- tasks ---------------------------------------------------------------------------
