@@ -115,3 +115,29 @@ def assert_oversized_code_is_refused(monkeypatch: Any) -> None:
     with pytest.raises(ValueError, match="The actor Holder is too large"):
         Holder.remote()
     monkeypatch.delenv("FUNCTION_SIZE_ERROR_THRESHOLD")
+
+
+CORE_API_SUITE = "tests/engines/test_core_api.py"
+
+
+def run_core_api_suite(address: str, env: dict[str, str], timeout: float = 380) -> None:
+    """Run tests/engines/test_core_api.py on the Ray engine against the Ray cluster at
+    ``address`` in a child pytest (which isolates itself: ``env`` gives it the token)."""
+    proc = subprocess.run(
+        # the core API suite; the other files of tests/engines (libraries, runtime_env,
+        # placement groups, generators) assume the private 2-CPU Ray their fixture starts
+        [sys.executable, "-m", "pytest", CORE_API_SUITE, "-q", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        env={
+            **os.environ,
+            **env,
+            "NBRAY_TEST_ENGINES": "ray",
+            "NBRAY_TEST_RAY_ADDRESS": address,
+        },
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+    assert " passed" in proc.stdout

@@ -10,6 +10,7 @@ group that the fixture kills (no `ray stop`, which would stop every Ray on the m
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import shutil
@@ -21,13 +22,27 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ssh_hosts import kill_all, node_processes
 
 START_TIMEOUT = 180  # Ray's start takes ~10-30 s here; more on a loaded machine
+
+
+def running_head() -> Iterator[RayHead]:
+    """A module fixture's body: a head for the module's tests, nothing of it left after
+    (skipped where Ray is not installed; under CI=true that fails instead)."""
+    if importlib.util.find_spec("ray") is None:
+        if os.environ.get("CI"):
+            pytest.fail("Ray is not installed: make install installs the test,ray extras")
+        pytest.skip("Ray is not installed")
+    with RayHead.start() as head:
+        yield head
+    assert not head.processes(), "the Ray head left processes"
 
 
 def free_port() -> int:

@@ -223,16 +223,11 @@ class ClusterManager(WatchedCluster):
 
     def _forget_dead_head(self, force: bool = False) -> None:
         """The head went away by itself (killed, crashed): reap it and say why."""
-        engine = self._engine
-        if engine is None or not (force or engine.client.closed):
+        dropped = self._drop_connection(force)
+        if dropped is None:
             return
-        self._engine = None
-        self._unsubscribe = None
-        self._cancel_linger()
-        reason = engine.client.disconnect_reason or "the connection closed"
+        engine, reason = dropped
         self._unexport_address()
-        with contextlib.suppress(Exception):
-            engine.client.close()
         with contextlib.suppress(Exception):
             engine.cluster.stop(timeout=2)
         self.error = (

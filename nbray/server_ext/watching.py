@@ -54,15 +54,23 @@ class WatchedCluster:
 
     def _forget_dead_head(self, force: bool = False) -> None:
         """The head went away by itself: drop the connection (``force``: it is gone)."""
+        if self._drop_connection(force) is not None:
+            self._set_state("stopped")
+
+    def _drop_connection(self, force: bool) -> tuple[Any, str] | None:
+        """Close and forget the connection to a head that went away; returns its engine and
+        why the connection ended, or None where there was none (or, unless ``force``, it
+        is still open)."""
         engine = self._engine
         if engine is None or not (force or engine.client.closed):
-            return
+            return None
         self._engine = None
         self._unsubscribe = None
         self._cancel_linger()
+        reason = engine.client.disconnect_reason or "the connection closed"
         with contextlib.suppress(Exception):
             engine.client.close()
-        self._set_state("stopped")
+        return engine, reason
 
     def _ask(self, engine: Any, func: Callable[[], Any]) -> Any:
         """``func()`` against the head; None (and the state "stopped") if it is gone."""

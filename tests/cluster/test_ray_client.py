@@ -9,31 +9,22 @@ tests/ray_head.py: `ray start --head` on loopback (token auth, client port, dash
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from kernel_session import KernelSession
-from ray_head import RayHead
-
-REPO = Path(__file__).resolve().parents[2]
+from nbray_testing import run_core_api_suite
+from ray_head import RayHead, running_head
 
 
 @pytest.fixture(scope="module")
 def head() -> Iterator[RayHead]:
-    if importlib.util.find_spec("ray") is None:
-        if os.environ.get("CI"):
-            pytest.fail("Ray is not installed: make install installs the test,ray extras")
-        pytest.skip("Ray is not installed")
-    with RayHead.start() as h:
-        yield h
-    assert not h.processes(), "the Ray head left processes"
+    yield from running_head()
 
 
 def run_client(head: RayHead, code: str, env: dict[str, str] | None = None) -> str:
@@ -52,30 +43,10 @@ def run_client(head: RayHead, code: str, env: dict[str, str] | None = None) -> s
 
 @pytest.mark.timeout(400)
 def test_core_api_suite_over_ray_client(head: RayHead) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "tests/engines/test_core_api.py",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={
-            **os.environ,
-            **head.env,
-            "NBRAY_TEST_ENGINES": "ray",
-            "NBRAY_TEST_RAY_ADDRESS": head.client_address,
-        },
-        timeout=380,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:] + head.output()
-    assert " passed" in proc.stdout
+    try:
+        run_core_api_suite(head.client_address, head.env)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{head.output()}") from None
 
 
 @pytest.mark.timeout(200)

@@ -27,14 +27,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-from nbray_testing import run_python, wait_until
+from nbray_testing import run_core_api_suite, run_python, wait_until
 from ssh_hosts import PORT, SshHosts, available, kill_all, node_processes
 
 pytestmark = pytest.mark.skipif(
     bool(available()) and not os.environ.get("CI"), reason=available() or "ok"
 )
 
-REPO = Path(__file__).resolve().parents[2]
 HEAD, WORKER = "127.0.0.2", "127.0.0.3"
 
 
@@ -212,33 +211,9 @@ def test_core_api_suite_on_the_ssh_cluster(ray_cluster: tuple[Path, dict[str, st
     record = json.loads(
         (Path(env["NBRAY_TMPDIR"]) / f"nbray-{os.getuid()}" / "ray_cluster.json").read_text()
     )
-    proc = subprocess.run(
-        # the core API suite; the other files of tests/engines (libraries, runtime_env,
-        # placement groups, generators) assume the private 2-CPU Ray the fixture starts
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "tests/engines/test_core_api.py",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={
-            **os.environ,
-            **env,
-            "NBRAY_TEST_ENGINES": "ray",
-            "NBRAY_TEST_RAY_ADDRESS": str(record["address"]),
-            "NBRAY_RAY_TOKEN_FILE": str(record["token_file"]),
-        },
-        timeout=380,
-        check=False,
+    run_core_api_suite(
+        str(record["address"]), {**env, "NBRAY_RAY_TOKEN_FILE": str(record["token_file"])}
     )
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
-    assert " passed" in proc.stdout
 
 
 def test_tokens_are_private_and_the_dashboard_is_on_loopback(

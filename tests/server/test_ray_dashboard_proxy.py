@@ -12,14 +12,12 @@ under ``nbray/ray-dashboard/<id>/`` behind Jupyter's auth (HTTP and WebSocket).
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ray_head import RayHead
+from ray_head import RayHead, running_head
 from server_support import execute, start_kernel, until
 from tornado.httpclient import HTTPClientError
 
@@ -28,13 +26,7 @@ from nbray.server_ext.ray_dashboard import target_of
 
 @pytest.fixture(scope="module")
 def head() -> Iterator[RayHead]:
-    if importlib.util.find_spec("ray") is None:
-        if os.environ.get("CI"):
-            pytest.fail("Ray is not installed: make install installs the test,ray extras")
-        pytest.skip("Ray is not installed")
-    with RayHead.start() as h:
-        yield h
-    assert not h.processes(), "the Ray head left processes"
+    yield from running_head()
 
 
 async def _connected_cluster(api: Any, kid: str) -> dict[str, Any] | None:

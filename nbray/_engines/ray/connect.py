@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ def connect(
     from .engine import RayEngine
 
     try:
-        context = ray.init(**kwargs)
+        context = _init_with_retries(ray, kwargs)
     except Exception as exc:
         _restore_env(saved_env)
         if private_dir is not None:
@@ -152,6 +153,25 @@ def version_mismatch(message: str, address: str) -> str:
 
 
 _AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")
+
+# Ray Client's server starts one server process per client; that start sometimes fails at
+# once on a busy head (seen here about one connection in five), and a new connection works
+CLIENT_SERVER_FAILED = ("Starting Ray client server failed", "Proxy failed to Connect")
+CLIENT_ATTEMPTS = 3
+
+
+def _init_with_retries(ray: Any, kwargs: dict[str, Any]) -> Any:
+    """``ray.init``; through Ray Client, again when the cluster failed to start this
+    client's server process (a transient failure of the head, not of the address)."""
+    attempts = CLIENT_ATTEMPTS if str(kwargs.get("address") or "").startswith("ray://") else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            return ray.init(**kwargs)
+        except ConnectionAbortedError as exc:
+            if attempt == attempts or not any(m in str(exc) for m in CLIENT_SERVER_FAILED):
+                raise
+            time.sleep(attempt)
+    raise AssertionError("unreachable")
 
 
 def _restore_env(saved: dict[str, str | None]) -> None:
