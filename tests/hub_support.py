@@ -374,6 +374,24 @@ def leftover_processes(hub: Hub, kill: bool = False) -> list[str]:
     return left
 
 
+@contextlib.contextmanager
+def traversable(path: Path) -> Iterator[None]:
+    """Let other users pass through (o+x, not list) each directory above and at ``path``
+    that they cannot pass now, for the Hub's users to run this checkout's venv (a CI clone
+    may live below a root-only directory); the modes are put back after."""
+    changed: list[tuple[Path, int]] = []
+    try:
+        for directory in [*reversed(path.resolve().parents), path.resolve()]:
+            mode = stat.S_IMODE(directory.stat().st_mode)
+            if not mode & stat.S_IXOTH:
+                directory.chmod(mode | stat.S_IXOTH)
+                changed.append((directory, mode))
+        yield
+    finally:
+        for directory, mode in reversed(changed):
+            directory.chmod(mode)
+
+
 def private_base() -> Path:
     """A directory for the Hub's files and the users' homes: traversable by the users
     (0711), not listable; removed by the caller."""

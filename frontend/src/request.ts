@@ -49,7 +49,8 @@ export function eventsURL(endPoint = 'events'): string {
 /** Ray's own dashboard of a Ray cluster a kernel uses, proxied by the server. */
 export function rayDashboardURL(cluster: string): string {
   const settings = ServerConnection.makeSettings();
-  return URLExt.join(settings.baseUrl, 'nbray', 'ray-dashboard', cluster, '');
+  // the trailing slash: Ray's page links its assets relatively (./static/...)
+  return URLExt.join(settings.baseUrl, 'nbray', 'ray-dashboard', cluster) + '/';
 }
 
 /** The dashboard page of a kernel's cluster (a new browser tab, in JupyterLab too). */

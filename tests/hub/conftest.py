@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import requests
-from browser_support import CHROMIUM, CHROMIUM_ARGS, artifact, require
+from browser_support import CHROMIUM, CHROMIUM_ARGS, REPO_ROOT, artifact, require
 from hub_support import (
     PASSWORD,
     USERS,
@@ -26,6 +26,7 @@ from hub_support import (
     start_server,
     stop_hub,
     tail,
+    traversable,
     user_python,
 )
 
@@ -40,7 +41,7 @@ def hub() -> Iterator[Hub]:
     require_hub_prerequisites()
     base = private_base()
     try:
-        with hub_users(base) as users:
+        with traversable(REPO_ROOT), hub_users(base) as users:
             python = user_python(users[USERS[0]], base)
             hub = start_hub(base, users, python)
             try:
