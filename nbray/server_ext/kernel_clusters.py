@@ -206,8 +206,11 @@ class KernelClusters:
         records = {r["id"]: r for r in kernel_registry.read_all(self.directory)}
         with self._lock:
             gone = [c for cid, c in self._clusters.items() if cid not in records]
-            new = [KernelCluster(r, self._capacity) for cid, r in records.items()]
-            new = [c for c in new if c.id not in self._clusters]
+            new = [
+                KernelCluster(r, self._capacity)
+                for cid, r in records.items()
+                if cid not in self._clusters
+            ]
             for c in gone:
                 del self._clusters[c.id]
             for c in new:

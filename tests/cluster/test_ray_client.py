@@ -9,6 +9,7 @@ tests/ray_head.py: `ray start --head` on loopback (token auth, client port, dash
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -104,7 +105,9 @@ def test_a_ray_address_picks_the_ray_engine_and_get_actor_works(head: RayHead) -
 
 @pytest.mark.timeout(200)
 def test_another_ray_version_is_refused_naming_both_versions(head: RayHead) -> None:
-    import ray
+    # Ray's version without importing Ray here: Ray reads its auth mode once, at import,
+    # and later tests of this process start a private Ray with token auth
+    ray_version = importlib.metadata.version("ray")
 
     out = run_client(
         head,
@@ -122,10 +125,10 @@ def test_another_ray_version_is_refused_naming_both_versions(head: RayHead) -> N
         """,
     )
     py = ".".join(map(str, sys.version_info[:3]))
-    cluster = f"runs Ray {ray.__version__} on Python {py}"
+    cluster = f"runs Ray {ray_version} on Python {py}"
     assert f"the Ray cluster at {head.client_address} {cluster}" in out
     assert f"this process has Ray 2.9.0 on Python {py}" in out
-    assert f"pip install 'ray[client]=={ray.__version__}'" in out
+    assert f"pip install 'ray[client]=={ray_version}'" in out
 
 
 @pytest.mark.timeout(300)
