@@ -185,14 +185,49 @@ def lab_serving(nb: Any, name: str, tmp_path: Path) -> Iterator[Lab]:
     root = tmp_path / "root"
     root.mkdir()
     nbformat.write(nb, root / name)
-    log = tmp_path / "lab.log"
-    lab = start_lab(root, log, ["--LabApp.expose_app_in_browser=True"])
+    with _lab_logged(root, name, ["--LabApp.expose_app_in_browser=True"]) as lab:
+        yield lab
+
+
+@contextlib.contextmanager
+def lab_with_cells(
+    tmp_path: Path, name: str, cells: list[str], extra_args: list[str]
+) -> Iterator[Lab]:
+    """A JupyterLab (``extra_args`` on its command line) serving a notebook ``name`` of
+    these code cells; its log is kept as test-artifacts/browser/jupyter-lab-<name>.log."""
+    root = tmp_path / "root"
+    root.mkdir()
+    write_notebook(root / name, cells)
+    with _lab_logged(root, name, extra_args) as lab:
+        yield lab
+
+
+@contextlib.contextmanager
+def _lab_logged(root: Path, name: str, extra_args: list[str]) -> Iterator[Lab]:
+    log = root.parent / "lab.log"
+    lab = start_lab(root, log, extra_args)
     try:
         yield lab
     finally:
         stop_lab(lab)
         if log.exists():
             artifact(f"jupyter-lab-{Path(name).stem}.log").write_bytes(log.read_bytes())
+
+
+def launch_chromium() -> Iterator[Any]:
+    """The body of a ``chromium`` fixture: Debian's headless Chromium (a playwright
+    ``Browser``), closed after."""
+    require(CHROMIUM, Path(CHROMIUM).exists())
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require("the playwright package", False, "run `make install` (the browser extra)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def run_all_cells(page: Any, lab: Lab, name: str) -> None:

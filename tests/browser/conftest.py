@@ -12,11 +12,9 @@ from typing import Any
 import pytest
 from browser_support import (
     ARTIFACTS_DIR,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Lab,
     artifact,
-    require,
+    launch_chromium,
     start_lab,
     stop_lab,
 )
@@ -27,17 +25,7 @@ def chromium() -> Iterator[Any]:
     """A headless Chromium browser (playwright ``Browser``), shared by a module's tests (and
     gone after it, so other suites' leak checks do not see its processes, and later tests
     that run their own event loop, as pytest-jupyter's do, do not find playwright's)."""
-    require(CHROMIUM, Path(CHROMIUM).exists())
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require("the playwright package", False)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture

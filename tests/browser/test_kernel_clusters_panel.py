@@ -6,20 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_support import (
-    ARTIFACTS_DIR,
-    Lab,
-    artifact,
-    open_lab,
-    start_lab,
-    stop_lab,
-    write_notebook,
-)
+from browser_support import Lab, artifact, lab_with_cells, open_lab
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
@@ -34,18 +25,8 @@ CELLS = [
 
 @pytest.fixture
 def lab(tmp_path: Any) -> Iterator[Lab]:
-    root = tmp_path / "root"
-    root.mkdir()
-    write_notebook(root / "private.ipynb", CELLS)
-    log = tmp_path / "jupyter-lab.log"
-    lab = start_lab(root, log, ["--NbrayServer.num_cpus=1"])
-    try:
+    with lab_with_cells(tmp_path, "private.ipynb", CELLS, ["--NbrayServer.num_cpus=1"]) as lab:
         yield lab
-    finally:
-        stop_lab(lab)
-        if log.exists():
-            ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
-            shutil.copy(log, ARTIFACTS_DIR / "jupyter-lab-kernel-clusters.log")
 
 
 def kernel_clusters(lab: Lab) -> list[dict[str, Any]]:

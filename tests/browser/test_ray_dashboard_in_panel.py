@@ -7,20 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_support import (
-    ARTIFACTS_DIR,
-    Lab,
-    artifact,
-    open_lab,
-    start_lab,
-    stop_lab,
-    write_notebook,
-)
+from browser_support import Lab, artifact, lab_with_cells, open_lab
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from ray_head import RayHead, running_head
 
@@ -34,25 +25,13 @@ def head() -> Iterator[RayHead]:
 
 @pytest.fixture
 def lab(tmp_path: Any, head: RayHead) -> Iterator[Lab]:
-    root = tmp_path / "root"
-    root.mkdir()
-    write_notebook(
-        root / "connected.ipynb",
-        [
-            f"import os\nos.environ['NBRAY_RAY_TOKEN_FILE'] = {str(head.token_file)!r}\n"
-            f"import nbray\nctx = nbray.init(address={head.client_address!r})\n"
-            "print('connected', ctx.engine)",
-        ],
-    )
-    log = tmp_path / "jupyter-lab.log"
-    lab = start_lab(root, log, ["--NbrayServer.num_cpus=1"])
-    try:
+    cells = [
+        f"import os\nos.environ['NBRAY_RAY_TOKEN_FILE'] = {str(head.token_file)!r}\n"
+        f"import nbray\nctx = nbray.init(address={head.client_address!r})\n"
+        "print('connected', ctx.engine)",
+    ]
+    with lab_with_cells(tmp_path, "connected.ipynb", cells, ["--NbrayServer.num_cpus=1"]) as lab:
         yield lab
-    finally:
-        stop_lab(lab)
-        if log.exists():
-            ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
-            shutil.copy(log, ARTIFACTS_DIR / "jupyter-lab-ray-dashboard.log")
 
 
 def test_the_panel_links_rays_dashboard_through_the_proxy(

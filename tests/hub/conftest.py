@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import requests
-from browser_support import CHROMIUM, CHROMIUM_ARGS, REPO_ROOT, artifact, require
+from browser_support import REPO_ROOT, artifact, launch_chromium
 from hub_support import (
     PASSWORD,
     USERS,
@@ -109,17 +109,7 @@ def session_of(hub: Hub) -> Iterator[Callable[[str], requests.Session]]:
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     """A headless Chromium (playwright ``Browser``) for the module's browser tests."""
-    require(CHROMIUM, Path(CHROMIUM).exists())
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require("the playwright package", False, "run `make install` (the browser extra)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture
