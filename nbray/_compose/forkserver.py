@@ -78,9 +78,8 @@ class ForkServer:
             data = self.sock.recv(65536)
         except OSError:
             data = b""
-        if not data:  # the head is gone
-            self.running = False
-            return
+        if not data:  # the head is gone: its parent-death SIGTERM may come too late
+            self._terminate()
         for msgs in self.decoder.feed(data):
             for what, wid, *rest in msgs:
                 if what == "spawn":  # rest: the worker's runtime_env (JSON), if any

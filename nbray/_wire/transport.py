@@ -177,6 +177,11 @@ class Connection:
                 self.closed = True
                 raise NbrayConnectionError(f"lost the connection to the cluster: {exc}") from exc
 
+    @property
+    def pending(self) -> bool:
+        """Frames already read and decoded, so ``recv`` returns without reading."""
+        return bool(self._pending)
+
     def recv(self) -> list[Any] | None:
         """The next frame's messages, or None when the peer closed the connection."""
         while not self._pending:

@@ -30,6 +30,7 @@ from nbray._wire import progress_lines, serialization, shm
 from nbray._wire import protocol as P
 from nbray._wire.transport import Connection
 
+from .reading import Reading
 from .streams import Streams
 from .waiter import Waiter as _Waiter
 
@@ -102,7 +103,8 @@ class Client:
         self.handlers[P.StreamItem] = self.streams.on_item
         for queued in first[1:]:
             self._handle(queued)
-        self._reader = threading.Thread(target=self._read_loop, name="nbray-reader", daemon=True)
+        self._reading = Reading(self.conn, self._handle, self._connection_ended)
+        self._reader = threading.Thread(target=self._reading.run, name="nbray-reader", daemon=True)
         self._reader.start()
         self._flusher = threading.Thread(target=self._flush_loop, name="nbray-flush", daemon=True)
         self._flusher.start()
@@ -281,7 +283,9 @@ class Client:
             if blocked:
                 self.blocked_hook(True)  # type: ignore[misc]
             try:
-                waiter.event.wait(timeout)
+                # read the answer in this thread, which waits anyway (see reading.py)
+                if self._reading.pump(waiter.event.is_set, timeout) is None:
+                    waiter.event.wait(timeout)
             finally:
                 if blocked:
                     self.blocked_hook(False)  # type: ignore[misc]
@@ -350,6 +354,7 @@ class Client:
         with self._lock:
             self._replies[req_id] = slot
         self.send(P.Request(req_id, what, args))
+        self._reading.pump(lambda: bool(slot) or self.closed, timeout)
         deadline = time.monotonic() + timeout
         with self._cond:
             while not slot and not self.closed:
@@ -367,29 +372,23 @@ class Client:
 
     # --- the reader thread -------------------------------------------------------------------
 
-    def _read_loop(self) -> None:
-        try:
-            while True:
-                msgs = self.conn.recv()
-                if msgs is None:
-                    break
-                for msg in msgs:
-                    self._handle(msg)
-        except Exception as exc:  # never die silently: record why
-            log.exception("the nbray reader thread failed")
-            self.disconnect_reason = f"reader failed: {exc}"
-        finally:
-            if not self.disconnect_reason:
-                self.disconnect_reason = "the cluster closed the connection"
-            self.closed = True
-            self._flush_needed.set()
-            with self._cond:
-                self._cond.notify_all()
-                for waiting in self._waiters.values():
-                    for waiter in waiting:
-                        waiter.event.set()
-            if self.task_handler is not None:
-                self.task_handler(None)
+    def _connection_ended(self, reason: str) -> None:
+        """The stream ended (read by the reader thread or a blocked caller): wake everyone."""
+        if not self.disconnect_reason:
+            self.disconnect_reason = reason
+        self.closed = True
+        self._flush_needed.set()
+        with self._cond:
+            self._cond.notify_all()
+            for waiting in self._waiters.values():
+                for waiter in waiting:
+                    waiter.event.set()
+        if self.task_handler is not None:
+            self.task_handler(None)
+
+    def pump(self, done: Callable[[], bool], timeout: float | None) -> bool | None:
+        """Read the connection in this (blocked) thread until ``done()``; see reading.py."""
+        return self._reading.pump(done, timeout)
 
     def _handle(self, msg: Any) -> None:
         handler = self.handlers.get(type(msg))
@@ -442,8 +441,10 @@ class Client:
         self.closed = True
         self.disconnect_reason = "shut down"
         self._flush_needed.set()
+        self._reading.stop()
         self.conn.close()
         self._reader.join(timeout=5)
+        self._reading.close_pipe()
         with self._lock:
             self._objects.clear()
             self._maps.clear()

@@ -216,14 +216,17 @@ class Worker:
     def serve(self) -> None:
         signal.signal(signal.SIGINT, self._on_sigint)
         inbox, cv = self.inbox, self.inbox_cv
+
+        def has_work() -> bool:
+            return bool(inbox)
+
         while True:
+            if not inbox:
+                if self.unflushed:
+                    self.flush_replies()  # nothing else to do: report now
+                # idle: read the next task off the socket in this thread (see reading.py)
+                self.client.pump(has_work, None)
             with cv:
-                if not inbox and self.unflushed:
-                    cv.release()
-                    try:
-                        self.flush_replies()  # nothing else to do: report now
-                    finally:
-                        cv.acquire()
                 while not inbox:
                     cv.wait()
                 msg = inbox.popleft()
