@@ -24,6 +24,7 @@ from __future__ import annotations
 import _signal  # signal.getsignal converts to enums: microseconds a call, on each get
 import contextlib
 import logging
+import math
 import os
 import select
 import signal
@@ -67,7 +68,7 @@ class Reading:
         self._baton = threading.Lock()
         self._cv = threading.Condition(threading.Lock())
         self._lent = False  # a blocked thread reads (or is about to)
-        self._ended = False  # the stream ended, or stop() was called
+        self._ended = False  # the stream ended (or its reader failed)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -75,7 +76,7 @@ class Reading:
         """The next frame; ``[]`` when woken or timed out first; None at the end."""
         conn = self.conn
         if not conn.pending:
-            ms = None if timeout is None else max(int(timeout * 1000), 0)
+            ms = None if timeout is None else max(math.ceil(timeout * 1000), 0)
             readable = False
             for fd, _ in self._poll.poll(ms):
                 if fd == self._wake_r:
