@@ -137,7 +137,14 @@ STATE_COLORS: dict[TaskState, str] = {
 class TaskEvent(TypedDict):
     """A task (or actor call) changed state. PENDING carries ``deps``/``returns``/
     ``resources``; RUNNING ``worker_id``/``pid``; RETRYING ``attempt``/``reason``; the end
-    states ``worker_id``, ``duration`` and (FAILED, CANCELLED) ``error``."""
+    states ``worker_id``, ``duration`` and (FAILED, CANCELLED) ``error``.
+
+    Coalesced: an event may stand for the states a short task passed through since the
+    last batch (the local engine's head sends its events in batches). Then it is the
+    latest state (RUNNING, RETRYING or an end) and also carries, for each state it skipped,
+    that state's time and fields: ``submitted`` (its PENDING, with ``deps``/``returns``/
+    ``resources``) and ``started`` (its RUNNING, with ``pid``). A fold takes such an event
+    as PENDING at ``submitted``, RUNNING at ``started``, then its ``state`` at ``time``."""
 
     type: Literal["task"]
     task_id: str  # 16 hex digits (the local engine), or Ray's task id in hex
@@ -158,6 +165,8 @@ class TaskEvent(TypedDict):
     reason: NotRequired[str]
     error: NotRequired[str]
     duration: NotRequired[float]
+    submitted: NotRequired[float]  # coalesced: the time of the PENDING it stands for
+    started: NotRequired[float]  # coalesced: the time of the RUNNING it stands for
 
 
 class ActorEvent(TypedDict):
