@@ -94,6 +94,7 @@ __all__ = [
     "WorkerState",
     "event_problems",
     "record_problems",
+    "separate_states",
 ]
 
 TaskState = Literal["PENDING", "RUNNING", "RETRYING", "FINISHED", "FAILED", "CANCELLED"]
@@ -417,6 +418,34 @@ EVENT_CLASSES: dict[str, type] = {
     "client": ClientEvent,
     "clusters": ClustersEvent,
 }
+
+
+_PENDING_FIELDS = ("deps", "returns", "resources")
+_RUNNING_FIELDS = ("pid", "gpu_ids")  # and worker_id, which the later states carry too
+
+
+def separate_states(event: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The task events a coalesced one (``TaskEvent``) stands for, one per state, each with
+    its own state's fields: its PENDING (at ``submitted``), its RUNNING (at ``started``),
+    then its latest state; any other event as it is. For readers that want every state
+    apart (tests, logs)."""
+    if event.get("type") != "task" or ("submitted" not in event and "started" not in event):
+        return [dict(event)]
+    apart = ("submitted", "started", *_PENDING_FIELDS, *_RUNNING_FIELDS, "worker_id")
+    common = {k: v for k, v in event.items() if k not in apart and k != "duration"}
+    out = []
+    if "submitted" in event:
+        pending = {k: event[k] for k in _PENDING_FIELDS if k in event}
+        out.append(dict(common, state="PENDING", time=event["submitted"], **pending))
+    if "started" in event:
+        running = {k: event[k] for k in (*_RUNNING_FIELDS, "worker_id") if k in event}
+        out.append(dict(common, state="RUNNING", time=event["started"], **running))
+    latest = {k: v for k, v in event.items() if k not in apart}
+    if "worker_id" in event:
+        latest["worker_id"] = event["worker_id"]
+    if event.get("state") == "RUNNING":  # coalesced from its PENDING only
+        latest.update({k: event[k] for k in _RUNNING_FIELDS if k in event})
+    return [*out, latest]
 
 
 def event_problems(event: Mapping[str, Any]) -> list[str]:
