@@ -60,8 +60,10 @@ WORKLOAD_TIMEOUT = {
     "pool_map": 180.0,
     "joblib": 180.0,
     "sustained": 300.0,
+    "watched": 600.0,  # three processes per repeat, one of them a Jupyter server
 }
 QUICK_WORKLOAD_TIMEOUT = 60.0
+QUICK_TIMEOUT_FOR = {"watched": 180.0}  # quick mode's exceptions
 #: Repeats stop early once a workload would pass this many seconds (full mode).
 DEFAULT_BUDGET = 45.0
 #: Time allowed, on top of the workloads' own, for import, start and shutdown.
@@ -182,7 +184,8 @@ def run_child(run: Planned, args: argparse.Namespace, logs: Path, label: str) ->
     if args.quick:
         cmd.append("--quick")
     per_workload = {
-        w: (QUICK_WORKLOAD_TIMEOUT if args.quick else WORKLOAD_TIMEOUT[w]) * args.timeout_scale
+        w: (QUICK_TIMEOUT_FOR.get(w, QUICK_WORKLOAD_TIMEOUT) if args.quick else WORKLOAD_TIMEOUT[w])
+        * args.timeout_scale
         for w in run.workloads
     }
     overall = sum(per_workload.values()) + OVERHEAD_TIMEOUT * args.timeout_scale

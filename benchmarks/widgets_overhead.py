@@ -1,6 +1,9 @@
 """What the live widgets cost a run of many tiny tasks, as ratios to the same run unwatched.
 
-    .venv/bin/python -m benchmarks.widgets_overhead [--tasks 10000] [--repeats 5]
+    .venv/bin/python -m benchmarks.widgets_overhead [--tasks 10000] [--repeats 5] [--num-cpus 2]
+
+The benchmark suite runs it too, as its ``watched`` workload (``python -m benchmarks.run
+--workloads watched``: the plain, widgets and server modes, as ratios to plain).
 
 Each mode runs in its own process (a fresh cluster), ``--repeats`` times after a warm-up:
 
@@ -35,17 +38,17 @@ from typing import Any
 MODES = ("plain", "subscribed", "state", "widgets", "server")
 
 
-def child(mode: str, tasks: int, repeats: int) -> dict[str, Any]:
+def child(mode: str, tasks: int, repeats: int, num_cpus: int = 2) -> dict[str, Any]:
     import psutil
 
     import nbray
     from nbray._model import session
 
-    server = JupyterServer() if mode == "server" else None
+    server = JupyterServer(num_cpus) if mode == "server" else None
     if server is not None:
         nbray.init(address=server.cluster_address())  # as a kernel of that server does
     else:
-        nbray.init(num_cpus=2)
+        nbray.init(num_cpus=num_cpus)
 
     @nbray.remote
     def inc(x: int) -> int:
@@ -114,10 +117,10 @@ def child(mode: str, tasks: int, repeats: int) -> dict[str, Any]:
 
 
 class JupyterServer:
-    """``jupyter server`` with nbray's extension (two CPUs), on a free loopback port, and a
-    reader of its events WebSocket in a process of its own (the browser's part)."""
+    """``jupyter server`` with nbray's extension (``num_cpus`` CPUs), on a free loopback port,
+    and a reader of its events WebSocket in a process of its own (the browser's part)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_cpus: int = 2) -> None:
         import secrets
         import socket
         import tempfile
@@ -130,7 +133,7 @@ class JupyterServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={self.port}",
              "--ip=127.0.0.1", "--allow-root", f"--IdentityProvider.token={self.token}",
-             f"--ServerApp.root_dir={self.root}", "--NbrayServer.num_cpus=2"],
+             f"--ServerApp.root_dir={self.root}", f"--NbrayServer.num_cpus={num_cpus}"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.reader: subprocess.Popen[str] | None = None
@@ -211,25 +214,41 @@ IOLoop.current().run_sync(main)
 """
 
 
+def measure(
+    modes: tuple[str, ...] = MODES,
+    tasks: int = 10_000,
+    repeats: int = 5,
+    num_cpus: int = 2,
+    timeout: float = 600.0,
+) -> list[dict[str, Any]]:
+    """Run each mode in a child process of its own; their results, in ``modes``' order (the
+    benchmark suite's ``watched`` workload calls this too)."""
+    results = []
+    for mode in modes:
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.widgets_overhead", "--child", mode,
+             "--tasks", str(tasks), "--repeats", str(repeats), "--num-cpus", str(num_cpus)],
+            capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(f"the {mode} run failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--child", choices=MODES)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.tasks, args.repeats)))
+        print(json.dumps(child(args.child, args.tasks, args.repeats, args.num_cpus)))
         return
-    results = []
-    for mode in MODES:
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.widgets_overhead", "--child", mode,
-             "--tasks", str(args.tasks), "--repeats", str(args.repeats)],
-            capture_output=True, text=True, timeout=600, check=True,
-        )  # fmt: skip
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    results = measure(MODES, args.tasks, args.repeats, args.num_cpus)
     base = results[0]["wall"]
-    print(f"{args.tasks} tasks, median of {args.repeats} runs, 2 CPUs")
+    print(f"{args.tasks} tasks, median of {args.repeats} runs, {args.num_cpus} CPUs")
     print("| mode | wall s | x plain | head CPU s | driver CPU s | server CPU s | full GC s "
           "| GC-tracked objects | redraw rounds |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")

@@ -49,6 +49,8 @@ class Sizes:
     sustained_batch: int = 10_000
     #: the sustained run stops starting batches after this many seconds (slow engines)
     sustained_cap_s: float = 90.0
+    watched_tasks: int = 10_000
+    watched_runs: int = 3  # runs per mode (a process each), their median counts
 
     @classmethod
     def for_mode(cls, quick: bool) -> Sizes:
@@ -67,6 +69,8 @@ class Sizes:
             sustained_tasks=20_000,
             sustained_batch=2_000,
             sustained_cap_s=20.0,
+            watched_tasks=1_000,
+            watched_runs=1,
         )
 
 
@@ -622,6 +626,58 @@ class JoblibParallel(Workload):
         return {"joblib_calls_per_s": n / elapsed}
 
 
+class Watched(Workload):
+    """benchmarks/widgets_overhead.py's plain, widgets and server modes, as ratios."""
+
+    name = "watched"
+    number = 12
+    title = "Watched and listened to"
+    needs = "watching"
+    MODES = ("plain", "widgets", "server")
+
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric("watched_widgets_x", "widgets open", "x unwatched", "lower", "factor"),
+            Metric("watched_server_x", "server listening", "x unwatched", "lower", "factor"),
+            Metric("watched_tasks_per_s", "unwatched", "tasks/s", None, "rate"),
+            Metric("watched_plain_cpu_s", "CPU unwatched", "s", None),
+            Metric("watched_widgets_cpu_s", "CPU widgets", "s", None),
+            Metric("watched_server_cpu_s", "CPU server", "s", None),
+        ]
+
+    def describe(self) -> str:
+        n = self.sizes.watched_tasks
+        return (
+            f"`get([f.remote(i) for i in range({n:,})])` of a no-op task, unwatched; with a "
+            "TaskGraph, a Timeline and a ClusterMonitor drawn in the driver; and as a kernel "
+            "of a Jupyter server whose nbray extension owns the cluster while another process "
+            "holds its events WebSocket open (the side panel's part). Each in a fresh process "
+            f"(`benchmarks/widgets_overhead.py`), median of {self.sizes.watched_runs} runs "
+            "after a warm-up; the wall time as a ratio to the unwatched run (issue 17: widgets "
+            "≤ 1.2x, server ≤ 1.1x), and the CPU seconds per run of head + driver (+ the "
+            "server and the WebSocket reader)."
+        )
+
+    def run(self, engine: Engine) -> dict[str, Value]:
+        from . import widgets_overhead
+
+        plain, widgets, server = widgets_overhead.measure(
+            self.MODES, self.sizes.watched_tasks, self.sizes.watched_runs, engine.num_cpus
+        )
+
+        def cpu(r: dict[str, Any]) -> float:
+            return float(r["head_cpu"] + r["driver_cpu"] + r["server_cpu"])
+
+        return {
+            "watched_widgets_x": widgets["wall"] / plain["wall"],
+            "watched_server_x": server["wall"] / plain["wall"],
+            "watched_tasks_per_s": self.sizes.watched_tasks / plain["wall"],
+            "watched_plain_cpu_s": cpu(plain),
+            "watched_widgets_cpu_s": cpu(widgets),
+            "watched_server_cpu_s": cpu(server),
+        }
+
+
 #: Every workload, by name, in the order of the issue's list.
 WORKLOADS: dict[str, type[Workload]] = {
     cls.name: cls
@@ -638,6 +694,7 @@ WORKLOADS: dict[str, type[Workload]] = {
             PoolMap,
             JoblibParallel,
             Sustained,
+            Watched,
         ),
         key=lambda c: c.number,
     )

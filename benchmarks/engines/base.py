@@ -38,6 +38,8 @@ class Engine(ABC):
     has_pool: ClassVar[bool] = False
     #: Whether ``joblib_backend`` exists (a joblib backend to run ``Parallel`` on).
     has_joblib: ClassVar[bool] = False
+    #: Whether nbray's watchers (widgets, the server extension's event stream) watch it.
+    has_watching: ClassVar[bool] = False
     #: What the engine's "start" is, in words, for the report.
     description: ClassVar[str] = ""
     #: The worker processes asked of ``start`` (set by the child before it starts).

@@ -16,6 +16,7 @@ class NbrayEngine(Engine):
     has_actors = True
     has_pool = True
     has_joblib = True
+    has_watching = True
     description = "nbray.init(num_cpus=N), local engine"
 
     def __init__(self) -> None:

@@ -42,6 +42,13 @@ export type GraphEdge = [number, number];
  * A task (or actor call) changed state. PENDING carries `deps`/`returns`/
  * `resources`; RUNNING `worker_id`/`pid`; RETRYING `attempt`/`reason`; the end
  * states `worker_id`, `duration` and (FAILED, CANCELLED) `error`.
+ *
+ * Coalesced: an event may stand for the states a short task passed through since the
+ * last batch (the local engine's head sends its events in batches). Then it is the
+ * latest state (RUNNING, RETRYING or an end) and also carries, for each state it skipped,
+ * that state's time and fields: `submitted` (its PENDING, with `deps`/`returns`/
+ * `resources`) and `started` (its RUNNING, with `pid`). A fold takes such an event
+ * as PENDING at `submitted`, RUNNING at `started`, then its `state` at `time`.
  */
 export interface ITaskEvent {
   type: 'task';
@@ -63,6 +70,8 @@ export interface ITaskEvent {
   reason?: string;
   error?: string;
   duration?: number;
+  submitted?: number;
+  started?: number;
 }
 
 export interface IActorEvent {

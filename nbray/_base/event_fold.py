@@ -288,7 +288,11 @@ class EventFold:
                     self.version += 1
             return
         # the cell is read now: by the time the queue is drained another may be running
-        cell = self._cell_of() if self._cell_of and event.get("state") == "PENDING" else None
+        cell = (
+            self._cell_of()
+            if self._cell_of and (event.get("state") == "PENDING" or "submitted" in event)
+            else None
+        )
         self._pending.append((event, cell))
         self.version += 1
         # take the queue in while its events are young (before the GC promotes them), but
@@ -344,7 +348,9 @@ class EventFold:
         tid = ev["task_id"]
         info = self.tasks.get(tid)
         if info is None:
-            info = TaskInfo(tid, ev.get("name", "?"), submitted=ev.get("time", 0.0))
+            # first seen: since its earliest state this event tells of (a coalesced one)
+            first = ev.get("submitted") or ev.get("started") or ev.get("time", 0.0)
+            info = TaskInfo(tid, ev.get("name", "?"), submitted=first)
             info.actor_id = ev.get("actor_id", "")
             info.owner = ev.get("owner", 0) or 0
             info.parent = ev.get("parent", "") or ""
@@ -373,6 +379,22 @@ class EventFold:
             self._producer.pop(oid, None)
         self.dropped_tasks += 1
 
+    def _submitted(self, info: TaskInfo, ev: Mapping[str, Any], when: float) -> None:
+        """The PENDING part of a task event: its returns, dependencies, stage and cell."""
+        info.submitted = when
+        info.returns = tuple(ev.get("returns", ()))
+        deps = [self._producer[d] for d in ev.get("deps", ()) if d in self._producer]
+        info.deps = tuple(dict.fromkeys(deps))
+        info.stage = 1 + max(
+            (self.tasks[d].stage for d in info.deps if d in self.tasks), default=-1
+        )
+        for oid in info.returns:
+            self._producer[oid] = info.task_id
+        if self._pending is not None:
+            info.cell = self._cell_now
+        elif self._cell_of is not None:
+            info.cell = self._cell_of()
+
     def _set_state(self, info: TaskInfo, state: TaskState) -> None:
         self._counts[info.state] -= 1
         self._counts[state] += 1
@@ -385,28 +407,21 @@ class EventFold:
         info = self._task(ev)
         now = ev.get("time", 0.0)
         if state == "PENDING":
-            info.submitted = now
-            info.returns = tuple(ev.get("returns", ()))
-            deps = [self._producer[d] for d in ev.get("deps", ()) if d in self._producer]
-            info.deps = tuple(dict.fromkeys(deps))
-            info.stage = 1 + max(
-                (self.tasks[d].stage for d in info.deps if d in self.tasks), default=-1
-            )
-            for oid in info.returns:
-                self._producer[oid] = info.task_id
-            if self._pending is not None:
-                info.cell = self._cell_now
-            elif self._cell_of is not None:
-                info.cell = self._cell_of()
+            self._submitted(info, ev, now)
             return True
-        if state == "RUNNING":
-            info.started, info.ended, info.error = now, 0.0, ""
+        # a coalesced event (``events.TaskEvent``) also stands for its PENDING and RUNNING
+        submitted = ev.get("submitted")
+        if submitted is not None:
+            self._submitted(info, ev, submitted)
+        started = now if state == "RUNNING" else ev.get("started")
+        if started is not None:
+            info.started, info.ended, info.error = started, 0.0, ""
             info.attempts += 1
             info.node_id = ev.get("node_id", "") or info.node_id
             info.worker_id = ev.get("worker_id")
             info.pid = ev.get("pid")
             info.worker = worker_key(info.node_id, ev.get("worker_id", ""))
-        elif info.started and not info.ended:
+        if state != "RUNNING" and info.started and not info.ended:
             info.ended = now  # the attempt ended (done, failed, cancelled or retried)
             self.segments.append((info.worker, info.task_id, info.name, info.started, now, state))
         if state == "RETRYING":

@@ -94,6 +94,7 @@ __all__ = [
     "WorkerState",
     "event_problems",
     "record_problems",
+    "separate_states",
 ]
 
 TaskState = Literal["PENDING", "RUNNING", "RETRYING", "FINISHED", "FAILED", "CANCELLED"]
@@ -137,7 +138,14 @@ STATE_COLORS: dict[TaskState, str] = {
 class TaskEvent(TypedDict):
     """A task (or actor call) changed state. PENDING carries ``deps``/``returns``/
     ``resources``; RUNNING ``worker_id``/``pid``; RETRYING ``attempt``/``reason``; the end
-    states ``worker_id``, ``duration`` and (FAILED, CANCELLED) ``error``."""
+    states ``worker_id``, ``duration`` and (FAILED, CANCELLED) ``error``.
+
+    Coalesced: an event may stand for the states a short task passed through since the
+    last batch (the local engine's head sends its events in batches). Then it is the
+    latest state (RUNNING, RETRYING or an end) and also carries, for each state it skipped,
+    that state's time and fields: ``submitted`` (its PENDING, with ``deps``/``returns``/
+    ``resources``) and ``started`` (its RUNNING, with ``pid``). A fold takes such an event
+    as PENDING at ``submitted``, RUNNING at ``started``, then its ``state`` at ``time``."""
 
     type: Literal["task"]
     task_id: str  # 16 hex digits (the local engine), or Ray's task id in hex
@@ -158,6 +166,8 @@ class TaskEvent(TypedDict):
     reason: NotRequired[str]
     error: NotRequired[str]
     duration: NotRequired[float]
+    submitted: NotRequired[float]  # coalesced: the time of the PENDING it stands for
+    started: NotRequired[float]  # coalesced: the time of the RUNNING it stands for
 
 
 class ActorEvent(TypedDict):
@@ -408,6 +418,34 @@ EVENT_CLASSES: dict[str, type] = {
     "client": ClientEvent,
     "clusters": ClustersEvent,
 }
+
+
+_PENDING_FIELDS = ("deps", "returns", "resources")
+_RUNNING_FIELDS = ("pid", "gpu_ids")  # and worker_id, which the later states carry too
+
+
+def separate_states(event: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The task events a coalesced one (``TaskEvent``) stands for, one per state, each with
+    its own state's fields: its PENDING (at ``submitted``), its RUNNING (at ``started``),
+    then its latest state; any other event as it is. For readers that want every state
+    apart (tests, logs)."""
+    if event.get("type") != "task" or ("submitted" not in event and "started" not in event):
+        return [dict(event)]
+    apart = ("submitted", "started", *_PENDING_FIELDS, *_RUNNING_FIELDS, "worker_id")
+    common = {k: v for k, v in event.items() if k not in apart and k != "duration"}
+    out = []
+    if "submitted" in event:
+        pending = {k: event[k] for k in _PENDING_FIELDS if k in event}
+        out.append(dict(common, state="PENDING", time=event["submitted"], **pending))
+    if "started" in event:
+        running = {k: event[k] for k in (*_RUNNING_FIELDS, "worker_id") if k in event}
+        out.append(dict(common, state="RUNNING", time=event["started"], **running))
+    latest = {k: v for k, v in event.items() if k not in apart}
+    if "worker_id" in event:
+        latest["worker_id"] = event["worker_id"]
+    if event.get("state") == "RUNNING":  # coalesced from its PENDING only
+        latest.update({k: event[k] for k in _RUNNING_FIELDS if k in event})
+    return [*out, latest]
 
 
 def event_problems(event: Mapping[str, Any]) -> list[str]:

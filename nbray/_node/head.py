@@ -75,7 +75,8 @@ class Head:
         self.objects = ObjectDirectory(config.object_store_memory, config.spill_dir, config.session)
         self.global_gc = GlobalGC()
         self.sched = Scheduler(config.resources, config.gpu_ids, pipeline_depth=PIPELINE_DEPTH)
-        self.bus = EventBus(config.node_id)
+        self.bus = EventBus(config.node_id, self.reactor.call_later)
+        self.router.before_request = self.bus.flush
         secret = read_secret(Path(config.session_dir) / "secret")
         self.conns = Connections(secret, self.reactor, self.router.route, self.peer_lost)
         self.supervisor = Supervisor(self.reactor, self.worker_exited, self.shutdown)
@@ -292,6 +293,7 @@ class Head:
         if self._stopping:
             return
         self._stopping = True
+        self.bus.flush()
         self.supervisor.stop()
         self.conns.flush_all()
         self.reactor.stop()

@@ -29,6 +29,9 @@ class Router:
         self.messages: dict[type, Callable[[Peer, Any], None]] = {P.Request: self.on_request}
         self.requests: dict[str, Callable[..., Any]] = {}
         self.instructions: dict[type, Callable[[Any], None]] = {}
+        # runs before each request is answered (the event bus's flush: a reply comes after
+        # the events that came before the request)
+        self.before_request: Callable[[], None] | None = None
 
     def route(self, peer: Peer, msg: Any) -> None:
         handler = self.messages.get(type(msg))
@@ -47,6 +50,8 @@ class Router:
             table[type(ins)](ins)
 
     def on_request(self, peer: Peer, msg: P.Request) -> None:
+        if self.before_request is not None:
+            self.before_request()
         handler = self.requests.get(msg.what)
         try:
             if handler is None:

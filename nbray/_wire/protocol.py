@@ -4,7 +4,7 @@ Every frame on a connection carries a list of these records (see ``transport``).
 receiver dispatches on ``type(msg)`` through a table of handlers, never a chain of ifs.
 
     client ──Submit/Put/Fetch/Release/AddHold/Cancel/...──▶ head
-    head   ──ObjectReady/Output/Event/Reply──▶ client
+    head   ──ObjectReady/Output/Events/Reply──▶ client
     head   ──RunTask/CreateActor/RunActorCall/CancelTask──▶ worker
     head   ──CollectGarbage──▶ every client and worker (the object store is nearly full)
     head   ──ActorOutOfScope──▶ an actor's owner (no handle to it is left anywhere)
@@ -221,8 +221,11 @@ class Output(NamedTuple):
     pid: int = 0
 
 
-class Event(NamedTuple):
-    data: dict[str, Any]
+class Events(NamedTuple):
+    """The event bus's batch (``nbray._node.bus``), in order: event dicts as typed in
+    ``nbray._base.events``."""
+
+    events: list[dict[str, Any]]
 
 
 # --- head → worker -------------------------------------------------------------------

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from nbray._model import session
 from nbray._model.engine import Engine
@@ -33,13 +34,20 @@ _hubs_lock = threading.Lock()
 
 
 def _current_cell() -> int | None:
-    """The number of the notebook cell running now (IPython), else None."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    shell = get_ipython()
+    """The number of the notebook cell running now (IPython), else None. Called for each
+    task submitted while widgets watch: IPython is imported once."""
+    global _get_ipython
+    if _get_ipython is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return None
+        _get_ipython = get_ipython
+    shell = _get_ipython()
     return getattr(shell, "execution_count", None) if shell is not None else None
+
+
+_get_ipython: Callable[[], Any] | None = None
 
 
 class EventHub:

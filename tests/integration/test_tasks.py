@@ -24,6 +24,7 @@ import pytest
 from nbray_testing import run_python, wait_until
 
 import nbray
+from nbray._base.events import separate_states
 from nbray._model import session
 from nbray.exceptions import (
     GetTimeoutError,
@@ -100,8 +101,8 @@ class Events:
         self._lock = threading.Lock()
 
     def __call__(self, event: dict[str, Any]) -> None:
-        with self._lock:
-            self.items.append(event)
+        with self._lock:  # a coalesced event (the head's batches) as the states it stands for
+            self.items.extend(separate_states(event))
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:

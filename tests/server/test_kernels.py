@@ -12,6 +12,8 @@ import pytest
 from server_support import execute, start_kernel, until
 from tornado.websocket import WebSocketClientConnection
 
+from nbray._base.events import separate_states
+
 pytestmark = pytest.mark.timeout(120)
 
 SUBMIT = """
@@ -84,7 +86,12 @@ async def test_kernel_restart_cancels_its_tasks_and_cluster_carries_on(
         seen: set[str] = set()
         while not {"PENDING", "RUNNING", "CANCELLED"} <= seen:
             msg = json.loads(await asyncio.wait_for(ws.read_message(), 10))
-            seen |= {e["state"] for e in msg["events"] if e.get("type") == "task"}
+            seen |= {
+                e["state"]
+                for coalesced in msg["events"]
+                for e in separate_states(coalesced)
+                if e.get("type") == "task"
+            }
         assert msg["summary"]["counts"]
     finally:
         ws.close()
@@ -151,7 +158,8 @@ async def test_a_tasks_output_reaches_the_logs_route(
         await until(lambda: _subscribed(jp_serverapp))
         out = await execute(kc, PRINTS)
         assert "line 2 of chatty" in out and "x" * 10_000 in out  # the owner gets it whole
-        (task,) = (await api("tasks", name="chatty"))["tasks"]
+        # the head sends its events in batches (0.1 s): the server's table follows shortly
+        (task,) = await until(lambda: _tasks_named("chatty", api))
 
         async def logged() -> Any:
             logs = await api(f"tasks/{task['task_id']}/logs")
@@ -175,6 +183,10 @@ async def test_a_tasks_output_reaches_the_logs_route(
         ws.close()
         kc.stop_channels()
         await jp_fetch("api", "kernels", kid, method="DELETE")
+
+
+async def _tasks_named(name: str, api: Any) -> list[dict[str, Any]]:
+    return list((await api("tasks", name=name))["tasks"])
 
 
 async def _subscribed(jp_serverapp: Any) -> bool:

@@ -148,3 +148,17 @@ def test_the_folds_records_keep_the_contract() -> None:
     assert record_problems(ev.GraphRecord, fold.graph().record()) == []
     for seg in fold.timeline(now=4.0):
         assert record_problems(ev.SegmentRecord, seg.record()) == []
+
+
+def test_a_coalesced_task_event_separates_into_the_states_it_stands_for() -> None:
+    from nbray._base.events import separate_states
+
+    ev = {"type": "task", "task_id": "a1", "state": "FINISHED", "time": 3.0,
+          "submitted": 1.0, "started": 2.0, "pid": 7}  # fmt: skip
+    assert [(e["state"], e["time"]) for e in separate_states(ev)] == [
+        ("PENDING", 1.0), ("RUNNING", 2.0), ("FINISHED", 3.0)
+    ]  # fmt: skip
+    pending, running, finished = separate_states(ev)
+    assert all("submitted" not in e and "started" not in e for e in (pending, running, finished))
+    assert running["pid"] == 7 and "pid" not in pending and "pid" not in finished
+    assert separate_states({"type": "log", "text": "x"}) == [{"type": "log", "text": "x"}]

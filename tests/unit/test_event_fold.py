@@ -374,3 +374,36 @@ def test_events_outside_the_vocabulary_are_not_folded() -> None:
     agg.apply(task(2, "running", 0.0))
     agg.apply({"type": "log", "task_id": oid(1), "text": "x"})
     assert agg.tasks == {} and agg.version == 0
+
+
+def test_a_coalesced_event_folds_as_the_states_it_stands_for() -> None:
+    """The head's batches merge a short task's states (``events.TaskEvent``, coalesced):
+    the fold ends in the same place as from the separate events."""
+    separate, merged = EventAggregator(), EventAggregator(cell_of=lambda: 7, deferred=True)
+    separate.apply(submitted(1, 1.0, returns=(101,), name="a"))
+    separate.apply(task(1, "RUNNING", 2.0, worker_id=3, pid=30))
+    separate.apply(task(1, "FINISHED", 3.0, worker_id=3))
+    separate.apply(submitted(2, 1.5, deps=[101], returns=(102,), name="b"))
+    separate.apply(task(2, "CANCELLED", 4.0, error="cancelled"))
+    separate.apply(task(3, "RUNNING", 5.0, worker_id=4, pid=40, name="c"))
+    separate.apply(task(3, "FAILED", 6.0, worker_id=4, error="boom", name="c"))
+    separate.apply(submitted(4, 6.5, name="d"))
+    separate.apply(task(4, "RUNNING", 7.0, worker_id=5, pid=50, name="d"))
+    coalesced = [
+        task(1, "FINISHED", 3.0, worker_id=3, pid=30, submitted=1.0, started=2.0,
+             deps=[], returns=[oid(101)], name="a"),
+        task(2, "CANCELLED", 4.0, error="cancelled", submitted=1.5, deps=[oid(101)],
+             returns=[oid(102)], name="b"),
+        task(3, "FAILED", 6.0, worker_id=4, pid=40, started=5.0, error="boom", name="c"),
+        task(4, "RUNNING", 7.0, worker_id=5, pid=50, submitted=6.5, deps=[], returns=[],
+             name="d"),
+    ]  # fmt: skip
+    merged.apply_all(coalesced)
+    assert merged.counts() == separate.counts()
+    assert [t.record() for t in merged.tasks.values()] == [
+        t.record() for t in separate.tasks.values()
+    ]
+    bars = [(s.worker, s.task_id, s.start, s.state) for s in separate.timeline()]
+    assert [(s.worker, s.task_id, s.start, s.state) for s in merged.timeline()] == bars
+    assert merged.graph().edges == separate.graph().edges == [(0, 1)]
+    assert [merged.tasks[oid(t)].cell for t in (1, 2, 3, 4)] == [7, 7, None, 7]

@@ -96,7 +96,7 @@ class Client:
             P.ObjectReady: self._on_object_ready,
             P.Reply: self._on_reply,
             P.Output: self._on_output,
-            P.Event: self._on_event,
+            P.Events: self._on_events,
             P.CollectGarbage: _collect_garbage,
         }
         self.streams = Streams(self)  # generator tasks this process called
@@ -424,12 +424,14 @@ class Client:
         if self.output_handler is not None:
             self.output_handler(msg)
 
-    def _on_event(self, msg: P.Event) -> None:
-        for handler in list(self.event_handlers):
-            try:
-                handler(msg.data)
-            except Exception:
-                log.exception("an nbray event handler failed")
+    def _on_events(self, msg: P.Events) -> None:
+        handlers = list(self.event_handlers)
+        for data in msg.events:
+            for handler in handlers:
+                try:
+                    handler(data)
+                except Exception:
+                    log.exception("an nbray event handler failed")
 
     # --- lifecycle ---------------------------------------------------------------------------
 
