@@ -49,7 +49,6 @@ from nbray._model.tracebacks import capture_frames
 from nbray._wire import protocol as P
 from nbray._wire.serialization import unpack
 
-from . import runtime_env as renv
 from .client import Client
 from .engine import LocalEngine
 
@@ -886,6 +885,8 @@ def main(
     random.seed()
     worker = Worker()
     if runtime_env:
+        from . import runtime_env as renv  # (only a worker started for an env needs it)
+
         env = json.loads(runtime_env)
         try:
             python = renv.prepare(env)
