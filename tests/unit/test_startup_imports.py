@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from nbray_testing import run_python
 
 from nbray._node.supervisor import Supervisor
 from nbray._wire import protocol as P
@@ -35,17 +34,13 @@ BEFORE_FORK_NOT = NEVER_AT_START | {"logging", "dataclasses", "inspect", "cloudp
 
 def _modules_after(code: str) -> set[str]:
     """The names in ``sys.modules`` after ``code`` ran in a fresh interpreter."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    out = subprocess.run(
-        [sys.executable, "-c", f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        cwd=REPO_ROOT,
-        env=env,
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    out = run_python(
+        f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))",
+        env={"PYTHONPATH": path},
+        cwd=str(REPO_ROOT),
     )
+    assert out.returncode == 0, out.stderr
     return set(json.loads(out.stdout.splitlines()[-1]))
 
 
