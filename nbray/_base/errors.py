@@ -12,8 +12,6 @@ one (``RayTaskError`` is :class:`TaskError` here, and both names are exported).
 from __future__ import annotations
 
 import pickle
-import traceback
-from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -243,24 +241,61 @@ _KINDS: dict[str, type[NbrayError]] = {
 }
 
 
-@dataclass
 class RemoteError:
     """A picklable record of a failure, stored as the value of a failed task's objects.
 
     ``cause`` holds the pickled original exception (``b""`` when it could not be pickled:
-    then ``cause_repr`` and ``cause_type`` describe it).
+    then ``cause_repr`` and ``cause_type`` describe it). (A plain class, not a dataclass:
+    every process imports this module at start-up, and ``dataclasses`` costs it time.)
     """
 
-    kind: str
-    message: str
-    function_name: str = ""
-    task_id: str = ""
-    cause: bytes = b""
-    cause_type: str = ""
-    cause_repr: str = ""
-    traceback: str = ""
-    exit_code: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    _FIELDS = (
+        "kind",
+        "message",
+        "function_name",
+        "task_id",
+        "cause",
+        "cause_type",
+        "cause_repr",
+        "traceback",
+        "exit_code",
+        "extra",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        function_name: str = "",
+        task_id: str = "",
+        cause: bytes = b"",
+        cause_type: str = "",
+        cause_repr: str = "",
+        traceback: str = "",
+        exit_code: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.message = message
+        self.function_name = function_name
+        self.task_id = task_id
+        self.cause = cause
+        self.cause_type = cause_type
+        self.cause_repr = cause_repr
+        self.traceback = traceback
+        self.exit_code = exit_code
+        self.extra: dict[str, Any] = {} if extra is None else extra
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._FIELDS)
+        return f"RemoteError({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not RemoteError:
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self._FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value (as a dataclass)
 
     @classmethod
     def from_exception(
@@ -272,6 +307,8 @@ class RemoteError:
     ) -> RemoteError:
         """Record ``exc``, raised while running ``function_name``, with its traceback and
         ``frames``, the user's frames with their locals (``tracebacks.capture_frames``)."""
+        import traceback
+
         import cloudpickle
 
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

@@ -1,31 +1,33 @@
 """Entry point of the head process: ``python -m nbray._compose.head_process SESSION_DIR``.
 
-    start ──▶ spawn the fork server at once (it imports the worker's modules meanwhile)
-          ──▶ import the head and run it (head.run_head) ──▶ "NBRAY_READY <address>"
+    start ──▶ read config.json ──fork()──▶ fork server (imports the worker's modules, forks
+          │                                 the pool's workers: they connect and wait)
+          └──▶ import the head and run it (head.run_head) ──▶ "NBRAY_READY <address>"
 
-Only the standard library is imported before the fork server is on its way, so the two
-processes start in parallel and the first task runs sooner.
+Only the standard library and the fork server's few modules are imported before the fork,
+so the two processes start in parallel, from one interpreter start, and the pool's workers
+are up by the time the head serves.
 """
 
 from __future__ import annotations
 
-import socket
-import subprocess
+import json
+import os
 import sys
+
+from nbray._compose import forkserver
+from nbray._node.resources import pool_size
 
 
 def main() -> None:
     session_dir = sys.argv[1]
-    parent, child = socket.socketpair()
-    forkserver = subprocess.Popen(
-        [sys.executable, "-m", "nbray._compose.forkserver", session_dir, str(child.fileno())],
-        pass_fds=(child.fileno(),),
-        stdin=subprocess.DEVNULL,
-    )
-    child.close()
+    with open(os.path.join(session_dir, "config.json"), "rb") as f:
+        config = json.load(f)
+    workers = pool_size(config["resources"])
+    proc, sock = forkserver.start(session_dir, workers, config.get("listen_fds") or [])
     from nbray._node.head import run_head
 
-    run_head(session_dir, forkserver, parent)
+    run_head(session_dir, proc, sock, prespawned=workers)
 
 
 if __name__ == "__main__":

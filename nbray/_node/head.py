@@ -31,7 +31,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -53,7 +52,7 @@ from .reactor import Reactor
 from .routing import Router
 from .scheduler import Scheduler
 from .states import DEAD
-from .supervisor import Supervisor
+from .supervisor import ForkServerProcess, Supervisor
 from .tasks import TaskTable
 
 if TYPE_CHECKING:
@@ -250,9 +249,12 @@ class Head:
         )
         self.run(self.sched.worker_died(worker_id, code, cause))
 
-    def attach_forkserver(self, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
-        """Take over the fork server started by ``head_process`` (see start_forkserver)."""
-        self.supervisor.attach(proc, sock)
+    def attach_forkserver(
+        self, proc: ForkServerProcess, sock: socket.socket, prespawned: int = 0
+    ) -> None:
+        """Take over the fork server started by ``head_process`` (``forkserver.start``),
+        which forks the pool's first ``prespawned`` workers unasked."""
+        self.supervisor.attach(proc, sock, prespawned)
 
     # --- timers and lifecycle ------------------------------------------------------------
 
@@ -328,7 +330,9 @@ class Head:
         remove_session_dir(cfg.session_dir)
 
 
-def run_head(session_dir: str, forkserver: subprocess.Popen[bytes], fs_sock: socket.socket) -> None:
+def run_head(
+    session_dir: str, forkserver: ForkServerProcess, fs_sock: socket.socket, prespawned: int = 0
+) -> None:
     """Run the head of the cluster in ``session_dir`` (called by ``head_process``)."""
     logging.basicConfig(
         level=os.environ.get("NBRAY_LOG_LEVEL", "WARNING"),
@@ -342,5 +346,5 @@ def run_head(session_dir: str, forkserver: subprocess.Popen[bytes], fs_sock: soc
         if config.gpu_ids:
             config.resources["GPU"] = float(len(config.gpu_ids))
     head = Head(config)
-    head.attach_forkserver(forkserver, fs_sock)
+    head.attach_forkserver(forkserver, fs_sock, prespawned)
     head.serve()

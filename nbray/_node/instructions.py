@@ -6,7 +6,9 @@ They are NamedTuples (cheap to create on the hot path) that compare equal only t
 of the same type, so ``Dispatch(1, 2)`` never equals another instruction's ``(1, 2)``.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: NamedTuple turns every string annotation
+# into a ForwardRef, compiling it, which made this module's import several times slower (every
+# process imports it at start-up). The annotations below are evaluated at once instead.
 
 from typing import NamedTuple
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["EPS", "ResourcePool", "Shape", "normalize", "shape_of"]
+__all__ = ["EPS", "ResourcePool", "Shape", "normalize", "pool_size", "shape_of"]
 
 EPS = 1e-9  # amounts are floats: 10 x 0.1 CPU must fit in 1 CPU
 # Ray's precision for amounts (finer ones are refused at .options): every sum is rounded to
@@ -50,6 +50,12 @@ Shape = tuple[tuple[str, float], ...]
 def normalize(resources: Mapping[str, float]) -> dict[str, float]:
     """A request as floats, without the zero amounts (they ask for nothing)."""
     return {k: float(v) for k, v in resources.items() if v}
+
+
+def pool_size(resources: Mapping[str, float]) -> int:
+    """How many pool workers the node keeps warm: one per CPU, at least one. (The fork
+    server starts that many before the head asks: ``head_process``.)"""
+    return max(1, int(resources.get("CPU", 1)))
 
 
 def shape_of(resources: Mapping[str, float]) -> Shape:

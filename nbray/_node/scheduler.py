@@ -47,7 +47,7 @@ from .instructions import (
 from .invariants import scheduler_problems
 from .placement import Group
 from .placement import problem as placement_problem
-from .resources import ResourcePool, Shape, normalize, shape_of
+from .resources import ResourcePool, Shape, normalize, pool_size, shape_of
 from .sched_records import Actor as _Actor
 from .sched_records import Task as _Task
 from .sched_records import Worker as _Worker
@@ -102,7 +102,7 @@ class Scheduler:
         pipeline_depth: int = 1,
     ) -> None:
         self.pool = ResourcePool(resources, gpu_ids)
-        self.pool_size = max(1, int(self.pool.total.get("CPU", 1)))
+        self.pool_size = pool_size(self.pool.total)
         self.max_workers = max_workers
         # short tasks may queue on a busy worker (behind one of the same resource shape),
         # up to this many per worker, so the worker never waits for the head between them

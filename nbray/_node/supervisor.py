@@ -9,7 +9,8 @@
     dispatches ──▶ job_for: the owner's cwd and sys.path, when the worker last ran another's
 
 Run by the head process on its reactor; ``head_process`` starts the fork server and hands
-it over (``attach``).
+it over (``attach``), with the number of pool workers it forks unasked (ids 1..N): the
+scheduler's first SpawnWorker of each of those ids sends nothing.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from nbray._wire import protocol as P
 from nbray._wire.transport import FrameDecoder, encode
@@ -35,6 +35,16 @@ __all__ = ["Supervisor"]
 
 log = logging.getLogger("nbray.head")
 REAP_AFTER = 2.0  # seconds a worker may live on after its connection closed
+
+
+class ForkServerProcess(Protocol):
+    """The fork server's process (what ``_compose.forkserver.ForkedProcess`` is)."""
+
+    pid: int
+
+    def wait(self, timeout: float) -> int | None: ...
+
+    def kill(self) -> None: ...
 
 
 class Supervisor:
@@ -59,16 +69,19 @@ class Supervisor:
         self.last_dispatch: dict[int, int] = {}  # worker id -> when it was last given work
         self.job_owner: dict[int, int] = {}  # worker id -> whose job it was last given
         self._dispatches = itertools.count(1)
-        self.forkserver: subprocess.Popen[bytes] | None = None
+        self.forkserver: ForkServerProcess | None = None
+        self.prespawned: set[int] = set()  # pool workers the fork server forks unasked
         self.fs_sock: socket.socket | None = None
         self.fs_decoder = FrameDecoder()
         self.stopping = False
 
     # --- the fork server -----------------------------------------------------------------
 
-    def attach(self, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
-        """Take over the fork server started by ``head_process`` (see start_forkserver)."""
+    def attach(self, proc: ForkServerProcess, sock: socket.socket, prespawned: int = 0) -> None:
+        """Take over the fork server started by ``head_process``, which forks workers 1 to
+        ``prespawned`` unasked."""
         self.forkserver = proc
+        self.prespawned = set(range(1, prespawned + 1))
         sock.setblocking(False)
         self.fs_sock = sock
         self.reactor.add_reader(sock.fileno(), self._readable)
@@ -119,16 +132,18 @@ class Supervisor:
         fs = self.forkserver
         if fs is None:
             return
-        try:
-            fs.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+        if fs.wait(timeout=5) is None:
             fs.kill()
             fs.wait(timeout=5)
 
     # --- workers -------------------------------------------------------------------------
 
     def spawn(self, worker_id: int, runtime_env: str = "") -> None:
-        """Ask the fork server for a worker (one started for ``runtime_env``, if given)."""
+        """Ask the fork server for a worker (one started for ``runtime_env``, if given),
+        unless it forked this one unasked."""
+        if worker_id in self.prespawned and not runtime_env:
+            self.prespawned.discard(worker_id)
+            return
         self._send(("spawn", worker_id, runtime_env) if runtime_env else ("spawn", worker_id))
 
     def kill(self, worker_id: int) -> None:

@@ -28,8 +28,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-import psutil
-
 from .instructions import BusyWorker, DeathCause
 
 log = logging.getLogger("nbray.head")
@@ -74,6 +72,8 @@ def _inactive_file(stat: Path, key: str) -> int:
 def read_memory_use(cgroup_root: Path = Path("/sys/fs/cgroup")) -> MemoryUse:
     """This node's memory use: its cgroup's (v2, then v1) when the cgroup has a limit
     below the machine's memory, else the machine's (total minus available)."""
+    import psutil  # here, not at the top: the head starts without it
+
     vm = psutil.virtual_memory()
     v2_limit = _read_int(cgroup_root / "memory.max")
     if v2_limit is not None and v2_limit < vm.total:
@@ -194,6 +194,8 @@ class Watchdog:
     def _check_hung(
         self, busy: list[BusyWorker], pids: Mapping[int, int], now: float
     ) -> list[tuple[int, DeathCause]]:
+        import psutil
+
         out: list[tuple[int, DeathCause]] = []
         seen: dict[int, float] = {}
         for b in busy:
@@ -214,6 +216,8 @@ class Watchdog:
 
 
 def _alive(pid: int) -> bool:
+    import psutil
+
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -221,6 +225,8 @@ def _alive(pid: int) -> bool:
 
 
 def _status(pid: int) -> str:
+    import psutil
+
     try:
         return str(psutil.Process(pid).status())
     except psutil.NoSuchProcess:
@@ -228,6 +234,8 @@ def _status(pid: int) -> str:
 
 
 def _rss(pid: int) -> int:
+    import psutil
+
     try:
         return int(psutil.Process(pid).memory_info().rss)
     except psutil.NoSuchProcess:

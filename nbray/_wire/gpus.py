@@ -14,9 +14,8 @@ works on machines without the package or without an NVIDIA driver: in that case
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "GpuInfo",
@@ -28,17 +27,19 @@ __all__ = [
 ]
 
 CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
+# NVML reaches the driver through one of these (Linux; WSL 2): without either it cannot load
+DRIVER_DEVICES = ("/dev/nvidiactl", "/dev/dxg")
 
 
-@dataclass(frozen=True)
-class GpuInfo:
-    """One physical GPU as NVML reports it.
+class GpuInfo(NamedTuple):
+    """One physical GPU as NVML reports it (a NamedTuple: immutable, and no dataclasses
+    import in the head, which detects the GPUs at start-up).
 
     ``index`` is NVML's device index (not renumbered by ``CUDA_VISIBLE_DEVICES``),
     ``memory_total`` is in bytes.
     """
 
-    index: int
+    index: int  # type: ignore[assignment]  # (hides tuple.index, which nothing here calls)
     name: str
     uuid: str
     memory_total: int
@@ -57,6 +58,8 @@ def load_nvml() -> ModuleType | None:
     Returns the initialised module, or ``None`` when the package is missing or the NVML
     library / driver cannot be loaded. The caller owns the matching ``nvmlShutdown``.
     """
+    if not any(os.path.exists(dev) for dev in DRIVER_DEVICES):
+        return None  # no NVIDIA driver to talk to: skip pynvml's import (the head's start-up)
     try:
         import pynvml  # lazy on purpose: keeps importing this module cheap
     except ImportError:

@@ -16,7 +16,9 @@ trip. Object payloads travel as :class:`Payload`: inline bytes, a shared-memory 
 or a pickled :class:`nbray.errors.RemoteError`.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: NamedTuple turns every string annotation
+# into a ForwardRef, compiling it, which made this module's import several times slower (every
+# process imports it at start-up). The annotations below are evaluated at once instead.
 
 import pickle
 from typing import Any, NamedTuple

@@ -16,9 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import stat
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,8 +33,21 @@ def connection_error(message: str) -> NbrayConnectionError:
     return NbrayConnectionError(message)
 
 
+def temp_dir() -> str:
+    """``tempfile.gettempdir()``, without importing tempfile (and shutil, bz2, lzma: time
+    before ``init`` starts the head) when its first choice, ``$TMPDIR`` (``$TEMP``,
+    ``$TMP``) or else /tmp, is a directory this process may write to."""
+    env = os.environ
+    first = env.get("TMPDIR") or env.get("TEMP") or env.get("TMP") or "/tmp"
+    if os.path.isdir(first) and os.access(first, os.W_OK | os.X_OK):
+        return os.path.abspath(first)
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
 def user_root() -> Path:
-    root = Path(os.environ.get("NBRAY_TMPDIR", tempfile.gettempdir())) / f"nbray-{os.getuid()}"
+    root = Path(os.environ.get("NBRAY_TMPDIR") or temp_dir()) / f"nbray-{os.getuid()}"
     root.mkdir(mode=0o700, exist_ok=True)
     st = root.stat()
     if st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077:
@@ -104,6 +115,8 @@ def read_current() -> dict[str, Any] | None:
 
 
 def remove_session_dir(path: str | Path) -> None:
+    import shutil  # (here: shutil and its compression modules cost every process start-up)
+
     shutil.rmtree(path, ignore_errors=True)
 
 

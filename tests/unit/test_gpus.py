@@ -7,7 +7,6 @@ when no driver is present), and CUDA_VISIBLE_DEVICES filtering is tested through
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -43,7 +42,7 @@ def _indices(gpus: list[GpuInfo]) -> list[int]:
 
 def test_gpuinfo_is_frozen_and_hashable() -> None:
     g = GPUS[0]
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         g.index = 5  # type: ignore[misc]
     assert len({g, GPUS[0], GPUS[1]}) == 2
 

@@ -43,7 +43,6 @@ from nbray._wire.serialization import (
 
 from .client import INLINE_LIMIT
 from .groups import PlacementGroups
-from .runtime_env import resolve, warm_up
 
 if TYPE_CHECKING:
     import subprocess
@@ -153,6 +152,8 @@ class LocalEngine(PlacementGroups, Engine):
         key = canonical(merged)
         resolved = self._resolved_envs.get(key)
         if resolved is None:  # relative paths are taken from this process's cwd
+            from .runtime_env import resolve  # (its imports are not needed without an env)
+
             resolved = self._resolved_envs[key] = resolve(merged)
         return resolved
 
@@ -162,6 +163,8 @@ class LocalEngine(PlacementGroups, Engine):
         at the first task. Nothing waits for it; a failure shows at the first task."""
         env = self.job_runtime_env
         if ("pip" in env or "uv" in env) and env.get("config", {}).get("eager_install", True):
+            from .runtime_env import warm_up
+
             options = TaskOptions(num_cpus=0, max_retries=0)
             self.submit_task(warm_up, (id(warm_up),), (), {}, options, "runtime_env.install")
 

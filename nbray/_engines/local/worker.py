@@ -49,7 +49,6 @@ from nbray._model.tracebacks import capture_frames
 from nbray._wire import protocol as P
 from nbray._wire.serialization import unpack
 
-from . import runtime_env as renv
 from .client import Client
 from .engine import LocalEngine
 
@@ -68,6 +67,9 @@ _current_spec: contextvars.ContextVar[P.TaskSpec | None] = contextvars.ContextVa
 EXIT_GRACE = 30.0  # seconds an exiting actor waits for the head to end its process
 OUTPUT_CHUNK = 8192
 REPLY_BATCH = 16  # task results sent together while more tasks wait in the inbox
+# the pool's first workers connect before the head serves (forkserver.py): their handshake
+# waits for the head's imports, as long as the driver waits for the head (START_TIMEOUT)
+HANDSHAKE_TIMEOUT = 30.0
 
 
 class TaskStream(io.TextIOBase):
@@ -889,6 +891,8 @@ def main(
     random.seed()
     worker = Worker()
     if runtime_env:
+        from . import runtime_env as renv  # (only a worker started for an env needs it)
+
         env = json.loads(runtime_env)
         try:
             python = renv.prepare(env)
@@ -906,7 +910,12 @@ def main(
             renv.apply(env)
             worker.fixed_cwd = "working_dir" in env
     client = Client(
-        address, secret, role="worker", worker_id=worker_id, task_handler=worker.on_message
+        address,
+        secret,
+        role="worker",
+        worker_id=worker_id,
+        task_handler=worker.on_message,
+        timeout=HANDSHAKE_TIMEOUT,
     )
     worker.client = client
     worker.engine = engine = LocalEngine(client)
