@@ -688,22 +688,42 @@ class Scheduler:
             )
             if starting < self.pool.count_fitting(shapes, starting + 1):
                 alive = sum(1 for w in self.workers.values() if w.state != DEAD)
-                if alive >= self.max_workers and self._stop_idle_other_env(env, out):
-                    alive -= 1  # as Ray's worker pool, an idle worker of another env makes room
+                # as Ray's worker pool, idle workers that cannot serve the task make room
+                # (more than one when the pool was refilled over the cap meanwhile)
+                while alive >= self.max_workers and self._stop_idle_for(env, out):
+                    alive -= 1
                 if alive < self.max_workers:
                     out.append(self._spawn(env=env))
 
-    def _stop_idle_other_env(self, env: str, out: list[Instruction]) -> bool:
-        for wid in self.idle:  # the longest idle first
+    def _stop_idle_for(self, env: str, out: list[Instruction]) -> bool:
+        """At the worker cap, stop one idle worker to make room for a worker of ``env``,
+        the longest idle first among: one of another runtime_env; else one of ``env``
+        itself, idle beside its ready tasks only because its GPU assignment fits none of
+        them; else a pool worker (the pool starts another later). A pool worker last: the
+        pool's refill would take the room again, and with idle workers of ``env`` that
+        cannot serve its task, the two would take turns forever."""
+        best: _Worker | None = None
+        best_rank = 3
+        for wid in self.idle:
             w = self.workers[wid]
-            if w.env != env:
-                self.idle.remove(wid)
-                self._idle_env.pop(wid, None)
-                w.killed = True
-                w.state = DEAD
-                out.append(KillWorker(wid))
-                return True
-        return False
+            if w.env != env and w.env:
+                rank = 0
+            elif w.env == env and w.gpus is not None:
+                rank = 1
+            elif w.env != env:
+                rank = 2
+            else:
+                continue
+            if rank < best_rank:
+                best, best_rank = w, rank
+        if best is None:
+            return False
+        self.idle.remove(best.worker_id)
+        self._idle_env.pop(best.worker_id, None)
+        best.killed = True
+        best.state = DEAD
+        out.append(KillWorker(best.worker_id))
+        return True
 
     # --- where a task or actor takes its resources from -----------------------------------
 

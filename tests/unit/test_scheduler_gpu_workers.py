@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from test_scheduler import boot, submit, validate_after_every_event  # noqa: F401  (autouse)
 
+from nbray._node.instructions import Instruction
 from nbray._node.scheduler import Dispatch, KillWorker, SpawnWorker
 
 
@@ -63,3 +64,25 @@ def test_idle_workers_beyond_one_per_cpu_and_gpu_are_trimmed() -> None:
     assert sorted(s.idle) == [1, 2, 3]
     assert s.trim() == [KillWorker(1)]  # the longest idle beyond one per CPU and GPU
     assert s.trim() == []
+
+
+def test_at_the_cap_a_worker_of_the_env_that_cannot_serve_makes_room_before_the_pool() -> None:
+    """Workers of runtime_env B that ran CPU tasks sit idle beside B's GPU task; at the
+    worker cap one of them stops to make room for a fresh B worker, not the pool's worker:
+    the pool would start another one at once, over the cap, and the next stop would find
+    no room again (the state machine found that cycle, the GPU task waiting forever)."""
+    s = boot({"CPU": 1, "GPU": 1}, max_workers=3)
+
+    def submit_b(task_id: int, resources: dict[str, float]) -> list[Instruction]:
+        return s.submit(task_id, f"t{task_id}", resources, 0, 1, set(), runtime_env="B")
+
+    assert submit_b(1, {"CPU": 0.5}) == [SpawnWorker(2, 0, "B")]
+    assert s.worker_started(2) == [Dispatch(2, 1)]
+    assert submit_b(2, {"CPU": 0.5}) == [SpawnWorker(3, 0, "B")]
+    assert s.worker_started(3) == [Dispatch(3, 2)]
+    s.task_finished(1, ok=True)
+    s.task_finished(2, ok=True)
+    assert sorted(s.idle) == [1, 2, 3]  # the pool's worker 1, and B's CPU workers 2 and 3
+    assert submit_b(3, {"CPU": 1, "GPU": 0.5}) == [KillWorker(2), SpawnWorker(4, 0, "B")]
+    assert s.worker_died(2, -9) == []  # the pool keeps its worker: nothing to refill
+    assert s.worker_started(4) == [Dispatch(4, 3, (0,))]
