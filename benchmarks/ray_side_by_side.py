@@ -11,8 +11,10 @@ Ray, the RayRef wrappers, get/wait), not how the two Rays were started: the suit
 
 Each round: ``tasks`` no-op tasks submitted then gathered; 200 single-task round trips;
 ``tasks`` counter-actor calls pipelined, then 200 synchronous ones; ``put``/``get`` of a
-10 MB array. The medians and the nbray/Ray ratio of each are printed. ``--profile F``
-writes a cProfile of nbray's side only (pstats, to F).
+10 MB array. The medians and the nbray/Ray ratio of each are printed, of the wall time
+and of this process's CPU time (all its threads, Ray's own included: the driver's cost,
+steadier than the wall time on a busy machine). ``--profile F`` writes a cProfile of
+nbray's side only (pstats, to F).
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
         profiler = cProfile.Profile()
     times: dict[str, dict[str, list[float]]] = {s: {n: [] for n in sides[s]} for s in sides}
+    cpu: dict[str, dict[str, list[float]]] = {s: {n: [] for n in sides[s]} for s in sides}
     for r in range(args.rounds):
         order = list(sides) if r % 2 == 0 else list(reversed(sides))
         for name in sides["nbray"]:
@@ -98,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
                 fn = sides[side][name]
                 if profiler is not None and side == "nbray":
                     profiler.enable()
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 fn()
                 times[side][name].append(time.perf_counter() - start)
+                cpu[side][name].append(time.process_time() - start_cpu)
                 if profiler is not None and side == "nbray":
                     profiler.disable()
     if profiler is not None:
@@ -108,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"nbray's Ray engine vs Ray, one Ray instance, {args.rounds} interleaved rounds")
     for name in sides["nbray"]:
         a, b = (statistics.median(times[s][name]) for s in ("nbray", "ray"))
-        print(f"  {name:<22} nbray {a * 1e3:9.2f} ms  ray {b * 1e3:9.2f} ms  nbray/ray {a / b:.3f}")
+        ca, cb = (statistics.median(cpu[s][name]) for s in ("nbray", "ray"))
+        print(
+            f"  {name:<22} wall: nbray {a * 1e3:8.2f} ms  ray {b * 1e3:8.2f} ms  nbray/ray "
+            f"{a / b:.3f}   driver CPU: nbray/ray {ca / cb:.3f}"
+        )
     nbray.shutdown()
     return 0
 
