@@ -17,6 +17,10 @@ from .workloads import WORKLOADS, Metric, Sizes
 
 ARROW = {"higher": "↑", "lower": "↓", None: ""}
 
+#: (engine, peer) pairs compared on a line under each table where both ran: nbray's Ray
+#: engine against Ray used directly (issue 17: within 5 %).
+PAIRS = [("nbray_ray", "ray")]
+
 
 def fmt_value(value: Any, metric: Metric) -> str:
     """A value for a table cell, with a precision that suits its kind."""
@@ -126,10 +130,28 @@ def render_workload(name: str, cells: dict[str, Any], sizes: Sizes) -> list[str]
                 f"- {engine}: processes left behind after the run exited: "
                 + "; ".join(f"`{x}`" for x in cell["leftovers"][:5])
             )
+    for engine, peer in PAIRS:
+        pair = pair_line(engine, peer, cells, metrics)
+        if pair:
+            lines += ["", pair]
     if footnotes:
         lines += ["", *footnotes]
     lines.append("")
     return lines
+
+
+def pair_line(engine: str, peer: str, cells: dict[str, Any], metrics: list[Metric]) -> str:
+    """The line "`engine` vs `peer`: metric ratio; ..." over the compared metrics, when both
+    ran (ratios as in the `nbray vs it` column, with ``engine`` in nbray's place)."""
+    a, b = cells.get(engine), cells.get(peer)
+    if a is None or b is None or a["status"] != "ok" or b["status"] != "ok":
+        return ""
+    parts = [
+        f"{m.label} {fmt_ratio(ratio(a['medians'].get(m.key), b['medians'].get(m.key), m.better))}"
+        for m in metrics
+        if m.better
+    ]
+    return f"`{engine}` vs `{peer}`: " + "; ".join(parts) + "." if parts else ""
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
@@ -170,7 +192,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "- ↑ higher is better, ↓ lower is better; `nbray vs it` says how many times better "
         "or worse nbray is than that row's engine on the column to its left "
         "(≈: within 5 %). n/a: the engine has no such feature. Against `serial`, the ratio "
-        "is the cost of going through an engine at all.",
+        "is the cost of going through an engine at all. A line under a table compares "
+        + ", ".join(f"`{e}` with `{p}`" for e, p in PAIRS)
+        + " in the same words, where both ran.",
         "",
         "Engines: "
         + "; ".join(f"**{e}**: {d}" for e, d in meta["engine_descriptions"].items() if d)

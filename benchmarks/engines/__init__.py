@@ -19,6 +19,7 @@ __all__ = ["ENGINES", "Engine", "NotSupported", "load_engine", "missing_requirem
 ENGINES: dict[str, str] = {
     "nbray": "nbray_engine:NbrayEngine",
     "ray": "ray_engine:RayEngine",
+    "nbray_ray": "nbray_ray_engine:NbrayRayEngine",
     "dask": "dask_engine:DaskEngine",
     "ipyparallel": "ipyparallel_engine:IpyparallelEngine",
     "loky": "loky_engine:LokyEngine",

@@ -130,6 +130,8 @@ class RayActorHandle(ActorHandle):
         actor_id = ray_id(ray_handle._actor_id.binary())
         super().__init__(engine, actor_id, class_name, methods, is_async=is_async)
         self.ray_handle = ray_handle
+        #: ``ray_handle.method.options(...)`` by (method, num_returns, concurrency group)
+        self.ray_callers: dict[tuple[str, int, str], Any] = {}
 
     @property
     def actor_id(self) -> str:
@@ -292,6 +294,19 @@ def _actor_options(options: ActorOptions) -> dict[str, Any]:
 
 
 CANCELLABLE_PRUNE = 1000
+#: ``rf.options(...)`` kept per remote function, by options object (then started afresh)
+SUBMITTERS_PER_FUNCTION = 64
+
+
+class _RemoteFunctionEntry:
+    """A function's Ray remote function, and its ``.options(...)`` wrappers by options."""
+
+    __slots__ = ("func", "remote_function", "submitters")
+
+    def __init__(self, func: Any, remote_function: Any) -> None:
+        self.func = func
+        self.remote_function = remote_function
+        self.submitters: dict[int, tuple[TaskOptions, Any]] = {}
 
 
 class RayEngine(RayPlacementGroups, Engine):
@@ -305,7 +320,7 @@ class RayEngine(RayPlacementGroups, Engine):
         self._ray = ray
         self.owns_ray = owns_ray
         self.address = address
-        self._functions: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        self._functions: dict[tuple[Any, ...], _RemoteFunctionEntry] = {}
         self._actor_classes: dict[tuple[type, Any], Any] = {}
         self._lock = threading.Lock()
         self._events: EventStream | None = None
@@ -322,20 +337,37 @@ class RayEngine(RayPlacementGroups, Engine):
 
     # --- tasks ---------------------------------------------------------------------------
 
-    def _remote_function(self, func: Any, fingerprint: Any, name: str, max_calls: int = 0) -> Any:
+    def _function_entry(
+        self, func: Any, fingerprint: Any, name: str, max_calls: int
+    ) -> _RemoteFunctionEntry:
         key = (fingerprint, name, max_calls)
         cached = self._functions.get(key)
-        if cached is not None and cached[0] is func:
-            return cached[1]
+        if cached is not None and cached.func is func:
+            return cached
         wrapped = _task_function(func, name)
         # Ray takes max_calls only in @ray.remote, not in .options()
         if max_calls:
             rf = self._ray.remote(max_calls=max_calls)(wrapped)
         else:
             rf = self._ray.remote(wrapped)
+        entry = _RemoteFunctionEntry(func, rf)
         with self._lock:
-            self._functions[key] = (func, rf)
-        return rf
+            self._functions[key] = entry
+        return entry
+
+    def _submitter(self, entry: _RemoteFunctionEntry, options: TaskOptions, name: str) -> Any:
+        """``rf.options(...)`` of this function with these options, made once per options
+        object (Ray's ``options`` validates them and builds a wrapper at every call)."""
+        cached = entry.submitters.get(id(options))
+        if cached is not None and cached[0] is options:
+            return cached[1]
+        submitter = entry.remote_function.options(**_task_options(options, name))
+        with self._lock:
+            if len(entry.submitters) >= SUBMITTERS_PER_FUNCTION:
+                entry.submitters.clear()  # options made per call (f.options(...).remote())
+            # the options object is kept with its submitter, so its id is not reused
+            entry.submitters[id(options)] = (options, submitter)
+        return submitter
 
     def submit_task(
         self,
@@ -346,10 +378,10 @@ class RayEngine(RayPlacementGroups, Engine):
         options: TaskOptions,
         name: str,
     ) -> list[ObjectRef]:
-        rf = self._remote_function(func, fingerprint, name, options.max_calls)
+        entry = self._function_entry(func, fingerprint, name, options.max_calls)
         ray_args, ray_kwargs = _to_ray_args(args, kwargs)
         try:
-            out = rf.options(**_task_options(options, name)).remote(*ray_args, **ray_kwargs)
+            out = self._submitter(entry, options, name).remote(*ray_args, **ray_kwargs)
         except Exception as exc:
             raise _submit_error(exc, f"remote function {name}") from exc
         if options.num_returns == "streaming":
@@ -409,32 +441,19 @@ class RayEngine(RayPlacementGroups, Engine):
         num_returns: int,
         concurrency_group: str = "",
     ) -> list[ObjectRef]:
-        ray_handle = _ray_handle(handle)
+        caller = _actor_caller(handle, method, num_returns, concurrency_group)
         ray_args, ray_kwargs = _to_ray_args(args, kwargs)
-        what = f"{handle._class_name}.{method}"
-        ray_method = getattr(ray_handle, method)
-        if getattr(ray_method, "_decorator", None) is not None:
-            raise NotImplementedError(
-                f"{what} has a __ray_invocation_decorator__, which the Ray engine does not "
-                "support (Ray's handle would apply it a second time): use the local engine, "
-                "or Ray directly"
-            )
-        ray_returns: int | str = {STREAMING: "streaming", DYNAMIC: "dynamic"}.get(
-            num_returns, num_returns
-        )
         try:
-            method_options: dict[str, Any] = {"num_returns": ray_returns}
-            if concurrency_group:
-                method_options["concurrency_group"] = concurrency_group
-            out = ray_method.options(**method_options).remote(*ray_args, **ray_kwargs)
+            out = caller.remote(*ray_args, **ray_kwargs)
         except Exception as exc:
-            raise _submit_error(exc, f"actor method {what}") from exc
+            raise _submit_error(exc, f"actor method {handle._class_name}.{method}") from exc
         if num_returns == STREAMING:
             gen = RayGenerator(out, self)
             self._notify([gen.completed()])
             return [gen]  # type: ignore[list-item]
         ray_refs = _as_list(out, max(num_returns, 1))
         if self._events is not None:
+            what = f"{handle._class_name}.{method}"
             self._events.submitted(what, ray_refs, {}, args, kwargs, actor_id=handle.actor_id)
         refs: list[ObjectRef] = [RayRef(r, self) for r in ray_refs]
         self._notify(refs)
@@ -622,6 +641,38 @@ def _ray_ref(ref: ObjectRef) -> Any:
             "make it again with the Ray engine"
         )
     return ref.ray_ref
+
+
+def _actor_caller(
+    handle: ActorHandle, method: str, num_returns: int, concurrency_group: str
+) -> Any:
+    """``ray_handle.method.options(...)`` for these options, made once per handle (Ray
+    builds a bound method, and checks the options, at every call)."""
+    if not isinstance(handle, RayActorHandle):
+        raise TypeError(f"{handle!r} belongs to another engine, not the Ray engine")
+    key = (method, num_returns, concurrency_group)
+    caller = handle.ray_callers.get(key)
+    if caller is not None:
+        return caller
+    ray_method = getattr(handle.ray_handle, method)
+    if getattr(ray_method, "_decorator", None) is not None:
+        raise NotImplementedError(
+            f"{handle._class_name}.{method} has a __ray_invocation_decorator__, which the Ray "
+            "engine does not support (Ray's handle would apply it a second time): use the local "
+            "engine, or Ray directly"
+        )
+    ray_returns: int | str = {STREAMING: "streaming", DYNAMIC: "dynamic"}.get(
+        num_returns, num_returns
+    )
+    method_options: dict[str, Any] = {"num_returns": ray_returns}
+    if concurrency_group:
+        method_options["concurrency_group"] = concurrency_group
+    try:
+        caller = ray_method.options(**method_options)
+    except Exception as exc:
+        raise _submit_error(exc, f"actor method {handle._class_name}.{method}") from exc
+    handle.ray_callers[key] = caller
+    return caller
 
 
 def _ray_handle(handle: ActorHandle) -> Any:
