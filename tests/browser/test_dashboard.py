@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from browser_support import ARTIFACTS_DIR, Lab, artifact, open_lab, start_lab, stop_lab
+from nbray_testing import wait_until
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
@@ -99,6 +100,19 @@ def run_client(lab: Lab, code: str, timeout: float = 120) -> str:
     return proc.stdout
 
 
+def graph_of(lab: Lab, total: int) -> dict[str, Any]:
+    """The server's graph once it holds ``total`` tasks: the head sends task events in
+    batches (every 0.1 s), so a driver can get its last result before the server folds
+    the last tasks' events."""
+
+    def graph() -> dict[str, Any] | None:
+        data: dict[str, Any] = json.loads(lab.api("nbray/api/graph"))
+        return data if data["total_tasks"] >= total else None
+
+    result: dict[str, Any] = wait_until(graph, timeout=10)
+    return result
+
+
 def points_outside(page: Any, plot: str) -> list[str]:
     """Markers and labels of the plot ``plot`` (a selector) that stick out of it."""
     return list(
@@ -163,7 +177,7 @@ def test_dashboard_opens_in_jupyterlabs_main_area(page: Any, lab: Lab) -> None:
 
 def test_graph_of_17_tasks_is_layered_labelled_and_inside(page: Any, lab: Lab) -> None:
     run_client(lab, SEVENTEEN)
-    graph = json.loads(lab.api("nbray/api/graph"))
+    graph = graph_of(lab, 17)
     assert graph["total_tasks"] == 17 and not graph["grouped"]
     columns: dict[float, list[str]] = {}
     for node in graph["nodes"]:
@@ -189,7 +203,7 @@ def test_graph_of_17_tasks_is_layered_labelled_and_inside(page: Any, lab: Lab) -
 
 def test_graph_of_2000_tasks_is_grouped_by_function_and_stage(page: Any, lab: Lab) -> None:
     run_client(lab, TWO_THOUSAND, timeout=160)
-    graph = json.loads(lab.api("nbray/api/graph"))
+    graph = graph_of(lab, 2000)
     assert graph["total_tasks"] == 2000 and graph["grouped"]
     counts = {(n["name"], n["x"]): n["count"] for n in graph["nodes"]}
     assert counts == {("step_a", 0.0): 1000, ("step_b", 1.0): 999, ("reduce_all", 2.0): 1}
