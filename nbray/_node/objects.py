@@ -73,6 +73,7 @@ class ObjectDirectory:
         # to an actor, wherever they are; ``on_token_freed(actor id)`` when the last goes
         self.tokens: set[int] = set()
         self.on_token_freed: Callable[[int], None] | None = None
+        self.unlinker = shm.Unlinker()
 
     def __len__(self) -> int:
         return len(self.entries) - len(self.tokens)
@@ -211,10 +212,9 @@ class ObjectDirectory:
             self._account(e.payload, +1)
             self.spill_count += 1
 
-    @staticmethod
-    def _discard(payload: Payload) -> None:
+    def _discard(self, payload: Payload) -> None:
         if payload.kind == SHM:
-            shm.unlink(payload.segment)
+            self.unlinker.unlink(payload.segment, payload.size)
 
     def discard_partial(self, object_ids: tuple[int, ...]) -> None:
         """Unlink segments that a process died while writing (results of a task whose
@@ -244,9 +244,12 @@ class ObjectDirectory:
             shm.unlink(f"{self.spill_dir}/{name}")
 
     def free_all(self) -> None:
+        """Unlink every segment (the head's shutdown), those queued on the unlinker's
+        thread included, before returning."""
         for e in self.entries.values():
             if e.payload is not None:
                 self._discard(e.payload)
         self.entries.clear()
+        self.unlinker.close()
         self._in_shm.clear()
         self.shm_bytes = self.spilled_bytes = self.inline_bytes = 0

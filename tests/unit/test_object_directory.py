@@ -174,3 +174,35 @@ def test_global_gc_is_due_over_the_threshold_at_most_once_per_interval() -> None
     assert not gc.due(used=90, capacity=100, now=9.9)  # too soon after the last
     assert gc.due(used=90, capacity=100, now=10.0)
     assert not gc.due(used=10**9, capacity=0, now=100.0)  # no capacity set: never
+
+
+# --- the unlinker: large segments freed off the head's loop --------------------------------
+
+
+def test_small_segments_go_at_once_large_ones_on_the_unlinkers_thread() -> None:
+    unlinker = shm.Unlinker(threshold=4096)
+    small, large = segment(20, b"s" * 100), segment(21, b"l" * 4096)
+    unlinker.unlink(small.segment, small.size)
+    assert not shm.path_of(small.segment).exists()  # no thread was needed for it
+    assert unlinker._thread is None
+    unlinker.unlink(large.segment, large.size)
+    assert unlinker._thread is not None and unlinker._thread.name == "nbray-unlink"
+    unlinker.close()  # waits for what was queued
+    assert not shm.path_of(large.segment).exists()
+    # a later large segment starts the thread again; an already gone one is no error
+    again = segment(22, b"a" * 8192)
+    unlinker.unlink(again.segment, again.size)
+    unlinker.unlink(again.segment, again.size)
+    unlinker.close()
+    assert not shm.path_of(again.segment).exists()
+
+
+def test_free_all_leaves_no_large_segment_behind() -> None:
+    d = ObjectDirectory()
+    d.unlinker.threshold = 4096
+    payloads = [segment(30 + i, b"z" * 8192) for i in range(5)]
+    for i, p in enumerate(payloads):
+        d.set(30 + i, p, (), holder=1)
+    d.release(30, 1)  # queued on the thread
+    d.free_all()
+    assert not any(shm.path_of(p.segment).exists() for p in payloads)

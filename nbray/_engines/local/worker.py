@@ -126,6 +126,9 @@ class Worker:
         self.inbox: deque[Any] = deque()
         self.inbox_cv = threading.Condition()
         self.unflushed = 0  # task results deferred in the client's queue (see serve)
+        # the arguments read from shared memory of the tasks whose results are deferred:
+        # unmapping 100 MB costs ~10 ms, paid after the results are sent (flush_replies)
+        self.held_args: list[Any] = []
         self.functions: dict[bytes, Any] = {}
         # code that came with a task given back or dropped before it ran: the head counts
         # it as sent, so the next task of that function comes without it
@@ -247,6 +250,7 @@ class Worker:
         if self.unflushed:
             self.unflushed = 0
             self.client.send()
+        self.held_args.clear()
 
     def _resolve(self, args_blob: bytes, deps: dict[int, P.Payload]) -> tuple[Any, Any]:
         args, kwargs = unpack(args_blob)
@@ -324,13 +328,19 @@ class Worker:
         retriable = not spec.stream and _retriable(spec, exc)
         return P.TaskFailed(spec.task_id, pickle.dumps(err), retriable)
 
-    def _execute(self, spec: P.TaskSpec, fn: Any, deps: dict[int, P.Payload]) -> Any:
-        """Run one call; returns the message reporting its outcome."""
+    def _execute(
+        self, spec: P.TaskSpec, fn: Any, deps: dict[int, P.Payload], hold: list[Any]
+    ) -> Any:
+        """Run one call; returns the message reporting its outcome. Arguments mapped from
+        shared memory go into ``hold``, for the caller to drop once the message is sent:
+        the unmap is then off the result's way."""
         token = _current_task.set((spec.task_id, spec.name))
         spec_token = _current_spec.set(spec)
         started = time.perf_counter()
         try:
             args, kwargs = self._resolve(spec.args, deps)
+            if deps and any(p.kind == P.SHM for p in deps.values()):
+                hold.append((args, kwargs))
             result = fn(*args, **kwargs)
             if spec.stream:
                 result = self._generate(spec, result)
@@ -377,7 +387,7 @@ class Worker:
         placement = spec.placement
         self.engine.captured = (placement[0], -1, True) if placement and placement[2] else None
         try:
-            reply = self._execute(spec, fn, msg.deps)
+            reply = self._execute(spec, fn, msg.deps, self.held_args)
         except (TaskCancelledError, KeyboardInterrupt) as exc:  # it landed outside user code
             reply = self._failure(spec, exc)
         finally:
@@ -582,8 +592,9 @@ class Worker:
     def _call(self, spec: P.TaskSpec, method: Any, deps: dict[int, P.Payload]) -> None:
         if not self._enter_call():
             return
+        hold: list[Any] = []  # dropped when this returns, after the answer is sent
         try:
-            reply = self._execute(spec, method, deps)
+            reply = self._execute(spec, method, deps, hold)
         except _ExitActor:
             self._leave_call()
             self.exit_gracefully(spec)
