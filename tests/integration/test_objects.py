@@ -397,3 +397,22 @@ def test_a_worker_unmaps_a_large_argument_once_its_result_is_sent(
         wait_until(lambda p=pid, n=name: not _maps_segment(p, n), 10)
         del ref
         wait_until(lambda n=name: segment_gone(n))
+
+
+def test_get_of_a_put_reads_it_here_without_the_head(cluster: nbray.ClusterContext) -> None:
+    """The process that put an object knows where it is: ``get`` and ``wait`` answer with
+    the head stopped (SIGSTOP), inline and shared-memory objects alike."""
+    import os
+    import signal
+
+    head = int((Path(cluster.session_dir) / "head.pid").read_text())
+    small, large = nbray.put([1, 2, 3]), nbray.put(big_array(5))
+    os.kill(head, signal.SIGSTOP)
+    try:
+        assert nbray.get(small, timeout=5) == [1, 2, 3]
+        np.testing.assert_array_equal(nbray.get(large, timeout=5), big_array(5))
+        assert nbray.wait([small, large], num_returns=2, timeout=5)[1] == []
+    finally:
+        os.kill(head, signal.SIGCONT)
+    del large
+    assert nbray.get(small, timeout=GET_TIMEOUT) == [1, 2, 3]

@@ -246,6 +246,13 @@ class Client:
             new.write(serialization.chunks(s))
         return P.Payload(P.SHM, segment=new.segment, size=size), s.contained
 
+    def stored(self, oid: int, payload: P.Payload) -> None:
+        """This process stored ``oid`` itself (a put): its ``get`` reads the payload here,
+        without asking the head, for as long as this process holds a ref to it."""
+        with self._lock:
+            if oid in self._refs:
+                self._objects[oid] = payload
+
     def fetch(self, oids: Iterable[int]) -> None:
         """Ask the head for these objects, once each."""
         with self._lock:

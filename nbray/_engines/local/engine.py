@@ -386,6 +386,7 @@ class LocalEngine(PlacementGroups, Engine):
         payload, contained = client.store_serialized(s, oid)
         ref = ObjectRef(oid, self)
         client.post(P.Put(oid, payload, contained))
+        client.stored(oid, payload)
         return ref
 
     def get(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]:
