@@ -247,8 +247,12 @@ class Client:
         return P.Payload(P.SHM, segment=new.segment, size=size), s.contained
 
     def stored(self, oid: int, payload: P.Payload) -> None:
-        """This process stored ``oid`` itself (a put): its ``get`` reads the payload here,
-        without asking the head, for as long as this process holds a ref to it."""
+        """This process put ``oid`` in shared memory itself: its ``get`` maps the segment
+        without asking the head, for as long as this process holds a ref to it. (A small,
+        inline value is not kept here too: the head has it, and a program holding many
+        small refs would hold every value twice.)"""
+        if payload.kind != P.SHM:
+            return
         with self._lock:
             if oid in self._refs:
                 self._objects[oid] = payload
