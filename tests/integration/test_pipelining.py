@@ -390,3 +390,59 @@ def test_output_of_pipelined_tasks_all_arrives(tmp_path: Path) -> None:
     assert numbers(result.stdout, "out") == expected
     assert numbers(result.stderr, "err") == expected
     assert result.stdout.splitlines()[-1] == "DONE"
+
+
+# --- answers of an actor that runs one call at a time ------------------------------------
+
+
+@nbray.remote
+class Answers:
+    """Counts, for each frame its worker sends, the call answers (TaskDone) in it."""
+
+    def __init__(self) -> None:
+        self.per_frame: list[int] = []
+        client = session.current_engine().client  # type: ignore[attr-defined]
+        send = client.conn.send
+
+        def counting(batch: list[Any]) -> None:
+            done = sum(type(m).__name__ == "TaskDone" for m in batch)
+            if done:
+                self.per_frame.append(done)
+            send(batch)
+
+        client.conn.send = counting
+
+    def ping(self, i: int) -> int:
+        return i
+
+    def wait_for(self, path: str) -> str:
+        wait_for_file(path)
+        return path
+
+    def frames(self) -> list[int]:
+        return self.per_frame
+
+
+def test_answers_to_pipelined_actor_calls_go_out_together(cluster: nbray.ClusterContext) -> None:
+    actor = Answers.remote()  # type: ignore[attr-defined]
+    refs = [actor.ping.remote(i) for i in range(300)]
+    assert nbray.get(refs, timeout=GET_TIMEOUT) == list(range(300))  # in order, all there
+    per_frame = nbray.get(actor.frames.remote(), timeout=GET_TIMEOUT)
+    assert sum(per_frame) == 300
+    assert max(per_frame) > 1  # one frame per answer without batching
+
+
+def test_an_actors_answer_is_not_withheld_while_its_next_call_runs(
+    cluster: nbray.ClusterContext, tmp_path: Path
+) -> None:
+    # the answer to ping waits in the worker's queue while wait_for runs; the client's
+    # flusher sends it (within ~50 ms), before wait_for ends
+    actor = Answers.remote()  # type: ignore[attr-defined]
+    nbray.get(actor.ping.remote(0), timeout=GET_TIMEOUT)
+    gate = tmp_path / "gate"
+    first = actor.ping.remote(1)
+    second = actor.wait_for.remote(str(gate))
+    assert nbray.get(first, timeout=GET_TIMEOUT) == 1  # while the second one still waits
+    assert nbray.wait([second], timeout=0.1)[1] == [second]
+    gate.touch()
+    assert nbray.get(second, timeout=GET_TIMEOUT) == str(gate)

@@ -572,7 +572,7 @@ class Worker:
         else:
             self.running_task = spec.task_id
             try:
-                self._call(spec, method, msg.deps)
+                self._call(spec, method, msg.deps, on_main_thread=True)
             finally:
                 self.running_task = 0
 
@@ -589,10 +589,20 @@ class Worker:
             self.finished += 1
             self.calls_cv.notify_all()
 
-    def _call(self, spec: P.TaskSpec, method: Any, deps: dict[int, P.Payload]) -> None:
+    def _call(
+        self,
+        spec: P.TaskSpec,
+        method: Any,
+        deps: dict[int, P.Payload],
+        on_main_thread: bool = False,
+    ) -> None:
+        """Run one actor call. On the main thread (an actor running one call at a time) its
+        answer is deferred like a task's result, so the answers to a run of pipelined
+        calls go out together (serve); on a pool thread it is sent at once."""
         if not self._enter_call():
             return
-        hold: list[Any] = []  # dropped when this returns, after the answer is sent
+        # dropped after the answer is sent: when this returns, or after serve's flush
+        hold: list[Any] = self.held_args if on_main_thread else []
         try:
             reply = self._execute(spec, method, deps, hold)
         except _ExitActor:
@@ -605,9 +615,15 @@ class Worker:
             self._leave_call()
             self.exit_gracefully(spec)
             return
-        # the answer goes out before the call counts as finished: a graceful end waiting for
-        # it (exit_gracefully) must not end the actor ahead of the answer
-        self._send_reply(reply)
+        # the answer goes out (or into the ordered queue) before the call counts as
+        # finished: a graceful end waiting for it (exit_gracefully) must not end the actor
+        # ahead of the answer
+        if on_main_thread:
+            self.client.defer(reply)
+            self._release_contained(reply)  # queued after the reply, so released after it
+            self.unflushed += 1
+        else:
+            self._send_reply(reply)
         self._leave_call()
 
     async def _async_call(
