@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import urllib.error
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,7 +62,14 @@ def _notebook_7() -> bool:
 
 
 def kernel_connected(server: Lab) -> bool:
-    kernels = json.loads(server.api("api/kernels"))
+    try:
+        kernels = json.loads(server.api("api/kernels"))
+    except urllib.error.HTTPError as exc:
+        # jupyter_server lists a starting kernel before it sets its last_activity, and
+        # GET api/kernels then fails with 500 (TraitError): the kernel is not up yet
+        if exc.code == 500:
+            return False
+        raise
     return any(k["connections"] >= 1 and k["execution_state"] == "idle" for k in kernels)
 
 
