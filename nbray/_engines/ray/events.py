@@ -55,6 +55,9 @@ class EventStream:
     def __init__(self, ray: Any) -> None:
         self._ray = ray
         self._callbacks: list[Callable[[dict[str, Any]], None]] = []
+        # the first ref of each task whose end is awaited: held until its done callback
+        # runs (through Ray Client, a ref the program dropped may never call back)
+        self._awaited: dict[str, Any] = {}
         self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -141,7 +144,9 @@ class EventStream:
                 extra["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             now = time.time()
             self.publish({**base, "state": state, "time": now, "duration": now - start, **extra})
+            self._awaited.pop(task_id, None)
 
+        self._awaited[task_id] = ray_refs[0]
         ray_refs[0].future().add_done_callback(done)
 
     def actor_created(self, handle: Any, class_name: str, name: str) -> None:
