@@ -15,17 +15,21 @@ live view (nbconvert's HTML, nbviewer, GitHub, JupyterLab without the widget's k
     display(widget) ──▶ display_data {widget-view, text/html: picture, text/plain}, display_id
     end of every cell (post_run_cell), close() ──▶ snapshot(): update_display with a new
                                                     picture when it changed
+    between cells, at each redraw where the tasks' states changed ──▶ snapshot(), until
+                                                 none is unfinished
 """
 
 from __future__ import annotations
 
 import html
 import threading
+import time
 import weakref
 from typing import Any
 
 import ipywidgets
 
+from nbray._base.events import TERMINAL_STATES
 from nbray._model.engine import Engine
 
 from .hub import EventHub, hub_for
@@ -36,6 +40,10 @@ __all__ = ["LiveWidget", "has_frontend", "publish_picture"]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 _LIVE: weakref.WeakSet[LiveWidget] = weakref.WeakSet()  # displayed, not closed
 _HOOKED: set[int] = set()  # ids of the shells whose post_run_cell refreshes the pictures
+_cell_running = False  # a hooked shell is between pre_run_cell and post_run_cell
+# how long after a cell's end its tasks' first events may still come: the local head sends
+# events every 0.1 s, the hub folds them at its redraws (0.4 s)
+SETTLE = 1.0
 
 
 def has_frontend() -> bool:
@@ -65,6 +73,11 @@ class LiveWidget(ipywidgets.VBox):
             self.children = (self._banner, *self._build())
         self._display_ids: list[str] = []
         self._shown_picture = ""
+        self._publish_lock = threading.Lock()
+        # a cell ended: the pictures follow the tasks' states until none is unfinished
+        self._trailing = False
+        self._settled_after = 0.0
+        self._counts: dict[str, int] = {}
         self._detach = self._hub.attach(self._refresh)
         self.sync()
 
@@ -108,7 +121,8 @@ class LiveWidget(ipywidgets.VBox):
         every cell and by ``close``); returns whether it changed."""
         if not self._display_ids:
             return False
-        return self._publish(self._bundle(live=not getattr(self, "_closed", False)))
+        with self._publish_lock:  # the end of a cell and the redraw thread may both publish
+            return self._publish(self._bundle(live=not getattr(self, "_closed", False)))
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         return self._bundle(live=True)
@@ -192,6 +206,27 @@ class LiveWidget(ipywidgets.VBox):
             if self.frontend:
                 self._draw(state)
             self.draws += 1
+        if self._trailing and not _cell_running:
+            self._follow(state)
+
+    def _cell_ended(self) -> None:
+        self._trailing = True
+        self._settled_after = time.monotonic() + SETTLE
+        # counted before the picture is drawn: a change after the count is either in the
+        # picture or followed by a redraw, which publishes it
+        self._counts = self._hub.state.counts()
+        self.snapshot()
+
+    def _follow(self, state: EventAggregator) -> None:
+        """Between cells: publish the picture again when the tasks' states changed, until
+        none is unfinished (metrics alone do not count: they change every second)."""
+        counts = state.counts()
+        if counts != self._counts:
+            self._counts = counts
+            self.snapshot()
+        unfinished = sum(n for s, n in counts.items() if s not in TERMINAL_STATES)
+        if not unfinished and time.monotonic() >= self._settled_after:
+            self._trailing = False
 
 
 def publish_picture(bundle: dict[str, Any], display_id: str) -> None:
@@ -209,12 +244,20 @@ def _hook_cells() -> None:
     if shell is None or id(shell) in _HOOKED:
         return
     _HOOKED.add(id(shell))
+    shell.events.register("pre_run_cell", _cell_started)
     shell.events.register("post_run_cell", _snapshot_all)
 
 
+def _cell_started(*_: Any) -> None:
+    global _cell_running
+    _cell_running = True
+
+
 def _snapshot_all(*_: Any) -> None:
+    global _cell_running
+    _cell_running = False
     for widget in list(_LIVE):
-        widget.snapshot()
+        widget._cell_ended()
 
 
 def _close_tree(widgets: list[Any]) -> None:

@@ -301,6 +301,12 @@ class Worker:
         self.client.send(reply)
         self._release_contained(reply)
 
+    def _defer_reply(self, reply: Any) -> None:
+        """Queue ``reply`` to go out with the next flush (a batch of results)."""
+        self.client.defer(reply)
+        self._release_contained(reply)  # queued after the reply, so released after it
+        self.unflushed += 1
+
     def _release_contained(self, reply: Any) -> None:
         if type(reply) is P.TaskDone:
             for _, _, contained in reply.results:
@@ -394,9 +400,7 @@ class Worker:
             self.running_task = 0
         # deferred in the client's ordered queue, not held here: what the next task sends
         # (a nested Submit, Blocked, output) must reach the head after this result
-        self.client.defer(reply)
-        self._release_contained(reply)  # queued after the reply, so released after it
-        self.unflushed += 1
+        self._defer_reply(reply)
         if spec.max_calls:
             n = self.calls_by_func[spec.func_id] = self.calls_by_func.get(spec.func_id, 0) + 1
             if n >= spec.max_calls:
@@ -619,9 +623,7 @@ class Worker:
         # finished: a graceful end waiting for it (exit_gracefully) must not end the actor
         # ahead of the answer
         if on_main_thread:
-            self.client.defer(reply)
-            self._release_contained(reply)  # queued after the reply, so released after it
-            self.unflushed += 1
+            self._defer_reply(reply)
         else:
             self._send_reply(reply)
         self._leave_call()

@@ -1,0 +1,69 @@
+"""A widget's picture (its ``text/html`` and ``text/plain`` output) after its cell ended,
+in a real kernel with a real cluster: it follows the tasks the cell left unfinished until
+they have all ended, then stays put until the next cell.
+
+This is also what keeps a kernel on Ray Client right: the Ray engine learns of a task's
+end from a callback that can come after ``get`` returned and the cell ended.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from kernel_session import Execution, KernelSession
+
+from nbray.widgets.base import SETTLE
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[KernelSession]:
+    k = KernelSession()
+    try:
+        k.execute("import nbray, time\nnbray.init(num_cpus=2)", timeout=60).ok()
+        yield k
+    finally:
+        k.close()
+
+
+def updates(cell: Execution) -> int:
+    return sum(1 for m in cell.messages if m["msg_type"] == "update_display_data")
+
+
+def graph_text(cell: Execution) -> str:
+    return [d for d in cell.data() if d.startswith("TaskGraph")][-1]
+
+
+def test_a_picture_follows_the_tasks_its_cell_left_running(kernel: KernelSession) -> None:
+    shown = kernel.execute(
+        "@nbray.remote\ndef nap():\n    time.sleep(1.5)\n"
+        "graph = nbray.task_graph()\nmonitor = nbray.monitor()\ndisplay(graph, monitor)\n"
+        "refs = [nap.remote() for _ in range(2)]"
+    ).ok()
+    assert "FINISHED" not in graph_text(shown)  # the cell ended before its tasks
+    kernel.wait_for(lambda: "TaskGraph: 2 tasks (2 FINISHED)" in graph_text(shown), timeout=30)
+    pictures = [h for h in shown.data("text/html") if "nbray-picture-task-graph" in h]
+    assert "2 tasks (2 finished)" in pictures[-1].lower()  # a saved notebook's picture too
+    # once they ended, the pictures stay put between cells (the monitor's metrics go on
+    # changing every second, its picture only at the end of the next cell)
+    time.sleep(2 * SETTLE)
+    settled = updates(shown)
+    time.sleep(3)
+    assert updates(shown) == settled
+
+
+def test_a_cell_that_waits_for_its_tasks_leaves_a_picture_of_their_end(
+    kernel: KernelSession,
+) -> None:
+    # the events of its last tasks may come just after the cell's end (the head sends them
+    # in batches), yet no other cell is needed to show them
+    shown = kernel.execute(
+        "@nbray.remote\ndef one():\n    return 1\n"
+        "graph = nbray.task_graph()\ndisplay(graph)\nnbray.get([one.remote() for _ in range(3)])"
+    ).ok()
+    kernel.wait_for(lambda: "TaskGraph: 3 tasks (3 FINISHED)" in graph_text(shown), timeout=30)
+    kernel.execute("graph.close()").ok()
+    kernel.execute("graph.close()\nmonitor.close()").ok()
