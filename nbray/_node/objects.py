@@ -104,7 +104,14 @@ class ObjectDirectory:
         if holder:
             e.holders.add(holder)
         if e.payload is not None:  # a retried task finished twice: keep the first value
-            self._discard(payload)
+            if payload.kind == SHM and payload.segment == e.payload.segment:
+                # both attempts wrote the segment of this object id, the second one's file
+                # replacing the first's: that file is what the name holds now, so keep it
+                self._account(e.payload, -1)
+                e.payload = payload
+                self._account(payload, +1)
+            else:
+                self._discard(payload)
             return set()
         e.payload = payload
         self._account(payload, +1)

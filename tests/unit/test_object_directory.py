@@ -76,6 +76,27 @@ def test_result_of_a_released_pending_object_is_discarded(tmp_path: Path) -> Non
     assert not shm.path_of(payload.segment).exists()
 
 
+def test_a_second_result_of_the_same_object_keeps_the_segment_both_wrote() -> None:
+    d = ObjectDirectory()
+    d.set(1, segment(1, b"first"), (), holder=10)
+    again = segment(1, b"again, longer")  # a second attempt: its file replaces the first's
+    assert d.set(1, again, ()) == set()
+    kept = d.ready(1)
+    assert kept == again and shm.path_of(again.segment).read_bytes() == b"again, longer"
+    assert d.shm_bytes == len(b"again, longer")
+    d.release(1, 10)
+    assert not shm.path_of(again.segment).exists() and d.shm_bytes == 0
+
+
+def test_a_second_result_in_another_place_is_discarded() -> None:
+    d = ObjectDirectory()
+    d.set(1, inline(b"first"), (), holder=10)
+    late = segment(1, b"late")
+    assert d.set(1, late, ()) == set()
+    assert d.ready(1) == inline(b"first") and not shm.path_of(late.segment).exists()
+    d.release(1, 10)
+
+
 def test_shared_memory_segment_unlinked_on_free() -> None:
     d = ObjectDirectory()
     payload = segment(2, b"y" * 4096)
