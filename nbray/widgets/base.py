@@ -15,8 +15,8 @@ live view (nbconvert's HTML, nbviewer, GitHub, JupyterLab without the widget's k
     display(widget) ──▶ display_data {widget-view, text/html: picture, text/plain}, display_id
     end of every cell (post_run_cell), close() ──▶ snapshot(): update_display with a new
                                                     picture when it changed
-    between cells, at each redraw where the tasks' states changed ──▶ snapshot(), until
-                                                 none is unfinished
+    between cells, the first redraw with every task ended ──▶ snapshot() if the tasks'
+                                                 states changed since the cell's end
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class LiveWidget(ipywidgets.VBox):
         self._display_ids: list[str] = []
         self._shown_picture = ""
         self._publish_lock = threading.Lock()
-        # a cell ended: the pictures follow the tasks' states until none is unfinished
+        # a cell ended: the picture is drawn again once its tasks have all ended
         self._trailing = False
         self._settled_after = 0.0
         self._counts: dict[str, int] = {}
@@ -218,14 +218,16 @@ class LiveWidget(ipywidgets.VBox):
         self.snapshot()
 
     def _follow(self, state: EventAggregator) -> None:
-        """Between cells: publish the picture again when the tasks' states changed, until
-        none is unfinished (metrics alone do not count: they change every second)."""
+        """Between cells: once none of the tasks is unfinished, publish the picture again if
+        their states changed since it was drawn. Not at every change: a frontend draws the
+        live view anew for each update of its output, and metrics change every second."""
         counts = state.counts()
+        if any(n for s, n in counts.items() if s not in TERMINAL_STATES):
+            return
         if counts != self._counts:
             self._counts = counts
             self.snapshot()
-        unfinished = sum(n for s, n in counts.items() if s not in TERMINAL_STATES)
-        if not unfinished and time.monotonic() >= self._settled_after:
+        if time.monotonic() >= self._settled_after:
             self._trailing = False
 
 

@@ -1,6 +1,7 @@
 """A widget's picture (its ``text/html`` and ``text/plain`` output) after its cell ended,
-in a real kernel with a real cluster: it follows the tasks the cell left unfinished until
-they have all ended, then stays put until the next cell.
+in a real kernel with a real cluster: it is drawn again once the tasks the cell left
+unfinished have all ended (not at every step: a frontend draws the live view anew at each
+update of its output), then stays put until the next cell.
 
 This is also what keeps a kernel on Ray Client right: the Ray engine learns of a task's
 end from a callback that can come after ``get`` returned and the cell ended.
@@ -44,7 +45,10 @@ def test_a_picture_follows_the_tasks_its_cell_left_running(kernel: KernelSession
         "refs = [nap.remote() for _ in range(2)]"
     ).ok()
     assert "FINISHED" not in graph_text(shown)  # the cell ended before its tasks
+    at_the_end = len(shown.data())
     kernel.wait_for(lambda: "TaskGraph: 2 tasks (2 FINISHED)" in graph_text(shown), timeout=30)
+    after = [d for d in shown.data()[at_the_end:] if d.startswith("TaskGraph")]
+    assert all("TaskGraph: 2 tasks (2 FINISHED)" in d for d in after), after
     pictures = [h for h in shown.data("text/html") if "nbray-picture-task-graph" in h]
     assert "2 tasks (2 finished)" in pictures[-1].lower()  # a saved notebook's picture too
     # once they ended, the pictures stay put between cells (the monitor's metrics go on
