@@ -34,8 +34,23 @@ def updates(cell: Execution) -> int:
     return sum(1 for m in cell.messages if m["msg_type"] == "update_display_data")
 
 
+def graph_texts(cell: Execution, *, until_idle: bool = False) -> list[str]:
+    """The graph's text/plain lines the cell's outputs showed, in order; ``until_idle``:
+    only those sent before the cell ended (the kernel went idle)."""
+    texts = []
+    for m in cell.messages:
+        if until_idle and m["msg_type"] == "status":
+            if m["content"]["execution_state"] == "idle":
+                break
+        elif m["msg_type"] in ("display_data", "update_display_data"):
+            text = m["content"]["data"].get("text/plain", "")
+            if text.startswith("TaskGraph"):
+                texts.append(text)
+    return texts
+
+
 def graph_text(cell: Execution) -> str:
-    return [d for d in cell.data() if d.startswith("TaskGraph")][-1]
+    return graph_texts(cell)[-1]
 
 
 def test_a_picture_follows_the_tasks_its_cell_left_running(kernel: KernelSession) -> None:
@@ -44,10 +59,10 @@ def test_a_picture_follows_the_tasks_its_cell_left_running(kernel: KernelSession
         "graph = nbray.task_graph()\nmonitor = nbray.monitor()\ndisplay(graph, monitor)\n"
         "refs = [nap.remote() for _ in range(2)]"
     ).ok()
-    assert "FINISHED" not in graph_text(shown)  # the cell ended before its tasks
-    at_the_end = len(shown.data())
+    at_the_end = graph_texts(shown, until_idle=True)
+    assert "FINISHED" not in at_the_end[-1]  # the cell ended before its tasks
     kernel.wait_for(lambda: "TaskGraph: 2 tasks (2 FINISHED)" in graph_text(shown), timeout=30)
-    after = [d for d in shown.data()[at_the_end:] if d.startswith("TaskGraph")]
+    after = graph_texts(shown)[len(at_the_end) :]
     assert all("TaskGraph: 2 tasks (2 FINISHED)" in d for d in after), after
     pictures = [h for h in shown.data("text/html") if "nbray-picture-task-graph" in h]
     assert "2 tasks (2 finished)" in pictures[-1].lower()  # a saved notebook's picture too
