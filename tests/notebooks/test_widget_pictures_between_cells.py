@@ -20,8 +20,9 @@ from nbray.widgets.base import SETTLE
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def kernel() -> Iterator[KernelSession]:
+    """A kernel of its own for each test: no other test's tasks or widgets in it."""
     k = KernelSession()
     try:
         k.execute("import nbray, time\nnbray.init(num_cpus=2)", timeout=60).ok()
@@ -84,5 +85,3 @@ def test_a_cell_that_waits_for_its_tasks_leaves_a_picture_of_their_end(
         "graph = nbray.task_graph()\ndisplay(graph)\nnbray.get([one.remote() for _ in range(3)])"
     ).ok()
     kernel.wait_for(lambda: "TaskGraph: 3 tasks (3 FINISHED)" in graph_text(shown), timeout=30)
-    kernel.execute("graph.close()").ok()
-    kernel.execute("graph.close()\nmonitor.close()").ok()
