@@ -232,7 +232,7 @@ class EventFold:
         max_tasks: int = 20_000,
         max_segments: int = 20_000,
         history: int = 300,
-        cell_of: Callable[[], int | None] | None = None,
+        cell_of: Callable[[float], int | None] | None = None,
         deferred: bool = False,
         max_pending: int = 50_000,
         drain_above: int = 500,
@@ -240,11 +240,10 @@ class EventFold:
         self.max_tasks = max_tasks
         self.max_pending = max_pending
         self.drain_above = min(drain_above, max_pending)
-        self._pending: deque[tuple[Mapping[str, Any], int | None]] | None = (
-            deque() if deferred else None
-        )
-        self._cell_now: int | None = None  # the cell of the queued event being taken in
+        self._pending: deque[Mapping[str, Any]] | None = deque() if deferred else None
         self.history = history
+        # the notebook cell running at a time: a task's cell is the one running when it was
+        # submitted (a replay of earlier cells' tasks keeps them in their own cells)
         self._cell_of = cell_of
         self._lock = threading.RLock()
         self.tasks: OrderedDict[str, TaskInfo] = OrderedDict()
@@ -287,13 +286,7 @@ class EventFold:
                 if handler(event) is not False:  # False: malformed, nothing folded
                     self.version += 1
             return
-        # the cell is read now: by the time the queue is drained another may be running
-        cell = (
-            self._cell_of()
-            if self._cell_of and (event.get("state") == "PENDING" or "submitted" in event)
-            else None
-        )
-        self._pending.append((event, cell))
+        self._pending.append(event)
         self.version += 1
         # take the queue in while its events are young (before the GC promotes them), but
         # never wait for a reader that holds the lock, unless the queue is far too long
@@ -312,10 +305,8 @@ class EventFold:
             return
         with self._lock:
             while pending:
-                event, cell = pending.popleft()
-                self._cell_now = cell
+                event = pending.popleft()
                 self._handlers[event["type"]](event)
-            self._cell_now = None
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
@@ -390,10 +381,8 @@ class EventFold:
         )
         for oid in info.returns:
             self._producer[oid] = info.task_id
-        if self._pending is not None:
-            info.cell = self._cell_now
-        elif self._cell_of is not None:
-            info.cell = self._cell_of()
+        if self._cell_of is not None:
+            info.cell = self._cell_of(when)
 
     def _set_state(self, info: TaskInfo, state: TaskState) -> None:
         self._counts[info.state] -= 1

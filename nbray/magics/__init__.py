@@ -4,6 +4,7 @@
         ├─ the magics (remote.py, compare.py, and %nbray here)
         ├─ CellRouter (routing.py): each engine's submissions tied to the cell that made
         │  them: output into that cell, rate-limited; an interrupt cancels its tasks
+        ├─ the cell clock (cells.py): which cell ran when, for the widgets' cell scopes
         └─ a TaskError handler: remote tracebacks shown with the user's cells and
            functions, and ``%debug`` on the remote frames (tracebacks.py)
 
@@ -140,8 +141,10 @@ def load_ipython_extension(shell: Any) -> None:
     from nbray._base.errors import TaskError
     from nbray._model import session
 
+    from . import cells
     from .routing import CellRouter
 
+    cells.install(shell)
     if id(shell) in _routers:
         return
     router = CellRouter(shell)

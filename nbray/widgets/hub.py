@@ -20,6 +20,7 @@ from typing import Any
 
 from nbray._model import session
 from nbray._model.engine import Engine
+from nbray.magics import cells
 
 from .state import EventAggregator
 
@@ -50,6 +51,14 @@ def _current_cell() -> int | None:
 _get_ipython: Callable[[], Any] | None = None
 
 
+def _cell_at(when: float) -> int | None:
+    """The notebook cell that was running when a task was submitted (the cell clock that
+    ``import nbray`` starts in IPython), else the cell running now."""
+    if cells.installed():
+        return cells.cell_at(when)
+    return _current_cell()
+
+
 class EventHub:
     """The shared aggregator of one engine and the views redrawn from it.
 
@@ -65,7 +74,7 @@ class EventHub:
         self.engine = engine
         self.interval = interval
         self.stale_after = stale_after
-        self.state = EventAggregator(cell_of=_current_cell, deferred=True)
+        self.state = EventAggregator(cell_of=_cell_at, deferred=True)
         self._views: dict[int, Refresh] = {}
         self._next = 0
         self._lock = threading.Lock()

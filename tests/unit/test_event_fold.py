@@ -138,12 +138,10 @@ def test_a_deep_chain_stays_a_bounded_number_of_nodes() -> None:
 
 
 def test_scopes_refs_with_ancestors_and_cells() -> None:
-    cell = [1]
-    agg = EventAggregator(cell_of=lambda: cell[0])
-    agg.apply(submitted(1, 0.0, returns=(101,), name="a"))
-    cell[0] = 2
-    agg.apply(submitted(2, 0.0, deps=[101], returns=(102,), name="b"))
-    agg.apply(submitted(3, 0.0, returns=(103,), name="c"))
+    agg = EventAggregator(cell_of=lambda when: 1 if when < 10.0 else 2)
+    agg.apply(submitted(1, 5.0, returns=(101,), name="a"))
+    agg.apply(submitted(2, 10.0, deps=[101], returns=(102,), name="b"))
+    agg.apply(submitted(3, 11.0, returns=(103,), name="c"))
     assert agg.task_ids([oid(102)]) == [oid(1), oid(2)]
     assert agg.task_ids(2) == [oid(2), oid(3)]
     assert [n.name for n in agg.graph(1).nodes] == ["a"]
@@ -228,14 +226,11 @@ def test_metrics_and_worker_events_make_worker_rows() -> None:
     assert node["sample"]["num_cpus"] == 4 and node["history"][0][1] == 50.0
 
 
-def test_deferred_mode_queues_events_until_read_and_stamps_cells_at_arrival() -> None:
-    cell = [5]
-    agg = EventAggregator(deferred=True, cell_of=lambda: cell[0], max_pending=10)
+def test_deferred_mode_queues_events_until_read() -> None:
+    agg = EventAggregator(deferred=True, max_pending=10)
     agg.apply(submitted(1, 0.0, returns=(101,), name="a"))
-    cell[0] = 6
     assert agg.version == 1 and not agg.tasks  # queued, not taken in yet
     assert agg.counts()["PENDING"] == 1  # a read takes the queue in
-    assert agg.tasks[oid(1)].cell == 5
     for i in range(2, 14):
         agg.apply(submitted(i, 0.0))
     assert len(agg.tasks) >= 11  # past max_pending the queue is taken in at once
@@ -379,7 +374,7 @@ def test_events_outside_the_vocabulary_are_not_folded() -> None:
 def test_a_coalesced_event_folds_as_the_states_it_stands_for() -> None:
     """The head's batches merge a short task's states (``events.TaskEvent``, coalesced):
     the fold ends in the same place as from the separate events."""
-    separate, merged = EventAggregator(), EventAggregator(cell_of=lambda: 7, deferred=True)
+    separate, merged = EventAggregator(), EventAggregator(cell_of=int, deferred=True)
     separate.apply(submitted(1, 1.0, returns=(101,), name="a"))
     separate.apply(task(1, "RUNNING", 2.0, worker_id=3, pid=30))
     separate.apply(task(1, "FINISHED", 3.0, worker_id=3))
@@ -406,4 +401,5 @@ def test_a_coalesced_event_folds_as_the_states_it_stands_for() -> None:
     bars = [(s.worker, s.task_id, s.start, s.state) for s in separate.timeline()]
     assert [(s.worker, s.task_id, s.start, s.state) for s in merged.timeline()] == bars
     assert merged.graph().edges == separate.graph().edges == [(0, 1)]
-    assert [merged.tasks[oid(t)].cell for t in (1, 2, 3, 4)] == [7, 7, None, 7]
+    # a task's cell is the one running at its submission
+    assert [merged.tasks[oid(t)].cell for t in (1, 2, 3, 4)] == [1, 1, None, 6]

@@ -1,10 +1,13 @@
-"""A widget's picture (its ``text/html`` and ``text/plain`` output) after its cell ended,
-in a real kernel with a real cluster: it is drawn again once the tasks the cell left
-unfinished have all ended (not at every step: a frontend draws the live view anew at each
-update of its output), then stays put until the next cell.
+"""Widgets across cells, in a real kernel with a real cluster.
 
-This is also what keeps a kernel on Ray Client right: the Ray engine learns of a task's
-end from a callback that can come after ``get`` returned and the cell ended.
+A widget's picture (its ``text/html`` and ``text/plain`` output) after its cell ended: it
+is drawn again once the tasks the cell left unfinished have all ended (not at every step:
+a frontend draws the live view anew at each update of its output), then stays put until
+the next cell. This is also what keeps a kernel on Ray Client right: the Ray engine learns
+of a task's end from a callback that can come after ``get`` returned and the cell ended.
+
+A task graph's cell scope: the tasks submitted from its cell, also when it is opened after
+earlier cells' tasks (which its subscription replays).
 """
 
 from __future__ import annotations
@@ -85,3 +88,34 @@ def test_a_cell_that_waits_for_its_tasks_leaves_a_picture_of_their_end(
         "graph = nbray.task_graph()\ndisplay(graph)\nnbray.get([one.remote() for _ in range(3)])"
     ).ok()
     kernel.wait_for(lambda: "TaskGraph: 3 tasks (3 FINISHED)" in graph_text(shown), timeout=30)
+
+
+def test_a_cells_graph_shows_only_that_cells_tasks_after_earlier_cells(
+    kernel: KernelSession,
+) -> None:
+    """Opening a graph subscribes to the cluster's events, which replays the earlier cells'
+    tasks: they belong to the cells that submitted them, not to the one opening it."""
+    kernel.execute(
+        "@nbray.remote\ndef first():\n    return 1\n"
+        "@nbray.remote\ndef second():\n    return 2\n"
+        "@nbray.remote\ndef third():\n    return 3\n"
+        "first_cell = get_ipython().execution_count\n"
+        "nbray.get([first.remote() for _ in range(3)])"  # nobody watches yet
+    ).ok()
+    watched = kernel.execute(
+        "second_cell = get_ipython().execution_count\n"
+        "graph = nbray.task_graph()\ndisplay(graph)\nnbray.get([second.remote() for _ in range(2)])"
+    ).ok()
+    kernel.wait_for(lambda: "TaskGraph: 2 tasks (2 FINISHED)" in graph_text(watched), timeout=30)
+    kernel.execute("graph.close()").ok()  # the last widget: the hub lets its events go
+    reopened = kernel.execute(
+        "graph = nbray.task_graph()\ndisplay(graph)\nnbray.get(third.remote())"
+    ).ok()
+    kernel.wait_for(lambda: "TaskGraph: 1 tasks (1 FINISHED)" in graph_text(reopened), timeout=30)
+    time.sleep(2 * SETTLE)  # nothing from the replay comes later
+    assert "TaskGraph: 1 tasks (1 FINISHED)" in graph_text(reopened)
+    # the replayed tasks are still in their own cells' scopes
+    scopes = kernel.execute(
+        "print([nbray.task_graph(scope=c).view.total_tasks for c in (first_cell, second_cell)])"
+    ).ok()
+    assert scopes.stream("stdout").strip() == "[3, 2]"

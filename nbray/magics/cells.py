@@ -1,0 +1,80 @@
+"""Which notebook cell ran when: the cell clock.
+
+    load_ipython_extension ──▶ install(shell): the cell running now, from now on
+    pre_run_cell ──▶ CellClock.started: (time.time(), execution_count)
+    a task's submission time ──▶ cell_at(when) ──▶ the cell that was running then
+
+The widgets give each task the cell it was submitted from by its submission time (the
+head's or the engine's stamp, on this machine's clock), not by the cell running when its
+event arrives: a task graph opened in a later cell replays the earlier cells' tasks, and
+those stay in their own cells.
+
+Example::
+
+    from nbray.magics import cells
+
+    cells.cell_at(time.time())   # the cell running now (None outside IPython)
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from typing import Any
+
+__all__ = ["CellClock", "cell_at", "install", "installed"]
+
+MAX_CELLS = 10_000  # the oldest starts are forgotten past this many (their tasks: no cell)
+
+
+class CellClock:
+    """The start times of one shell's cells, in order."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self._lock = threading.Lock()
+        self._times: list[float] = []
+        self._cells: list[int] = []
+        self.started()  # the cell running now (the one that imported nbray) began by now
+
+    def started(self, *_: Any) -> None:
+        """``pre_run_cell``: the cell numbered ``execution_count`` starts now."""
+        cell = getattr(self.shell, "execution_count", None)
+        if not isinstance(cell, int):
+            return
+        with self._lock:
+            self._times.append(time.time())
+            self._cells.append(cell)
+            if len(self._times) > MAX_CELLS:
+                del self._times[: MAX_CELLS // 2], self._cells[: MAX_CELLS // 2]
+
+    def cell_at(self, when: float) -> int | None:
+        """The cell that was running at ``when`` (``time.time()``): the latest one started
+        by then; None before the first start this clock saw."""
+        with self._lock:
+            i = bisect.bisect_right(self._times, when) - 1
+            return self._cells[i] if i >= 0 else None
+
+
+_clock: CellClock | None = None
+
+
+def install(shell: Any) -> CellClock:
+    """Start timing ``shell``'s cells (idempotent)."""
+    global _clock
+    if _clock is None or _clock.shell is not shell:
+        _clock = CellClock(shell)
+        shell.events.register("pre_run_cell", _clock.started)
+    return _clock
+
+
+def installed() -> bool:
+    """Whether a shell's cells are being timed."""
+    return _clock is not None
+
+
+def cell_at(when: float) -> int | None:
+    """The cell running at ``when``; without a clock (outside IPython), None."""
+    clock = _clock
+    return clock.cell_at(when) if clock is not None else None
