@@ -8,7 +8,8 @@
         frames to workers/clients ◀── jobs' do_<instruction> ◀── Router.run
     fork server ──spawned / exited──▶ supervisor.Supervisor ──▶ Head.worker_exited
         ──▶ Scheduler.worker_died
-    timer (1 s) ──▶ owner liveness, pool trim, metrics ──▶ bus ──▶ subscribed connections
+    timer (1 s) ──▶ owner liveness, pool trim, cyclic GC (collector.py), metrics ──▶ bus
+                    ──▶ subscribed connections
     timer ──▶ Supervisor.watch (watchdog kills) ; worker output ──▶ its owner + "log" events
 
 The parts: ``peers.Connections`` (each connection), ``supervisor.Supervisor`` (worker
@@ -44,6 +45,7 @@ from . import head_views as views
 from . import instructions as S
 from .actors import ActorTable
 from .bus import EventBus, client_event
+from .collector import GrowthCollector
 from .head_groups import GroupTable
 from .head_records import HeadConfig
 from .objects import GlobalGC, ObjectDirectory
@@ -73,6 +75,7 @@ class Head:
         run = self.router.run
         self.objects = ObjectDirectory(config.object_store_memory, config.spill_dir, config.session)
         self.global_gc = GlobalGC()
+        self.collector = GrowthCollector()
         self.sched = Scheduler(config.resources, config.gpu_ids, pipeline_depth=PIPELINE_DEPTH)
         self.bus = EventBus(config.node_id, self.reactor.call_later)
         self.router.before_request = self.bus.flush
@@ -270,6 +273,7 @@ class Head:
             self.shutdown()
             return
         self.run(self.sched.trim())
+        self.collector.tick(busy=bool(self.tasks.tasks))
         if self.bus.subscribers:
             if self.sampler is None:
                 from nbray._wire.metrics import MetricsSampler
@@ -318,7 +322,9 @@ class Head:
         sys.stdout.flush()
         self.reactor.call_later(1.0, self.tick)
         self.reactor.call_later(self.supervisor.watchdog.interval, self.watch)
+        self.collector.start()
         self.reactor.run()
+        self.collector.stop()
         for listener in listeners:
             listener.close()
         self.conns.flush()
