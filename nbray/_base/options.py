@@ -28,6 +28,18 @@ _IGNORED = {
 }
 
 
+def _resource_request(options: TaskOptions | ActorOptions) -> dict[str, float]:
+    """The resources a task or actor asks for, zeros left out. Made once per options (they
+    are frozen, and every submission asks), so callers must not change the dict."""
+    cached: dict[str, float] | None = options.__dict__.get("_resource_request")
+    if cached is None:
+        req = {"CPU": float(options.num_cpus), "GPU": float(options.num_gpus)}
+        req.update({k: float(v) for k, v in options.resources.items()})
+        cached = {k: v for k, v in req.items() if v}
+        object.__setattr__(options, "_resource_request", cached)
+    return cached
+
+
 @dataclass(frozen=True)
 class TaskOptions:
     """Options of a remote function (defaults as in Ray)."""
@@ -48,9 +60,7 @@ class TaskOptions:
     ray_options: dict[str, Any] = field(default_factory=dict)
 
     def resource_request(self) -> dict[str, float]:
-        req = {"CPU": float(self.num_cpus), "GPU": float(self.num_gpus)}
-        req.update({k: float(v) for k, v in self.resources.items()})
-        return {k: v for k, v in req.items() if v}
+        return _resource_request(self)
 
 
 @dataclass(frozen=True)
@@ -78,9 +88,7 @@ class ActorOptions:
     ray_options: dict[str, Any] = field(default_factory=dict)
 
     def resource_request(self) -> dict[str, float]:
-        req = {"CPU": float(self.num_cpus), "GPU": float(self.num_gpus)}
-        req.update({k: float(v) for k, v in self.resources.items()})
-        return {k: v for k, v in req.items() if v}
+        return _resource_request(self)
 
 
 def _valid_names(cls: type) -> list[str]:

@@ -133,7 +133,8 @@ class Client:
         if self.closed:
             self.send()  # raises the connection error
         self._outq.append(msg)
-        self._flush_needed.set()
+        if not self._flush_needed.is_set():  # (set() takes a lock even when it is set)
+            self._flush_needed.set()
 
     def defer(self, msg: Any) -> None:
         """Queue ``msg`` without waking the flusher: it goes ahead of the next message
