@@ -59,6 +59,18 @@ def _cell_at(when: float) -> int | None:
     return _current_cell()
 
 
+def _cells_of(engine: Engine) -> Callable[[float, int], int | None]:
+    """A task's cell from its submission time, for the tasks of this process's connection
+    only: on a cluster that several kernels share, the others' tasks belong to no cell
+    here. (The Ray engine's events are all its own, with owner 0.)"""
+    own = getattr(getattr(engine, "client", None), "client_id", 0)
+
+    def cell_of(when: float, owner: int) -> int | None:
+        return _cell_at(when) if owner == own else None
+
+    return cell_of
+
+
 class EventHub:
     """The shared aggregator of one engine and the views redrawn from it.
 
@@ -74,7 +86,7 @@ class EventHub:
         self.engine = engine
         self.interval = interval
         self.stale_after = stale_after
-        self.state = EventAggregator(cell_of=_cell_at, deferred=True)
+        self.state = EventAggregator(cell_of=_cells_of(engine), deferred=True)
         self._views: dict[int, Refresh] = {}
         self._next = 0
         self._lock = threading.Lock()

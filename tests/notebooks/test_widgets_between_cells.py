@@ -7,7 +7,8 @@ the next cell. This is also what keeps a kernel on Ray Client right: the Ray eng
 of a task's end from a callback that can come after ``get`` returned and the cell ended.
 
 A task graph's cell scope: the tasks submitted from its cell, also when it is opened after
-earlier cells' tasks (which its subscription replays).
+earlier cells' tasks (which its subscription replays), and not another client's that ran
+on the same cluster meanwhile.
 """
 
 from __future__ import annotations
@@ -119,3 +120,35 @@ def test_a_cells_graph_shows_only_that_cells_tasks_after_earlier_cells(
         "print([nbray.task_graph(scope=c).view.total_tasks for c in (first_cell, second_cell)])"
     ).ok()
     assert scopes.stream("stdout").strip() == "[3, 2]"
+
+
+OTHER_DRIVER = """
+import nbray
+nbray.init(address=ADDRESS)
+@nbray.remote
+def elsewhere():
+    return 0
+nbray.get([elsewhere.remote() for _ in range(4)])
+"""
+
+
+def test_a_cells_graph_leaves_out_another_clients_tasks(kernel: KernelSession) -> None:
+    """Another driver on the same cluster (as another kernel on the server's) runs tasks
+    while the cell runs: they are the session's, not the cell's."""
+    shown = kernel.execute(
+        "import os, subprocess, sys\n"
+        "ctx = nbray.init(ignore_reinit_error=True)\n"
+        "env = {**os.environ, 'NBRAY_SECRET_FILE': os.path.join(ctx.session_dir, 'secret'),"
+        " 'NBRAY_ADDRESS': ''}\n"
+        "@nbray.remote\ndef mine():\n    return 1\n"
+        "graph = nbray.task_graph()\ndisplay(graph)\n"
+        f"other = {OTHER_DRIVER!r}.replace('ADDRESS', repr(ctx.address))\n"
+        "subprocess.run([sys.executable, '-c', other], env=env, check=True, timeout=60)\n"
+        "nbray.get([mine.remote() for _ in range(2)])",
+        timeout=90,
+    ).ok()
+    kernel.wait_for(lambda: "TaskGraph: 2 tasks (2 FINISHED)" in graph_text(shown), timeout=30)
+    names = kernel.execute(
+        "print(sorted({n.name for n in nbray.task_graph(scope='session').nodes}))"
+    ).ok()
+    assert names.stream("stdout").strip() == "['elsewhere', 'mine']"  # seen, not the cell's

@@ -138,10 +138,12 @@ def test_a_deep_chain_stays_a_bounded_number_of_nodes() -> None:
 
 
 def test_scopes_refs_with_ancestors_and_cells() -> None:
-    agg = EventAggregator(cell_of=lambda when: 1 if when < 10.0 else 2)
+    # cells by submission time, for this process's own tasks (owner 0) only
+    agg = EventAggregator(cell_of=lambda when, owner: None if owner else 1 if when < 10 else 2)
     agg.apply(submitted(1, 5.0, returns=(101,), name="a"))
     agg.apply(submitted(2, 10.0, deps=[101], returns=(102,), name="b"))
     agg.apply(submitted(3, 11.0, returns=(103,), name="c"))
+    agg.apply(submitted(4, 11.0, returns=(104,), name="another kernel's", owner=9))
     assert agg.task_ids([oid(102)]) == [oid(1), oid(2)]
     assert agg.task_ids(2) == [oid(2), oid(3)]
     assert [n.name for n in agg.graph(1).nodes] == ["a"]
@@ -374,7 +376,8 @@ def test_events_outside_the_vocabulary_are_not_folded() -> None:
 def test_a_coalesced_event_folds_as_the_states_it_stands_for() -> None:
     """The head's batches merge a short task's states (``events.TaskEvent``, coalesced):
     the fold ends in the same place as from the separate events."""
-    separate, merged = EventAggregator(), EventAggregator(cell_of=int, deferred=True)
+    separate = EventAggregator()
+    merged = EventAggregator(cell_of=lambda when, owner: int(when), deferred=True)
     separate.apply(submitted(1, 1.0, returns=(101,), name="a"))
     separate.apply(task(1, "RUNNING", 2.0, worker_id=3, pid=30))
     separate.apply(task(1, "FINISHED", 3.0, worker_id=3))
