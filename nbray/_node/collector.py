@@ -3,7 +3,7 @@
     Head.serve ──▶ GrowthCollector.start(): CPython's automatic collector off
     Head.tick (1 s) ──▶ GrowthCollector.tick(busy): tracked objects grown by more than a
                         quarter of the last survivors (at least MIN_GROWTH; 4 times that
-                        while tasks are in flight)? ──▶ gc.collect()
+                        while tasks are in flight), or by some for a minute? ──▶ gc.collect()
 
 CPython collects its youngest generation every 700 net new container objects, and the
 older ones every 10 of those. The head holds every task in flight (a flood of 10,000
@@ -24,14 +24,19 @@ CPython's collector as the user expects it.
 from __future__ import annotations
 
 import gc
+import time
 
-__all__ = ["BUSY_FACTOR", "MIN_GROWTH", "GrowthCollector"]
+__all__ = ["BUSY_FACTOR", "MAX_WAIT_S", "MIN_GROWTH", "GrowthCollector"]
 
 MIN_GROWTH = 50_000  # net new tracked objects that always wait for the next tick
 GROWTH_SHARE = 0.25  # ... or this share of the objects that survived the last collection
 # while tasks are in flight, their records are most of the growth: collecting then walks
 # them all for nothing (and stalls the flood), so it waits for this much more growth
 BUSY_FACTOR = 4
+# a quiet head grows slowly: its garbage (which may hold a large message) waits at most
+# this long once there is some
+MAX_WAIT_S = 60.0
+SOME_GROWTH = 1_000
 
 
 class GrowthCollector:
@@ -51,28 +56,35 @@ class GrowthCollector:
         self.share = share
         self.survivors = 0
         self.collections = 0
+        self.last = 0.0  # time.monotonic() of the last collection (or the start)
 
     def start(self) -> None:
         gc.disable()
         self.survivors = len(gc.get_objects())
+        self.last = time.monotonic()
 
     def stop(self) -> None:
         gc.enable()
 
-    def due(self, busy: bool = False) -> bool:
+    def due(self, busy: bool = False, now: float | None = None) -> bool:
         """Whether to collect now; ``busy``: work is in flight, whose live objects count as
-        growth too, so the growth must be BUSY_FACTOR times as large."""
+        growth too, so the growth must be BUSY_FACTOR times as large. Some growth waits
+        MAX_WAIT_S at most."""
         # the young generation's count: net new tracked objects since the last collection
         # (also counted while the automatic collector is off)
         growth = gc.get_count()[0]
         needed = max(self.min_growth, self.share * self.survivors)
-        return growth > (BUSY_FACTOR * needed if busy else needed)
+        if growth > (BUSY_FACTOR * needed if busy else needed):
+            return True
+        now = time.monotonic() if now is None else now
+        return growth > SOME_GROWTH and now - self.last >= MAX_WAIT_S
 
-    def tick(self, busy: bool = False) -> bool:
+    def tick(self, busy: bool = False, now: float | None = None) -> bool:
         """Collect if ``due``; returns whether it did."""
-        if not self.due(busy):
+        if not self.due(busy, now):
             return False
         gc.collect()
         self.survivors = len(gc.get_objects())
+        self.last = time.monotonic()
         self.collections += 1
         return True

@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from nbray._node.collector import GrowthCollector
+from nbray._node.collector import MAX_WAIT_S, GrowthCollector
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -60,3 +60,18 @@ def test_the_growth_needed_follows_what_survived() -> None:
     finally:
         collector.stop()
     del keep
+
+
+def test_some_growth_waits_a_minute_at_most() -> None:
+    """A quiet head grows slowly: its garbage is collected within MAX_WAIT_S anyway."""
+    collector = GrowthCollector(min_growth=1_000_000)
+    try:
+        collector.start()
+        started = collector.last
+        left = garbage(5_000)
+        assert not collector.tick(now=started + MAX_WAIT_S / 2)
+        assert left() is not None
+        assert collector.tick(now=started + MAX_WAIT_S)
+        assert left() is None
+    finally:
+        collector.stop()
