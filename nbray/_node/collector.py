@@ -3,7 +3,7 @@
     Head.serve ──▶ GrowthCollector.start(): CPython's automatic collector off
     Head.tick (1 s) ──▶ GrowthCollector.tick(busy): tracked objects grown by more than a
                         quarter of the last survivors (at least MIN_GROWTH; 4 times that
-                        while tasks are in flight), or by some for a minute? ──▶ gc.collect()
+                        while tasks are in flight), or by any for a minute? ──▶ gc.collect()
 
 CPython collects its youngest generation every 700 net new container objects, and the
 older ones every 10 of those. The head holds every task in flight (a flood of 10,000
@@ -34,9 +34,8 @@ GROWTH_SHARE = 0.25  # ... or this share of the objects that survived the last c
 # them all for nothing (and stalls the flood), so it waits for this much more growth
 BUSY_FACTOR = 4
 # a quiet head grows slowly: its garbage (which may hold a large message) waits at most
-# this long once there is some
+# this long
 MAX_WAIT_S = 60.0
-SOME_GROWTH = 1_000
 
 
 class GrowthCollector:
@@ -68,7 +67,7 @@ class GrowthCollector:
 
     def due(self, busy: bool = False, now: float | None = None) -> bool:
         """Whether to collect now; ``busy``: work is in flight, whose live objects count as
-        growth too, so the growth must be BUSY_FACTOR times as large. Some growth waits
+        growth too, so the growth must be BUSY_FACTOR times as large. Any growth waits
         MAX_WAIT_S at most."""
         # the young generation's count: net new tracked objects since the last collection
         # (also counted while the automatic collector is off)
@@ -77,7 +76,7 @@ class GrowthCollector:
         if growth > (BUSY_FACTOR * needed if busy else needed):
             return True
         now = time.monotonic() if now is None else now
-        return growth > SOME_GROWTH and now - self.last >= MAX_WAIT_S
+        return growth > 0 and now - self.last >= MAX_WAIT_S
 
     def tick(self, busy: bool = False, now: float | None = None) -> bool:
         """Collect if ``due``; returns whether it did."""

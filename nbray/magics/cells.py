@@ -44,7 +44,9 @@ class CellClock:
         if not isinstance(cell, int):
             return
         with self._lock:
-            self._times.append(time.time())
+            now = time.time()  # (not monotonic: task events carry this clock; a step back
+            # must not unsort the starts)
+            self._times.append(max(now, self._times[-1]) if self._times else now)
             self._cells.append(cell)
             if len(self._times) > MAX_CELLS:
                 del self._times[: MAX_CELLS // 2], self._cells[: MAX_CELLS // 2]
