@@ -232,7 +232,7 @@ class EventFold:
         max_tasks: int = 20_000,
         max_segments: int = 20_000,
         history: int = 300,
-        cell_of: Callable[[float, int], int | None] | None = None,
+        cell_of: Callable[[TaskInfo], int | None] | None = None,
         deferred: bool = False,
         max_pending: int = 50_000,
         drain_above: int = 500,
@@ -242,9 +242,9 @@ class EventFold:
         self.drain_above = min(drain_above, max_pending)
         self._pending: deque[Mapping[str, Any]] | None = deque() if deferred else None
         self.history = history
-        # the notebook cell a task was submitted from, given when and by which connection
-        # (its owner): the one running then, if the owner is this kernel (a replay of
-        # earlier cells' tasks keeps them in their own cells; other kernels' have none)
+        # the notebook cell a task was submitted from, asked once its submission is folded
+        # (its id, owner and time are known): a replay of earlier cells' tasks keeps them
+        # in their own cells
         self._cell_of = cell_of
         self._lock = threading.RLock()
         self.tasks: OrderedDict[str, TaskInfo] = OrderedDict()
@@ -383,7 +383,7 @@ class EventFold:
         for oid in info.returns:
             self._producer[oid] = info.task_id
         if self._cell_of is not None:
-            info.cell = self._cell_of(when, info.owner)
+            info.cell = self._cell_of(info)
 
     def _set_state(self, info: TaskInfo, state: TaskState) -> None:
         self._counts[info.state] -= 1

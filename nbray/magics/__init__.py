@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["load_ipython_extension", "submitting_cell", "unload_ipython_extension"]
 
 _routers: dict[int, Any] = {}
 
@@ -134,6 +134,16 @@ def _error_html(err: Any) -> str:
     from nbray._model.reprs import error_html
 
     return error_html(err)
+
+
+def submitting_cell(engine: Any, task_id: int) -> int | None:
+    """The cell that submitted ``task_id`` through ``engine`` (this process's own tasks, as
+    the cell router recorded them), or None when no router follows that engine."""
+    for router in list(_routers.values()):
+        if router.engine is engine:
+            cell: int | None = router.cell_of(task_id)
+            return cell
+    return None
 
 
 def load_ipython_extension(shell: Any) -> None:

@@ -1,9 +1,10 @@
 """Task output into the cell that submitted the work, and interrupts that cancel it.
 
     cell runs ─▶ .remote() ─▶ Engine.submit_listener(task_id, first return id)
-        ─▶ CellRouter notes the submitting cell's parent message (one entry per change of
-           cell: task ids grow, so a bisect finds the cell of any task) and, while the cell
-           runs, the return ids of its tasks
+        ─▶ CellRouter notes the submitting cell's parent message and number (one entry per
+           change of cell: task ids grow, so a bisect finds the cell of any task; the
+           widgets' cell scopes ask it too) and, while the cell runs, the return ids of its
+           tasks
     worker prints ─▶ head ─▶ client reader thread ─▶ CellRouter.on_output
         ─▶ rate limit per cell ─▶ the kernel's stdout/stderr stream, written with the
            submitting cell's parent header, so the frontend shows it under that cell even
@@ -78,7 +79,9 @@ class CellRouter:
         self._lock = threading.Lock()
         self._starts: list[int] = []  # task id where a run of one cell's submissions starts
         self._parents: list[Any] = []
+        self._cells: list[int | None] = []  # the cell (execution_count) of each run
         self._last_parent: Any = None
+        self._last_cell: int | None = None
         self._running: array[int] = array("Q")
         self._budgets: dict[str, _Budget] = {}
         self._engine: Engine | None = None
@@ -91,6 +94,9 @@ class CellRouter:
         """Follow ``engine``'s submissions and route its output (idempotent)."""
         if self._engine is engine:
             return
+        with self._lock:  # another connection's task ids: not comparable with the old ones
+            self._starts, self._parents, self._cells = [], [], []
+            self._last_parent = self._last_cell = None
         self._engine = engine
         engine.submit_listener = self.on_submit
         client = getattr(engine, "client", None)
@@ -104,19 +110,33 @@ class CellRouter:
 
     def on_submit(self, task_id: int, first_return_id: int) -> None:
         parent = self._parent()
+        cell = getattr(self.shell, "execution_count", None)
         with self._lock:
-            if parent is not self._last_parent:
-                self._last_parent = parent
+            if parent is not self._last_parent or cell != self._last_cell:
+                self._last_parent, self._last_cell = parent, cell
                 self._starts.append(task_id)
                 self._parents.append(parent)
+                self._cells.append(cell)
                 if len(self._starts) > _MAX_EPOCHS:
-                    del self._starts[: _MAX_EPOCHS // 2], self._parents[: _MAX_EPOCHS // 2]
+                    half = _MAX_EPOCHS // 2
+                    del self._starts[:half], self._parents[:half], self._cells[:half]
             self._running.append(first_return_id)
 
     def parent_of(self, task_id: int) -> Any:
         with self._lock:
             i = bisect.bisect_right(self._starts, task_id) - 1
             return self._parents[i] if i >= 0 else None
+
+    def cell_of(self, task_id: int) -> int | None:
+        """The cell (``execution_count``) that submitted ``task_id``, one of this process's
+        own through the attached engine; None before the first one recorded."""
+        with self._lock:
+            i = bisect.bisect_right(self._starts, task_id) - 1
+            return self._cells[i] if i >= 0 else None
+
+    @property
+    def engine(self) -> Engine | None:
+        return self._engine
 
     # --- cells --------------------------------------------------------------------------
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from nbray._model import session
 from nbray._model.engine import Engine
-from nbray.magics import cells
+from nbray.magics import cells, submitting_cell
 
-from .state import EventAggregator
+from .state import EventAggregator, TaskInfo
 
 __all__ = ["EventHub", "hub_for"]
 
@@ -59,14 +59,26 @@ def _cell_at(when: float) -> int | None:
     return _current_cell()
 
 
-def _cells_of(engine: Engine) -> Callable[[float, int], int | None]:
-    """A task's cell from its submission time, for the tasks of this process's connection
-    only: on a cluster that several kernels share, the others' tasks belong to no cell
-    here. (The Ray engine's events are all its own, with owner 0.)"""
+def _cells_of(engine: Engine) -> Callable[[TaskInfo], int | None]:
+    """The cell a task was submitted from, for the tasks of this process's connection only
+    (on a cluster that several kernels share, the others' belong to no cell here): the
+    cell router's record of the task's id, exact; else (tasks that tasks submitted, the
+    Ray engine's) the cell running when the task was taken in."""
     own = getattr(getattr(engine, "client", None), "client_id", 0)
 
-    def cell_of(when: float, owner: int) -> int | None:
-        return _cell_at(when) if owner == own else None
+    def cell_of(info: TaskInfo) -> int | None:
+        if info.owner != own:
+            return None
+        if own:  # the local engine's ids carry the submitting connection's in their top
+            try:
+                task_id = int(info.task_id, 16)
+            except ValueError:
+                task_id = 0
+            if task_id >> 32 == own:
+                cell = submitting_cell(engine, task_id)
+                if cell is not None:
+                    return cell
+        return _cell_at(info.submitted)
 
     return cell_of
 

@@ -13,6 +13,8 @@ on the same cluster meanwhile.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -152,3 +154,34 @@ def test_a_cells_graph_leaves_out_another_clients_tasks(kernel: KernelSession) -
         "print(sorted({n.name for n in nbray.task_graph(scope='session').nodes}))"
     ).ok()
     assert names.stream("stdout").strip() == "['elsewhere', 'mine']"  # seen, not the cell's
+
+
+def test_tasks_taken_in_after_their_cell_ended_stay_in_that_cell(kernel: KernelSession) -> None:
+    """A cell's tasks reach the head after the next cell has started (here the head is
+    stopped while the cell submits; in a notebook run top to bottom, a flood of tasks still
+    queued in the kernel): they stay in the cell that submitted them."""
+    submitted = kernel.execute(
+        "import os, signal\n"
+        "ctx = nbray.init(ignore_reinit_error=True)\n"
+        "head = int(open(os.path.join(ctx.session_dir, 'head.pid')).read())\n"
+        "@nbray.remote\ndef late():\n    return 1\n"
+        "submitting = get_ipython().execution_count\n"
+        "graph = nbray.task_graph()\ndisplay(graph)\n"
+        "print(head)\n"
+        "os.kill(head, signal.SIGSTOP)\n"
+        "refs = [late.remote() for _ in range(3)]"
+    ).ok()
+    head = int(submitted.stream("stdout").split()[0])
+    try:
+        resumed = kernel.execute("os.kill(head, signal.SIGCONT)\nnbray.get(refs)").ok()
+    finally:
+        os.kill(head, signal.SIGCONT)  # whatever happened, the head must not stay stopped
+    # (the graph's picture is updated from now on under the latest cell's messages)
+    kernel.wait_for(
+        lambda: any("TaskGraph: 3 tasks (3 FINISHED)" in t for t in graph_texts(resumed)),
+        timeout=30,
+    )
+    scopes = kernel.execute(
+        "print([nbray.task_graph(scope=c).view.total_tasks for c in (submitting, submitting + 1)])"
+    ).ok()
+    assert scopes.stream("stdout").strip() == "[3, 0]"

@@ -139,7 +139,7 @@ def test_a_deep_chain_stays_a_bounded_number_of_nodes() -> None:
 
 def test_scopes_refs_with_ancestors_and_cells() -> None:
     # cells by submission time, for this process's own tasks (owner 0) only
-    agg = EventAggregator(cell_of=lambda when, owner: None if owner else 1 if when < 10 else 2)
+    agg = EventAggregator(cell_of=lambda t: None if t.owner else 1 if t.submitted < 10 else 2)
     agg.apply(submitted(1, 5.0, returns=(101,), name="a"))
     agg.apply(submitted(2, 10.0, deps=[101], returns=(102,), name="b"))
     agg.apply(submitted(3, 11.0, returns=(103,), name="c"))
@@ -377,7 +377,7 @@ def test_a_coalesced_event_folds_as_the_states_it_stands_for() -> None:
     """The head's batches merge a short task's states (``events.TaskEvent``, coalesced):
     the fold ends in the same place as from the separate events."""
     separate = EventAggregator()
-    merged = EventAggregator(cell_of=lambda when, owner: int(when), deferred=True)
+    merged = EventAggregator(cell_of=lambda t: int(t.submitted), deferred=True)
     separate.apply(submitted(1, 1.0, returns=(101,), name="a"))
     separate.apply(task(1, "RUNNING", 2.0, worker_id=3, pid=30))
     separate.apply(task(1, "FINISHED", 3.0, worker_id=3))
