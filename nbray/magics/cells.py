@@ -4,10 +4,12 @@
     pre_run_cell ──▶ CellClock.started: (time.time(), execution_count)
     a task's submission time ──▶ cell_at(when) ──▶ the cell that was running then
 
-The widgets give each task the cell it was submitted from by its submission time (the
-head's or the engine's stamp, on this machine's clock), not by the cell running when its
-event arrives: a task graph opened in a later cell replays the earlier cells' tasks, and
-those stay in their own cells.
+The widgets give this kernel's own tasks the cell that submitted them from the cell
+router's record of their ids (routing.py); the others that are this kernel's work (tasks
+that its tasks submit, the Ray engine's tasks) get the cell running when they were taken
+in, by the head's or the engine's time stamp, on this machine's clock. Either way not the
+cell running when the event arrives: a task graph opened in a later cell replays the
+earlier cells' tasks, and those stay in their own cells.
 
 Example::
 
