@@ -1,7 +1,7 @@
 """Which notebook cell ran when: the cell clock.
 
     load_ipython_extension ──▶ install(shell): the cell running now, from now on
-    pre_run_cell ──▶ CellClock.started: (time.time(), execution_count)
+    pre_run_cell ──▶ CellClock.started: (time.time(), the cell's In[N] number)
     a task's submission time ──▶ cell_at(when) ──▶ the cell that was running then
 
 The widgets give this kernel's own tasks the cell that submitted them from the cell
@@ -25,9 +25,16 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["CellClock", "cell_at", "install", "installed"]
+__all__ = ["CellClock", "cell_at", "install", "installed", "running_cell"]
 
 MAX_CELLS = 10_000  # the oldest starts are forgotten past this many (their tasks: no cell)
+
+
+def running_cell(shell: Any) -> int | None:
+    """The In[N] number of the cell running now (IPython 9 counts ``execution_count`` up
+    before it runs a cell, and before ``pre_run_cell``); None without a shell."""
+    count = getattr(shell, "execution_count", None)
+    return max(0, count - 1) if isinstance(count, int) else None
 
 
 class CellClock:
@@ -41,9 +48,9 @@ class CellClock:
         self.started()  # the cell running now (the one that imported nbray) began by now
 
     def started(self, *_: Any) -> None:
-        """``pre_run_cell``: the cell numbered ``execution_count`` starts now."""
-        cell = getattr(self.shell, "execution_count", None)
-        if not isinstance(cell, int):
+        """``pre_run_cell``: the cell In[N] starts now."""
+        cell = running_cell(self.shell)
+        if cell is None:
             return
         with self._lock:
             now = time.time()  # (not monotonic: task events carry this clock; a step back

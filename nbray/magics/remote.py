@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from .analysis import analyse_cell
 from .cell_task import CellSpec, run_cell
+from .cells import running_cell
 
 __all__ = ["MAX_SHIP_BYTES", "USAGE", "AsyncRun", "RemoteOptions", "parse_line", "run_remote"]
 
@@ -163,8 +164,8 @@ def check_shippable(name: str, value: Any) -> int:
 
 
 def cell_number(shell: Any) -> int:
-    """The In[N] number of the running cell (IPython counts it up before running it)."""
-    return max(0, int(shell.execution_count) - 1)
+    """The In[N] number of the running cell."""
+    return running_cell(shell) or 0
 
 
 def _cell_filename(shell: Any, cell: str) -> str:

@@ -26,6 +26,8 @@ import time
 from array import array
 from typing import TYPE_CHECKING, Any
 
+from .cells import running_cell
+
 if TYPE_CHECKING:
     from nbray._model.engine import Engine
 
@@ -79,7 +81,7 @@ class CellRouter:
         self._lock = threading.Lock()
         self._starts: list[int] = []  # task id where a run of one cell's submissions starts
         self._parents: list[Any] = []
-        self._cells: list[int | None] = []  # the cell (execution_count) of each run
+        self._cells: list[int | None] = []  # the cell (its In[N] number) of each run
         self._last_parent: Any = None
         self._last_cell: int | None = None
         self._running: array[int] = array("Q")
@@ -110,7 +112,7 @@ class CellRouter:
 
     def on_submit(self, task_id: int, first_return_id: int) -> None:
         parent = self._parent()
-        cell = getattr(self.shell, "execution_count", None)
+        cell = running_cell(self.shell)
         with self._lock:
             if parent is not self._last_parent or cell != self._last_cell:
                 self._last_parent, self._last_cell = parent, cell
@@ -128,7 +130,7 @@ class CellRouter:
             return self._parents[i] if i >= 0 else None
 
     def cell_of(self, task_id: int) -> int | None:
-        """The cell (``execution_count``) that submitted ``task_id``, one of this process's
+        """The cell (In[N] number) that submitted ``task_id``, one of this process's
         own through the attached engine; None before the first one recorded."""
         with self._lock:
             i = bisect.bisect_right(self._starts, task_id) - 1

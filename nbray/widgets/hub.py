@@ -45,7 +45,7 @@ def _current_cell() -> int | None:
             return None
         _get_ipython = get_ipython
     shell = _get_ipython()
-    return getattr(shell, "execution_count", None) if shell is not None else None
+    return cells.running_cell(shell) if shell is not None else None
 
 
 _get_ipython: Callable[[], Any] | None = None

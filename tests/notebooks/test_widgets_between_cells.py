@@ -60,6 +60,11 @@ def graph_text(cell: Execution) -> str:
     return graph_texts(cell)[-1]
 
 
+def number(cell: Execution) -> int:
+    """The cell's In[N] number, as its frontend shows it."""
+    return int(cell.reply["content"]["execution_count"])
+
+
 def test_a_picture_follows_the_tasks_its_cell_left_running(kernel: KernelSession) -> None:
     shown = kernel.execute(
         "@nbray.remote\ndef nap():\n    time.sleep(1.5)\n"
@@ -98,17 +103,17 @@ def test_a_cells_graph_shows_only_that_cells_tasks_after_earlier_cells(
 ) -> None:
     """Opening a graph subscribes to the cluster's events, which replays the earlier cells'
     tasks: they belong to the cells that submitted them, not to the one opening it."""
-    kernel.execute(
+    unwatched = kernel.execute(
         "@nbray.remote\ndef first():\n    return 1\n"
         "@nbray.remote\ndef second():\n    return 2\n"
         "@nbray.remote\ndef third():\n    return 3\n"
-        "first_cell = get_ipython().execution_count\n"
         "nbray.get([first.remote() for _ in range(3)])"  # nobody watches yet
     ).ok()
     watched = kernel.execute(
-        "second_cell = get_ipython().execution_count\n"
         "graph = nbray.task_graph()\ndisplay(graph)\nnbray.get([second.remote() for _ in range(2)])"
     ).ok()
+    # the graph names its cell as the frontend numbers it: In[N]
+    assert f"scope: cell {number(watched)}" in graph_text(watched)
     kernel.wait_for(lambda: "TaskGraph: 2 tasks (2 FINISHED)" in graph_text(watched), timeout=30)
     kernel.execute("graph.close()").ok()  # the last widget: the hub lets its events go
     reopened = kernel.execute(
@@ -118,8 +123,9 @@ def test_a_cells_graph_shows_only_that_cells_tasks_after_earlier_cells(
     time.sleep(2 * SETTLE)  # nothing from the replay comes later
     assert "TaskGraph: 1 tasks (1 FINISHED)" in graph_text(reopened)
     # the replayed tasks are still in their own cells' scopes
+    cells = (number(unwatched), number(watched))
     scopes = kernel.execute(
-        "print([nbray.task_graph(scope=c).view.total_tasks for c in (first_cell, second_cell)])"
+        f"print([nbray.task_graph(scope=c).view.total_tasks for c in {cells}])"
     ).ok()
     assert scopes.stream("stdout").strip() == "[3, 2]"
 
@@ -165,7 +171,6 @@ def test_tasks_taken_in_after_their_cell_ended_stay_in_that_cell(kernel: KernelS
         "ctx = nbray.init(ignore_reinit_error=True)\n"
         "head = int(open(os.path.join(ctx.session_dir, 'head.pid')).read())\n"
         "@nbray.remote\ndef late():\n    return 1\n"
-        "submitting = get_ipython().execution_count\n"
         "graph = nbray.task_graph()\ndisplay(graph)\n"
         "print(head)\n"
         "os.kill(head, signal.SIGSTOP)\n"
@@ -181,7 +186,8 @@ def test_tasks_taken_in_after_their_cell_ended_stay_in_that_cell(kernel: KernelS
         lambda: any("TaskGraph: 3 tasks (3 FINISHED)" in t for t in graph_texts(resumed)),
         timeout=30,
     )
+    cells = (number(submitted), number(resumed))
     scopes = kernel.execute(
-        "print([nbray.task_graph(scope=c).view.total_tasks for c in (submitting, submitting + 1)])"
+        f"print([nbray.task_graph(scope=c).view.total_tasks for c in {cells}])"
     ).ok()
     assert scopes.stream("stdout").strip() == "[3, 0]"

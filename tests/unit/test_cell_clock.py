@@ -15,8 +15,10 @@ from nbray.magics import cells
 pytestmark = pytest.mark.timeout(30)
 
 
-def shell(cell: int) -> SimpleNamespace:
-    sh = SimpleNamespace(execution_count=cell)
+def shell(count: int) -> SimpleNamespace:
+    """A shell whose ``execution_count`` is ``count``: IPython 9 counts it up before a cell
+    runs, so the cell running is In[count - 1]."""
+    sh = SimpleNamespace(execution_count=count)
     sh.events = EventManager(sh, available_events)
     return sh
 
@@ -29,18 +31,18 @@ def test_a_task_belongs_to_the_cell_running_when_it_was_submitted(
     before = time.time()
     time.sleep(0.001)
     sh = shell(3)
-    clock = cells.install(sh)  # the cell importing nbray has begun by now
+    clock = cells.install(sh)  # In[2], the cell importing nbray, has begun by now
     assert cells.install(sh) is clock and len(sh.events.callbacks["pre_run_cell"]) == 1
-    in_third = time.time()
+    in_cell_2 = time.time()
     time.sleep(0.001)  # time.time() is a double: 0.24 µs apart is the same instant
     sh.execution_count = 4
     sh.events.trigger("pre_run_cell", None)
     time.sleep(0.001)
-    in_fourth = time.time()
+    in_cell_3 = time.time()
     assert cells.cell_at(before - 1) is None  # before the clock saw any cell
-    assert cells.cell_at(in_third) == 3
-    assert cells.cell_at(in_fourth) == 4
-    assert cells.cell_at(in_fourth + 3600) == 4  # the latest cell until another starts
+    assert cells.cell_at(in_cell_2) == 2
+    assert cells.cell_at(in_cell_3) == 3
+    assert cells.cell_at(in_cell_3 + 3600) == 3  # the latest cell until another starts
 
 
 def test_the_clock_keeps_a_bounded_history(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,4 +54,4 @@ def test_the_clock_keeps_a_bounded_history(monkeypatch: pytest.MonkeyPatch) -> N
         sh.execution_count = n
         clock.started()
     assert len(clock._times) <= 10
-    assert clock.cell_at(time.time()) == 39
+    assert clock.cell_at(time.time()) == 38
