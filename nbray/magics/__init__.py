@@ -3,8 +3,8 @@
     %load_ext nbray (or ``import nbray`` in IPython) ──▶ load_ipython_extension(shell)
         ├─ the magics (remote.py, compare.py, and %nbray here)
         ├─ CellRouter (routing.py): each engine's submissions tied to the cell that made
-        │  them: output into that cell, rate-limited; an interrupt cancels its tasks
-        ├─ the cell clock (cells.py): which cell ran when, for the widgets' cell scopes
+        │  them: output into that cell, rate-limited; an interrupt cancels its tasks; the
+        │  widgets' cell scopes ask it which cell submitted a task (submitting_cell)
         └─ a TaskError handler: remote tracebacks shown with the user's cells and
            functions, and ``%debug`` on the remote frames (tracebacks.py)
 
@@ -136,13 +136,15 @@ def _error_html(err: Any) -> str:
     return error_html(err)
 
 
-def submitting_cell(engine: Any, task_id: int) -> int | None:
-    """The cell that submitted ``task_id`` through ``engine`` (this process's own tasks, as
-    the cell router recorded them), or None when no router follows that engine."""
+def submitting_cell(engine: Any, task_id: int | None, when: float) -> int | None:
+    """The cell a task of this process's was submitted from: by its id (``task_id``, one
+    this process submitted through ``engine``), as the cell router recorded it; else the
+    cell running at ``when``, the time the cluster took it in. None outside IPython."""
     for router in list(_routers.values()):
-        if router.engine is engine:
-            cell: int | None = router.cell_of(task_id)
-            return cell
+        cell: int | None = None
+        if task_id is not None and router.engine is engine:
+            cell = router.cell_of(task_id)
+        return cell if cell is not None else router.cell_at(when)
     return None
 
 
@@ -151,10 +153,8 @@ def load_ipython_extension(shell: Any) -> None:
     from nbray._base.errors import TaskError
     from nbray._model import session
 
-    from . import cells
     from .routing import CellRouter
 
-    cells.install(shell)
     if id(shell) in _routers:
         return
     router = CellRouter(shell)

@@ -2,9 +2,11 @@
 
     cell runs ─▶ .remote() ─▶ Engine.submit_listener(task_id, first return id)
         ─▶ CellRouter notes the submitting cell's parent message and number (one entry per
-           change of cell: task ids grow, so a bisect finds the cell of any task; the
-           widgets' cell scopes ask it too) and, while the cell runs, the return ids of its
-           tasks
+           change of cell: task ids grow, so a bisect finds the cell of any task) and, while
+           the cell runs, the return ids of its tasks
+    pre_run_cell ─▶ CellRouter notes when each cell started: the cell of a task known only
+           by when the cluster took it in (one that a task submitted, the Ray engine's)
+    the widgets' cell scopes ─▶ submitting_cell (magics/__init__.py) ─▶ cell_of / cell_at
     worker prints ─▶ head ─▶ client reader thread ─▶ CellRouter.on_output
         ─▶ rate limit per cell ─▶ the kernel's stdout/stderr stream, written with the
            submitting cell's parent header, so the frontend shows it under that cell even
@@ -84,11 +86,15 @@ class CellRouter:
         self._cells: list[int | None] = []  # the cell (its In[N] number) of each run
         self._last_parent: Any = None
         self._last_cell: int | None = None
+        # when each cell started (time.time(), as task events are stamped) and its number
+        self._cell_times: list[float] = []
+        self._cell_numbers: list[int] = []
         self._running: array[int] = array("Q")
         self._budgets: dict[str, _Budget] = {}
         self._engine: Engine | None = None
         self._ticker: threading.Thread | None = None
         self.cancelled_last = 0
+        self._cell_started()  # the cell running now (the one loading nbray) began by now
 
     # --- engines ------------------------------------------------------------------------
 
@@ -136,6 +142,13 @@ class CellRouter:
             i = bisect.bisect_right(self._starts, task_id) - 1
             return self._cells[i] if i >= 0 else None
 
+    def cell_at(self, when: float) -> int | None:
+        """The cell that was running at ``when`` (``time.time()``): the latest one started
+        by then; None before the first start recorded."""
+        with self._lock:
+            i = bisect.bisect_right(self._cell_times, when) - 1
+            return self._cell_numbers[i] if i >= 0 else None
+
     @property
     def engine(self) -> Engine | None:
         return self._engine
@@ -143,8 +156,22 @@ class CellRouter:
     # --- cells --------------------------------------------------------------------------
 
     def pre_run_cell(self, info: Any = None) -> None:
+        self._cell_started()
         with self._lock:
             self._running = array("Q")
+
+    def _cell_started(self) -> None:
+        cell = running_cell(self.shell)
+        if cell is None:
+            return
+        with self._lock:
+            times = self._cell_times
+            now = time.time()  # (a step back of the clock must not unsort the starts)
+            times.append(max(now, times[-1]) if times else now)
+            self._cell_numbers.append(cell)
+            if len(times) > _MAX_EPOCHS:
+                half = _MAX_EPOCHS // 2
+                del times[:half], self._cell_numbers[:half]
 
     def post_run_cell(self, result: Any) -> None:
         with self._lock:

@@ -20,7 +20,8 @@ from typing import Any
 
 from nbray._model import session
 from nbray._model.engine import Engine
-from nbray.magics import cells, submitting_cell
+from nbray.magics import submitting_cell
+from nbray.magics.cells import running_cell
 
 from .state import EventAggregator, TaskInfo
 
@@ -45,40 +46,32 @@ def _current_cell() -> int | None:
             return None
         _get_ipython = get_ipython
     shell = _get_ipython()
-    return cells.running_cell(shell) if shell is not None else None
+    return running_cell(shell) if shell is not None else None
 
 
 _get_ipython: Callable[[], Any] | None = None
 
 
-def _cell_at(when: float) -> int | None:
-    """The notebook cell that was running when a task was submitted (the cell clock that
-    ``import nbray`` starts in IPython), else the cell running now."""
-    if cells.installed():
-        return cells.cell_at(when)
-    return _current_cell()
-
-
 def _cells_of(engine: Engine) -> Callable[[TaskInfo], int | None]:
     """The cell a task was submitted from, for the tasks of this process's connection only
-    (on a cluster that several kernels share, the others' belong to no cell here): the
-    cell router's record of the task's id, exact; else (tasks that tasks submitted, the
-    Ray engine's) the cell running when the task was taken in."""
+    (on a cluster that several kernels share, the others' belong to no cell here): by its
+    id when this process submitted it (the local engine's ids carry the submitting
+    connection's in their top bits), else (tasks that tasks submitted, the Ray engine's) by
+    when the cluster took it in."""
     own = getattr(getattr(engine, "client", None), "client_id", 0)
 
     def cell_of(info: TaskInfo) -> int | None:
         if info.owner != own:
             return None
-        if own:  # the local engine's ids carry the submitting connection's in their top
+        task_id: int | None = None
+        if own:
             try:
                 task_id = int(info.task_id, 16)
             except ValueError:
-                task_id = 0
-            if task_id >> 32 == own:
-                cell = submitting_cell(engine, task_id)
-                if cell is not None:
-                    return cell
-        return _cell_at(info.submitted)
+                pass
+            if task_id is not None and task_id >> 32 != own:
+                task_id = None
+        return submitting_cell(engine, task_id, info.submitted)
 
     return cell_of
 
