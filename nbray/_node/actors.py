@@ -7,7 +7,9 @@ why recent ones died.
         (a call whose ObjectRef arguments do not exist yet is held, with the same caller's
         later calls to that actor behind it, until they do: calls keep their order per
         caller, and one caller's unready argument holds back no other caller, as in Ray)
-    Scheduler DispatchCall ──▶ RunActorCall ──▶ the actor's worker
+    Scheduler DispatchCall ──▶ RunActorCall ──▶ the actor's worker (unless the caller sent
+        it there itself: a direct call, see ``actor_callers``; the head records it all)
+    worker Listening ──▶ the actor's address ──▶ ActorAddress to callers that may go direct
     Scheduler ActorStateChanged ──▶ "actor" event on the bus; DEAD: its pending calls fail,
         its name is freed, and why it died is kept for calls that arrive later
     Request("get_actor") ──▶ the live actor by (namespace, name)
@@ -15,6 +17,8 @@ why recent ones died.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,12 +28,13 @@ from nbray._base.errors import ActorAlreadyExistsError, ActorNotFoundError
 from nbray._wire import protocol as P
 
 from . import instructions as S
+from .actor_callers import ActorCallers
 from .bus import EventBus
 from .failures import actor_died_payload
 from .objects import ObjectDirectory
 from .peers import Connections, Peer
 from .scheduler import Scheduler
-from .states import DEAD, ActorState
+from .states import ALIVE, DEAD, ActorState
 from .supervisor import Supervisor
 from .tasks import TaskTable
 
@@ -44,7 +49,9 @@ class ActorRecord:
         self.cls = cls
         self.owner = owner
         self.state: ActorState = "PENDING"
-        self.calls: set[int] = set()
+        self.calls = ActorCallers()
+        self.address = ""  # where its worker takes direct calls ("": not now)
+        self.address_worker = 0
 
 
 class ActorTable:
@@ -87,10 +94,16 @@ class ActorTable:
     def call_ended(self, actor_id: int, call_id: int) -> None:
         actor = self.actors.get(actor_id)
         if actor is not None:
-            actor.calls.discard(call_id)
+            caller = actor.calls.remove(call_id)
+            if caller is not None:
+                self._offer(actor, caller)
 
     def worker_exited(self, worker_id: int) -> None:
-        self.worker_actor.pop(worker_id, None)
+        actor = self.actors.get(self.worker_actor.pop(worker_id, 0))
+        if actor is not None and actor.address_worker == worker_id:
+            with contextlib.suppress(OSError):
+                os.unlink(actor.address.removeprefix("unix:"))
+            actor.address, actor.address_worker = "", 0
 
     # --- creating ------------------------------------------------------------------------
 
@@ -176,17 +189,20 @@ class ActorTable:
             cause = self.dead.get(spec.actor_id, "the actor is dead")
             self.tasks.store_error(rec, actor_died_payload(spec, cause))
             return
-        actor.calls.add(spec.task_id)
+        actor.calls.add(spec.task_id, peer.conn_id)
+        rec.direct_worker = msg.direct_worker
         key = (spec.actor_id, peer.conn_id)
         queue = self.held.get(key)
         if queue is None and not self._unready(spec.deps):
             self.run(self.sched.actor_call(spec.task_id, spec.actor_id))
-            return
-        if queue is None:
-            queue = self.held[key] = deque()
-        queue.append(spec.task_id)
-        if len(queue) == 1:
-            self._release(key)
+        else:
+            if queue is None:
+                queue = self.held[key] = deque()
+            queue.append(spec.task_id)
+            if len(queue) == 1:
+                self._release(key)
+        if msg.direct_worker:
+            self.tasks.take_early(spec.task_id)
 
     def _unready(self, deps: tuple[int, ...]) -> list[int]:
         """The arguments that do not exist yet (an unknown one is left to the worker,
@@ -225,8 +241,36 @@ class ActorTable:
             return
         rec.worker_id = ins.worker_id
         self.supervisor.dispatched(ins.worker_id)
-        peer.send(P.RunActorCall(rec.spec, self.tasks.dep_payloads(rec.spec.deps)))
+        if rec.direct_worker != ins.worker_id:  # not there already (a direct call's first try)
+            peer.send(P.RunActorCall(rec.spec, self.tasks.dep_payloads(rec.spec.deps)))
+            actor = self.actors.get(rec.spec.actor_id)
+            if actor is not None:  # drivers may send their next calls direct (not workers)
+                caller = self.conns.peers.get(actor.calls.calls.get(rec.spec.task_id, 0))
+                if caller is not None and caller.role != "worker":
+                    actor.calls.want(rec.spec.task_id)
+        rec.direct_worker = 0  # a retry goes through the head
         self.bus.task_event(rec, "RUNNING", worker_id=ins.worker_id, pid=peer.pid)
+
+    # --- direct calls --------------------------------------------------------------------
+
+    def on_listening(self, peer: Peer, msg: P.Listening) -> None:
+        actor = self.actors.get(msg.actor_id)
+        if actor is None or self.worker_actor.get(peer.worker_id) != msg.actor_id:
+            return
+        actor.address, actor.address_worker = msg.address, peer.worker_id
+        for caller in actor.calls.idle_wanting():
+            self._offer(actor, caller)
+
+    def _offer(self, actor: ActorRecord, caller: int) -> None:
+        """Tell a caller with no unfinished call where the actor takes direct calls."""
+        if not actor.address or actor.state != ALIVE:
+            return
+        peer = self.conns.peers.get(caller)
+        if peer is not None:
+            last = actor.calls.offered(caller)
+            peer.send(
+                P.ActorAddress(actor.spec.actor_id, actor.address_worker, actor.address, last)
+            )
 
     def do_fail_call(self, ins: S.FailCall) -> None:
         rec = self.tasks.tasks.get(ins.call_id)

@@ -123,6 +123,7 @@ class Head:
                 P.Retire: tasks.on_retire,
                 P.ForgetFunction: tasks.on_forget_function,
                 P.ActorStartFailed: actors.on_actor_start_failed,
+                P.Listening: actors.on_listening,
                 P.Unblocked: tasks.on_unblocked,
                 P.Output: tasks.on_output,
             }
@@ -273,6 +274,7 @@ class Head:
             self.shutdown()
             return
         self.run(self.sched.trim())
+        self.tasks.drop_stale_early()
         self.collector.tick(busy=bool(self.tasks.tasks))
         if self.bus.subscribers:
             if self.sampler is None:

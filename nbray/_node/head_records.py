@@ -57,6 +57,7 @@ class TaskRecord:
     __slots__ = (
         "acked",
         "caller",
+        "direct_worker",
         "owner",
         "parent",
         "pid",
@@ -75,6 +76,7 @@ class TaskRecord:
         self.parent = parent
         self.state = "PENDING"
         self.worker_id = 0
+        self.direct_worker = 0  # an actor call its caller sent to this worker itself
         self.submitted = submitted
         self.started = 0.0  # when it was last dispatched
         self.pid = 0

@@ -37,6 +37,7 @@ from .supervisor import Supervisor
 __all__ = ["SHORT_TASK", "ActorCalls", "TaskTable"]
 
 SHORT_TASK = 0.001  # seconds: functions faster than this on average are pipelined
+EARLY_WAIT = 60.0  # seconds a direct call's answer waits for its CallActor (take_early)
 
 
 class ActorCalls(Protocol):
@@ -80,6 +81,8 @@ class TaskTable:
         self.functions: dict[bytes, bytes] = {}
         self.func_time: dict[bytes, float] = {}  # moving average of each function's run time
         self.finished_count: dict[str, int] = {"FINISHED": 0, "FAILED": 0, "CANCELLED": 0}
+        # direct actor calls answered before their CallActor came: task id -> (when, ...)
+        self.early: dict[int, tuple[float, Peer, P.TaskDone | P.TaskFailed]] = {}
 
     # --- registering ---------------------------------------------------------------------
 
@@ -185,6 +188,9 @@ class TaskTable:
 
     def on_task_done(self, peer: Peer, msg: P.TaskDone) -> None:
         rec = self.tasks.get(msg.task_id)
+        if rec is None and msg.direct:
+            self._stash_early(peer, msg)
+            return
         if rec is None:
             for oid, payload, _contained in msg.results:
                 self.objects.set(oid, payload, ())  # dropped: nobody waits any more
@@ -200,6 +206,9 @@ class TaskTable:
 
     def on_task_failed(self, peer: Peer, msg: P.TaskFailed) -> None:
         rec = self.tasks.get(msg.task_id)
+        if rec is None and msg.direct:
+            self._stash_early(peer, msg)
+            return
         if rec is None:
             return
         if rec.spec.actor_id:
@@ -211,6 +220,36 @@ class TaskTable:
         if not retrying:
             self.store_error(rec, P.Payload(P.ERROR, msg.error))
         self.run(out)
+
+    # --- direct actor calls: the worker's copy of the answer may come first ------------------
+
+    def _stash_early(self, peer: Peer, msg: P.TaskDone | P.TaskFailed) -> None:
+        """A direct call's answer came before its caller's CallActor (another socket):
+        kept until that arrives (take_early), or for EARLY_WAIT at most."""
+        self.early[msg.task_id] = (time.monotonic(), peer, msg._replace(direct=False))
+
+    def take_early(self, task_id: int) -> None:
+        early = self.early.pop(task_id, None) if self.early else None
+        if early is not None:
+            _, peer, msg = early
+            self.handle_answer(peer, msg)
+
+    def handle_answer(self, peer: Peer, msg: P.TaskDone | P.TaskFailed) -> None:
+        if type(msg) is P.TaskDone:
+            self.on_task_done(peer, msg)
+        else:
+            self.on_task_failed(peer, msg)
+
+    def drop_stale_early(self) -> None:
+        """Answers whose call never came (its caller died before sending it): their
+        objects are stored as results nobody waits for (and freed)."""
+        if not self.early:
+            return
+        horizon = time.monotonic() - EARLY_WAIT
+        for task_id, (when, peer, msg) in list(self.early.items()):
+            if when < horizon:
+                del self.early[task_id]
+                self.handle_answer(peer, msg)
 
     def _timed(self, func_id: bytes, duration: float) -> None:
         if func_id:

@@ -145,7 +145,12 @@ class CreateActor(NamedTuple):
 
 
 class CallActor(NamedTuple):
+    """An actor call. ``direct_worker``: the caller sent it straight to that worker of
+    the actor too (``nbray._engines.local.direct``): the head records it, and sends it on
+    itself only if the actor runs elsewhere by then (restarted) or the call is retried."""
+
     spec: TaskSpec
+    direct_worker: int = 0
 
 
 class Put(NamedTuple):
@@ -293,6 +298,7 @@ class TaskDone(NamedTuple):
     task_id: int
     results: tuple[tuple[int, Payload, tuple[int, ...]], ...]  # (object id, payload, contained)
     duration: float = 0.0  # seconds the function ran
+    direct: bool = False  # the head's copy of a direct call's answer (see CallActor)
 
 
 class TaskFailed(NamedTuple):
@@ -300,6 +306,7 @@ class TaskFailed(NamedTuple):
     error: bytes  # pickled RemoteError
     retriable: bool  # the exception matches retry_exceptions
     duration: float = 0.0
+    direct: bool = False  # as TaskDone.direct
 
 
 class ActorStartFailed(NamedTuple):
@@ -352,3 +359,31 @@ class StreamAck(NamedTuple):
 
 class Unblocked(NamedTuple):
     pass
+
+
+# --- direct actor calls (``nbray._engines.local.direct``) ------------------------------------
+
+
+class Listening(NamedTuple):
+    """Worker → head: the actor this worker hosts takes calls at ``address`` too."""
+
+    actor_id: int
+    address: str
+
+
+class ActorAddress(NamedTuple):
+    """Head → a caller: none of your calls to this actor is unfinished, the last one the
+    head saw being ``last_call``; send the next ones straight to ``worker_id`` at
+    ``address`` (the caller does so only if it sent no call since)."""
+
+    actor_id: int
+    worker_id: int
+    address: str
+    last_call: int
+
+
+class ViaHead(NamedTuple):
+    """Worker → a direct caller: this call's answer comes through the head (it printed
+    output, which the head sends first, or it is a generator): fetch it there."""
+
+    task_id: int

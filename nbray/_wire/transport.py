@@ -128,6 +128,11 @@ def parse_address(address: str) -> tuple[int, Any]:
 class Connection:
     """A blocking, authenticated connection: thread-safe ``send``, single-reader ``recv``."""
 
+    sock: socket.socket
+    address: str
+    closed: bool
+    _pending: list[list[Any]]
+
     def __init__(self, address: str, secret: bytes, timeout: float = 10.0) -> None:
         family, sockaddr = parse_address(address)
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -161,11 +166,42 @@ class Connection:
                 "(`nbray status`)?"
             ) from exc
         sock.settimeout(None)
+        self._adopt(sock, address)
+
+    @classmethod
+    def accept(cls, listener: socket.socket, secret: bytes, timeout: float = 10.0) -> Connection:
+        """Take the next connection on ``listener`` and authenticate it as the server
+        (``ServerAuth``: nothing is unpickled before the peer proved the secret). Raises
+        OSError when the peer fails, goes silent for ``timeout`` or the listener closes."""
+        sock, _ = listener.accept()
+        try:
+            sock.settimeout(timeout)
+            auth = ServerAuth(secret)
+            sock.sendall(auth.hello())
+            verdict: bool | None = None
+            rest = b""
+            while verdict is None:
+                data = sock.recv(CLIENT_HELLO_SIZE)
+                if not data:
+                    raise OSError("the peer closed the connection during authentication")
+                verdict, reply, rest = auth.feed(data)
+            if not verdict or rest:
+                raise OSError("a peer failed authentication")
+            sock.sendall(reply)
+            sock.settimeout(None)
+        except OSError:
+            sock.close()
+            raise
+        conn = cls.__new__(cls)
+        conn._adopt(sock, "")
+        return conn
+
+    def _adopt(self, sock: socket.socket, address: str) -> None:
         self.sock = sock
         self.address = address
         self._send_lock = threading.Lock()
         self._decoder = FrameDecoder()
-        self._pending: list[list[Any]] = []
+        self._pending = []
         self.closed = False
 
     def send(self, msgs: list[Any]) -> None:

@@ -30,12 +30,17 @@ from nbray._wire import progress_lines, serialization, shm
 from nbray._wire import protocol as P
 from nbray._wire.transport import Connection
 
+from .direct import DirectCalls
 from .reading import Reading
 from .streams import Streams
 from .waiter import Waiter as _Waiter
 
 log = logging.getLogger("nbray._engines.local.client")
 INLINE_LIMIT = 100 * 1024  # larger values go to shared memory
+
+
+def _nothing() -> None:
+    pass
 
 
 class Client:
@@ -52,6 +57,7 @@ class Client:
     ) -> None:
         self.address = address
         self.role = role
+        self.secret = secret
         self.conn = Connection(address, secret, timeout=timeout)
         if role == "worker":
             hello = P.Hello(role, os.getpid(), worker_id)
@@ -101,6 +107,10 @@ class Client:
         }
         self.streams = Streams(self)  # generator tasks this process called
         self.handlers[P.StreamItem] = self.streams.on_item
+        self.direct = DirectCalls(self)  # actor calls sent straight to the actor's worker
+        # sends what waits for direct connections (the flusher runs it after its own send)
+        self.extra_flush: Callable[[], None] = self.direct.flush
+        self.handlers[P.ActorAddress] = self.direct.on_address
         for queued in first[1:]:
             self._handle(queued)
         self._reading = Reading(self.conn, self._handle, self._connection_ended)
@@ -177,6 +187,7 @@ class Client:
             if self._outq and not self.closed:
                 with contextlib.suppress(NbrayConnectionError):
                     self.send()
+            self.extra_flush()
             if self._late_drops:
                 with self._lock:
                     self._drop_late()
@@ -266,6 +277,31 @@ class Client:
         if wanted:
             self.send(P.Fetch(wanted))
 
+    def expect(self, oids: Iterable[int]) -> None:
+        """These objects come without a Fetch (a direct call's answer): ``get`` waits."""
+        with self._lock:
+            self._requested.update(oids)
+
+    def refetch(self, oids: Iterable[int]) -> None:
+        """Expected objects that will not come that way after all: ask the head, for the
+        ones still referenced here."""
+        with self._lock:
+            wanted = [o for o in oids if o not in self._objects and o in self._refs]
+            self._requested.difference_update(wanted)
+        if wanted and not self.closed:
+            with contextlib.suppress(NbrayConnectionError):
+                self.fetch(wanted)
+
+    def arrived(self, oid: int, payload: P.Payload) -> None:
+        """An object's payload came on another connection (a direct call's answer)."""
+        self._on_object_ready(P.ObjectReady(oid, payload))
+
+    def attach(
+        self, conn: Connection, handle: Callable[[Any], None], closed: Callable[[], None] = _nothing
+    ) -> None:
+        """Read ``conn`` too, with this client's own connection (see reading.py)."""
+        self._reading.attach(conn, handle, closed)
+
     def ready(self, oid: int) -> bool:
         return oid in self._objects
 
@@ -275,6 +311,7 @@ class Client:
         """Block until ``num_ready`` of ``oids`` are here (or timeout, or with
         ``stop_on_error`` one of them is an error); returns those ready."""
         self.fetch(oids)
+        self.extra_flush()  # direct calls queued: their answers come without a fetch
         objects = self._objects
         with self._lock:
             missing = [o for o in oids if o not in objects]
@@ -455,6 +492,7 @@ class Client:
         self.closed = True
         self.disconnect_reason = "shut down"
         self._flush_needed.set()
+        self._reading.detach_all()
         self._reading.stop()
         self.conn.close()
         self._reader.join(timeout=5)

@@ -320,7 +320,8 @@ class LocalEngine(PlacementGroups, Engine):
             refs = [ObjectRef(oid, self) for oid in return_ids]
         if self.submit_listener is not None:
             self.submit_listener(task_id, return_ids[0])
-        client.post(P.CallActor(spec))
+        if not client.direct.call(spec):  # straight to the actor's worker, when offered
+            client.post(P.CallActor(spec))
         if handle._actor_id == self.serial_actor_id:  # this actor calling itself
             self._self_calls.update(return_ids)
         return refs if num_returns else []

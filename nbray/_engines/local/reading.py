@@ -69,6 +69,10 @@ class Reading:
         self._cv = threading.Condition(threading.Lock())
         self._lent = False  # a blocked thread reads (or is about to)
         self._ended = False  # the stream ended (or its reader failed)
+        # more connections read by whoever holds the baton (direct actor calls), by fd:
+        # (connection, handler, called once at its end); replaced whole, never mutated
+        self._extra: dict[int, tuple[Connection, Callable[[Any], None], Callable[[], None]]] = {}
+        self._extra_lock = threading.Lock()
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -78,15 +82,65 @@ class Reading:
         if not conn.pending:
             ms = None if timeout is None else max(math.ceil(timeout * 1000), 0)
             readable = False
+            head = conn.sock.fileno()
             for fd, _ in self._poll.poll(ms):
                 if fd == self._wake_r:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_r, 4096)
-                else:
+                elif fd == head:
                     readable = True
+                else:
+                    self._read_extra(fd)
             if not readable:
                 return []
         return conn.recv()
+
+    # --- more connections ------------------------------------------------------------------
+
+    def attach(
+        self, conn: Connection, handle: Callable[[Any], None], closed: Callable[[], None]
+    ) -> None:
+        """Read ``conn`` too, handing its messages to ``handle``; ``closed()`` at its end."""
+        fd = conn.sock.fileno()
+        with self._extra_lock:
+            self._extra = {**self._extra, fd: (conn, handle, closed)}
+            self._poll.register(fd, select.POLLIN)
+        self.wake()  # whoever polls now polls it too
+
+    def _detach(self, fd: int) -> None:
+        with self._extra_lock:
+            entry = self._extra.get(fd)
+            if entry is None:
+                return
+            self._extra = {k: v for k, v in self._extra.items() if k != fd}
+            with contextlib.suppress(KeyError, ValueError):
+                self._poll.unregister(fd)
+        entry[0].close()
+        entry[2]()
+
+    def _read_extra(self, fd: int) -> None:
+        entry = self._extra.get(fd)
+        if entry is None:
+            return
+        conn, handle = entry[0], entry[1]
+        while True:
+            msgs = conn.recv()
+            if msgs is None:
+                self._detach(fd)
+                return
+            try:
+                for msg in msgs:
+                    handle(msg)
+            except Exception:  # one peer's bad message ends that connection, not this one
+                log.exception("a direct connection's handler failed")
+                self._detach(fd)
+                return
+            if not conn.pending:
+                return
+
+    def detach_all(self) -> None:
+        for fd in list(self._extra):
+            self._detach(fd)
 
     def _read_one(self, timeout: float | None) -> bool:
         """Read and handle one frame; False once the stream ended."""

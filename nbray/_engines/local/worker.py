@@ -50,6 +50,7 @@ from nbray._wire import protocol as P
 from nbray._wire.serialization import unpack
 
 from .client import Client
+from .direct_serving import DirectCallers
 from .engine import LocalEngine
 
 if TYPE_CHECKING:  # imported where used: a worker of plain tasks never needs them, and
@@ -80,6 +81,7 @@ class TaskStream(io.TextIOBase):
         self._stream = stream
         self._buf: dict[int, list[str]] = {}
         self._lock = threading.Lock()
+        self.spoke: set[int] = set()  # tasks that sent output, until they are answered
 
     def writable(self) -> bool:
         return True
@@ -116,6 +118,7 @@ class TaskStream(io.TextIOBase):
 
     def _send(self, task_id: int, name: str, data: str) -> None:
         if not self._client.closed:
+            self.spoke.add(task_id)
             self._client.send(P.Output(task_id, self._stream, data, name))
 
 
@@ -143,6 +146,8 @@ class Worker:
         self.exit_started = False  # exit_actor() in a background asyncio task began the end
         self.actor_error: RemoteError | None = None
         self.actor_spec: P.ActorSpec | None = None
+        self.secret = b""
+        self.direct: DirectCallers | None = None  # an actor's callers that call it directly
         # this worker's runtime_env could not be set up: every task and actor fails with it
         self.setup_error = ""
         self.fixed_cwd = False  # runtime_env working_dir: the client's cwd does not apply
@@ -249,6 +254,8 @@ class Worker:
         them within 50 ms if the next task runs long."""
         if self.unflushed:
             self.unflushed = 0
+            if self.direct is not None:  # direct callers first: they wait for these
+                self.direct.outbox.flush()
             self.client.send()
         self.held_args.clear()
 
@@ -297,13 +304,24 @@ class Worker:
                 self.client.incref(ref_id, borrowed=False)
         return P.TaskDone(spec.task_id, tuple(out))
 
+    def _answer(self, reply: Any, now: bool) -> Any:
+        """A direct call's caller gets its answer now; returns the head's message."""
+        spoke = False
+        for s in self.streams:
+            if s.spoke and reply.task_id in s.spoke:
+                s.spoke.discard(reply.task_id)
+                spoke = True
+        if self.direct is None or not self.direct.routes:
+            return reply
+        return self.direct.answer(reply, spoke, now)
+
     def _send_reply(self, reply: Any) -> None:
-        self.client.send(reply)
+        self.client.send(self._answer(reply, now=True))
         self._release_contained(reply)
 
     def _defer_reply(self, reply: Any) -> None:
         """Queue ``reply`` to go out with the next flush (a batch of results)."""
-        self.client.defer(reply)
+        self.client.defer(self._answer(reply, now=False))
         self._release_contained(reply)  # queued after the reply, so released after it
         self.unflushed += 1
 
@@ -484,6 +502,9 @@ class Worker:
         if self.actor_error is not None:  # dead on arrival, as in Ray: no restart
             self.client.send(P.ActorStartFailed(spec.actor_id, self.actor_error.message))
             return
+        self.direct = DirectCallers(self.client, self.secret, self.on_message)
+        self.client.extra_flush = self.direct.outbox.flush
+        self.direct.listen(spec.actor_id)
         groups = dict(spec.concurrency_groups)
         if spec.is_async:
             for name, size in groups.items():
@@ -533,7 +554,7 @@ class Worker:
     def run_actor_call(self, msg: P.RunActorCall) -> None:
         spec = msg.spec
         if self.actor_error is not None:
-            self.client.send(P.TaskFailed(spec.task_id, pickle.dumps(self.actor_error), False))
+            self._send_reply(P.TaskFailed(spec.task_id, pickle.dumps(self.actor_error), False))
             return
         if self.exiting:  # exit_actor() was called: the head fails the calls left
             return
@@ -558,7 +579,7 @@ class Worker:
                     f"{declared}); declare it with concurrency_groups={{{group!r}: N}}"
                 )
         except (AttributeError, ValueError) as exc:
-            self.client.send(self._failure(spec, exc))
+            self._send_reply(self._failure(spec, exc))
             with self.calls_cv:
                 self.finished += 1
                 self.calls_cv.notify_all()
@@ -947,6 +968,7 @@ def main(
         timeout=HANDSHAKE_TIMEOUT,
     )
     worker.client = client
+    worker.secret = secret
     worker.engine = engine = LocalEngine(client)
     engine.inherited_env = "" if worker.setup_error else runtime_env  # nested tasks inherit it
     worker.streams = (TaskStream(client, "stdout"), TaskStream(client, "stderr"))

@@ -1,0 +1,155 @@
+"""Direct actor calls, the caller's side: calls go straight to the actor's worker, and
+its answers come straight back; the head records every call, off their way.
+
+    head ──ActorAddress(actor, worker, address, last call it saw)──▶ on_address: an offer,
+        kept only if this process sent no call to that actor since (so none is unfinished)
+    call(spec) ──the offer taken: connect, HMAC handshake──▶ the actor's worker
+        ──CallActor(spec, direct_worker)──▶ head (it records the call; sends it on itself
+           only if the actor runs elsewhere by then, or to retry it)
+        ──RunActorCall──▶ the worker ──TaskDone/TaskFailed──▶ on_answer ──▶ the object
+           cache (``get`` waits on it, reading this connection with the head's)
+                                    ──ViaHead──▶ refetch: the head sends it
+    the connection ends (the worker died) ──▶ every call still out on it is fetched from
+        the head, which retries or fails it as for any call; later calls go through the
+        head until it offers the actor's new address
+
+The order of one caller's calls to an actor holds whichever path each took: the switch
+to direct happens only when the head has seen every earlier call finish, and back only
+when the worker is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from nbray._base.errors import NbrayConnectionError
+from nbray._wire import protocol as P
+from nbray._wire.transport import Connection
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["DirectCalls", "Outbox"]
+
+CONNECT_TIMEOUT = 5.0
+
+
+class Outbox:
+    """Messages for direct connections, sent one frame per connection at ``flush`` (the
+    client's flusher, within 50 ms; or a thread about to wait for the answers)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # held while sending: frames keep their order
+        self._queued: deque[tuple[Connection, Any]] = deque()  # (appends are atomic)
+
+    def __bool__(self) -> bool:
+        return bool(self._queued)
+
+    def add(self, conn: Connection, msg: Any) -> None:
+        self._queued.append((conn, msg))
+
+    def flush(self) -> None:
+        if not self._queued:
+            return
+        with self._lock:
+            frames: dict[Connection, list[Any]] = {}
+            queued = self._queued
+            while queued:
+                conn, msg = queued.popleft()
+                frame = frames.get(conn)
+                if frame is None:
+                    frame = frames[conn] = []
+                frame.append(msg)
+            for conn, msgs in frames.items():
+                with contextlib.suppress(NbrayConnectionError):  # its end is handled there
+                    conn.send(msgs)
+
+
+class DirectCalls:
+    """This process's direct connections to actors, and the calls out on them."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._lock = threading.Lock()
+        self._last: dict[int, int] = {}  # actor id -> the last call id sent to it
+        self._offers: dict[int, P.ActorAddress] = {}
+        self._conns: dict[int, tuple[int, Connection]] = {}  # actor id -> (worker id, conn)
+        # calls out on a direct connection: task id -> (actor id, return ids)
+        self._out: dict[int, tuple[int, tuple[int, ...]]] = {}
+        self._refused: set[str] = set()  # addresses that could not be reached
+        self.outbox = Outbox()
+
+    def on_address(self, msg: P.ActorAddress) -> None:
+        """The head's offer (on the reader thread): taken at the next call, if still good."""
+        with self._lock:
+            if msg.actor_id not in self._conns and self._last.get(msg.actor_id) == msg.last_call:
+                self._offers[msg.actor_id] = msg
+
+    def call(self, spec: P.TaskSpec) -> bool:
+        """Send ``spec`` directly when this process may; False: post it to the head."""
+        aid = spec.actor_id
+        with self._lock:
+            last = self._last.get(aid)
+            self._last[aid] = spec.task_id
+            entry = self._conns.get(aid)
+            if entry is None:
+                offer = self._offers.pop(aid, None) if self._offers else None
+                if offer is None or offer.last_call != last:
+                    return False
+                entry = self._connect(offer)
+                if entry is None:
+                    return False
+            self._out[spec.task_id] = (aid, spec.return_ids)
+            self.outbox.add(entry[1], P.RunActorCall(spec, {}))
+        client = self.client
+        client.expect(spec.return_ids)
+        client.post(P.CallActor(spec, entry[0]))  # the head records it (and flushes both)
+        return True
+
+    def flush(self) -> None:
+        """Send the queued calls (a call whose worker is gone is fetched from the head
+        once its connection's end is read: _lost)."""
+        self.outbox.flush()
+
+    def _connect(self, offer: P.ActorAddress) -> tuple[int, Connection] | None:
+        if offer.address in self._refused:
+            return None
+        try:
+            conn = Connection(offer.address, self.client.secret, timeout=CONNECT_TIMEOUT)
+        except (NbrayConnectionError, OSError):
+            self._refused.add(offer.address)
+            return None
+        aid = offer.actor_id
+        entry = self._conns[aid] = (offer.worker_id, conn)
+        self.client.attach(conn, self.on_answer, lambda: self._lost(aid, conn))
+        return entry
+
+    def on_answer(self, msg: Any) -> None:
+        """The worker's answer to a call (read by whichever thread reads)."""
+        kind = type(msg)
+        with self._lock:
+            out = self._out.pop(msg.task_id, None)
+        if out is None:
+            return
+        client = self.client
+        if kind is P.TaskDone:
+            for oid, payload, _ in msg.results:
+                client.arrived(oid, payload)
+        elif kind is P.TaskFailed:
+            error = P.Payload(P.ERROR, msg.error)
+            for oid in out[1]:
+                client.arrived(oid, error)
+        else:  # ViaHead
+            client.refetch(out[1])
+
+    def _lost(self, aid: int, conn: Connection) -> None:
+        """The connection ended: what was out on it comes from the head."""
+        with self._lock:
+            if self._conns.get(aid, (0, None))[1] is conn:
+                del self._conns[aid]
+            lost = [t for t, (a, _) in self._out.items() if a == aid]
+            oids = [oid for t in lost for oid in self._out.pop(t)[1]]
+        self.client.refetch(oids)
