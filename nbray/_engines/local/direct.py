@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nbray._base.errors import NbrayConnectionError
@@ -51,7 +52,9 @@ class Outbox:
     def add(self, conn: Connection, msg: Any) -> None:
         self._queued.append((conn, msg))
 
-    def flush(self) -> None:
+    def flush(self, before: Callable[[], None] | None = None) -> None:
+        """Send what is queued; ``before()`` first, once these messages are taken (what
+        it sends was queued before them)."""
         if not self._queued:
             return
         with self._lock:
@@ -63,6 +66,8 @@ class Outbox:
                 if frame is None:
                     frame = frames[conn] = []
                 frame.append(msg)
+            if before is not None:
+                before()
             for conn, msgs in frames.items():
                 with contextlib.suppress(NbrayConnectionError):  # its end is handled there
                     conn.send(msgs)
@@ -81,6 +86,10 @@ class DirectCalls:
         self._out: dict[int, tuple[int, tuple[int, ...]]] = {}
         self._refused: set[str] = set()  # addresses that could not be reached
         self.outbox = Outbox()
+
+    def connected(self, actor_id: int) -> bool:
+        """This process sends its calls to that actor straight to its worker now."""
+        return actor_id in self._conns
 
     def on_address(self, msg: P.ActorAddress) -> None:
         """The head's offer (on the reader thread): taken at the next call, if still good."""
@@ -110,9 +119,14 @@ class DirectCalls:
         return True
 
     def flush(self) -> None:
-        """Send the queued calls (a call whose worker is gone is fetched from the head
-        once its connection's end is read: _lost)."""
-        self.outbox.flush()
+        """Send the queued calls, after everything queued for the head before them: a
+        call's worker may ask the head for an argument submitted just before (a call whose
+        worker is gone is fetched from the head once its connection's end is read)."""
+        self.outbox.flush(before=self._send_to_head)
+
+    def _send_to_head(self) -> None:
+        with contextlib.suppress(NbrayConnectionError):
+            self.client.send()
 
     def _connect(self, offer: P.ActorAddress) -> tuple[int, Connection] | None:
         if offer.address in self._refused:

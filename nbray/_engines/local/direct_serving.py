@@ -20,7 +20,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nbray._wire import protocol as P
@@ -41,10 +40,9 @@ MAX_UNIX_PATH = 100  # sun_path holds 108 bytes
 class DirectCallers:
     """The calls this worker's actor takes straight from callers, and where to answer."""
 
-    def __init__(self, client: Client, secret: bytes, deliver: Callable[[Any], None]) -> None:
+    def __init__(self, client: Client, secret: bytes) -> None:
         self.client = client
         self.secret = secret
-        self.deliver = deliver  # the worker's inbox (Worker.on_message)
         self.routes: dict[int, tuple[Connection, int]] = {}  # task id -> (caller, stream)
         self.outbox = Outbox()  # answers not sent yet
         self.address = ""
@@ -91,7 +89,9 @@ class DirectCallers:
         if type(msg) is not P.RunActorCall:  # a caller sends nothing else
             return
         self.routes[msg.spec.task_id] = (conn, msg.spec.stream)
-        self.deliver(msg)
+        deliver = self.client.task_handler  # the worker's inbox, as for the head's calls
+        if deliver is not None:
+            deliver(msg)
 
     def answer(self, reply: Any, spoke: bool, now: bool) -> Any:
         """Answer a direct call's caller, ``now`` or at the next ``flush`` (a run of

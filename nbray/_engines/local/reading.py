@@ -63,7 +63,8 @@ class Reading:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._poll = select.poll()
-        self._poll.register(conn.sock.fileno(), select.POLLIN)
+        self._head_fd = conn.sock.fileno()  # (fileno() is -1 once the socket is closed)
+        self._poll.register(self._head_fd, select.POLLIN)
         self._poll.register(self._wake_r, select.POLLIN)
         self._baton = threading.Lock()
         self._cv = threading.Condition(threading.Lock())
@@ -82,7 +83,7 @@ class Reading:
         if not conn.pending:
             ms = None if timeout is None else max(math.ceil(timeout * 1000), 0)
             readable = False
-            head = conn.sock.fileno()
+            head = self._head_fd
             for fd, _ in self._poll.poll(ms):
                 if fd == self._wake_r:
                     with contextlib.suppress(BlockingIOError):

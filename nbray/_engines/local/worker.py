@@ -502,7 +502,7 @@ class Worker:
         if self.actor_error is not None:  # dead on arrival, as in Ray: no restart
             self.client.send(P.ActorStartFailed(spec.actor_id, self.actor_error.message))
             return
-        self.direct = DirectCallers(self.client, self.secret, self.on_message)
+        self.direct = DirectCallers(self.client, self.secret)
         self.client.extra_flush = self.direct.outbox.flush
         self.direct.listen(spec.actor_id)
         groups = dict(spec.concurrency_groups)

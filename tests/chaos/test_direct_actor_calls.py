@@ -1,0 +1,281 @@
+"""Direct actor calls under faults: a driver's calls go straight to the actor's worker once
+the head offers its address, and everything the head path guarantees still holds: order
+across the switch, retries and ActorDiedError when the worker dies mid-call, a caller
+killed while connected, output before the value, and no unauthenticated pickle loaded."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pytest
+from chaos_support import BOUNDED, head_pid, kill
+from nbray_testing import wait_until
+
+import nbray
+from nbray._model import session
+from nbray._wire.transport import MAGIC, NONCE_SIZE, SERVER_HELLO_SIZE
+from nbray.exceptions import ActorDiedError
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+pytestmark = pytest.mark.timeout(240)
+
+
+class Log:
+    """Notes the index of each call it runs, in the order it runs them."""
+
+    def __init__(self, marker: str = "") -> None:
+        self.seen: list[int] = []
+        self.marker = marker
+        self.napped = 0
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def add(self, i: int, after: Any = None) -> int:
+        self.seen.append(i)
+        return i
+
+    def calls(self) -> list[int]:
+        return self.seen
+
+    def hang_once(self) -> int:
+        """Blocks (until killed) the first time, anywhere; returns the pid after that."""
+        if not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            time.sleep(BOUNDED * 2)
+        return os.getpid()
+
+    def hang(self, marker: str) -> None:
+        open(marker, "w").close()
+        time.sleep(BOUNDED * 2)
+
+    def nap(self, seconds: float) -> None:
+        self.napped += 1
+        time.sleep(seconds)
+
+    def naps(self) -> int:
+        return self.napped
+
+    def say(self, text: str) -> str:
+        print(text)
+        return text
+
+
+@nbray.remote
+def echo(x: Any) -> Any:
+    return x
+
+
+@nbray.remote
+def pause(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def client() -> Any:
+    return session.current_engine().client  # type: ignore[attr-defined]
+
+
+def go_direct(actor: Any) -> int:
+    """Call the actor until this process calls it directly; returns its worker's pid."""
+
+
+    def called_directly() -> int:
+        pid = nbray.get(actor.pid.remote(), timeout=BOUNDED)
+        return pid if client().direct.connected(actor._actor_id) else 0
+
+    return int(wait_until(called_directly, BOUNDED))
+
+
+def test_direct_calls_are_answered_while_the_head_is_stopped(
+    cluster: nbray.ClusterContext,
+) -> None:
+    actor = nbray.remote(Log).remote()
+    go_direct(actor)
+    head = head_pid(cluster.session_dir)
+    os.kill(head, signal.SIGSTOP)
+    try:
+        # the head is off the calls' way: sync and pipelined calls are answered without it
+        assert [nbray.get(actor.add.remote(i), timeout=BOUNDED) for i in range(20)] == list(
+            range(20)
+        )
+        refs = [actor.add.remote(i) for i in range(20, 220)]
+        assert nbray.get(refs, timeout=BOUNDED) == list(range(20, 220))
+    finally:
+        os.kill(head, signal.SIGCONT)
+    # the head recorded every call once it ran again: none pending, and a direct call's
+    # value can be passed on to a task
+    wait_until(
+        lambda: session.current_engine().actor_info(actor._actor_id)["pending_calls"] == 0,  # type: ignore[attr-defined]
+        BOUNDED,
+    )
+    assert nbray.get(echo.remote(refs[-1]), timeout=BOUNDED) == 219
+    assert nbray.get(actor.calls.remote(), timeout=BOUNDED) == list(range(220))
+
+
+def test_calls_keep_their_order_across_the_switch_to_direct(
+    cluster: nbray.ClusterContext,
+) -> None:
+    actor = nbray.remote(Log).remote()
+    # sent before the actor is alive: through the head
+    refs = [actor.add.remote(i) for i in range(100)]
+    n = 100
+    for _ in range(5):
+        nbray.get(actor.add.remote(n), timeout=BOUNDED)  # drained: the head offers the address
+        n += 1
+        # an argument not ready yet holds back the calls behind it, direct or not
+        slow = pause.remote(0.05)
+        refs.append(actor.add.remote(n, slow))
+        n += 1
+        refs += [actor.add.remote(i) for i in range(n, n + 30)]
+        n += 30
+    assert client().direct.connected(actor._actor_id)
+    nbray.get(refs, timeout=BOUNDED)
+    assert nbray.get(actor.calls.remote(), timeout=BOUNDED) == list(range(n))
+
+
+def test_worker_killed_mid_direct_call_retries_it_then_fails_when_restarts_run_out(
+    cluster: nbray.ClusterContext, tmp_path: Path, figures: dict[str, Any]
+) -> None:
+    marker = tmp_path / "hung-once"
+    actor = (
+        nbray.remote(Log).options(max_restarts=1, max_task_retries=1).remote(str(marker))
+    )
+    first = go_direct(actor)
+    ref = actor.hang_once.remote()
+    wait_until(marker.exists, BOUNDED)
+    assert kill(first)
+    # retried on the restarted actor, and answered through the head
+    second = nbray.get(ref, timeout=BOUNDED)
+    assert second != first
+    # the restarted actor is offered again; with no restart left, a death fails the call
+    assert go_direct(actor) == second
+    started = tmp_path / "started"
+    ref = actor.hang.remote(str(started))
+    wait_until(started.exists, BOUNDED)
+    assert kill(second)
+    with pytest.raises(ActorDiedError):
+        nbray.get(ref, timeout=BOUNDED)
+    figures.update(direct_kills=2)
+
+
+def test_direct_call_without_retries_fails_with_actor_died_and_the_actor_restarts(
+    cluster: nbray.ClusterContext, tmp_path: Path
+) -> None:
+    actor = nbray.remote(Log).options(max_restarts=1).remote()
+    first = go_direct(actor)
+    started = tmp_path / "started"
+    ref = actor.hang.remote(str(started))
+    wait_until(started.exists, BOUNDED)
+    assert kill(first)
+    with pytest.raises(ActorDiedError):
+        nbray.get(ref, timeout=BOUNDED)
+    assert go_direct(actor) != first
+    # the dead worker's socket is gone from the session directory
+    assert not (Path(cluster.session_dir) / f"a{first}").exists()
+
+
+CALLER = """
+import sys, nbray
+nbray.init(address=sys.argv[1], namespace="direct")
+actor = nbray.get_actor("log")
+while True:  # until the head offers the address and this process takes it
+    nbray.get(actor.pid.remote())
+    if nbray._model.session.current_engine().client.direct.connected(actor._actor_id):
+        break
+refs = [actor.nap.remote(0.01) for _ in range(300)]  # a flood, left unanswered
+print("calling", flush=True)
+nbray.get(refs)
+"""
+
+
+def test_a_caller_killed_while_calling_directly_leaves_the_actor_serving(
+    cluster_factory: Callable[..., nbray.ClusterContext], tmp_path: Path
+) -> None:
+    ctx = cluster_factory(num_cpus=2, namespace="direct")
+    actor = nbray.remote(Log).options(name="log", lifetime="detached").remote()
+    pid = go_direct(actor)
+    script = tmp_path / "caller.py"
+    script.write_text(textwrap.dedent(CALLER))
+    proc = subprocess.Popen(
+        [sys.executable, str(script), ctx.session_dir], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "calling"
+        wait_until(lambda: nbray.get(actor.naps.remote(), timeout=BOUNDED) > 0, BOUNDED)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(BOUNDED)
+    # the worker outlived its caller (answers to a closed connection are dropped), this
+    # process still calls it directly, and the head's record of the calls empties
+    assert nbray.get(actor.pid.remote(), timeout=BOUNDED) == pid
+    assert client().direct.connected(actor._actor_id)
+    wait_until(
+        lambda: session.current_engine().actor_info(actor._actor_id)["pending_calls"] == 0,  # type: ignore[attr-defined]
+        BOUNDED,
+    )
+    nbray.kill(actor)
+
+
+def test_output_of_a_direct_call_comes_before_its_value(
+    cluster: nbray.ClusterContext, capfd: pytest.CaptureFixture[str]
+) -> None:
+    actor = nbray.remote(Log).remote()
+    go_direct(actor)
+    capfd.readouterr()
+    for i in range(5):
+        assert nbray.get(actor.say.remote(f"line-{i}"), timeout=BOUNDED) == f"line-{i}"
+        print(f"after-{i}", flush=True)
+    out = capfd.readouterr().out
+    order = [w for line in out.splitlines() for w in line.split() if w.startswith(("line-", "after-"))]
+    assert order == [x for i in range(5) for x in (f"line-{i}", f"after-{i}")]
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_an_actors_socket_is_private_and_loads_no_unauthenticated_pickle(
+    cluster: nbray.ClusterContext, tmp_path: Path
+) -> None:
+    actor = nbray.remote(Log).remote()
+    pid = go_direct(actor)
+    path = Path(cluster.session_dir) / f"a{pid}"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    markers = [tmp_path / "raw", tmp_path / "forged"]
+    for marker in markers:
+        body = pickle.dumps([_Evil(marker)])
+        frame = struct.pack("<I", len(body)) + body
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(BOUNDED)
+            sock.connect(str(path))
+            if marker.name == "forged":  # a well-formed handshake with a made-up MAC
+                assert sock.recv(SERVER_HELLO_SIZE, socket.MSG_WAITALL).startswith(MAGIC)
+                sock.sendall(MAGIC + os.urandom(NONCE_SIZE) + os.urandom(32))
+            try:
+                sock.sendall(frame)
+                while sock.recv(4096):  # until the worker closes it (a hang fails)
+                    pass
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+    assert nbray.get(actor.add.remote(1), timeout=BOUNDED) == 1
+    assert [m for m in markers if m.exists()] == []
