@@ -235,7 +235,7 @@ class TaskTable:
             self.handle_answer(peer, msg)
 
     def handle_answer(self, peer: Peer, msg: P.TaskDone | P.TaskFailed) -> None:
-        if type(msg) is P.TaskDone:
+        if isinstance(msg, P.TaskDone):
             self.on_task_done(peer, msg)
         else:
             self.on_task_failed(peer, msg)

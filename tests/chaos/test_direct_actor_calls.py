@@ -93,7 +93,6 @@ def client() -> Any:
 def go_direct(actor: Any) -> int:
     """Call the actor until this process calls it directly; returns its worker's pid."""
 
-
     def called_directly() -> int:
         pid = nbray.get(actor.pid.remote(), timeout=BOUNDED)
         return pid if client().direct.connected(actor._actor_id) else 0
@@ -152,9 +151,7 @@ def test_worker_killed_mid_direct_call_retries_it_then_fails_when_restarts_run_o
     cluster: nbray.ClusterContext, tmp_path: Path, figures: dict[str, Any]
 ) -> None:
     marker = tmp_path / "hung-once"
-    actor = (
-        nbray.remote(Log).options(max_restarts=1, max_task_retries=1).remote(str(marker))
-    )
+    actor = nbray.remote(Log).options(max_restarts=1, max_task_retries=1).remote(str(marker))
     first = go_direct(actor)
     ref = actor.hang_once.remote()
     wait_until(marker.exists, BOUNDED)
@@ -242,7 +239,9 @@ def test_output_of_a_direct_call_comes_before_its_value(
         assert nbray.get(actor.say.remote(f"line-{i}"), timeout=BOUNDED) == f"line-{i}"
         print(f"after-{i}", flush=True)
     out = capfd.readouterr().out
-    order = [w for line in out.splitlines() for w in line.split() if w.startswith(("line-", "after-"))]
+    order = [
+        w for line in out.splitlines() for w in line.split() if w.startswith(("line-", "after-"))
+    ]
     assert order == [x for i in range(5) for x in (f"line-{i}", f"after-{i}")]
 
 

@@ -15,6 +15,7 @@ Nothing is read from a connection before its peer proved the cluster's secret.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -83,7 +84,7 @@ class DirectCallers:
                 log.info("refused a direct caller: %s", exc)
                 time.sleep(0.01)  # (out of file descriptors, say: do not spin)
                 continue
-            self.client.attach(conn, lambda msg, conn=conn: self._on_message(conn, msg))
+            self.client.attach(conn, functools.partial(self._on_message, conn))
 
     def _on_message(self, conn: Connection, msg: Any) -> None:
         if type(msg) is not P.RunActorCall:  # a caller sends nothing else
@@ -101,9 +102,7 @@ class DirectCallers:
             return reply
         conn, stream = route
         via_head = (
-            spoke
-            or stream
-            or (type(reply) is P.TaskDone and any(c for _, _, c in reply.results))
+            spoke or stream or (type(reply) is P.TaskDone and any(c for _, _, c in reply.results))
         )
         self.outbox.add(conn, P.ViaHead(reply.task_id) if via_head else reply)
         if now:
