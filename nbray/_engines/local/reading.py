@@ -125,15 +125,15 @@ class Reading:
             return
         conn, handle = entry[0], entry[1]
         while True:
-            msgs = conn.recv()
-            if msgs is None:
-                self._detach(fd)
-                return
             try:
+                msgs = conn.recv()
+                if msgs is None:
+                    self._detach(fd)
+                    return
                 for msg in msgs:
                     handle(msg)
-            except Exception:  # one peer's bad message ends that connection, not this one
-                log.exception("a direct connection's handler failed")
+            except Exception:  # a bad frame or message ends that connection, not this one
+                log.exception("closing a direct connection")
                 self._detach(fd)
                 return
             if not conn.pending:
