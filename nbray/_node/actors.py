@@ -191,6 +191,9 @@ class ActorTable:
             return
         actor.calls.add(spec.task_id, peer.conn_id)
         rec.direct_worker = msg.direct_worker
+        if msg.direct_worker and self.tasks.has_early(spec.task_id):
+            self.tasks.take_early(spec.task_id)  # answered already: nothing to schedule
+            return
         key = (spec.actor_id, peer.conn_id)
         queue = self.held.get(key)
         if queue is None and not self._unready(spec.deps):
@@ -201,8 +204,6 @@ class ActorTable:
             queue.append(spec.task_id)
             if len(queue) == 1:
                 self._release(key)
-        if msg.direct_worker:
-            self.tasks.take_early(spec.task_id)
 
     def _unready(self, deps: tuple[int, ...]) -> list[int]:
         """The arguments that do not exist yet (an unknown one is left to the worker,
@@ -300,6 +301,9 @@ class ActorTable:
 
     def _dead(self, actor: ActorRecord, reason: str) -> None:
         actor_id = actor.spec.actor_id
+        if actor.address:  # (its worker may outlive the record a moment)
+            with contextlib.suppress(OSError):
+                os.unlink(actor.address.removeprefix("unix:"))
         self.dead[actor_id] = reason or "the actor is dead"
         while len(self.dead) > DEAD_ACTOR_HISTORY:
             self.dead.pop(next(iter(self.dead)))

@@ -227,12 +227,17 @@ class TaskTable:
         """A direct call's answer came before its caller's CallActor (another socket):
         kept until that arrives (take_early), or for EARLY_WAIT at most."""
         self.early[msg.task_id] = (time.monotonic(), peer, msg._replace(direct=False))
+        self.objects.pin(_contained(msg))  # the worker's releases of them come next
+
+    def has_early(self, task_id: int) -> bool:
+        return bool(self.early) and task_id in self.early
 
     def take_early(self, task_id: int) -> None:
         early = self.early.pop(task_id, None) if self.early else None
         if early is not None:
             _, peer, msg = early
             self.handle_answer(peer, msg)
+            self.objects.unpin(_contained(msg))
 
     def handle_answer(self, peer: Peer, msg: P.TaskDone | P.TaskFailed) -> None:
         if isinstance(msg, P.TaskDone):
@@ -250,6 +255,7 @@ class TaskTable:
             if when < horizon:
                 del self.early[task_id]
                 self.handle_answer(peer, msg)
+                self.objects.unpin(_contained(msg))
 
     def _timed(self, func_id: bytes, duration: float) -> None:
         if func_id:
@@ -419,3 +425,10 @@ class TaskTable:
         for oid in msg.object_ids:
             peer.holds.discard(oid)
             self.objects.release(oid, peer.conn_id)
+
+
+def _contained(msg: P.TaskDone | P.TaskFailed) -> tuple[int, ...]:
+    """The refs inside an answer's values."""
+    if isinstance(msg, P.TaskDone):
+        return tuple(ref for _, _, contained in msg.results for ref in contained)
+    return ()

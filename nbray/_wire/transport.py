@@ -231,6 +231,23 @@ class Connection:
             self._pending.extend(self._decoder.feed(data))
         return self._pending.pop(0)
 
+    def recv_ready(self) -> list[list[Any]] | None:
+        """The frames complete with what the socket holds now, without blocking (a frame
+        sent in part waits for its rest); None when the peer closed the connection."""
+        try:
+            data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            data = None
+        except OSError:
+            data = b""
+        if data == b"":
+            self.closed = True
+            return None
+        if data:
+            self._pending.extend(self._decoder.feed(data))
+        frames, self._pending = self._pending, []
+        return frames
+
     def close(self) -> None:
         self.closed = True
         try:

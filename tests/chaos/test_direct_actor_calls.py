@@ -147,6 +147,24 @@ def test_calls_keep_their_order_across_the_switch_to_direct(
     assert nbray.get(actor.calls.remote(), timeout=BOUNDED) == list(range(n))
 
 
+@nbray.remote
+def ask(actor: Any) -> int:
+    """A task that calls the actor itself (through the head)."""
+    return int(nbray.get(actor.add.remote(-7)))
+
+
+def test_a_direct_call_waiting_for_its_argument_leaves_the_actor_free(
+    cluster: nbray.ClusterContext,
+) -> None:
+    actor = nbray.remote(Log).remote()
+    go_direct(actor)
+    # the argument comes from a task that needs this actor to run its own call first:
+    # the direct call is held until the argument exists, not run on the actor's thread
+    waiting = actor.add.remote(5, ask.remote(actor))
+    assert nbray.get(waiting, timeout=BOUNDED) == 5
+    assert nbray.get(actor.calls.remote(), timeout=BOUNDED)[-2:] == [-7, 5]
+
+
 def test_worker_killed_mid_direct_call_retries_it_then_fails_when_restarts_run_out(
     cluster: nbray.ClusterContext, tmp_path: Path, figures: dict[str, Any]
 ) -> None:

@@ -108,6 +108,8 @@ class Client:
         self.streams = Streams(self)  # generator tasks this process called
         self.handlers[P.StreamItem] = self.streams.on_item
         self.direct = DirectCalls(self)  # actor calls sent straight to the actor's worker
+        # told of each object that arrives (an actor's worker: direct calls held on it)
+        self.arrival_hook: Callable[[int], None] | None = None
         # sends what waits for direct connections (the flusher runs it after its own send)
         self.extra_flush: Callable[[], None] = self.direct.flush
         self.handlers[P.ActorAddress] = self.direct.on_address
@@ -292,6 +294,22 @@ class Client:
             with contextlib.suppress(NbrayConnectionError):
                 self.fetch(wanted)
 
+    def payloads(self, oids: Iterable[int]) -> dict[int, P.Payload] | None:
+        """The payloads of these objects, if all are here; else None."""
+        objects = self._objects
+        with self._lock:
+            if not all(o in objects for o in oids):
+                return None
+            return {o: objects[o] for o in oids}
+
+    def forget(self, oids: Iterable[int]) -> None:
+        """Drop cached objects this process holds no ref to (they were passed on)."""
+        with self._lock:
+            for o in oids:
+                if o not in self._refs:
+                    self._objects.pop(o, None)
+                    self._requested.discard(o)
+
     def arrived(self, oid: int, payload: P.Payload) -> None:
         """An object's payload came on another connection (a direct call's answer)."""
         self._on_object_ready(P.ObjectReady(oid, payload))
@@ -456,6 +474,8 @@ class Client:
                     waiter.remaining -= 1
                     if waiter.remaining <= 0 or (failed and waiter.stop_on_error):
                         waiter.event.set()
+        if self.arrival_hook is not None:
+            self.arrival_hook(oid)
 
     def _on_reply(self, msg: P.Reply) -> None:
         with self._cond:

@@ -112,10 +112,12 @@ class DirectCalls:
                 if entry is None:
                     return False
             self._out[spec.task_id] = (aid, spec.return_ids)
+            # in this order, before any thread can send the call: its answer is awaited,
+            # and whatever asks the head about the call (a refetch) comes after the record
+            client = self.client
+            client.expect(spec.return_ids)
+            client.post(P.CallActor(spec, entry[0]))  # the head records it
             self.outbox.add(entry[1], P.RunActorCall(spec, {}))
-        client = self.client
-        client.expect(spec.return_ids)
-        client.post(P.CallActor(spec, entry[0]))  # the head records it (and flushes both)
         return True
 
     def flush(self) -> None:
@@ -164,6 +166,7 @@ class DirectCalls:
         with self._lock:
             if self._conns.get(aid, (0, None))[1] is conn:
                 del self._conns[aid]
+            self._offers.pop(aid, None)  # (its worker is gone: wait for the head's next)
             lost = [t for t, (a, _) in self._out.items() if a == aid]
             oids = [oid for t in lost for oid in self._out.pop(t)[1]]
         self.client.refetch(oids)

@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from nbray._wire import protocol as P
@@ -46,11 +47,16 @@ class DirectCallers:
         self.secret = secret
         self.routes: dict[int, tuple[Connection, int]] = {}  # task id -> (caller, stream)
         self.outbox = Outbox()  # answers not sent yet
+        self.actor_id = 0
+        # calls waiting for their ObjectRef arguments, with their caller's later calls
+        self.held: dict[Connection, deque[P.RunActorCall]] = {}
+        client.arrival_hook = self.arrived
         self.address = ""
 
     def listen(self, actor_id: int) -> None:
         """Take direct calls for ``actor_id`` (a cluster reached over TCP: only through
         the head, which is where its callers are)."""
+        self.actor_id = actor_id
         head = self.client.address
         if not head.startswith("unix:") and "/" not in head:
             return
@@ -87,9 +93,43 @@ class DirectCallers:
             self.client.attach(conn, functools.partial(self._on_message, conn))
 
     def _on_message(self, conn: Connection, msg: Any) -> None:
+        """A caller's call (read by whichever thread reads): to the inbox in order, once
+        its ObjectRef arguments are here. Held meanwhile, with that caller's later calls,
+        as the head holds them: the actor's thread never blocks on an argument, so a call
+        it must run first (from a task that argument waits for) is not stuck behind it."""
         if type(msg) is not P.RunActorCall:  # a caller sends nothing else
             return
-        self.routes[msg.spec.task_id] = (conn, msg.spec.stream)
+        spec = msg.spec
+        if spec.actor_id != self.actor_id:  # an address out of date (its pid reused)
+            raise ValueError(f"a call for actor {spec.actor_id:016x} reached another actor")
+        self.routes[spec.task_id] = (conn, spec.stream)
+        queue = self.held.get(conn)
+        if queue is None and not spec.deps:
+            self._deliver(msg)
+            return
+        if queue is None:
+            queue = self.held[conn] = deque()
+        queue.append(msg)
+        self.client.fetch(spec.deps)  # (once each: what is here or asked for already is not)
+        self._release(conn)
+
+    def arrived(self, oid: int) -> None:
+        """An object this worker asked for came: the calls held on it may go."""
+        for conn in list(self.held):
+            self._release(conn)
+
+    def _release(self, conn: Connection) -> None:
+        queue = self.held[conn]
+        while queue:
+            deps = self.client.payloads(queue[0].spec.deps)
+            if deps is None:  # (asked for again if another call's release dropped it)
+                self.client.fetch(queue[0].spec.deps)
+                return
+            self.client.forget(deps)  # they travel with the call (_resolve reads them there)
+            self._deliver(queue.popleft()._replace(deps=deps))
+        del self.held[conn]
+
+    def _deliver(self, msg: P.RunActorCall) -> None:
         deliver = self.client.task_handler  # the worker's inbox, as for the head's calls
         if deliver is not None:
             deliver(msg)

@@ -124,20 +124,17 @@ class Reading:
         if entry is None:
             return
         conn, handle = entry[0], entry[1]
-        while True:
-            try:
-                msgs = conn.recv()
-                if msgs is None:
-                    self._detach(fd)
-                    return
-                for msg in msgs:
-                    handle(msg)
-            except Exception:  # a bad frame or message ends that connection, not this one
-                log.exception("closing a direct connection")
+        try:
+            frames = conn.recv_ready()  # never blocks: a half-sent frame waits for its rest
+            if frames is None:
                 self._detach(fd)
                 return
-            if not conn.pending:
-                return
+            for msgs in frames:
+                for msg in msgs:
+                    handle(msg)
+        except Exception:  # a bad frame or message ends that connection, not this one
+            log.exception("closing a direct connection")
+            self._detach(fd)
 
     def detach_all(self) -> None:
         for fd in list(self._extra):
