@@ -191,6 +191,8 @@ class ActorTable:
             return
         actor.calls.add(spec.task_id, peer.conn_id)
         rec.direct_worker = msg.direct_worker
+        if msg.direct_worker:
+            self.tasks.take_early_fetch(spec.task_id)
         if msg.direct_worker and self.tasks.has_early(spec.task_id):
             self.tasks.take_early(spec.task_id)  # answered already: nothing to schedule
             return

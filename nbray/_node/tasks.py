@@ -83,6 +83,8 @@ class TaskTable:
         self.finished_count: dict[str, int] = {"FINISHED": 0, "FAILED": 0, "CANCELLED": 0}
         # direct actor calls answered before their CallActor came: task id -> (when, ...)
         self.early: dict[int, tuple[float, Peer, P.TaskDone | P.TaskFailed]] = {}
+        # and the fetches of their arguments made before it came (take_early_fetch)
+        self.early_fetches: dict[int, tuple[float, Peer, P.Fetch]] = {}
 
     # --- registering ---------------------------------------------------------------------
 
@@ -247,10 +249,16 @@ class TaskTable:
 
     def drop_stale_early(self) -> None:
         """Answers whose call never came (its caller died before sending it): their
-        objects are stored as results nobody waits for (and freed)."""
+        objects are stored as results nobody waits for (and freed); fetches for such
+        calls are answered as they stand."""
+        horizon = time.monotonic() - EARLY_WAIT
+        for task_id, (when, peer, fetch) in list(self.early_fetches.items()):
+            if when < horizon:
+                del self.early_fetches[task_id]
+                self.on_fetch(peer, fetch._replace(for_call=0))
+                peer.send(P.CallKnown(task_id))
         if not self.early:
             return
-        horizon = time.monotonic() - EARLY_WAIT
         for task_id, (when, peer, msg) in list(self.early.items()):
             if when < horizon:
                 del self.early[task_id]
@@ -411,10 +419,21 @@ class TaskTable:
         self.objects.set(msg.object_id, msg.payload, msg.contained, holder=peer.conn_id)
 
     def on_fetch(self, peer: Peer, msg: P.Fetch) -> None:
+        if msg.for_call and msg.for_call not in self.tasks:  # its record is not here yet
+            self.early_fetches[msg.for_call] = (time.monotonic(), peer, msg)
+            return
         for oid in msg.object_ids:
             payload = self.objects.wait(oid, peer.conn_id)
             if payload is not None:
                 peer.send(P.ObjectReady(oid, payload))
+        if msg.for_call:
+            peer.send(P.CallKnown(msg.for_call))
+
+    def take_early_fetch(self, task_id: int) -> None:
+        """A direct call's record came: its worker's fetch of the arguments goes on."""
+        early = self.early_fetches.pop(task_id, None) if self.early_fetches else None
+        if early is not None:
+            self.on_fetch(early[1], early[2])
 
     def on_add_hold(self, peer: Peer, msg: P.AddHold) -> None:
         for oid in msg.object_ids:

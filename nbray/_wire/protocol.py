@@ -160,9 +160,12 @@ class Put(NamedTuple):
 
 
 class Fetch(NamedTuple):
-    """Ask for each object's payload, sent as an ObjectReady once it exists."""
+    """Ask for each object's payload, sent as an ObjectReady once it exists.
+    ``for_call``: the arguments of that direct actor call (an actor's worker asks): the
+    head answers once it has the caller's record of the call, then says ``CallKnown``."""
 
     object_ids: tuple[int, ...]
+    for_call: int = 0
 
 
 class AddHold(NamedTuple):
@@ -380,6 +383,13 @@ class ActorAddress(NamedTuple):
     worker_id: int
     address: str
     last_call: int
+
+
+class CallKnown(NamedTuple):
+    """Head → an actor's worker: the caller's record of this direct call is here, so every
+    object the call refers to is known (and held) by the head: the call may run."""
+
+    task_id: int
 
 
 class ViaHead(NamedTuple):

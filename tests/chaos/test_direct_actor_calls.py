@@ -52,6 +52,12 @@ class Log:
     def calls(self) -> list[int]:
         return self.seen
 
+    def size(self, data: bytes) -> int:
+        return len(data)
+
+    def deref(self, refs: list[Any]) -> Any:
+        return nbray.get(refs[0])
+
     def hang_once(self) -> int:
         """Blocks (until killed) the first time, anywhere; returns the pid after that."""
         if not os.path.exists(self.marker):
@@ -163,6 +169,21 @@ def test_a_direct_call_waiting_for_its_argument_leaves_the_actor_free(
     waiting = actor.add.remote(5, ask.remote(actor))
     assert nbray.get(waiting, timeout=BOUNDED) == 5
     assert nbray.get(actor.calls.remote(), timeout=BOUNDED)[-2:] == [-7, 5]
+
+
+def test_direct_calls_get_arguments_put_just_before(cluster: nbray.ClusterContext) -> None:
+    actor = nbray.remote(Log).remote()
+    go_direct(actor)
+    # the put reaches the head on the caller's socket, the worker's fetch on its own: the
+    # head answers the fetch once it has the call's record (and so the put)
+    for i in range(20):
+        assert nbray.get(actor.add.remote(i, nbray.put(i)), timeout=BOUNDED) == i
+        assert nbray.get(actor.deref.remote([nbray.put(-i)]), timeout=BOUNDED) == -i
+    # large arguments are put by .remote() itself, just before the call (as joblib's are)
+    big = [bytes([i]) * 300_000 for i in range(8)]
+    for _ in range(5):
+        refs = [actor.size.remote(b) for b in big for _ in range(10)]
+        assert nbray.get(refs, timeout=BOUNDED) == [300_000] * 80
 
 
 def test_worker_killed_mid_direct_call_retries_it_then_fails_when_restarts_run_out(

@@ -320,6 +320,14 @@ class Client:
         """Read ``conn`` too, with this client's own connection (see reading.py)."""
         self._reading.attach(conn, handle, closed)
 
+    def fetch_for(self, task_id: int, oids: Iterable[int]) -> None:
+        """Ask the head for a direct call's arguments, once it has the call's record
+        (it then says so: CallKnown)."""
+        with self._lock:
+            wanted = tuple(o for o in oids if o not in self._objects and o not in self._requested)
+            self._requested.update(wanted)
+        self.send(P.Fetch(wanted, task_id))
+
     def ready(self, oid: int) -> bool:
         return oid in self._objects
 

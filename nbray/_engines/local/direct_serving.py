@@ -50,7 +50,9 @@ class DirectCallers:
         self.actor_id = 0
         # calls waiting for their ObjectRef arguments, with their caller's later calls
         self.held: dict[Connection, deque[P.RunActorCall]] = {}
+        self.known: set[int] = set()  # held calls the head has the record of
         client.arrival_hook = self.arrived
+        client.handlers[P.CallKnown] = self.on_known
         self.address = ""
 
     def listen(self, actor_id: int) -> None:
@@ -104,14 +106,21 @@ class DirectCallers:
             raise ValueError(f"a call for actor {spec.actor_id:016x} reached another actor")
         self.routes[spec.task_id] = (conn, spec.stream)
         queue = self.held.get(conn)
-        if queue is None and not spec.deps:
+        if queue is None and not spec.contained:
             self._deliver(msg)
             return
         if queue is None:
             queue = self.held[conn] = deque()
         queue.append(msg)
-        self.client.fetch(spec.deps)  # (once each: what is here or asked for already is not)
+        if spec.contained:  # (the deps are among them) wait for the head to know the call:
+            # the caller's objects it refers to may reach the head after this worker asks
+            self.client.fetch_for(spec.task_id, spec.deps)
         self._release(conn)
+
+    def on_known(self, msg: P.CallKnown) -> None:
+        self.known.add(msg.task_id)
+        for conn in list(self.held):
+            self._release(conn)
 
     def arrived(self, oid: int) -> None:
         """An object this worker asked for came: the calls held on it may go."""
@@ -121,10 +130,14 @@ class DirectCallers:
     def _release(self, conn: Connection) -> None:
         queue = self.held[conn]
         while queue:
-            deps = self.client.payloads(queue[0].spec.deps)
-            if deps is None:  # (asked for again if another call's release dropped it)
-                self.client.fetch(queue[0].spec.deps)
+            spec = queue[0].spec
+            if spec.contained and spec.task_id not in self.known:
                 return
+            deps = self.client.payloads(spec.deps)
+            if deps is None:  # (asked for again if another call's release dropped it)
+                self.client.fetch(spec.deps)
+                return
+            self.known.discard(spec.task_id)
             self.client.forget(deps)  # they travel with the call (_resolve reads them there)
             self._deliver(queue.popleft()._replace(deps=deps))
         del self.held[conn]
