@@ -65,7 +65,7 @@ class Peer:
             log.warning("closing a connection that did not authenticate in time")
             self.abort()
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         if self.auth is not None:
             verdict, reply, data = self.auth.feed(data)
             if verdict is None:

@@ -25,7 +25,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-READ_SIZE = 1 << 20
+from nbray._wire.transport import ReadBuffer
+
 log = logging.getLogger("nbray.head")
 
 
@@ -43,8 +44,9 @@ class Timer:
 
 
 class Stream:
-    """A connected non-blocking socket; ``on_data(bytes)`` and ``on_close()`` are set by the
-    owner. Writes never block: what the kernel does not take is sent when writable."""
+    """A connected non-blocking socket; ``on_data(data)`` (``data`` is valid during the
+    call only) and ``on_close()`` are set by the owner. Writes never block: what the kernel
+    does not take is sent when writable."""
 
     def __init__(self, reactor: Reactor, sock: socket.socket) -> None:
         self.reactor = reactor
@@ -52,7 +54,7 @@ class Stream:
         self.fd = sock.fileno()
         self.out = bytearray()
         self.closed = False
-        self.on_data: Callable[[bytes], None] = lambda data: None
+        self.on_data: Callable[[memoryview], None] = lambda data: None
         self.on_close: Callable[[], None] = lambda: None
         sock.setblocking(False)
         reactor.register(self.fd, selectors.EVENT_READ, self)
@@ -79,11 +81,11 @@ class Stream:
             self._flush()
         if events & selectors.EVENT_READ and not self.closed:
             try:
-                data = self.sock.recv(READ_SIZE)
+                data = self.reactor.reads.recv(self.sock)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
-                data = b""
+                data = memoryview(b"")
             if not data:
                 self.abort()
                 return
@@ -114,6 +116,7 @@ class Stream:
 class Reactor:
     def __init__(self) -> None:
         self.sel = selectors.DefaultSelector()
+        self.reads = ReadBuffer()  # every stream reads into it (handlers copy what they keep)
         self.timers: list[tuple[float, int, Timer]] = []
         self.soon: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._seq = itertools.count()
