@@ -186,11 +186,14 @@ class ActorTable:
         rec = self.tasks.register(peer, spec)
         actor = self.actors.get(spec.actor_id)
         if actor is None:
+            if msg.direct_worker and self.tasks.has_early(spec.task_id):
+                self.tasks.take_early(spec.task_id)  # answered before the actor ended
+                return
             cause = self.dead.get(spec.actor_id, "the actor is dead")
             self.tasks.store_error(rec, actor_died_payload(spec, cause))
             return
         actor.calls.add(spec.task_id, peer.conn_id)
-        rec.direct_worker = msg.direct_worker
+        rec.direct_worker = rec.direct_to = msg.direct_worker
         if msg.direct_worker:
             self.tasks.take_early_fetch(spec.task_id)
         if msg.direct_worker and self.tasks.has_early(spec.task_id):
@@ -255,6 +258,41 @@ class ActorTable:
         self.bus.task_event(rec, "RUNNING", worker_id=ins.worker_id, pid=peer.pid)
 
     # --- direct calls --------------------------------------------------------------------
+
+    def caller_gone(self, caller: int) -> None:
+        """A client's connection ended: the workers it called directly say which of its
+        unfinished calls reached them (on_caller_calls). The rest, recorded here, were
+        still in its outbox when it went: without this they would wait here forever."""
+        workers = set()
+        for actor in self.actors.values():
+            for call_id, conn in actor.calls.calls.items():
+                rec = self.tasks.tasks.get(call_id) if conn == caller else None
+                if rec is not None and rec.direct_to:
+                    workers.add(rec.direct_to)
+        for worker_id in workers:
+            worker = self.conns.workers.get(worker_id)
+            if worker is not None:
+                worker.send(P.CallerGone(caller))
+
+    def on_caller_calls(self, peer: Peer, msg: P.CallerCalls) -> None:
+        """The gone caller's direct calls after ``msg.last`` never reached ``peer``: the
+        head sends them (now if they were due already, else when they are)."""
+        actor = self.actors.get(self.worker_actor.get(peer.worker_id, 0))
+        if actor is None:
+            return
+        lost = sorted(
+            call_id
+            for call_id, conn in actor.calls.calls.items()
+            if conn == msg.caller and call_id > msg.last
+        )
+        for call_id in lost:
+            rec = self.tasks.tasks.get(call_id)
+            if rec is None or rec.direct_to != peer.worker_id:
+                continue
+            if rec.direct_worker:  # not due yet: the head sends it when it is
+                rec.direct_worker = 0
+            elif rec.worker_id == peer.worker_id:
+                peer.send(P.RunActorCall(rec.spec, self.tasks.dep_payloads(rec.spec.deps)))
 
     def on_listening(self, peer: Peer, msg: P.Listening) -> None:
         actor = self.actors.get(msg.actor_id)

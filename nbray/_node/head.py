@@ -124,6 +124,7 @@ class Head:
                 P.ForgetFunction: tasks.on_forget_function,
                 P.ActorStartFailed: actors.on_actor_start_failed,
                 P.Listening: actors.on_listening,
+                P.CallerCalls: actors.on_caller_calls,
                 P.Unblocked: tasks.on_unblocked,
                 P.Output: tasks.on_output,
             }
@@ -201,6 +202,7 @@ class Head:
             return
         if self._stopping:
             return
+        self.actors.caller_gone(peer.conn_id)
         self.run(self.sched.owner_gone(peer.conn_id))
         self._client_changed(peer, "DISCONNECTED")  # the kernel count follows at once
         if peer.role == "owner":

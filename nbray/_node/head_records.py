@@ -57,6 +57,7 @@ class TaskRecord:
     __slots__ = (
         "acked",
         "caller",
+        "direct_to",
         "direct_worker",
         "owner",
         "parent",
@@ -77,6 +78,7 @@ class TaskRecord:
         self.state = "PENDING"
         self.worker_id = 0
         self.direct_worker = 0  # an actor call its caller sent to this worker itself
+        self.direct_to = 0  # (the same, kept when the head sends the call on: a retry)
         self.submitted = submitted
         self.started = 0.0  # when it was last dispatched
         self.pid = 0

@@ -385,6 +385,23 @@ class ActorAddress(NamedTuple):
     last_call: int
 
 
+class CallerGone(NamedTuple):
+    """Head → an actor's worker: this direct caller's connection to the head ended (the
+    caller is gone). The worker reads what the caller sent it, then says which of its
+    direct calls reached it (CallerCalls)."""
+
+    caller: int  # the caller's client id
+
+
+class CallerCalls(NamedTuple):
+    """Worker → head: the last direct call from ``caller`` that reached this worker (0:
+    none). The caller's later direct calls, recorded by the head, never will: the head
+    sends them itself."""
+
+    caller: int
+    last: int
+
+
 class CallKnown(NamedTuple):
     """Head → an actor's worker: the caller's record of this direct call is here, so every
     object the call refers to is known (and held) by the head: the call may run."""

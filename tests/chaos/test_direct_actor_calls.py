@@ -5,8 +5,10 @@ killed while connected, output before the value, and no unauthenticated pickle l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import queue
 import signal
 import socket
 import stat
@@ -14,8 +16,9 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +78,9 @@ class Log:
 
     def naps(self) -> int:
         return self.napped
+
+    def leave(self) -> None:
+        nbray.actor.exit_actor()
 
     def say(self, text: str) -> str:
         print(text)
@@ -171,19 +177,52 @@ def test_a_direct_call_waiting_for_its_argument_leaves_the_actor_free(
     assert nbray.get(actor.calls.remote(), timeout=BOUNDED)[-2:] == [-7, 5]
 
 
-def test_direct_calls_get_arguments_put_just_before(cluster: nbray.ClusterContext) -> None:
+class SlowHeadLink:
+    """This process's frames to the head arrive ``delay`` s late, in order (a slow link):
+    whatever the actor's worker asks the head about a direct call reaches the head before
+    the caller's own messages sent just before the call."""
+
+    def __init__(self, conn: Any, delay: float) -> None:
+        self.conn = conn
+        self.delay = delay
+        self.frames: queue.Queue[tuple[float, list[Any]] | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SlowHeadLink:
+        self.send = self.conn.send
+        self.conn.send = lambda msgs: self.frames.put((time.monotonic() + self.delay, msgs))
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while (item := self.frames.get()) is not None:
+            when, msgs = item
+            time.sleep(max(0.0, when - time.monotonic()))
+            self.send(msgs)
+
+    def __exit__(self, *exc: object) -> None:
+        del self.conn.send  # the class's method again
+        self.frames.put(None)
+        self.thread.join(BOUNDED)
+
+
+def test_a_direct_call_gets_arguments_the_head_hears_of_after_the_worker_asks(
+    cluster: nbray.ClusterContext,
+) -> None:
     actor = nbray.remote(Log).remote()
     go_direct(actor)
-    # the put reaches the head on the caller's socket, the worker's fetch on its own: the
-    # head answers the fetch once it has the call's record (and so the put)
-    for i in range(20):
-        assert nbray.get(actor.add.remote(i, nbray.put(i)), timeout=BOUNDED) == i
-        assert nbray.get(actor.deref.remote([nbray.put(-i)]), timeout=BOUNDED) == -i
-    # large arguments are put by .remote() itself, just before the call (as joblib's are)
-    big = [bytes([i]) * 300_000 for i in range(8)]
-    for _ in range(5):
-        refs = [actor.size.remote(b) for b in big for _ in range(10)]
-        assert nbray.get(refs, timeout=BOUNDED) == [300_000] * 80
+    with SlowHeadLink(client().conn, delay=0.3):
+        # each put reaches the head 0.3 s after the call reached the worker, which asks
+        # the head for the argument at once: the head answers once it has the caller's
+        # record of the call (and so the put), not "lost"
+        assert nbray.get(actor.add.remote(1, nbray.put(1)), timeout=BOUNDED) == 1
+        assert nbray.get(actor.deref.remote([nbray.put(-1)]), timeout=BOUNDED) == -1
+        # a large argument is put by .remote() itself, just before the call (joblib's are)
+        big = bytes(300_000)
+        assert (
+            nbray.get([actor.size.remote(big) for _ in range(3)], timeout=BOUNDED) == [300_000] * 3
+        )
+    assert nbray.get(actor.calls.remote(), timeout=BOUNDED)[-1] == 1
 
 
 def test_worker_killed_mid_direct_call_retries_it_then_fails_when_restarts_run_out(
@@ -225,18 +264,48 @@ def test_direct_call_without_retries_fails_with_actor_died_and_the_actor_restart
     assert not (Path(cluster.session_dir) / f"a{first}").exists()
 
 
-CALLER = """
-import sys, nbray
+def test_a_direct_calls_value_outlives_its_actor_when_the_head_hears_of_the_call_late(
+    cluster: nbray.ClusterContext,
+) -> None:
+    actor = nbray.remote(Log).remote()
+    go_direct(actor)
+    with SlowHeadLink(client().conn, delay=0.5):
+        # the worker answers at once and tells the head; the caller's record of the call
+        # reaches the head after the actor has ended
+        ref = actor.add.remote(5)
+        assert nbray.get(ref, timeout=BOUNDED) == 5
+        actor.leave.remote()
+        time.sleep(0.25)
+    # the head keeps the answer it had, not an ActorDiedError, for the ref passed on
+    assert nbray.get(echo.remote(ref), timeout=BOUNDED) == 5
+
+
+DIRECT_CALLER = """
+import sys, time, nbray
 nbray.init(address=sys.argv[1], namespace="direct")
 actor = nbray.get_actor("log")
-while True:  # until the head offers the address and this process takes it
+client = nbray._model.session.current_engine().client
+while not client.direct.connected(actor._actor_id):  # until it takes the head's offer
     nbray.get(actor.pid.remote())
-    if nbray._model.session.current_engine().client.direct.connected(actor._actor_id):
-        break
-refs = [actor.nap.remote(0.01) for _ in range(300)]  # a flood, left unanswered
-print("calling", flush=True)
-nbray.get(refs)
 """
+
+
+@contextlib.contextmanager
+def caller(ctx: nbray.ClusterContext, tmp_path: Path, body: str, says: str) -> Iterator[None]:
+    """Another driver, calling the actor named "log" directly, then running ``body``;
+    yields once it printed ``says``, and is SIGKILLed after."""
+    script = tmp_path / "caller.py"
+    script.write_text(DIRECT_CALLER + textwrap.dedent(body))
+    proc = subprocess.Popen(
+        [sys.executable, str(script), ctx.session_dir], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == says
+        yield
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(BOUNDED)
 
 
 def test_a_caller_killed_while_calling_directly_leaves_the_actor_serving(
@@ -245,18 +314,13 @@ def test_a_caller_killed_while_calling_directly_leaves_the_actor_serving(
     ctx = cluster_factory(num_cpus=2, namespace="direct")
     actor = nbray.remote(Log).options(name="log", lifetime="detached").remote()
     pid = go_direct(actor)
-    script = tmp_path / "caller.py"
-    script.write_text(textwrap.dedent(CALLER))
-    proc = subprocess.Popen(
-        [sys.executable, str(script), ctx.session_dir], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "calling"
+    flood = """
+        refs = [actor.nap.remote(0.01) for _ in range(300)]  # a flood, left unanswered
+        print("calling", flush=True)
+        nbray.get(refs)
+    """
+    with caller(ctx, tmp_path, flood, "calling"):
         wait_until(lambda: nbray.get(actor.naps.remote(), timeout=BOUNDED) > 0, BOUNDED)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(BOUNDED)
     # the worker outlived its caller (answers to a closed connection are dropped), this
     # process still calls it directly, and the head's record of the calls empties
     assert nbray.get(actor.pid.remote(), timeout=BOUNDED) == pid
@@ -266,6 +330,32 @@ def test_a_caller_killed_while_calling_directly_leaves_the_actor_serving(
         BOUNDED,
     )
     nbray.kill(actor)
+
+
+def test_direct_calls_a_dead_caller_never_sent_are_sent_by_the_head(
+    cluster_factory: Callable[..., nbray.ClusterContext], tmp_path: Path
+) -> None:
+    ctx = cluster_factory(num_cpus=2, namespace="direct")
+    actor = nbray.remote(Log).options(name="log").remote()
+    go_direct(actor)
+    unsent = f"""
+        # this process dies with its direct calls unsent: only the head's records of them
+        client.direct.outbox.flush = lambda before=None: before is not None and before()
+        refs = [actor.nap.remote(0) for _ in range(20)]
+        client.send()  # the records (deferred until the next send)
+        client.barrier()
+        print("recorded", flush=True)
+        time.sleep({BOUNDED})
+    """
+    with caller(ctx, tmp_path, unsent, "recorded"):
+        pass
+    # the head recorded 20 calls the worker never got: once the caller is gone, the
+    # worker says so, and the head sends them on itself (none waits forever)
+    wait_until(lambda: nbray.get(actor.naps.remote(), timeout=BOUNDED) == 20, BOUNDED)
+    wait_until(
+        lambda: session.current_engine().actor_info(actor._actor_id)["pending_calls"] == 0,  # type: ignore[attr-defined]
+        BOUNDED,
+    )
 
 
 def test_output_of_a_direct_call_comes_before_its_value(

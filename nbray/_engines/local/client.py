@@ -88,6 +88,7 @@ class Client:
         self._late_drops: deque[int] = deque()  # released, local copy not yet dropped
         # messages to send, and object holds (+id) and releases (-id), in order
         self._outq: deque[Any] = deque()
+        self._posted = False  # a message was posted since the last send began
         self._waiters: dict[int, list[_Waiter]] = {}
         self._flush_needed = threading.Event()
         self._replies: dict[int, list[Any]] = {}
@@ -134,10 +135,18 @@ class Client:
                 "; call nbray.init() again"
             )
         with self._send_lock:
+            self._posted = False
             batch = self._drain()
             batch.extend(msgs)
             if batch:
                 self.conn.send(batch)
+
+    def send_posted(self) -> None:
+        """Send the queue if a message was posted to it since the last send, or wait for a
+        send under way: what was posted is sent when this returns (what is only deferred
+        may wait)."""
+        if self._posted or self._send_lock.locked():
+            self.send()
 
     def post(self, msg: Any) -> None:
         """Queue ``msg``: the flusher thread sends it at once, batched with whatever else
@@ -145,6 +154,11 @@ class Client:
         if self.closed:
             self.send()  # raises the connection error
         self._outq.append(msg)
+        self._posted = True
+        self.nudge()
+
+    def nudge(self) -> None:
+        """Wake the flusher thread: it sends what is queued, here and in ``extra_flush``."""
         if not self._flush_needed.is_set():  # (set() takes a lock even when it is set)
             self._flush_needed.set()
 
@@ -319,6 +333,11 @@ class Client:
     ) -> None:
         """Read ``conn`` too, with this client's own connection (see reading.py)."""
         self._reading.attach(conn, handle, closed)
+
+    def read_attached(self) -> None:
+        """Read what the attached connections hold now (a handler runs on the thread that
+        reads them)."""
+        self._reading.read_extras()
 
     def fetch_for(self, task_id: int, oids: Iterable[int]) -> None:
         """Ask the head for a direct call's arguments, once it has the call's record

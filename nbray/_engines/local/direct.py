@@ -84,6 +84,7 @@ class DirectCalls:
         self._conns: dict[int, tuple[int, Connection]] = {}  # actor id -> (worker id, conn)
         # calls out on a direct connection: task id -> (actor id, return ids)
         self._out: dict[int, tuple[int, tuple[int, ...]]] = {}
+        self._busy: dict[int, int] = {}  # actor id -> how many calls are out on its connection
         self._refused: set[str] = set()  # addresses that could not be reached
         self.outbox = Outbox()
 
@@ -112,12 +113,21 @@ class DirectCalls:
                 if entry is None:
                     return False
             self._out[spec.task_id] = (aid, spec.return_ids)
+            busy = self._busy[aid] = self._busy.get(aid, 0) + 1
             # in this order, before any thread can send the call: its answer is awaited,
             # and whatever asks the head about the call (a refetch) comes after the record
             client = self.client
             client.expect(spec.return_ids)
-            client.post(P.CallActor(spec, entry[0]))  # the head records it
+            record = P.CallActor(spec, entry[0])  # the head records it
+            if spec.contained:
+                client.post(record)  # the worker waits for it to fetch the arguments
+            else:
+                client.defer(record)
             self.outbox.add(entry[1], P.RunActorCall(spec, {}))
+        if busy == 1:
+            self.flush()  # a lone call (a synchronous one, say) goes now, from this thread
+        else:
+            client.nudge()  # a run of calls: the flusher sends them together
         return True
 
     def flush(self) -> None:
@@ -128,7 +138,7 @@ class DirectCalls:
 
     def _send_to_head(self) -> None:
         with contextlib.suppress(NbrayConnectionError):
-            self.client.send()
+            self.client.send_posted()
 
     def _connect(self, offer: P.ActorAddress) -> tuple[int, Connection] | None:
         if offer.address in self._refused:
@@ -148,6 +158,8 @@ class DirectCalls:
         kind = type(msg)
         with self._lock:
             out = self._out.pop(msg.task_id, None)
+            if out is not None:
+                self._busy[out[0]] -= 1
         if out is None:
             return
         client = self.client
@@ -167,6 +179,7 @@ class DirectCalls:
             if self._conns.get(aid, (0, None))[1] is conn:
                 del self._conns[aid]
             self._offers.pop(aid, None)  # (its worker is gone: wait for the head's next)
+            self._busy.pop(aid, None)
             lost = [t for t, (a, _) in self._out.items() if a == aid]
             oids = [oid for t in lost for oid in self._out.pop(t)[1]]
         self.client.refetch(oids)

@@ -51,8 +51,10 @@ class DirectCallers:
         # calls waiting for their ObjectRef arguments, with their caller's later calls
         self.held: dict[Connection, deque[P.RunActorCall]] = {}
         self.known: set[int] = set()  # held calls the head has the record of
+        self.last_from: dict[int, int] = {}  # caller's client id -> its last call that came
         client.arrival_hook = self.arrived
         client.handlers[P.CallKnown] = self.on_known
+        client.handlers[P.CallerGone] = self.on_caller_gone
         self.address = ""
 
     def listen(self, actor_id: int) -> None:
@@ -105,6 +107,7 @@ class DirectCallers:
         if spec.actor_id != self.actor_id:  # an address out of date (its pid reused)
             raise ValueError(f"a call for actor {spec.actor_id:016x} reached another actor")
         self.routes[spec.task_id] = (conn, spec.stream)
+        self.last_from[spec.task_id >> 32] = spec.task_id  # (a caller's ids only grow)
         queue = self.held.get(conn)
         if queue is None and not spec.contained:
             self._deliver(msg)
@@ -116,6 +119,13 @@ class DirectCallers:
             # the caller's objects it refers to may reach the head after this worker asks
             self.client.fetch_for(spec.task_id, spec.deps)
         self._release(conn)
+
+    def on_caller_gone(self, msg: P.CallerGone) -> None:
+        """A caller's connection to the head ended: everything it sent here is in this
+        process's socket buffers by now (read it all), so its calls after the last one
+        read never come this way; the head sends those itself."""
+        self.client.read_attached()
+        self.client.send(P.CallerCalls(msg.caller, self.last_from.pop(msg.caller, 0)))
 
     def on_known(self, msg: P.CallKnown) -> None:
         self.known.add(msg.task_id)

@@ -136,6 +136,12 @@ class Reading:
             log.exception("closing a direct connection")
             self._detach(fd)
 
+    def read_extras(self) -> None:
+        """Read every attached connection now, without blocking (by the baton's holder:
+        the thread handling a message read here)."""
+        for fd in list(self._extra):
+            self._read_extra(fd)
+
     def detach_all(self) -> None:
         for fd in list(self._extra):
             self._detach(fd)
