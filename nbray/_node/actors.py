@@ -199,6 +199,14 @@ class ActorTable:
         if msg.direct_worker and self.tasks.has_early(spec.task_id):
             self.tasks.take_early(spec.task_id)  # answered already: nothing to schedule
             return
+        if msg.direct_worker and self.worker_actor.get(msg.direct_worker) != spec.actor_id:
+            # its worker died before this record came (the death was read first): the
+            # call was in flight there, so it is retried or fails as those calls did
+            rec.direct_worker = 0
+            if not self.sched.count_lost_try(spec.task_id, spec.actor_id):
+                cause = "its worker died while the call was on it"
+                self.tasks.store_error(rec, actor_died_payload(spec, cause))
+                return
         key = (spec.actor_id, peer.conn_id)
         queue = self.held.get(key)
         if queue is None and not self._unready(spec.deps):
@@ -275,15 +283,17 @@ class ActorTable:
                 worker.send(P.CallerGone(caller))
 
     def on_caller_calls(self, peer: Peer, msg: P.CallerCalls) -> None:
-        """The gone caller's direct calls after ``msg.last`` never reached ``peer``: the
-        head sends them (now if they were due already, else when they are)."""
+        """The gone caller's unfinished direct calls that are not on ``peer`` never
+        reached it: the head sends them (now if they were due already, else when they
+        are). (Answers the worker gave came before this message, on its socket.)"""
         actor = self.actors.get(self.worker_actor.get(peer.worker_id, 0))
         if actor is None:
             return
+        here = set(msg.here)
         lost = sorted(
             call_id
             for call_id, conn in actor.calls.calls.items()
-            if conn == msg.caller and call_id > msg.last
+            if conn == msg.caller and call_id not in here
         )
         for call_id in lost:
             rec = self.tasks.tasks.get(call_id)

@@ -883,6 +883,17 @@ class Scheduler:
         actor.queue.append(call_id)
         return []
 
+    def count_lost_try(self, call_id: int, actor_id: int) -> bool:
+        """A direct call's first try was on a worker that died before the head heard of
+        the call: count it; False when the call has no retry left."""
+        actor = self.actors.get(actor_id)
+        if actor is None:
+            return True  # (actor_call fails it)
+        if 0 <= actor.max_task_retries < 1:
+            return False
+        actor.call_attempts[call_id] = 1
+        return True
+
     def _dispatch_call(self, actor: _Actor, call_id: int) -> DispatchCall:
         attempts = actor.call_attempts.get(call_id, 0) + 1
         actor.call_attempts[call_id] = attempts

@@ -401,6 +401,8 @@ class TaskTable:
         rec = self.tasks.get(msg.task_id)
         if rec is not None:
             owner = rec.owner
+        elif msg.task_id >> 32 in self.conns.peers:
+            owner = msg.task_id >> 32  # a direct call whose record is still on its way
         else:
             found = self.actors.owner_of_worker(peer.worker_id) if self.actors else None
             if found is None:

@@ -394,12 +394,12 @@ class CallerGone(NamedTuple):
 
 
 class CallerCalls(NamedTuple):
-    """Worker → head: the last direct call from ``caller`` that reached this worker (0:
-    none). The caller's later direct calls, recorded by the head, never will: the head
-    sends them itself."""
+    """Worker → head: the direct calls from ``caller`` this worker has and has not
+    answered. The caller's other unfinished direct calls, recorded by the head, never
+    reached it (they were in the caller's outbox): the head sends them itself."""
 
     caller: int
-    last: int
+    here: tuple[int, ...]
 
 
 class CallKnown(NamedTuple):

@@ -82,6 +82,14 @@ class Log:
     def leave(self) -> None:
         nbray.actor.exit_actor()
 
+    def count(self, n: int) -> Any:
+        yield from range(n)
+
+    def crash(self, path: str) -> None:
+        with open(path, "a") as f:
+            f.write("x")
+        os._exit(1)
+
     def say(self, text: str) -> str:
         print(text)
         return text
@@ -280,6 +288,34 @@ def test_a_direct_calls_value_outlives_its_actor_when_the_head_hears_of_the_call
     assert nbray.get(echo.remote(ref), timeout=BOUNDED) == 5
 
 
+def test_a_lone_generator_call_keeps_every_item(cluster: nbray.ClusterContext) -> None:
+    actor = nbray.remote(Log).remote()
+    go_direct(actor)
+    for _ in range(5):
+        # the items reach the head from the worker while the caller waits: the head knows
+        # the call by then, or it would drop them
+        items = actor.count.remote(5)
+        time.sleep(0.02)
+        assert [nbray.get(r, timeout=BOUNDED) for r in items] == list(range(5))
+
+
+def test_a_direct_call_its_worker_died_on_before_the_head_heard_of_it_is_not_run_again(
+    cluster: nbray.ClusterContext, tmp_path: Path
+) -> None:
+    actor = nbray.remote(Log).options(max_restarts=2, max_task_retries=0).remote()
+    go_direct(actor)
+    ran = tmp_path / "ran"
+    with SlowHeadLink(client().conn, delay=0.5):
+        # the worker dies at once; the head handles its death, and restarts the actor,
+        # before the caller's record of the call arrives: it was in flight on that worker,
+        # so with no retries it fails, and it does not run on the new worker
+        ref = actor.crash.remote(str(ran))
+        with pytest.raises(ActorDiedError):
+            nbray.get(ref, timeout=BOUNDED)
+    assert nbray.get(actor.add.remote(1), timeout=BOUNDED) == 1
+    assert ran.read_text() == "x"
+
+
 DIRECT_CALLER = """
 import sys, time, nbray
 nbray.init(address=sys.argv[1], namespace="direct")
@@ -291,9 +327,10 @@ while not client.direct.connected(actor._actor_id):  # until it takes the head's
 
 
 @contextlib.contextmanager
-def caller(ctx: nbray.ClusterContext, tmp_path: Path, body: str, says: str) -> Iterator[None]:
+def caller(ctx: nbray.ClusterContext, tmp_path: Path, body: str, says: str) -> Iterator[list[str]]:
     """Another driver, calling the actor named "log" directly, then running ``body``;
-    yields once it printed ``says``, and is SIGKILLed after."""
+    yields the lines it printed before ``says`` once it printed that, and is SIGKILLed
+    after."""
     script = tmp_path / "caller.py"
     script.write_text(DIRECT_CALLER + textwrap.dedent(body))
     proc = subprocess.Popen(
@@ -301,8 +338,14 @@ def caller(ctx: nbray.ClusterContext, tmp_path: Path, body: str, says: str) -> I
     )
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == says
-        yield
+        lines = []
+        for line in proc.stdout:
+            if line.strip() == says:
+                break
+            lines.append(line)
+        else:
+            raise AssertionError(f"the caller ended without printing {says!r}: {lines}")
+        yield lines
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(BOUNDED)
@@ -356,6 +399,23 @@ def test_direct_calls_a_dead_caller_never_sent_are_sent_by_the_head(
         lambda: session.current_engine().actor_info(actor._actor_id)["pending_calls"] == 0,  # type: ignore[attr-defined]
         BOUNDED,
     )
+
+
+def test_output_of_a_direct_call_goes_to_its_caller_not_the_actors_owner(
+    cluster_factory: Callable[..., nbray.ClusterContext], tmp_path: Path
+) -> None:
+    ctx = cluster_factory(num_cpus=2, namespace="direct")
+    actor = nbray.remote(Log).options(name="log").remote()
+    nbray.get(actor.pid.remote(), timeout=BOUNDED)
+    # the worker's output reaches the head before the other driver's record of the call
+    # (it goes with that driver's next message): it still goes to that driver
+    body = """
+        for i in range(3):
+            nbray.get(actor.say.remote(f"said-{i}"))
+        print("done", flush=True)
+    """
+    with caller(ctx, tmp_path, body, "done") as lines:
+        assert [i for i in range(3) if any(f"said-{i}" in line for line in lines)] == [0, 1, 2]
 
 
 def test_output_of_a_direct_call_comes_before_its_value(

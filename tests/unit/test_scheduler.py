@@ -54,6 +54,7 @@ EVENTS = (
     "create_actor",
     "actor_call",
     "call_finished",
+    "count_lost_try",
     "kill_actor",
     "create_placement_group",
     "remove_placement_group",
@@ -1483,6 +1484,22 @@ def test_in_flight_calls_fail_when_max_task_retries_is_zero() -> None:
         SpawnWorker(wid + 1, 1),
     ]
     assert s.worker_started(wid + 1) == [StartActor(wid + 1, 1), ActorStateChanged(1, "ALIVE")]
+
+
+def test_a_direct_call_whose_worker_died_unheard_of_has_used_its_first_try() -> None:
+    s = boot({"CPU": 1})
+    alive_actor(s, 1, restarts=-1, task_retries=0)
+    assert s.count_lost_try(100, 1) is False  # no retry left: the caller fails it
+    s = boot({"CPU": 1})
+    wid = alive_actor(s, 1, restarts=-1, task_retries=1)
+    assert s.count_lost_try(100, 1) is True
+    assert s.actor_call(100, 1) == [DispatchCall(wid, 1, 100)]
+    # that was its one retry: the next death fails it
+    assert s.worker_died(wid, 1) == [
+        ActorStateChanged(1, "RESTARTING", "its process exited with code 1"),
+        FailCall(100, 1, "actor_died", "its process exited with code 1"),
+        SpawnWorker(wid + 1, 1),
+    ]
 
 
 def test_in_flight_call_retried_up_to_max_task_retries() -> None:

@@ -119,8 +119,10 @@ class DirectCalls:
             client = self.client
             client.expect(spec.return_ids)
             record = P.CallActor(spec, entry[0])  # the head records it
-            if spec.contained:
-                client.post(record)  # the worker waits for it to fetch the arguments
+            if spec.contained or spec.stream:
+                # the worker waits for it to fetch the arguments; a generator's items go
+                # to the head, which must know the call to keep them
+                client.post(record)
             else:
                 client.defer(record)
             self.outbox.add(entry[1], P.RunActorCall(spec, {}))

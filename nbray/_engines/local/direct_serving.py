@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nbray._wire import protocol as P
@@ -51,7 +52,10 @@ class DirectCallers:
         # calls waiting for their ObjectRef arguments, with their caller's later calls
         self.held: dict[Connection, deque[P.RunActorCall]] = {}
         self.known: set[int] = set()  # held calls the head has the record of
-        self.last_from: dict[int, int] = {}  # caller's client id -> its last call that came
+        # held while an answer leaves (route dropped, head's copy queued), and while the
+        # head is told which calls of a gone caller are here: a call is one or the other
+        self.lock = threading.Lock()
+        self.accepting = threading.Lock()  # held from a caller's handshake to its attach
         client.arrival_hook = self.arrived
         client.handlers[P.CallKnown] = self.on_known
         client.handlers[P.CallerGone] = self.on_caller_gone
@@ -87,14 +91,20 @@ class DirectCallers:
     def _accept_loop(self, listener: socket.socket) -> None:
         while True:
             try:
-                conn = Connection.accept(listener, self.secret, ACCEPT_TIMEOUT)
+                sock, _ = listener.accept()
             except OSError as exc:
                 if listener.fileno() < 0:
                     return
                 log.info("refused a direct caller: %s", exc)
                 time.sleep(0.01)  # (out of file descriptors, say: do not spin)
                 continue
-            self.client.attach(conn, functools.partial(self._on_message, conn))
+            with self.accepting:
+                try:
+                    conn = Connection.handshake(sock, self.secret, ACCEPT_TIMEOUT)
+                except OSError as exc:
+                    log.info("refused a direct caller: %s", exc)
+                    continue
+                self.client.attach(conn, functools.partial(self._on_message, conn))
 
     def _on_message(self, conn: Connection, msg: Any) -> None:
         """A caller's call (read by whichever thread reads): to the inbox in order, once
@@ -107,7 +117,6 @@ class DirectCallers:
         if spec.actor_id != self.actor_id:  # an address out of date (its pid reused)
             raise ValueError(f"a call for actor {spec.actor_id:016x} reached another actor")
         self.routes[spec.task_id] = (conn, spec.stream)
-        self.last_from[spec.task_id >> 32] = spec.task_id  # (a caller's ids only grow)
         queue = self.held.get(conn)
         if queue is None and not spec.contained:
             self._deliver(msg)
@@ -122,10 +131,16 @@ class DirectCallers:
 
     def on_caller_gone(self, msg: P.CallerGone) -> None:
         """A caller's connection to the head ended: everything it sent here is in this
-        process's socket buffers by now (read it all), so its calls after the last one
-        read never come this way; the head sends those itself."""
+        process's socket buffers by now (a connection still in its handshake is waited
+        for; then all is read). Its calls here and not answered are named to the head,
+        which sends on the ones it recorded that are neither here nor answered."""
+        with self.accepting:
+            pass
         self.client.read_attached()
-        self.client.send(P.CallerCalls(msg.caller, self.last_from.pop(msg.caller, 0)))
+        caller = msg.caller
+        with self.lock:
+            here = tuple(t for t in self.routes if t >> 32 == caller)
+            self.client.send(P.CallerCalls(caller, here))
 
     def on_known(self, msg: P.CallKnown) -> None:
         self.known.add(msg.task_id)
@@ -157,17 +172,21 @@ class DirectCallers:
         if deliver is not None:
             deliver(msg)
 
-    def answer(self, reply: Any, spoke: bool, now: bool) -> Any:
+    def answer(self, reply: Any, spoke: bool, now: bool, forward: Callable[[Any], None]) -> None:
         """Answer a direct call's caller, ``now`` or at the next ``flush`` (a run of
-        calls answered together); returns what the head gets (its copy, marked)."""
-        route = self.routes.pop(reply.task_id, None)
-        if route is None:
-            return reply
-        conn, stream = route
-        via_head = (
-            spoke or stream or (type(reply) is P.TaskDone and any(c for _, _, c in reply.results))
-        )
-        self.outbox.add(conn, P.ViaHead(reply.task_id) if via_head else reply)
-        if now:
-            self.outbox.flush()
-        return reply._replace(direct=True)
+        calls answered together), and ``forward`` the head its copy (marked)."""
+        with self.lock:
+            route = self.routes.pop(reply.task_id, None)
+            if route is None:
+                forward(reply)
+                return
+            conn, stream = route
+            via_head = (
+                spoke
+                or stream
+                or (type(reply) is P.TaskDone and any(c for _, _, c in reply.results))
+            )
+            self.outbox.add(conn, P.ViaHead(reply.task_id) if via_head else reply)
+            if now:
+                self.outbox.flush()
+            forward(reply._replace(direct=True))

@@ -137,10 +137,11 @@ class Reading:
             self._detach(fd)
 
     def read_extras(self) -> None:
-        """Read every attached connection now, without blocking (by the baton's holder:
-        the thread handling a message read here)."""
+        """Read every attached connection until it holds nothing more, without blocking
+        (by the baton's holder: the thread handling a message read here)."""
         for fd in list(self._extra):
-            self._read_extra(fd)
+            while fd in self._extra and select.select([fd], [], [], 0)[0]:
+                self._read_extra(fd)
 
     def detach_all(self) -> None:
         for fd in list(self._extra):

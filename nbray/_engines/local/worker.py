@@ -304,24 +304,26 @@ class Worker:
                 self.client.incref(ref_id, borrowed=False)
         return P.TaskDone(spec.task_id, tuple(out))
 
-    def _answer(self, reply: Any, now: bool) -> Any:
-        """A direct call's caller gets its answer now; returns the head's message."""
+    def _answer(self, reply: Any, now: bool, forward: Callable[..., None]) -> None:
+        """A direct call's caller gets its answer (``now``, or with the next flush); the
+        head gets ``reply`` (a copy, for a direct call) through ``forward``."""
         spoke = False
         for s in self.streams:
             if s.spoke and reply.task_id in s.spoke:
                 s.spoke.discard(reply.task_id)
                 spoke = True
         if self.direct is None or not self.direct.routes:
-            return reply
-        return self.direct.answer(reply, spoke, now)
+            forward(reply)
+        else:
+            self.direct.answer(reply, spoke, now, forward)
 
     def _send_reply(self, reply: Any) -> None:
-        self.client.send(self._answer(reply, now=True))
+        self._answer(reply, True, self.client.send)
         self._release_contained(reply)
 
     def _defer_reply(self, reply: Any) -> None:
         """Queue ``reply`` to go out with the next flush (a batch of results)."""
-        self.client.defer(self._answer(reply, now=False))
+        self._answer(reply, False, self.client.defer)
         self._release_contained(reply)  # queued after the reply, so released after it
         self.unflushed += 1
 
