@@ -82,9 +82,9 @@ class DirectCalls:
         self._last: dict[int, int] = {}  # actor id -> the last call id sent to it
         self._offers: dict[int, P.ActorAddress] = {}
         self._conns: dict[int, tuple[int, Connection]] = {}  # actor id -> (worker id, conn)
-        # calls out on a direct connection: task id -> (actor id, return ids)
-        self._out: dict[int, tuple[int, tuple[int, ...]]] = {}
-        self._busy: dict[int, int] = {}  # actor id -> how many calls are out on its connection
+        # calls out on a direct connection: task id -> (connection, return ids)
+        self._out: dict[int, tuple[Connection, tuple[int, ...]]] = {}
+        self._busy: dict[Connection, int] = {}  # how many calls are out on each connection
         self._refused: set[str] = set()  # addresses that could not be reached
         self.outbox = Outbox()
 
@@ -112,8 +112,9 @@ class DirectCalls:
                 entry = self._connect(offer)
                 if entry is None:
                     return False
-            self._out[spec.task_id] = (aid, spec.return_ids)
-            busy = self._busy[aid] = self._busy.get(aid, 0) + 1
+            conn = entry[1]
+            self._out[spec.task_id] = (conn, spec.return_ids)
+            busy = self._busy[conn] = self._busy.get(conn, 0) + 1
             # in this order, before any thread can send the call: its answer is awaited,
             # and whatever asks the head about the call (a refetch) comes after the record
             client = self.client
@@ -155,13 +156,20 @@ class DirectCalls:
         self.client.attach(conn, self.on_answer, lambda: self._lost(aid, conn))
         return entry
 
+    def forget(self, actor_id: int) -> None:
+        """This process killed the actor: its later calls go through the head, after the
+        kill (the calls out on the connection are answered there, or at its end)."""
+        with self._lock:
+            self._conns.pop(actor_id, None)
+            self._offers.pop(actor_id, None)
+
     def on_answer(self, msg: Any) -> None:
         """The worker's answer to a call (read by whichever thread reads)."""
         kind = type(msg)
         with self._lock:
             out = self._out.pop(msg.task_id, None)
             if out is not None:
-                self._busy[out[0]] -= 1
+                self._busy[out[0]] -= 1  # (it was in _out: its connection is in _busy)
         if out is None:
             return
         client = self.client
@@ -181,7 +189,7 @@ class DirectCalls:
             if self._conns.get(aid, (0, None))[1] is conn:
                 del self._conns[aid]
             self._offers.pop(aid, None)  # (its worker is gone: wait for the head's next)
-            self._busy.pop(aid, None)
-            lost = [t for t, (a, _) in self._out.items() if a == aid]
+            self._busy.pop(conn, None)
+            lost = [t for t, (c, _) in self._out.items() if c is conn]
             oids = [oid for t in lost for oid in self._out.pop(t)[1]]
         self.client.refetch(oids)

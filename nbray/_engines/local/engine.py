@@ -328,6 +328,7 @@ class LocalEngine(PlacementGroups, Engine):
 
     def kill_actor(self, handle: ActorHandle, no_restart: bool) -> None:
         if not self.client.closed:
+            self.client.direct.forget(handle._actor_id)  # later calls: after the kill
             self.client.send(P.KillActor(handle._actor_id, no_restart))
 
     def release_actor(self, handle: ActorHandle) -> None:
