@@ -37,6 +37,7 @@ from .waiter import Waiter as _Waiter
 
 log = logging.getLogger("nbray._engines.local.client")
 INLINE_LIMIT = 100 * 1024  # larger values go to shared memory
+LONE_AGE = 0.002  # seconds after which a call's result not back does not batch the next
 
 
 def _nothing() -> None:
@@ -89,6 +90,10 @@ class Client:
         # messages to send, and object holds (+id) and releases (-id), in order
         self._outq: deque[Any] = deque()
         self._posted = False  # a message was posted since the last send began
+        # the result of the last call sent by its caller's thread (post_call), until it
+        # comes back here, and when that send was
+        self._lone = 0
+        self._lone_sent = 0.0
         self._waiters: dict[int, list[_Waiter]] = {}
         self._flush_needed = threading.Event()
         self._replies: dict[int, list[Any]] = {}
@@ -156,6 +161,20 @@ class Client:
         self._outq.append(msg)
         self._posted = True
         self.nudge()
+
+    def post_call(self, msg: Any, result_id: int) -> None:
+        """Post a task or call whose first result is ``result_id``. A lone one (the
+        result of the last sent this way is back, or that was over ``LONE_AGE`` ago) is
+        sent by this thread, which waits for its result next, as a synchronous caller
+        does: no hand-off to the flusher thread. A run of them is batched by the flusher
+        (one frame, one wake of the head, for many)."""
+        now = time.monotonic()
+        if (self._lone and now - self._lone_sent < LONE_AGE) or self._send_lock.locked():
+            self.post(msg)
+            return
+        self._lone = result_id
+        self._lone_sent = now
+        self.send(msg)
 
     def nudge(self) -> None:
         """Wake the flusher thread: it sends what is queued, here and in ``extra_flush``."""
@@ -493,6 +512,8 @@ class Client:
 
     def _on_object_ready(self, msg: P.ObjectReady) -> None:
         oid = msg.object_id
+        if oid == self._lone:
+            self._lone = 0  # the next call is a lone one too (see post_call)
         with self._lock:
             if oid in self._requested:
                 self._objects[oid] = msg.payload

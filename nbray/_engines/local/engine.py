@@ -220,7 +220,7 @@ class LocalEngine(PlacementGroups, Engine):
             refs = [ObjectRef(oid, self) for oid in return_ids]
         if self.submit_listener is not None:
             self.submit_listener(task_id, return_ids[0])
-        client.post(P.Submit(spec, blob))
+        client.post_call(P.Submit(spec, blob), return_ids[0])
         return refs if options.num_returns else []
 
     # --- actors --------------------------------------------------------------------------
@@ -321,7 +321,7 @@ class LocalEngine(PlacementGroups, Engine):
         if self.submit_listener is not None:
             self.submit_listener(task_id, return_ids[0])
         if not client.direct.call(spec):  # straight to the actor's worker, when offered
-            client.post(P.CallActor(spec))
+            client.post_call(P.CallActor(spec), return_ids[0])
         if handle._actor_id == self.serial_actor_id:  # this actor calling itself
             self._self_calls.update(return_ids)
         return refs if num_returns else []
