@@ -3,6 +3,7 @@
     clients/workers ──authenticated frames──▶ peers.Peer ──▶ routing.Router (one table)
         ├──▶ tasks.TaskTable (tasks, objects) ──┐
         ├──▶ actors.ActorTable (actors)  ───────┼──▶ Scheduler (decides, no I/O)
+        ├──▶ leases.LeaseTable (leases) ────────┤
         └──▶ bus.EventBus (Subscribe)           │        │ instructions
                                                 │        ▼
         frames to workers/clients ◀── jobs' do_<instruction> ◀── Router.run
@@ -14,6 +15,7 @@
 
 The parts: ``peers.Connections`` (each connection), ``supervisor.Supervisor`` (worker
 processes), ``tasks.TaskTable`` (tasks and objects), ``actors.ActorTable``,
+``leases.LeaseTable`` (workers leased to clients, which send them tasks directly),
 ``bus.EventBus`` (events, history, replay), ``routing.Router``; below them the pure
 ``scheduler.Scheduler`` (with ``resources.ResourcePool``) and ``objects.ObjectDirectory``.
 The head owns the lifecycle: connections said Hello or closed, a worker exited, the
@@ -48,6 +50,7 @@ from .bus import EventBus, client_event
 from .collector import GrowthCollector
 from .head_groups import GroupTable
 from .head_records import HeadConfig
+from .leases import LeaseTable
 from .objects import GlobalGC, ObjectDirectory
 from .peers import Connections, Peer
 from .reactor import Reactor
@@ -90,6 +93,8 @@ class Head:
             self.objects, self.sched, run, self.bus, self.conns, self.supervisor, self.tasks
         )
         self.tasks.actors = self.actors
+        self.leases = LeaseTable(self.sched, run, self.conns, self.supervisor, self.tasks)
+        self.tasks.leases = self.leases
         self.groups = GroupTable(
             self.sched, run, self.bus, self.tasks.owner_and_parent, config.node_id
         )
@@ -127,6 +132,9 @@ class Head:
                 P.CallerCalls: actors.on_caller_calls,
                 P.Unblocked: tasks.on_unblocked,
                 P.Output: tasks.on_output,
+                P.LeaseRequest: self.leases.on_request,
+                P.LeaseReady: self.leases.on_ready,
+                P.LeaseReturn: self.leases.on_return,
             }
         )
         self.router.requests.update(
@@ -154,10 +162,10 @@ class Head:
             {
                 S.SpawnWorker: lambda ins: self.supervisor.spawn(ins.worker_id, ins.runtime_env),
                 S.KillWorker: lambda ins: self.supervisor.kill(ins.worker_id),
-                S.Dispatch: tasks.do_dispatch,
+                S.Dispatch: self._dispatch,
                 S.Interrupt: tasks.do_interrupt,
                 S.Unqueue: tasks.do_unqueue,
-                S.FailTask: tasks.do_fail_task,
+                S.FailTask: self._fail_task,
                 S.Retry: tasks.do_retry,
                 S.StartActor: actors.do_start_actor,
                 S.DispatchCall: actors.do_dispatch_call,
@@ -169,6 +177,14 @@ class Head:
 
     def run(self, instructions: list[Any]) -> None:
         self.router.run(instructions)
+
+    def _dispatch(self, ins: S.Dispatch) -> None:
+        if not self.leases.do_dispatch(ins):
+            self.tasks.do_dispatch(ins)
+
+    def _fail_task(self, ins: S.FailTask) -> None:
+        if not self.leases.do_fail(ins):
+            self.tasks.do_fail_task(ins)
 
     # --- connections ---------------------------------------------------------------------
 

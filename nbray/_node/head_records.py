@@ -57,8 +57,10 @@ class TaskRecord:
     __slots__ = (
         "acked",
         "caller",
+        "cancelled",
         "direct_to",
         "direct_worker",
+        "lease",
         "owner",
         "parent",
         "pid",
@@ -79,6 +81,8 @@ class TaskRecord:
         self.worker_id = 0
         self.direct_worker = 0  # an actor call its caller sent to this worker itself
         self.direct_to = 0  # (the same, kept when the head sends the call on: a retry)
+        self.lease = 0  # a task its client sent to the worker it leases (nbray._node.leases)
+        self.cancelled = False  # (such a task: nbray.cancel was called on it)
         self.submitted = submitted
         self.started = 0.0  # when it was last dispatched
         self.pid = 0

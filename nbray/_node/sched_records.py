@@ -52,6 +52,7 @@ class Task:
         "deps",
         "env",
         "gpu_ids",
+        "lease",
         "max_retries",
         "name",
         "owner",
@@ -92,6 +93,9 @@ class Task:
         self.env = ""  # its runtime_env: runs only on a worker started for it
         self.placement: tuple[int, int] | None = None  # (group, bundle index or -1)
         self.bundle = -1  # the bundle whose reservation it holds while it runs
+        # a client's lease of a worker (its "run" lasts until the client returns it): no
+        # task queues behind it on its worker
+        self.lease = False
 
 
 class Actor:

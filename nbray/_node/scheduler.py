@@ -364,10 +364,13 @@ class Scheduler:
         short: bool = False,
         runtime_env: str = "",
         placement: tuple[int, int] | None = None,
+        lease: bool = False,
     ) -> list[Instruction]:
         """A new task; ``unready_deps`` are its ObjectRef arguments that do not exist yet.
         A task with a ``runtime_env`` runs only on a worker started for that env; one with a
-        ``placement`` (group, bundle index or -1) only inside that bundle's reservation."""
+        ``placement`` (group, bundle index or -1) only inside that bundle's reservation. A
+        ``lease`` is scheduled as a task, and holds its worker until it finishes (the
+        client returns it): nothing is pipelined behind it."""
         resources = normalize(resources)
         if placement is not None:
             kind, problem = self._placement_problem(placement, resources)
@@ -383,6 +386,7 @@ class Scheduler:
         t.short = short and "GPU" not in resources and placement is None
         t.env = runtime_env
         t.placement = placement
+        t.lease = lease
         self.tasks[task_id] = t
         if parent:
             self.children.setdefault(parent, set()).add(task_id)
@@ -641,7 +645,8 @@ class Scheduler:
         return wid
 
     def _pipeline(self, out: list[Instruction]) -> None:
-        """Queue short ready tasks on busy workers running a task of the same shape."""
+        """Queue short ready tasks on busy workers running a task of the same shape (not a
+        lease: its worker runs only its client's tasks)."""
         if self.pipeline_depth <= 1:
             return
         while self.ready:
@@ -660,6 +665,7 @@ class Scheduler:
                     current = self.tasks.get(w.task_id)
                     if (
                         current is not None
+                        and not current.lease
                         and current.shape == t.shape
                         and current.env == t.env
                         and not current.gpu_ids
@@ -1019,10 +1025,11 @@ class Scheduler:
     # --- views -------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        """Tasks by state, for status displays."""
+        """Tasks by state, for status displays (leases are not tasks there)."""
         out: dict[str, int] = {WAITING: 0, READY: 0, RUNNING: 0}
         for t in self.tasks.values():
-            out[t.state] += 1
+            if not t.lease:
+                out[t.state] += 1
         return out
 
     def busy_workers(self) -> list[BusyWorker]:

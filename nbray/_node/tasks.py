@@ -29,6 +29,7 @@ from . import instructions as S
 from .bus import EventBus, log_event
 from .failures import error_text, failure_message
 from .head_records import TaskRecord
+from .leases import LeaseTable
 from .objects import ObjectDirectory
 from .peers import Connections, Peer
 from .scheduler import Scheduler
@@ -76,6 +77,7 @@ class TaskTable:
         self.conns = conns
         self.supervisor = supervisor
         self.actors: ActorCalls | None = None  # set once the actor table exists
+        self.leases: LeaseTable | None = None  # and the lease table
         self.tasks: dict[int, TaskRecord] = {}
         self.producer: dict[int, int] = {}  # return object id -> task id
         self.functions: dict[bytes, bytes] = {}
@@ -88,11 +90,15 @@ class TaskTable:
 
     # --- registering ---------------------------------------------------------------------
 
-    def owner_and_parent(self, peer: Peer) -> tuple[int, int]:
+    def owner_and_parent(self, peer: Peer, parent: int = 0) -> tuple[int, int]:
         """Whose work a submission from ``peer`` is: a worker's belongs to the owner of the
-        task (the parent) or actor it runs."""
+        task (the parent) or actor it runs, or of the lease it serves (``parent``: the task
+        the worker says it runs, for a leased worker, whose tasks the head records late)."""
         if peer.role != "worker":
             return peer.conn_id, 0
+        holder = self.leases.holder(peer.worker_id) if self.leases is not None else None
+        if holder is not None:
+            return holder, parent
         w = self.sched.workers.get(peer.worker_id)
         if w is not None and w.task_id and w.task_id in self.tasks:
             rec = self.tasks[w.task_id]
@@ -102,8 +108,8 @@ class TaskTable:
             return owner, 0
         return peer.conn_id, 0
 
-    def register(self, peer: Peer, spec: P.TaskSpec) -> TaskRecord:
-        owner, parent = self.owner_and_parent(peer)
+    def register(self, peer: Peer, spec: P.TaskSpec, parent: int = 0) -> TaskRecord:
+        owner, parent = self.owner_and_parent(peer, parent)
         rec = TaskRecord(spec, owner, parent, time.time())
         self.tasks[spec.task_id] = rec
         if spec.stream:
@@ -121,7 +127,15 @@ class TaskTable:
         spec = msg.spec
         if msg.func:
             self.functions[spec.func_id] = msg.func
-        rec = self.register(peer, spec)
+        rec = self.register(peer, spec, msg.parent)
+        if msg.lease and self.leases is not None:
+            self.leases.on_task(rec, msg.lease)  # its client sent it to a worker it leases
+        else:
+            self.schedule(rec, spec.max_retries)
+
+    def schedule(self, rec: TaskRecord, max_retries: int) -> None:
+        """Give the scheduler a registered task, once its arguments exist."""
+        spec = rec.spec
         unready = set()
         for dep in spec.deps:
             payload = self.objects.ready(dep)
@@ -138,7 +152,7 @@ class TaskTable:
                 spec.task_id,
                 spec.name,
                 spec.resources,
-                spec.max_retries,
+                max_retries,
                 rec.owner,
                 unready,
                 rec.parent,
@@ -147,6 +161,8 @@ class TaskTable:
                 placement=spec.placement[:2] if spec.placement else None,
             )
         )
+        if self.leases is not None and self.leases.by_worker and self.sched.ready:
+            self.leases.others_wait(rec.owner)
 
     def dep_payloads(self, deps: tuple[int, ...]) -> dict[int, P.Payload]:
         out = {}
@@ -201,7 +217,9 @@ class TaskTable:
         for oid, payload, contained in msg.results:
             self.store(oid, payload, contained)
         self.end(rec, "FINISHED")
-        if rec.spec.actor_id:
+        if rec.lease and self.leases is not None:
+            self.leases.task_ended(rec)
+        elif rec.spec.actor_id:
             self.run(self.sched.call_finished(rec.spec.task_id, rec.spec.actor_id))
         else:
             self.run(self.sched.task_finished(rec.spec.task_id, True))
@@ -217,11 +235,32 @@ class TaskTable:
             self.run(self.sched.call_finished(rec.spec.task_id, rec.spec.actor_id))
             self.store_error(rec, P.Payload(P.ERROR, msg.error))
             return
+        if rec.lease and self.leases is not None:
+            self._lease_task_failed(rec, msg)
+            return
         out = self.sched.task_finished(rec.spec.task_id, False, msg.retriable)
         retrying = any(isinstance(i, S.Retry) and i.task_id == rec.spec.task_id for i in out)
         if not retrying:
             self.store_error(rec, P.Payload(P.ERROR, msg.error))
         self.run(out)
+
+    def _lease_task_failed(self, rec: TaskRecord, msg: P.TaskFailed) -> None:
+        """A task sent on a lease raised: retried through the head if its exception is
+        retriable (its worker answered its client ViaHead), else its error is stored."""
+        assert self.leases is not None
+        self.leases.task_ended(rec)
+        if msg.retriable and not rec.cancelled and rec.spec.max_retries != 0:
+            self.retry_through_head(rec, "the task raised a retriable exception")
+        else:
+            self.store_error(rec, P.Payload(P.ERROR, msg.error))
+
+    def retry_through_head(self, rec: TaskRecord, reason: str) -> None:
+        """A task sent on a lease gets another try, from the scheduler (its first try
+        spent one of its ``max_retries``)."""
+        retries = rec.spec.max_retries
+        self.objects.discard_partial(rec.spec.return_ids)
+        self.bus.task_event(rec, "RETRYING", attempt=2, reason=reason)
+        self.schedule(rec, retries - 1 if retries > 0 else -1)
 
     # --- direct actor calls: the worker's copy of the answer may come first ------------------
 
@@ -370,6 +409,8 @@ class TaskTable:
         rec = self.tasks.get(tid)
         if rec is not None and rec.spec.actor_id:
             return  # actor calls are not cancelled (as in Ray, for running calls)
+        if rec is not None and rec.lease and self.leases is not None:
+            self.leases.cancel(rec, msg.force)  # (the scheduler has its children only)
         self.run(self.sched.cancel(tid, msg.force, msg.recursive))
 
     def do_interrupt(self, ins: S.Interrupt) -> None:

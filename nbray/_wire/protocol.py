@@ -135,8 +135,14 @@ class Welcome(NamedTuple):
 
 
 class Submit(NamedTuple):
+    """A task. ``lease``: the client sent it straight to the worker it leases under that
+    id (``nbray._engines.local.leases``): the head only records it. ``parent``: the task
+    that submits it, from a leased worker (whose running task the head may not know yet)."""
+
     spec: TaskSpec
     func: bytes  # pickled function when the head may not have it yet, else b""
+    lease: int = 0
+    parent: int = 0
 
 
 class CreateActor(NamedTuple):
@@ -414,3 +420,50 @@ class ViaHead(NamedTuple):
     output, which the head sends first, or it is a generator): fetch it there."""
 
     task_id: int
+
+
+# --- worker leases (``nbray._engines.local.leases``, ``nbray._node.leases``) --------------------
+
+
+class LeaseRequest(NamedTuple):
+    """Client → head: lease a worker with these resources, to send it tasks directly."""
+
+    lease_id: int
+    resources: dict[str, float]
+
+
+class Leased(NamedTuple):
+    """Head → a worker: it is leased to a client, whose work runs in ``job``; it answers
+    LeaseReady once it takes direct tasks (in that job)."""
+
+    lease_id: int
+    job: Job | None
+
+
+class LeaseReady(NamedTuple):
+    """Worker → head: the leased worker takes tasks at ``address``."""
+
+    lease_id: int
+    address: str
+
+
+class LeaseGranted(NamedTuple):
+    """Head → client: send tasks of the lease's resources to ``worker_id`` at ``address``,
+    one at a time, until the lease is returned."""
+
+    lease_id: int
+    worker_id: int
+    address: str
+
+
+class LeaseReturn(NamedTuple):
+    """Client → head: this client sends no more tasks on the lease (requested or granted):
+    the worker is the scheduler's again once the tasks sent on it are done."""
+
+    lease_id: int
+
+
+class LeaseRevoke(NamedTuple):
+    """Head → client: others wait for workers: return the lease once its task is done."""
+
+    lease_id: int

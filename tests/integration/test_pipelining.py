@@ -112,10 +112,13 @@ def fan0(depth: int) -> int:
 
 
 def warm_up(call: Callable[[], nbray.ObjectRef]) -> Any:
-    """Run a task WARM_UP times, one at a time, so the head counts its function as short."""
+    """Run a task WARM_UP times, one at a time, so the head counts its function as short;
+    then give back the worker lease those ran on (this file tests the head's pipelining:
+    the tasks after this go through the head, not straight to a leased worker)."""
     result = None
     for _ in range(WARM_UP):
         result = nbray.get(call(), timeout=GET_TIMEOUT)
+    session.get_engine().client.leases.return_idle(at_once=True)  # type: ignore[union-attr]
     return result
 
 

@@ -1076,6 +1076,26 @@ def test_tasks_of_another_shape_are_not_pipelined() -> None:
     assert s.task_finished(5, ok=True) == [Dispatch(1, 6)]
 
 
+def test_a_lease_holds_its_worker_until_it_finishes_and_nothing_queues_behind_it() -> None:
+    s = boot({"CPU": 2}, pipeline_depth=4)
+    lease = s.submit(9, "lease", {"CPU": 1.0}, 0, 1, set(), lease=True)
+    assert lease == [Dispatch(2, 9)]
+    assert submit(s, 1, short=True) == [Dispatch(1, 1)]
+    # short tasks queue behind the task on worker 1, never behind the lease (worker 2 is
+    # the less loaded one by the third)
+    assert submit(s, 2, short=True) == [Dispatch(1, 2)]
+    assert submit(s, 3, short=True, owner=2) == [Dispatch(1, 3)]
+    assert s.counts() == {"WAITING": 0, "READY": 0, "RUNNING": 3}  # (a lease is no task)
+    assert s.available == {"CPU": 0.0}
+    assert s.running_by_owner() == {1: 3, 2: 1}  # (it is its owner's share)
+    # returned: its worker is idle again
+    assert s.task_finished(9, ok=True) == []
+    assert s.available == {"CPU": 1.0}
+    # the client went while its lease's worker ran its task: the worker is killed
+    assert s.submit(10, "lease", {"CPU": 1.0}, 0, 3, set(), lease=True) == [Dispatch(2, 10)]
+    assert KillWorker(2) in s.owner_gone(3)
+
+
 def test_gpu_tasks_are_never_pipelined() -> None:
     s = boot({"CPU": 2, "GPU": 1}, pipeline_depth=4)
     shape = {"CPU": 1, "GPU": 0.5}

@@ -31,6 +31,7 @@ from nbray._wire import protocol as P
 from nbray._wire.transport import Connection
 
 from .direct import DirectCalls
+from .leases import Leases
 from .reading import Reading
 from .streams import Streams
 from .waiter import Waiter as _Waiter
@@ -119,6 +120,12 @@ class Client:
         # sends what waits for direct connections (the flusher runs it after its own send)
         self.extra_flush: Callable[[], None] = self.direct.flush
         self.handlers[P.ActorAddress] = self.direct.on_address
+        # a driver on this machine leases workers for the tasks it waits for one by one
+        local = address.startswith("unix:") or "/" in address
+        self.leases = Leases(self) if role != "worker" and local else None
+        if self.leases is not None:
+            self.handlers[P.LeaseGranted] = self.leases.on_granted
+            self.handlers[P.LeaseRevoke] = self.leases.on_revoke
         for queued in first[1:]:
             self._handle(queued)
         self._reading = Reading(self.conn, self._handle, self._connection_ended)
@@ -162,19 +169,20 @@ class Client:
         self._posted = True
         self.nudge()
 
-    def post_call(self, msg: Any, result_id: int) -> None:
+    def post_call(self, msg: Any, result_id: int) -> bool:
         """Post a task or call whose first result is ``result_id``. A lone one (the
         result of the last sent this way is back, or that was over ``LONE_AGE`` ago) is
         sent by this thread, which waits for its result next, as a synchronous caller
         does: no hand-off to the flusher thread. A run of them is batched by the flusher
-        (one frame, one wake of the head, for many)."""
+        (one frame, one wake of the head, for many). True: it was a lone one."""
         now = time.monotonic()
         if (self._lone and now - self._lone_sent < LONE_AGE) or self._send_lock.locked():
             self.post(msg)
-            return
+            return False
         self._lone = result_id
         self._lone_sent = now
         self.send(msg)
+        return True
 
     def nudge(self) -> None:
         """Wake the flusher thread: it sends what is queued, here and in ``extra_flush``."""
@@ -223,6 +231,8 @@ class Client:
                 with contextlib.suppress(NbrayConnectionError):
                     self.send()
             self.extra_flush()
+            if self.leases is not None:
+                self.leases.return_idle()
             if self._late_drops:
                 with self._lock:
                     self._drop_late()
@@ -346,6 +356,20 @@ class Client:
     def arrived(self, oid: int, payload: P.Payload) -> None:
         """An object's payload came on another connection (a direct call's answer)."""
         self._on_object_ready(P.ObjectReady(oid, payload))
+
+    def answered(self, msg: Any, return_ids: tuple[int, ...]) -> None:
+        """A worker's answer on a direct connection (to a direct actor call, or a task
+        sent on a lease): its values, its error, or (ViaHead) fetch them from the head."""
+        kind = type(msg)
+        if kind is P.TaskDone:
+            for oid, payload, _ in msg.results:
+                self.arrived(oid, payload)
+        elif kind is P.TaskFailed:
+            error = P.Payload(P.ERROR, msg.error)
+            for oid in return_ids:
+                self.arrived(oid, error)
+        else:  # ViaHead
+            self.refetch(return_ids)
 
     def attach(
         self, conn: Connection, handle: Callable[[Any], None], closed: Callable[[], None] = _nothing
@@ -555,6 +579,8 @@ class Client:
     def close(self) -> None:
         if self.closed:
             return
+        if self.leases is not None:
+            self.leases.return_all()  # (else the head kills the leased workers)
         with contextlib.suppress(NbrayConnectionError):
             self.send()
         self.closed = True

@@ -165,23 +165,12 @@ class DirectCalls:
 
     def on_answer(self, msg: Any) -> None:
         """The worker's answer to a call (read by whichever thread reads)."""
-        kind = type(msg)
         with self._lock:
             out = self._out.pop(msg.task_id, None)
             if out is not None:
                 self._busy[out[0]] -= 1  # (it was in _out: its connection is in _busy)
-        if out is None:
-            return
-        client = self.client
-        if kind is P.TaskDone:
-            for oid, payload, _ in msg.results:
-                client.arrived(oid, payload)
-        elif kind is P.TaskFailed:
-            error = P.Payload(P.ERROR, msg.error)
-            for oid in out[1]:
-                client.arrived(oid, error)
-        else:  # ViaHead
-            client.refetch(out[1])
+        if out is not None:
+            self.client.answered(msg, out[1])
 
     def _lost(self, aid: int, conn: Connection) -> None:
         """The connection ended: what was out on it comes from the head."""

@@ -1,10 +1,12 @@
-"""An actor's worker taking calls straight from their callers (direct actor calls).
+"""A worker taking calls straight from their callers: an actor's (direct actor calls), or
+a leased worker's tasks (``leases``).
 
     start_actor ──listen()──▶ a Unix socket beside the head's, in the session's 0700
         directory ──Listening(address)──▶ head ──ActorAddress──▶ callers
+    Leased ──listen()──▶ the same ──LeaseReady(address)──▶ head ──LeaseGranted──▶ client
     caller ──connect, HMAC handshake (Connection.accept)──▶ accept thread ──attach──▶
         the worker client's reader (the same poll as the head's socket)
-    caller ──RunActorCall──▶ route recorded ──▶ the worker's inbox, as the head's calls
+    caller ──RunActorCall / RunTask──▶ route recorded ──▶ the worker's inbox, as the head's
     the call's answer ──answer()──▶ the caller (TaskDone/TaskFailed, or ViaHead when the
         answer must follow output or generator items through the head)
                      └──▶ the head's copy (direct=True): it records and stores as always
@@ -46,7 +48,8 @@ class DirectCallers:
     def __init__(self, client: Client, secret: bytes) -> None:
         self.client = client
         self.secret = secret
-        self.routes: dict[int, tuple[Connection, int]] = {}  # task id -> (caller, stream)
+        # task id -> (caller, its stream (a generator call), whether a task not a call)
+        self.routes: dict[int, tuple[Connection, int, bool]] = {}
         self.outbox = Outbox()  # answers not sent yet
         self.actor_id = 0
         # calls waiting for their ObjectRef arguments, with their caller's later calls
@@ -61,16 +64,25 @@ class DirectCallers:
         client.handlers[P.CallerGone] = self.on_caller_gone
         self.address = ""
 
-    def listen(self, actor_id: int) -> None:
-        """Take direct calls for ``actor_id`` (a cluster reached over TCP: only through
-        the head, which is where its callers are)."""
+    def serve_actor(self, actor_id: int) -> None:
+        """Take direct calls for ``actor_id``, which this worker hosts; the head is told
+        where (it tells callers)."""
         self.actor_id = actor_id
+        address = self.listen()
+        if address:
+            self.client.send(P.Listening(actor_id, address))
+
+    def listen(self) -> str:
+        """Take direct calls (or, leased, tasks) at the returned address ("": not here; a
+        cluster reached over TCP takes them only through the head, where its callers are)."""
+        if self.address:
+            return self.address
         head = self.client.address
         if not head.startswith("unix:") and "/" not in head:
-            return
+            return ""
         path = os.path.join(os.path.dirname(head.removeprefix("unix:")), f"a{os.getpid()}")
         if len(path.encode()) > MAX_UNIX_PATH:
-            return
+            return ""
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with contextlib.suppress(FileNotFoundError):
@@ -80,13 +92,13 @@ class DirectCallers:
             listener.listen(64)
         except OSError as exc:
             listener.close()
-            log.info("direct actor calls are off for this actor: %s", exc)
-            return
+            log.info("direct calls are off for this worker: %s", exc)
+            return ""
         self.address = f"unix:{path}"
         threading.Thread(
             target=self._accept_loop, args=(listener,), name="nbray-direct", daemon=True
         ).start()
-        self.client.send(P.Listening(actor_id, self.address))
+        return self.address
 
     def _accept_loop(self, listener: socket.socket) -> None:
         while True:
@@ -111,12 +123,17 @@ class DirectCallers:
         its ObjectRef arguments are here. Held meanwhile, with that caller's later calls,
         as the head holds them: the actor's thread never blocks on an argument, so a call
         it must run first (from a task that argument waits for) is not stuck behind it."""
-        if type(msg) is not P.RunActorCall:  # a caller sends nothing else
+        kind = type(msg)
+        if kind is P.RunTask:  # its caller leases this worker (nbray._engines.local.leases)
+            self.routes[msg.spec.task_id] = (conn, 0, True)
+            self._deliver(msg)
+            return
+        if kind is not P.RunActorCall:  # a caller sends nothing else
             return
         spec = msg.spec
         if spec.actor_id != self.actor_id:  # an address out of date (its pid reused)
             raise ValueError(f"a call for actor {spec.actor_id:016x} reached another actor")
-        self.routes[spec.task_id] = (conn, spec.stream)
+        self.routes[spec.task_id] = (conn, spec.stream, False)
         queue = self.held.get(conn)
         if queue is None and not spec.contained:
             self._deliver(msg)
@@ -167,7 +184,7 @@ class DirectCallers:
             self._deliver(queue.popleft()._replace(deps=deps))
         del self.held[conn]
 
-    def _deliver(self, msg: P.RunActorCall) -> None:
+    def _deliver(self, msg: P.RunActorCall | P.RunTask) -> None:
         deliver = self.client.task_handler  # the worker's inbox, as for the head's calls
         if deliver is not None:
             deliver(msg)
@@ -180,11 +197,13 @@ class DirectCallers:
             if route is None:
                 forward(reply)
                 return
-            conn, stream = route
+            conn, stream, task = route
             via_head = (
                 spoke
                 or stream
                 or (type(reply) is P.TaskDone and any(c for _, _, c in reply.results))
+                # a task's retriable failure: the head retries it, or stores the error
+                or (task and type(reply) is P.TaskFailed and reply.retriable)
             )
             self.outbox.add(conn, P.ViaHead(reply.task_id) if via_head else reply)
             if now:

@@ -43,6 +43,7 @@ from nbray._wire.serialization import (
 
 from .client import INLINE_LIMIT
 from .groups import PlacementGroups
+from .leases import eligible
 
 if TYPE_CHECKING:
     import subprocess
@@ -79,6 +80,8 @@ class LocalEngine(PlacementGroups, Engine):
         client.handlers[P.ActorOutOfScope] = self._on_out_of_scope
         #: the job (the driver's client id) whose work runs here: a worker sets it per task
         self.job_id = client.client_id
+        #: the task running here (a worker sets it): the parent of the tasks it submits
+        self.parent_task = 0
         #: set in a worker: ends the actor it hosts (``exit_actor``), and tells what runs
         self.exit_hook: Callable[[], None] | None = None
         self.context_hook: Callable[[], dict[str, Any]] | None = None
@@ -94,8 +97,9 @@ class LocalEngine(PlacementGroups, Engine):
 
     # --- functions and arguments ---------------------------------------------------------
 
-    def _export(self, func: Any, fp: tuple[Any, ...], what: str) -> tuple[bytes, bytes]:
-        """(function id, pickled function or b"" if the head has it already)."""
+    def _export(self, func: Any, fp: tuple[Any, ...], what: str) -> tuple[bytes, bytes, bytes]:
+        """(function id, pickled function or b"" if the head has it already, pickled
+        function)."""
         cached = self._exports.get(fp)
         if cached is not None and (cached[0] is None or cached[0]() is func):
             func_id, blob = cached[1], cached[2]
@@ -109,9 +113,9 @@ class LocalEngine(PlacementGroups, Engine):
                 ref = None
             self._exports[fp] = (ref, func_id, blob)
         if func_id in self.client.known_funcs:
-            return func_id, b""
+            return func_id, b"", blob
         self.client.known_funcs.add(func_id)
-        return func_id, blob
+        return func_id, blob, blob
 
     def _args(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], what: str
@@ -185,7 +189,7 @@ class LocalEngine(PlacementGroups, Engine):
         runtime_env = self.resolved_env(options.runtime_env)
         placement = self.placement(options.scheduling_strategy)
         args_blob, deps, contained, _keep = self._args(args, kwargs, name)
-        func_id, blob = self._export(func, fingerprint, f"remote function {name}")
+        func_id, blob, code = self._export(func, fingerprint, f"remote function {name}")
         retry: bool | bytes = options.retry_exceptions  # type: ignore[assignment]
         if not isinstance(retry, bool):
             retry = dumps_function(tuple(retry), "retry_exceptions")
@@ -220,7 +224,15 @@ class LocalEngine(PlacementGroups, Engine):
             refs = [ObjectRef(oid, self) for oid in return_ids]
         if self.submit_listener is not None:
             self.submit_listener(task_id, return_ids[0])
-        client.post_call(P.Submit(spec, blob), return_ids[0])
+        submit = P.Submit(spec, blob, 0, self.parent_task)
+        leases = client.leases
+        if leases is None or not eligible(spec):
+            client.post_call(submit, return_ids[0])
+        elif not leases.send(spec, blob, code):  # (sent: straight to its leased worker)
+            if client.post_call(submit, return_ids[0]):
+                leases.want(spec.resources)  # its caller waits for it: lease for the next
+            else:
+                leases.give_back(spec.resources)  # a run of tasks: through the head
         return refs if options.num_returns else []
 
     # --- actors --------------------------------------------------------------------------
@@ -452,6 +464,8 @@ class LocalEngine(PlacementGroups, Engine):
     # --- cluster -------------------------------------------------------------------------
 
     def cluster_info(self) -> dict[str, Any]:
+        if self.client.leases is not None:  # what they hold is free: say so, as it is
+            self.client.leases.return_idle(at_once=True)
         info = self.client.request("cluster_info")
         node = {
             "NodeID": info["node_id"],

@@ -174,6 +174,7 @@ class Worker:
             P.RunTask: self.run_task,
             P.StartActor: self.start_actor,
             P.RunActorCall: self.run_actor_call,
+            P.Leased: self.leased,
         }
 
     # --- reader thread side --------------------------------------------------------------
@@ -189,7 +190,7 @@ class Worker:
                 # answer before the next task can start (and, say, report Blocked)
                 for run in self._take_queued({msg.task_id}):  # cancelled: it never runs
                     exc = TaskCancelledError("the task was cancelled before it ran")
-                    self.client.send(self._failure(run.spec, exc))
+                    self._send_reply(self._failure(run.spec, exc))  # (to a leasing caller too)
             return
         if kind is P.StreamAck:
             with self.acks_cv:
@@ -400,6 +401,7 @@ class Worker:
         if spec.job_namespace:  # run in the submitter's namespace, as Ray's jobs do
             self.client.namespace = spec.job_namespace
         self.engine.job_id = spec.job_id or spec.task_id >> 32
+        self.engine.parent_task = spec.task_id  # (what it submits says so: see P.Submit)
         fn = self.functions.get(spec.func_id)
         if fn is None:
             try:
@@ -504,9 +506,7 @@ class Worker:
         if self.actor_error is not None:  # dead on arrival, as in Ray: no restart
             self.client.send(P.ActorStartFailed(spec.actor_id, self.actor_error.message))
             return
-        self.direct = DirectCallers(self.client, self.secret)
-        self.client.extra_flush = self.direct.outbox.flush
-        self.direct.listen(spec.actor_id)
+        self.serving().serve_actor(spec.actor_id)
         groups = dict(spec.concurrency_groups)
         if spec.is_async:
             for name, size in groups.items():
@@ -522,6 +522,20 @@ class Worker:
                 self.group_pools[name] = ThreadPoolExecutor(
                     size, thread_name_prefix=f"nbray-actor-{name}"
                 )
+
+    def serving(self) -> DirectCallers:
+        """What takes this worker's calls and tasks straight from their callers."""
+        if self.direct is None:
+            self.direct = DirectCallers(self.client, self.secret)
+            self.client.extra_flush = self.direct.outbox.flush
+        return self.direct
+
+    def leased(self, msg: P.Leased) -> None:
+        """A client leases this worker: from now on (this message is in the inbox's
+        order), its tasks come straight from it, and run in its job."""
+        if msg.job is not None:
+            apply_job(msg.job, self.fixed_cwd)
+        self.client.send(P.LeaseReady(msg.lease_id, self.serving().listen()))
 
     def _construct_on_loop(self, cls: type, args: Any, kwargs: Any) -> None:
         """An async actor's ``cls(*args, **kwargs)`` on its event loop; raises what it
