@@ -162,10 +162,10 @@ class Head:
             {
                 S.SpawnWorker: lambda ins: self.supervisor.spawn(ins.worker_id, ins.runtime_env),
                 S.KillWorker: lambda ins: self.supervisor.kill(ins.worker_id),
-                S.Dispatch: self._dispatch,
+                S.Dispatch: tasks.do_dispatch,
                 S.Interrupt: tasks.do_interrupt,
                 S.Unqueue: tasks.do_unqueue,
-                S.FailTask: self._fail_task,
+                S.FailTask: tasks.do_fail_task,
                 S.Retry: tasks.do_retry,
                 S.StartActor: actors.do_start_actor,
                 S.DispatchCall: actors.do_dispatch_call,
@@ -177,14 +177,6 @@ class Head:
 
     def run(self, instructions: list[Any]) -> None:
         self.router.run(instructions)
-
-    def _dispatch(self, ins: S.Dispatch) -> None:
-        if not self.leases.do_dispatch(ins):
-            self.tasks.do_dispatch(ins)
-
-    def _fail_task(self, ins: S.FailTask) -> None:
-        if not self.leases.do_fail(ins):
-            self.tasks.do_fail_task(ins)
 
     # --- connections ---------------------------------------------------------------------
 

@@ -183,6 +183,8 @@ class TaskTable:
 
     def do_dispatch(self, ins: S.Dispatch) -> None:
         rec = self.tasks.get(ins.task_id)
+        if rec is None and self.leases is not None and self.leases.do_dispatch(ins):
+            return  # (a lease)
         peer = self.conns.workers.get(ins.worker_id)
         if rec is None or peer is None:  # raced with a death; the scheduler will be told
             return
@@ -349,6 +351,8 @@ class TaskTable:
     def do_fail_task(self, ins: S.FailTask) -> None:
         rec = self.tasks.get(ins.task_id)
         if rec is None:
+            if self.leases is not None:
+                self.leases.do_fail(ins)  # (a lease's)
             return
         if ins.kind == "dependency":
             payload = self.objects.ready(ins.dependency) or P.lost_payload(ins.dependency)

@@ -103,6 +103,8 @@ class Leases:
         """Send ``spec`` to its idle leased worker; False: it goes through the head.
         ``head_func``: the code for the head's record (b"" if it has it); ``func``: the
         code, sent to a worker the first time."""
+        if not self._by_shape:  # (a run of tasks: none since the first gave it back)
+            return False
         shape = shape_of(spec.resources)
         with self._lock:
             lease = self._by_shape.get(shape)
