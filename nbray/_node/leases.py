@@ -9,7 +9,7 @@ the head keeps the decisions, the records and the failures (Ray's direct task su
         the answer, in either order (TaskTable stashes an early answer)
     client LeaseReturn ──▶ once the tasks recorded on it are done: Scheduler.task_finished
         (the worker is the scheduler's again)
-    another owner's work waits ──LeaseRevoke──▶ the holder returns the lease after its task
+    work waits for a worker ──LeaseRevoke──▶ the holder returns the lease after its task
     the worker dies (or is killed: its client went, a task on it was force-cancelled)
         ──FailTask(lease)──▶ each task on it is retried through the head (max_retries) or
         fails as a task on a dead worker does; a record that comes later, the same
@@ -85,7 +85,7 @@ class LeaseTable:
             )
         )
         if msg.lease_id in self.leases and self.sched.ready:
-            self.others_wait(peer.conn_id)
+            self.work_waits()
 
     def do_dispatch(self, ins: S.Dispatch) -> bool:
         """The scheduler gave a lease its worker (False: ``ins`` is not a lease's)."""
@@ -151,10 +151,11 @@ class LeaseTable:
             owner.send(P.LeaseRevoke(lease.lease_id))  # (it forgets the lease)
         return True
 
-    def others_wait(self, owner: int) -> None:
-        """Work of ``owner`` waits for a worker: the leases other owners hold go back."""
+    def work_waits(self) -> None:
+        """Work waits for a worker (another owner's, or the lease holder's own run of
+        tasks through the head): the leases go back once their task is done."""
         for lease in self.by_worker.values():
-            if lease.owner != owner and not lease.revoked and not lease.returning:
+            if not lease.revoked and not lease.returning:
                 lease.revoked = True
                 peer = self.conns.peers.get(lease.owner)
                 if peer is not None:

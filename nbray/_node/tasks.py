@@ -162,7 +162,7 @@ class TaskTable:
             )
         )
         if self.leases is not None and self.leases.by_worker and self.sched.ready:
-            self.leases.others_wait(rec.owner)
+            self.leases.work_waits()
 
     def dep_payloads(self, deps: tuple[int, ...]) -> dict[int, P.Payload]:
         out = {}

@@ -174,15 +174,17 @@ class Client:
         result of the last sent this way is back, or that was over ``LONE_AGE`` ago) is
         sent by this thread, which waits for its result next, as a synchronous caller
         does: no hand-off to the flusher thread. A run of them is batched by the flusher
-        (one frame, one wake of the head, for many). True: it was a lone one."""
+        (one frame, one wake of the head, for many). True: the last one's result was back
+        (its caller waits for each: a synchronous caller)."""
         now = time.monotonic()
-        if (self._lone and now - self._lone_sent < LONE_AGE) or self._send_lock.locked():
+        back = not self._lone
+        if (not back and now - self._lone_sent < LONE_AGE) or self._send_lock.locked():
             self.post(msg)
             return False
         self._lone = result_id
         self._lone_sent = now
         self.send(msg)
-        return True
+        return back
 
     def nudge(self) -> None:
         """Wake the flusher thread: it sends what is queued, here and in ``extra_flush``."""

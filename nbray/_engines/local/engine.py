@@ -230,9 +230,7 @@ class LocalEngine(PlacementGroups, Engine):
             client.post_call(submit, return_ids[0])
         elif not leases.send(spec, blob, code):  # (sent: straight to its leased worker)
             if client.post_call(submit, return_ids[0]):
-                leases.want(spec.resources)  # its caller waits for it: lease for the next
-            else:
-                leases.give_back(spec.resources)  # a run of tasks: through the head
+                leases.want(spec.resources)  # its caller waits for each: lease for the next
         return refs if options.num_returns else []
 
     # --- actors --------------------------------------------------------------------------

@@ -9,8 +9,8 @@ submission; the head's side is ``nbray._node.leases``).
         reads this connection with the head's) ; ViaHead ──▶ fetched from the head
                    └──Submit(spec, lease) deferred──▶ head (its record, with the next
                       message or within 50 ms)
-    a run of tasks (batched through the head) / idle for LEASE_IDLE / LeaseRevoke /
-        close ──▶ LeaseReturn (after the task on it is answered)
+    idle for LEASE_IDLE / LeaseRevoke (work waits for a worker: another driver's, or this
+        one's run of tasks through the head) / close ──▶ LeaseReturn (after its task)
     the connection ends (the worker died) ──▶ the task out on it is fetched from the head,
         which retries or fails it; the lease is gone
 
@@ -103,7 +103,7 @@ class Leases:
         """Send ``spec`` to its idle leased worker; False: it goes through the head.
         ``head_func``: the code for the head's record (b"" if it has it); ``func``: the
         code, sent to a worker the first time."""
-        if not self._by_shape:  # (a run of tasks: none since the first gave it back)
+        if not self._by_shape:
             return False
         shape = shape_of(spec.resources)
         with self._lock:
@@ -189,15 +189,6 @@ class Leases:
             lease = Lease(self.client.new_id(), dict(resources))
             self._by_shape[shape] = self._by_id[lease.lease_id] = lease
         self.client.post(P.LeaseRequest(lease.lease_id, lease.resources))
-
-    def give_back(self, resources: dict[str, float]) -> None:
-        """A run of tasks of this shape goes through the head: its lease serves them there."""
-        if not self._by_shape:
-            return
-        with self._lock:
-            lease = self._by_shape.get(shape_of(resources))
-            if lease is not None:
-                self._give_back(lease)
 
     def _give_back(self, lease: Lease) -> None:
         """Return the lease now, or once the task out on it is answered (lock held)."""
