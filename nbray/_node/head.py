@@ -285,6 +285,8 @@ class Head:
             return
         self.run(self.sched.trim())
         self.tasks.drop_stale_early()
+        if self.leases.by_worker and self.sched.ready:  # (work that became ready otherwise)
+            self.leases.work_waits()
         self.collector.tick(busy=bool(self.tasks.tasks))
         if self.bus.subscribers:
             if self.sampler is None:

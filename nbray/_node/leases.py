@@ -41,11 +41,12 @@ ENDED_HISTORY = 1000  # how many ended leases keep why they ended (for late reco
 
 
 class Lease:
-    __slots__ = ("lease_id", "owner", "returning", "revoked", "tasks", "worker_id")
+    __slots__ = ("lease_id", "owner", "resources", "returning", "revoked", "tasks", "worker_id")
 
-    def __init__(self, lease_id: int, owner: int) -> None:
+    def __init__(self, lease_id: int, owner: int, resources: dict[str, float]) -> None:
         self.lease_id = lease_id
         self.owner = owner  # the client's connection id
+        self.resources = resources
         self.worker_id = 0  # the worker it holds, once dispatched
         self.tasks: set[int] = set()  # tasks recorded on it and not ended
         self.returning = False  # the client gave it back: ends once its tasks are done
@@ -78,11 +79,10 @@ class LeaseTable:
     def on_request(self, peer: Peer, msg: P.LeaseRequest) -> None:
         if peer.role == "worker" or msg.lease_id in self.leases:
             return  # (only drivers lease: a worker's nested tasks go through the head)
-        self.leases[msg.lease_id] = Lease(msg.lease_id, peer.conn_id)
+        resources = dict(msg.resources)
+        self.leases[msg.lease_id] = Lease(msg.lease_id, peer.conn_id, resources)
         self.run(
-            self.sched.submit(
-                msg.lease_id, "lease", dict(msg.resources), 0, peer.conn_id, set(), lease=True
-            )
+            self.sched.submit(msg.lease_id, "lease", resources, 0, peer.conn_id, set(), lease=True)
         )
         if msg.lease_id in self.leases and self.sched.ready:
             self.work_waits()
@@ -153,9 +153,15 @@ class LeaseTable:
 
     def work_waits(self) -> None:
         """Work waits for a worker (another owner's, or the lease holder's own run of
-        tasks through the head): the leases go back once their task is done."""
+        tasks through the head): the leases whose resources would let it run go back once
+        their task is done. (Checked after each submit and lease request, and at the
+        head's tick for work that became ready otherwise.)"""
         for lease in self.by_worker.values():
-            if not lease.revoked and not lease.returning:
+            if (
+                not lease.revoked
+                and not lease.returning
+                and self.sched.ready_fits_with(lease.resources)
+            ):
                 lease.revoked = True
                 peer = self.conns.peers.get(lease.owner)
                 if peer is not None:
@@ -183,7 +189,8 @@ class LeaseTable:
             )
             tasks.take_early(task_id)
             return
-        if tasks.has_early(task_id):  # answered before its worker died
+        if tasks.has_early(task_id):  # answered before its worker died: (a retriable
+            rec.lease = lease_id  # failure is retried as on a live lease)
             tasks.take_early(task_id)
             return
         why = self.ended.get(lease_id) or S.FailTask(

@@ -538,6 +538,8 @@ class Scheduler:
             siblings = self.children.get(t.parent)
             if siblings is not None:
                 siblings.discard(t.task_id)
+                if not siblings:  # (a parent the scheduler never had: a task on a lease)
+                    del self.children[t.parent]
 
     def _ready_push(self, t: _Task, left: bool = False) -> None:
         self.ready.push(t.owner, t.task_id, left)
@@ -565,6 +567,15 @@ class Scheduler:
                     if t is not None:
                         running[t.owner] = running.get(t.owner, 0) + 1
         return running
+
+    def ready_fits_with(self, resources: dict[str, float]) -> bool:
+        """Whether a ready task (or lease) would fit if ``resources`` were free too: a
+        lease holding them is asked back then."""
+        avail = self.pool.available
+        for _, shape in self.ready_shapes:
+            if all(avail.get(k, 0.0) + resources.get(k, 0.0) + 1e-9 >= v for k, v in shape):
+                return True
+        return False
 
     def _shape_count(self, shape: tuple[str, Shape], delta: int) -> None:
         n = self.ready_shapes.get(shape, 0) + delta

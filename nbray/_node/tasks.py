@@ -251,7 +251,8 @@ class TaskTable:
         retriable (its worker answered its client ViaHead), else its error is stored."""
         assert self.leases is not None
         self.leases.task_ended(rec)
-        if msg.retriable and not rec.cancelled and rec.spec.max_retries != 0:
+        retry = msg.retriable and not rec.cancelled and rec.spec.max_retries != 0
+        if retry and rec.owner in self.conns.peers:  # (not for a client that went)
             self.retry_through_head(rec, "the task raised a retriable exception")
         else:
             self.store_error(rec, P.Payload(P.ERROR, msg.error))

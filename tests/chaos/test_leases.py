@@ -201,6 +201,22 @@ def test_a_task_on_a_lease_is_cancelled(cluster: nbray.ClusterContext, tmp_path:
     assert nbray.get(echo.remote(2), timeout=BOUNDED) == 2
 
 
+def test_a_task_on_a_lease_cancelled_before_it_reached_its_worker_never_runs(
+    cluster: nbray.ClusterContext, tmp_path: Path
+) -> None:
+    go_leased()
+    (conn,) = leases()._conns.values()
+    marker = tmp_path / "started"
+    with SlowHeadLink(conn, delay=0.3):
+        # the task reaches its worker 0.3 s late; the cancel, through the head, first
+        ref = on_lease(hang, str(marker))
+        nbray.cancel(ref)
+        with pytest.raises(TaskCancelledError):
+            nbray.get(ref, timeout=BOUNDED)
+    assert not marker.exists()
+    assert nbray.get(echo.remote(3), timeout=BOUNDED) == 3
+
+
 LEASING_DRIVER = """
 import os, sys, time, nbray
 nbray.init(address=sys.argv[1])

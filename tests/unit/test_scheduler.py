@@ -99,6 +99,7 @@ def test_every_event_is_validated() -> None:
         "available",
         "placement_group_problem",
         "running_by_owner",
+        "ready_fits_with",
     }
     public = {n for n in vars(Scheduler) if not n.startswith("_")} - views - {"gpu_free"}
     assert public == set(EVENTS)
@@ -1088,6 +1089,10 @@ def test_a_lease_holds_its_worker_until_it_finishes_and_nothing_queues_behind_it
     assert s.counts() == {"WAITING": 0, "READY": 0, "RUNNING": 3}  # (a lease is no task)
     assert s.available == {"CPU": 0.0}
     assert s.running_by_owner() == {1: 3, 2: 1}  # (it is its owner's share)
+    # what waits would fit in the lease's CPU (a lease is asked back then), not in none
+    assert submit(s, 4) == []
+    assert s.ready_fits_with({"CPU": 1.0}) and not s.ready_fits_with({})
+    assert s.cancel(4, force=False) == [FailTask(4, "cancelled", CANCELLED_BEFORE)]
     # returned: its worker is idle again
     assert s.task_finished(9, ok=True) == []
     assert s.available == {"CPU": 1.0}

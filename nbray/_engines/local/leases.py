@@ -161,6 +161,7 @@ class Leases:
                 return
             lease = out[0]
             lease.out = 0
+            lease.used = time.monotonic()
             if lease.returning:
                 self._give_back(lease)
         self.client.answered(msg, out[2])
@@ -173,7 +174,8 @@ class Leases:
                 del self._conns[worker_id]
             self._known.pop(worker_id, None)
             for lease in [x for x in self._by_id.values() if x.worker_id == worker_id]:
-                self._forget(lease)
+                self._forget(lease)  # (back, in case the worker lives: a bad frame, say)
+                self.client.post(P.LeaseReturn(lease.lease_id))
             lost = [t for t, (_, c, _) in self._out.items() if c is conn]
             oids = [oid for t in lost for oid in self._out.pop(t)[2]]
         self.client.refetch(oids)
@@ -188,7 +190,8 @@ class Leases:
                 return
             lease = Lease(self.client.new_id(), dict(resources))
             self._by_shape[shape] = self._by_id[lease.lease_id] = lease
-        self.client.post(P.LeaseRequest(lease.lease_id, lease.resources))
+            # (queued under the lock: a return of it, from another thread, comes after)
+            self.client.post(P.LeaseRequest(lease.lease_id, lease.resources))
 
     def _give_back(self, lease: Lease) -> None:
         """Return the lease now, or once the task out on it is answered (lock held)."""
@@ -208,7 +211,8 @@ class Leases:
         """The head's grant (on the reader thread): used from the next task on."""
         with self._lock:
             lease = self._by_id.get(msg.lease_id)
-            if lease is None:  # returned meanwhile (the head drops it then)
+            if lease is None:  # forgotten here (its worker's connection ended): back
+                self.client.post(P.LeaseReturn(msg.lease_id))
                 return
             if not msg.address or msg.address in self._refused:
                 self._give_back(lease)  # the worker takes no direct tasks
@@ -222,6 +226,8 @@ class Leases:
             lease = self._by_id.get(msg.lease_id)
             if lease is not None:
                 self._give_back(lease)
+            else:  # forgotten here: back (the head drops a return of what it ended)
+                self.client.post(P.LeaseReturn(msg.lease_id))
 
     def return_idle(self, at_once: bool = False) -> None:
         """Return the leases unused for LEASE_IDLE (the flusher's tick), or (``at_once``)

@@ -68,6 +68,7 @@ _current_spec: contextvars.ContextVar[P.TaskSpec | None] = contextvars.ContextVa
 EXIT_GRACE = 30.0  # seconds an exiting actor waits for the head to end its process
 OUTPUT_CHUNK = 8192
 REPLY_BATCH = 16  # task results sent together while more tasks wait in the inbox
+CANCEL_AHEAD = 1000  # cancels kept for tasks not here yet (a leasing caller's)
 # the pool's first workers connect before the head serves (forkserver.py): their handshake
 # waits for the head's imports, as long as the driver waits for the head (START_TIMEOUT)
 HANDSHAKE_TIMEOUT = 30.0
@@ -139,6 +140,8 @@ class Worker:
         self.running_task = 0
         self.cancel_requested = 0
         self.cancelled_task = 0  # the task nbray.cancel interrupted (is_canceled())
+        # cancelled before they came (a leasing caller's, sent straight here): as a set
+        self.cancel_ahead: dict[int, None] = {}
         self.actor: Any = None
         self.constructing = False  # the actor's __init__ is running
         self.exit_requested = 0  # the call that called exit_actor() (it ends the actor anyway)
@@ -188,9 +191,13 @@ class Worker:
                     os.kill(os.getpid(), signal.SIGINT)
                     return
                 # answer before the next task can start (and, say, report Blocked)
-                for run in self._take_queued({msg.task_id}):  # cancelled: it never runs
-                    exc = TaskCancelledError("the task was cancelled before it ran")
-                    self._send_reply(self._failure(run.spec, exc))  # (to a leasing caller too)
+                taken = self._take_queued({msg.task_id})
+                for run in taken:  # cancelled: it never runs
+                    self._cancelled_before(run)
+                if not taken:  # (a task its caller sends here itself, still on its way)
+                    self.cancel_ahead[msg.task_id] = None
+                    while len(self.cancel_ahead) > CANCEL_AHEAD:
+                        self.cancel_ahead.pop(next(iter(self.cancel_ahead)))
             return
         if kind is P.StreamAck:
             with self.acks_cv:
@@ -202,9 +209,18 @@ class Worker:
                 taken = self._take_queued(set(msg.task_ids))
                 self.client.send(P.Unqueued(tuple(run.spec.task_id for run in taken)))
             return
+        if kind is P.RunTask and self.cancel_ahead and msg.spec.task_id in self.cancel_ahead:
+            del self.cancel_ahead[msg.spec.task_id]
+            self._cancelled_before(msg)
+            return
         with self.inbox_cv:
             self.inbox.append(msg)
             self.inbox_cv.notify()
+
+    def _cancelled_before(self, run: P.RunTask) -> None:
+        """Answer a task cancelled before it ran (to its leasing caller too)."""
+        exc = TaskCancelledError("the task was cancelled before it ran")
+        self._send_reply(self._failure(run.spec, exc))
 
     def _take_queued(self, task_ids: set[int]) -> list[P.RunTask]:
         """Remove RunTasks for these ids that have not started (call with inbox_cv held)."""
