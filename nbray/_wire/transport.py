@@ -188,17 +188,10 @@ class Connection:
         self._adopt(sock, address)
 
     @classmethod
-    def accept(cls, listener: socket.socket, secret: bytes, timeout: float = 10.0) -> Connection:
-        """Take the next connection on ``listener`` and authenticate it as the server
-        (``ServerAuth``: nothing is unpickled before the peer proved the secret). Raises
-        OSError when the peer fails, goes silent for ``timeout`` or the listener closes."""
-        sock, _ = listener.accept()
-        return cls.handshake(sock, secret, timeout)
-
-    @classmethod
     def handshake(cls, sock: socket.socket, secret: bytes, timeout: float = 10.0) -> Connection:
-        """Authenticate an accepted ``sock`` as the server (see ``accept``); closes it and
-        raises OSError when the peer fails or goes silent for ``timeout``."""
+        """Authenticate an accepted ``sock`` as the server (``ServerAuth``: nothing is
+        unpickled before the peer proved the secret); closes it and raises OSError when
+        the peer fails or goes silent for ``timeout``."""
         try:
             sock.settimeout(timeout)
             auth = ServerAuth(secret)

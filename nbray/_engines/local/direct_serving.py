@@ -4,7 +4,7 @@ a leased worker's tasks (``leases``).
     start_actor ──listen()──▶ a Unix socket beside the head's, in the session's 0700
         directory ──Listening(address)──▶ head ──ActorAddress──▶ callers
     Leased ──listen()──▶ the same ──LeaseReady(address)──▶ head ──LeaseGranted──▶ client
-    caller ──connect, HMAC handshake (Connection.accept)──▶ accept thread ──attach──▶
+    caller ──connect, HMAC handshake (Connection.handshake)──▶ accept thread ──attach──▶
         the worker client's reader (the same poll as the head's socket)
     caller ──RunActorCall / RunTask──▶ route recorded ──▶ the worker's inbox, as the head's
     the call's answer ──answer()──▶ the caller (TaskDone/TaskFailed, or ViaHead when the
