@@ -196,6 +196,7 @@ class ActorTable:
         rec.direct_worker = rec.direct_to = msg.direct_worker
         if msg.direct_worker:
             self.tasks.take_early_fetch(spec.task_id)
+            self.tasks.take_early_yields(spec.task_id)
         if msg.direct_worker and self.tasks.has_early(spec.task_id):
             self.tasks.take_early(spec.task_id)  # answered already: nothing to schedule
             return

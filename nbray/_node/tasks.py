@@ -87,6 +87,9 @@ class TaskTable:
         self.early: dict[int, tuple[float, Peer, P.TaskDone | P.TaskFailed]] = {}
         # and the fetches of their arguments made before it came (take_early_fetch)
         self.early_fetches: dict[int, tuple[float, Peer, P.Fetch]] = {}
+        # and the items a direct generator call yielded before it came (the worker's
+        # socket may be read first): task id -> [(when, worker, Yielded)]
+        self.early_yields: dict[int, list[tuple[float, Peer, P.Yielded]]] = {}
 
     # --- registering ---------------------------------------------------------------------
 
@@ -294,6 +297,9 @@ class TaskTable:
         objects are stored as results nobody waits for (and freed); fetches for such
         calls are answered as they stand."""
         horizon = time.monotonic() - EARLY_WAIT
+        for task_id, items in list(self.early_yields.items()):
+            if items[0][0] < horizon:  # (their record never came: freed by on_yielded)
+                self.take_early_yields(task_id)
         for task_id, (when, peer, fetch) in list(self.early_fetches.items()):
             if when < horizon:
                 del self.early_fetches[task_id]
@@ -381,6 +387,10 @@ class TaskTable:
         """A generator task yielded: the object is its caller's, who is told at once. A
         retried task yields again from the start: the yields already reported are dropped."""
         rec = self.tasks.get(msg.task_id)
+        if rec is None and msg.direct:  # a direct call's: its record is on its way
+            self.early_yields.setdefault(msg.task_id, []).append((time.monotonic(), peer, msg))
+            self.objects.pin(msg.contained)
+            return
         caller = self.conns.peers.get(rec.caller) if rec is not None else None
         if rec is None or caller is None or msg.seq < rec.yielded:
             self.objects.set(msg.object_id, msg.payload, ())  # nobody wants it: freed
@@ -476,6 +486,13 @@ class TaskTable:
                 peer.send(P.ObjectReady(oid, payload))
         if msg.for_call:
             peer.send(P.CallKnown(msg.for_call))
+
+    def take_early_yields(self, task_id: int) -> None:
+        """A direct generator call's record came: the items it yielded before go on."""
+        early = self.early_yields.pop(task_id, None) if self.early_yields else None
+        for _, peer, msg in early or ():
+            self.on_yielded(peer, msg._replace(direct=False))
+            self.objects.unpin(msg.contained)
 
     def take_early_fetch(self, task_id: int) -> None:
         """A direct call's record came: its worker's fetch of the arguments goes on."""

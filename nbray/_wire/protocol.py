@@ -340,6 +340,7 @@ class Yielded(NamedTuple):
     object_id: int
     payload: Payload
     contained: tuple[int, ...]
+    direct: bool = False  # the call came straight from its caller (its record may be late)
 
 
 class Blocked(NamedTuple):

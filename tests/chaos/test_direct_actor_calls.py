@@ -299,6 +299,18 @@ def test_a_lone_generator_call_keeps_every_item(cluster: nbray.ClusterContext) -
         assert [nbray.get(r, timeout=BOUNDED) for r in items] == list(range(5))
 
 
+def test_a_direct_generator_calls_items_wait_for_its_late_record(
+    cluster: nbray.ClusterContext,
+) -> None:
+    actor = nbray.remote(Log).remote()
+    go_direct(actor)
+    with SlowHeadLink(client().conn, delay=0.3):
+        # the worker's items reach the head before the caller's record of the call (the
+        # head may read the worker's socket first): it keeps them until the record comes
+        items = actor.count.remote(5)
+        assert [nbray.get(r, timeout=BOUNDED) for r in items] == list(range(5))
+
+
 def test_a_direct_call_its_worker_died_on_before_the_head_heard_of_it_is_not_run_again(
     cluster: nbray.ClusterContext, tmp_path: Path
 ) -> None:

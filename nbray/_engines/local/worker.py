@@ -774,16 +774,20 @@ class Worker:
         oid = self.client.new_id()
         payload, contained = self.client.store(value, oid, f"a value yielded by {spec.name}")
         # sent now, while ``value`` keeps the refs it contains alive
-        self.client.send(P.Yielded(spec.task_id, index, oid, payload, contained))
+        direct = self._direct(spec)
+        self.client.send(P.Yielded(spec.task_id, index, oid, payload, contained, direct))
 
     def _yield_error(self, spec: P.TaskSpec, index: int, exc: BaseException) -> None:
         """The generator raised: its error is the value of the caller's next ``next``."""
         if isinstance(exc, SystemExit):
             return
         error = self._failure(spec, exc).error
-        self.client.send(
-            P.Yielded(spec.task_id, index, self.client.new_id(), P.Payload(P.ERROR, error), ())
-        )
+        oid, payload = self.client.new_id(), P.Payload(P.ERROR, error)
+        self.client.send(P.Yielded(spec.task_id, index, oid, payload, (), self._direct(spec)))
+
+    def _direct(self, spec: P.TaskSpec) -> bool:
+        """Whether ``spec`` came straight from its caller (not through the head)."""
+        return self.direct is not None and spec.task_id in self.direct.routes
 
     def _backpressure(self, spec: P.TaskSpec, produced: int) -> None:
         """Pause while ``spec.backpressure`` yields are unconsumed by the caller."""
