@@ -175,7 +175,7 @@ class Leases:
             self._known.pop(worker_id, None)
             for lease in [x for x in self._by_id.values() if x.worker_id == worker_id]:
                 self._forget(lease)  # (back, in case the worker lives: a bad frame, say)
-                self.client.post(P.LeaseReturn(lease.lease_id))
+                self._post(P.LeaseReturn(lease.lease_id))
             lost = [t for t, (_, c, _) in self._out.items() if c is conn]
             oids = [oid for t in lost for oid in self._out.pop(t)[2]]
         self.client.refetch(oids)
@@ -191,7 +191,7 @@ class Leases:
             lease = Lease(self.client.new_id(), dict(resources))
             self._by_shape[shape] = self._by_id[lease.lease_id] = lease
             # (queued under the lock: a return of it, from another thread, comes after)
-            self.client.post(P.LeaseRequest(lease.lease_id, lease.resources))
+            self._post(P.LeaseRequest(lease.lease_id, lease.resources))
 
     def _give_back(self, lease: Lease) -> None:
         """Return the lease now, or once the task out on it is answered (lock held)."""
@@ -199,7 +199,13 @@ class Leases:
         if lease.out:
             return
         self._forget(lease)
-        self.client.post(P.LeaseReturn(lease.lease_id))
+        self._post(P.LeaseReturn(lease.lease_id))
+
+    def _post(self, msg: Any) -> None:
+        """Queue a message for the head; nothing once the client closed (a grant read
+        while it shuts down, say: the head ends what the client held with it)."""
+        with contextlib.suppress(NbrayConnectionError):
+            self.client.post(msg)
 
     def _forget(self, lease: Lease) -> None:
         self._by_id.pop(lease.lease_id, None)
@@ -212,7 +218,7 @@ class Leases:
         with self._lock:
             lease = self._by_id.get(msg.lease_id)
             if lease is None:  # forgotten here (its worker's connection ended): back
-                self.client.post(P.LeaseReturn(msg.lease_id))
+                self._post(P.LeaseReturn(msg.lease_id))
                 return
             if not msg.address or msg.address in self._refused:
                 self._give_back(lease)  # the worker takes no direct tasks
@@ -227,7 +233,7 @@ class Leases:
             if lease is not None:
                 self._give_back(lease)
             else:  # forgotten here: back (the head drops a return of what it ended)
-                self.client.post(P.LeaseReturn(msg.lease_id))
+                self._post(P.LeaseReturn(msg.lease_id))
 
     def return_idle(self, at_once: bool = False) -> None:
         """Return the leases unused for LEASE_IDLE (the flusher's tick), or (``at_once``)
